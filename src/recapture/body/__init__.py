@@ -1,0 +1,1 @@
+"""Body knowledge: keypoints, parts, skeleton graph, heatmaps and layout edits."""

@@ -1,0 +1,193 @@
+"""Typed, frozen configuration: dataclasses for data, model, loss and training; YAML presets; dotted
+overrides such as ``model.lgr_steps=2``. Unknown keys and wrongly typed values are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the paired dataset lives and how it is read."""
+
+    manifest: str = ""
+    flip: bool = True
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the geometric and appearance networks (see ``recapture.models``)."""
+
+    label_set: str = "lip20"
+    image_size: tuple[int, int] = (256, 176)
+    base_channels: int = 32
+    max_channels: int = 256
+    num_down: int = 3
+    num_blocks: int = 2
+    geometric_channels: int = 32
+    sat_enabled: bool = True
+    sat_level: int = 1
+    sat_dim: int = 64
+    lgr_enabled: bool = True
+    lgr_level: int = 2
+    lgr_dim: int = 64
+    lgr_steps: int = 2
+    spectral_norm: bool = True
+    discriminator_channels: int = 32
+    discriminator_layers: int = 3
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Objective weights (paper eqs. 17-18) and variants."""
+
+    lambda_layout_adv: float = 1.0
+    lambda_image_adv: float = 5.0
+    lambda_reconstruction: float = 2.0
+    lambda_layout_ce: float = 50.0
+    perceptual_weight: float = 1.0
+    gan_mode: str = "nonsaturating"
+    vgg_weights: str = ""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping of a training run."""
+
+    batch_size: int = 4
+    steps: int = 1000
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    seed: int = 0
+    ema_decay: float = 0.0
+    log_every: int = 10
+    image_every: int = 200
+    save_every: int = 500
+    keep_last: int = 3
+    device: str = "auto"
+    bf16: bool = True
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything one run needs; written next to its checkpoints."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _convert(value: Any, annotation: Any, key: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return from_dict(annotation, value, prefix=key + ".")
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            if arg is type(None) and value is None:
+                return None
+        return _convert(value, next(a for a in typing.get_args(annotation) if a is not type(None)), key)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a nested mapping; unknown keys raise :class:`ConfigError`."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(prefix + u for u in unknown)}; "
+                          f"valid: {', '.join(prefix + n for n in sorted(names))}")
+    kwargs = {k: _convert(v, hints[k], prefix + k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Nested plain-Python mapping (tuples as lists), suitable for YAML/JSON."""
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        return v
+    return plain(config)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` overrides (values parsed as YAML) to a nested mapping copy."""
+    result = yaml.safe_load(yaml.safe_dump(data)) or {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        dotted, raw = item.split("=", 1)
+        keys = dotted.strip().split(".")
+        node = result
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {k} is not a section")
+        node[keys[-1]] = yaml.safe_load(raw)
+    return result
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                cls: type[T] = ExperimentConfig) -> T:  # type: ignore[assignment]
+    """Read a YAML preset (or defaults when ``path`` is None), apply overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        data = loaded or {}
+    data = apply_overrides(data, overrides or [])
+    try:
+        return from_dict(cls, data)
+    except ConfigError as err:
+        where = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{where}{err}") from None
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    """Write a config as YAML."""
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

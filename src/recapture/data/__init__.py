@@ -1,0 +1,1 @@
+"""Datasets: on-disk formats (DeepFashion/Market), the paired dataset, SynthHumans."""

@@ -1,0 +1,1 @@
+"""Networks: geometric and appearance generators, SAT, LGR, discriminators, losses."""

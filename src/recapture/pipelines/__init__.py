@@ -1,0 +1,1 @@
+"""What a user calls: image recapture, in-the-wild photos, video."""
