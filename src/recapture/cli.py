@@ -15,5 +15,77 @@ def main() -> None:
     """Recapture command line."""
 
 
+@data_app.command("inspect")
+def data_inspect(path: str = typer.Argument(..., help="Manifest YAML, annotation CSV or pairs CSV."),
+                 json_output: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """Validate a dataset file and print its counts (exit code 1 on invalid input)."""
+    from recapture.data.inspect import inspect_cli
+
+    result = inspect_cli(path, as_json=json_output)
+    if result.stdout:
+        typer.echo(result.stdout)
+    if result.stderr:
+        typer.echo(result.stderr, err=True)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command("train")
+def train(config: str | None = typer.Option(None, help="YAML preset, e.g. configs/synthetic.yaml."),
+          overrides: list[str] = typer.Option([], "--set", help="Dotted override, e.g. train.steps=100."),
+          resume: str | None = typer.Option(None, help="Run directory to continue exactly where it stopped.")) -> None:
+    """Train (also under torchrun: `torchrun --nproc_per_node=K -m recapture train ...`)."""
+    from recapture.config import ConfigError
+    from recapture.data.formats import FormatError
+    from recapture.training.checkpoint import CheckpointError
+    from recapture.training.run import run_training
+    from recapture.training.trainer import TrainingError
+
+    if config is None and resume is None:
+        typer.echo("error: give --config PRESET or --resume RUN_DIR", err=True)
+        raise typer.Exit(2)
+    try:
+        result = run_training(config, overrides, resume)
+    except (ConfigError, FormatError, TrainingError, CheckpointError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"trained to step {result.step} in {result.wall_seconds:.0f} s; checkpoint {result.last_checkpoint}")
+
+
+@app.command("evaluate")
+def evaluate(generated: str = typer.Option(..., help="Folder of generated images."),
+             real: str = typer.Option(..., help="Folder of the real target images."),
+             pairs: str | None = typer.Option(None, help="Pairs CSV (from,to) to match pair-named outputs."),
+             annotations: str | None = typer.Option(None, help="Annotation CSV of the targets (masked metrics)."),
+             json_path: str | None = typer.Option(None, "--json", help="Write the report as JSON here."),
+             markdown: str | None = typer.Option(None, help="Write the Markdown table here."),
+             inception_weights: str | None = typer.Option(None, help="weights-inception-2015-12-05-6726825d.pth."),
+             lpips_weights: str | None = typer.Option(None, help="torchvision alexnet-owt-7be5be79.pth."),
+             batch_size: int = typer.Option(32, min=1, help="Pairs per batch."),
+             crop_last_panel: bool = typer.Option(False, help="Score the last panel of side-by-side strips."),
+             fid_reference: str | None = typer.Option(None, help="FID reference folder (default: the targets)."),
+             keypoint_offset: tuple[int, int] = typer.Option((0, 0), help="(y, x) added to annotation joints."),
+             device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ...")) -> None:
+    """Score generated images against real ones with the documented pipeline (docs/evaluation.md)."""
+    from pathlib import Path
+
+    from recapture.evaluation import EvaluationOptions, evaluate_folders, to_markdown, write_json, write_markdown
+
+    options = EvaluationOptions(batch_size=batch_size, crop_last_panel=crop_last_panel, device=device,
+                                inception_weights=Path(inception_weights) if inception_weights else None,
+                                lpips_weights=Path(lpips_weights) if lpips_weights else None,
+                                fid_reference=Path(fid_reference) if fid_reference else None,
+                                keypoint_offset=keypoint_offset)
+    try:
+        report = evaluate_folders(generated, real, pairs, annotations, options)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(to_markdown(report))
+    if json_path:
+        write_json(report, json_path)
+    if markdown:
+        write_markdown(report, markdown)
+
+
 if __name__ == "__main__":
     app()

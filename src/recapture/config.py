@@ -31,38 +31,51 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Sizes of the geometric and appearance networks (see ``recapture.models``)."""
+    """Sizes of the geometric and appearance networks and the discriminators (``recapture.models``).
+    Defaults are the DeepFashion preset (``configs/deepfashion.yaml``).
 
-    label_set: str = "lip20"
-    image_size: tuple[int, int] = (256, 176)
-    base_channels: int = 32
-    max_channels: int = 256
-    num_down: int = 3
-    num_blocks: int = 2
-    geometric_channels: int = 32
-    sat_enabled: bool = True
-    sat_level: int = 1
-    sat_dim: int = 64
-    lgr_enabled: bool = True
-    lgr_level: int = 2
-    lgr_dim: int = 64
-    lgr_steps: int = 2
-    spectral_norm: bool = True
-    discriminator_channels: int = 32
-    discriminator_layers: int = 3
+    A *level* ``k`` is a feature map at ``1 / 2**k`` of the image size: the paper's layer ``l`` is
+    level ``l - 1`` (DeepFashion: SAT at paper layer l=3 -> level 2, 64x44 for 256x176; LGR at
+    r=5 -> level 4). ``image_size`` must be divisible by ``2**num_down``.
+    """
+
+    label_set: str = "lip20"  # part label set (recapture.body.parts): lip20 | market7 | adgan8
+    image_size: tuple[int, int] = (256, 176)  # (H, W) the networks are built for
+    base_channels: int = 64  # appearance encoder/decoder width at level 0 (doubles per level)
+    max_channels: int = 256  # width cap of every encoder/decoder level
+    num_down: int = 4  # number of downsamplings (levels 0..num_down)
+    num_blocks: int = 3  # residual blocks at the bottleneck (geometric and appearance nets)
+    decoder_blocks: int = 1  # residual blocks per appearance decoder level (levels >= 1)
+    layout_channels: int = 32  # layout encoder width at level 0 (target signals for the decoder)
+    geometric_channels: int = 32  # geometric U-Net width at level 0
+    norm: str = "instance"  # generator normalisation: instance | batch | none
+    sat_enabled: bool = True  # semantic-aware attentive transfer in the decoder
+    sat_level: int = 2  # decoder level where SAT runs (paper l - 1)
+    sat_dim: int = 64  # width of the query/key mappings g and theta
+    lgr_enabled: bool = True  # layout graph reasoning in the decoder
+    lgr_level: int = 4  # decoder level where LGR runs (paper r - 1)
+    lgr_dim: int = 64  # node feature width D
+    lgr_steps: int = 2  # graph propagation steps n (0 = no propagation)
+    spectral_norm: bool = True  # spectral norm on every conv/linear of generators and discriminators
+    discriminator_channels: int = 32  # PatchGAN width of the first layer
+    discriminator_layers: int = 3  # strided layers of each PatchGAN
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Objective weights (paper eqs. 17-18) and variants."""
+    """Objective weights of paper eqs. (17)-(18) and variants (defaults: the DeepFashion preset).
 
-    lambda_layout_adv: float = 1.0
-    lambda_image_adv: float = 5.0
-    lambda_reconstruction: float = 2.0
-    lambda_layout_ce: float = 50.0
-    perceptual_weight: float = 1.0
-    gan_mode: str = "nonsaturating"
-    vgg_weights: str = ""
+    Generator: ``l1 * L^S_G + l2 * L^H_G + l3 * (L1 + perceptual_weight * Lp) + l4 * Ls``;
+    discriminator: ``l1 * L^S_D + l2 * L^H_D``.
+    """
+
+    lambda_layout_adv: float = 1.0  # lambda_1: layout adversarial terms (D1)
+    lambda_image_adv: float = 5.0  # lambda_2: image adversarial terms (D2 + D3)
+    lambda_reconstruction: float = 2.0  # lambda_3: L1 + perceptual (10 for Market-1501)
+    lambda_layout_ce: float = 50.0  # lambda_4: per-pixel cross entropy of the predicted layout
+    perceptual_weight: float = 1.0  # weight of Lp inside the lambda_3 term (0 disables VGG19)
+    gan_mode: str = "nonsaturating"  # nonsaturating | saturating (eq. 10 literally) | hinge | lsgan
+    vgg_weights: str = ""  # VGG19 weights file (safetensors or torch state dict); "" = torch hub cache
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,8 @@ class TrainConfig:
     keep_last: int = 3
     device: str = "auto"
     bf16: bool = True
+    teacher_forcing: bool = True
+    run_dir: str = "runs/default"
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,7 @@ def _segment_distance(ys: torch.Tensor, xs: torch.Tensor, a: torch.Tensor, b: to
 
 
 def pose_mask(keypoints: np.ndarray, size: tuple[int, int], limb_radius: float | None = None,
-              closing: int | None = None) -> torch.Tensor:
+              closing: int | None = None, limbs: tuple[tuple[int, int], ...] = LIMBS) -> torch.Tensor:
     """PG2-style foreground mask from keypoints: thick limbs and joint disks, then morphological closing.
 
     Args:
@@ -149,6 +149,7 @@ def pose_mask(keypoints: np.ndarray, size: tuple[int, int], limb_radius: float |
         size: ``(H, W)``.
         limb_radius: half-thickness of limbs in pixels (default: height / 25).
         closing: side of the square closing element in pixels (default: height / 20, odd).
+        limbs: joint index pairs drawn as thick segments (default: the skeleton's :data:`LIMBS`).
 
     Returns:
         ``(H, W)`` float32 tensor of zeros and ones (all zeros when fewer than one joint is present).
@@ -160,10 +161,10 @@ def pose_mask(keypoints: np.ndarray, size: tuple[int, int], limb_radius: float |
     ys = torch.arange(height, dtype=torch.float32).view(1, height, 1)
     xs = torch.arange(width, dtype=torch.float32).view(1, 1, width)
     mask = torch.zeros(height, width, dtype=torch.bool)
-    limbs = [(a, b) for a, b in LIMBS if present[a] and present[b]]
-    if limbs:
-        idx_a = torch.tensor([a for a, _ in limbs])
-        idx_b = torch.tensor([b for _, b in limbs])
+    drawn = [(a, b) for a, b in limbs if present[a] and present[b]]
+    if drawn:
+        idx_a = torch.tensor([a for a, _ in drawn])
+        idx_b = torch.tensor([b for _, b in drawn])
         mask |= (_segment_distance(ys, xs, kp[idx_a], kp[idx_b]) <= radius).any(dim=0)
     joints = kp[present]
     if len(joints):

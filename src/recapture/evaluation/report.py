@@ -1,0 +1,167 @@
+"""The evaluation report: a frozen dataclass, its JSON form and its Markdown table.
+
+Every metric is an optional float field whose ``metadata`` gives its JSON key, its label and whether
+higher is better. *Core* metrics (the eight of the pose-transfer tables) always appear in the JSON,
+``null`` with a reason in ``unavailable`` when they could not be computed; extra metrics (e.g. a later
+SynthHumans ``invisible_l1``) appear when computed or given a reason. Adding a metric is one field::
+
+    invisible_l1: float | None = metric("invisible_l1", "Invisible L1", higher_is_better=False)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import Field, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+
+def metric(key: str, label: str, higher_is_better: bool | None, core: bool = False, digits: int = 4) -> Any:
+    """A metric field: ``None`` by default, described by its JSON ``key``, table ``label`` and direction
+    (``higher_is_better=None`` for a spread, which has no better direction)."""
+    return field(default=None, metadata={"key": key, "label": label, "higher": higher_is_better,
+                                         "core": core, "digits": digits})
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How every number was computed (also written to the JSON; see docs/evaluation.md)."""
+
+    ssim: str = ("skimage structural_similarity settings: Gaussian sigma 1.5 (11x11, truncate 3.5), "
+                 "population covariance, K1 0.01, K2 0.03, border of 5 px excluded, mean over RGB")
+    ssim_data_range: str = "max - min of each generated image on 0..255 (255 if the image is constant)"
+    mask: str = ("PATN/Deformable-GAN pose mask of the target keypoints: 23 limbs and joints of radius 4 px, "
+                 "then a 5x5 closing; masked SSIM/IS use image * mask, masked L1 the mean over mask pixels")
+    mask_limb_radius: float = 4.0
+    mask_closing: int = 5
+    inception: str = ("torch-fidelity inception-v3-compat (TF 2015-12-05 graph), uint8 input, TF1 bilinear "
+                      "resize to 299; FID on 2048-d pool3, IS on bias-free logits")
+    is_splits: int = 10
+    fid_reference: str = "the matched real target images, each once"
+    lpips: str = "LPIPS v0.1, AlexNet backbone, inputs in [-1, 1] at the real image size"
+    l1: str = "mean |generated - real| / 255 (PATN's [-1, 1] L1 is twice this)"
+    psnr: str = "per image, peak 255, MSE floored at 1e-10 (100 dB), then averaged"
+    resize: str = "generated images resized to the real size, bilinear (PIL)"
+    crop_last_panel: bool = False
+    inception_weights: str | None = None
+    lpips_weights: str | None = None
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Averaged metrics over ``count`` pairs (masked metrics over ``masked_count`` non-empty masks)."""
+
+    count: int
+    settings: EvaluationSettings = field(default_factory=EvaluationSettings)
+    ssim: float | None = metric("ssim", "SSIM", True, core=True)
+    masked_ssim: float | None = metric("masked_ssim", "Masked SSIM", True, core=True)
+    inception_score: float | None = metric("is", "IS", True, core=True, digits=3)
+    masked_inception_score: float | None = metric("masked_is", "Masked IS", True, core=True, digits=3)
+    fid: float | None = metric("fid", "FID", False, core=True, digits=3)
+    lpips: float | None = metric("lpips", "LPIPS", False, core=True)
+    l1: float | None = metric("l1", "L1", False, core=True)
+    psnr: float | None = metric("psnr", "PSNR (dB)", True, core=True, digits=3)
+    masked_l1: float | None = metric("masked_l1", "Masked L1", False)
+    inception_score_std: float | None = metric("is_std", "IS std over splits", None, digits=3)
+    masked_inception_score_std: float | None = metric("masked_is_std", "Masked IS std over splits", None,
+                                                      digits=3)
+    masked_count: int | None = None
+    unavailable: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "unavailable", dict(self.unavailable))
+        keys = {f.metadata["key"] for f in metric_fields()}
+        unknown = set(self.unavailable) - keys
+        if unknown:
+            raise ValueError(f"unavailable names unknown metrics {sorted(unknown)}; known: {sorted(keys)}")
+        for f in metric_fields():
+            value = getattr(self, f.name)
+            if value is None:
+                if f.metadata["core"] and f.metadata["key"] not in self.unavailable:
+                    raise ValueError(f"metric {f.metadata['key']!r} is None without a reason in `unavailable`")
+            elif not math.isfinite(value):
+                raise ValueError(f"metric {f.metadata['key']!r} is not finite: {value}")
+
+    def value(self, key: str) -> float | None:
+        """The value of the metric whose JSON key is ``key``."""
+        for f in metric_fields():
+            if f.metadata["key"] == key:
+                return getattr(self, f.name)
+        raise KeyError(key)
+
+
+def metric_fields() -> tuple[Field, ...]:
+    """The metric fields of :class:`EvaluationReport`, in table order."""
+    return tuple(f for f in fields(EvaluationReport) if "key" in f.metadata)
+
+
+def _shown(report: EvaluationReport, f: Field) -> bool:
+    return f.metadata["core"] or getattr(report, f.name) is not None or f.metadata["key"] in report.unavailable
+
+
+def report_to_dict(report: EvaluationReport) -> dict[str, Any]:
+    """JSON-ready dictionary: metric keys, ``count``, ``masked_count``, ``unavailable``, ``settings``."""
+    out: dict[str, Any] = {}
+    for f in metric_fields():
+        if _shown(report, f):
+            value = getattr(report, f.name)
+            out[f.metadata["key"]] = None if value is None else float(value)
+    out["count"] = report.count
+    out["masked_count"] = report.masked_count
+    out["unavailable"] = dict(report.unavailable)
+    out["settings"] = asdict(report.settings)
+    return out
+
+
+def report_from_dict(data: Mapping[str, Any]) -> EvaluationReport:
+    """Inverse of :func:`report_to_dict`; unknown keys raise ValueError."""
+    by_key = {f.metadata["key"]: f.name for f in metric_fields()}
+    known = set(by_key) | {"count", "masked_count", "unavailable", "settings"}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown report keys {sorted(unknown)}")
+    values = {by_key[k]: v for k, v in data.items() if k in by_key}
+    return EvaluationReport(count=int(data["count"]), masked_count=data.get("masked_count"),
+                            unavailable=dict(data.get("unavailable", {})),
+                            settings=EvaluationSettings(**data.get("settings", {})), **values)
+
+
+def write_json(report: EvaluationReport, path: str | Path) -> None:
+    """Write :func:`report_to_dict` as indented JSON (strict: no NaN/Infinity)."""
+    Path(path).write_text(json.dumps(report_to_dict(report), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def read_json(path: str | Path) -> EvaluationReport:
+    """Read a report written by :func:`write_json`."""
+    return report_from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def to_markdown(report: EvaluationReport, title: str = "Evaluation") -> str:
+    """A Markdown table of the metrics (arrows give the better direction), the counts and the settings."""
+    lines = [f"## {title}", "", f"{report.count} pairs"
+             + (f"; masked metrics over {report.masked_count} pairs with a non-empty pose mask"
+                if report.masked_count is not None else ""), "",
+             "| Metric | Value |", "|---|---|"]
+    reasons: dict[str, int] = {}
+    for f in metric_fields():
+        if not _shown(report, f):
+            continue
+        arrow = {True: " ↑", False: " ↓", None: ""}[f.metadata["higher"]]
+        value = getattr(report, f.name)
+        if value is None:
+            note = reasons.setdefault(report.unavailable.get(f.metadata["key"], "not computed"), len(reasons) + 1)
+            text = f"n/a [{note}]"
+        else:
+            text = f"{value:.{f.metadata['digits']}f}"
+        lines.append(f"| {f.metadata['label']}{arrow} | {text} |")
+    if reasons:
+        lines += [""] + [f"[{note}] {reason}" for reason, note in reasons.items()]
+    lines += ["", "Settings:", ""]
+    lines += [f"- {name}: {value}" for name, value in asdict(report.settings).items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(report: EvaluationReport, path: str | Path, title: str = "Evaluation") -> None:
+    """Write :func:`to_markdown` to ``path``."""
+    Path(path).write_text(to_markdown(report, title), encoding="utf-8")

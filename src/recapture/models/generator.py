@@ -1,0 +1,108 @@
+"""The full generator: geometric network (target layout) followed by the appearance network (image).
+
+Which target layout the appearance network sees:
+
+* ``target_layout`` given (a user edit at inference, or the ground truth for teacher forcing): that
+  layout, as is.
+* otherwise the prediction ``Ŝ_B`` as a *straight-through one-hot*: the value is the one-hot of
+  ``argmax(logits)`` (so SAT/LGR get hard part masks, exactly like an edited layout), the gradient is
+  that of ``softmax(logits)``, so the image losses also reach the geometric network through the
+  layout encoder and LGR's part pooling. SAT's masks are integer labels and carry no gradient.
+
+The cross-entropy and D1 adversarial terms train the geometric network through ``layout_logits``
+directly (see :mod:`recapture.models.losses`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from recapture.body.keypoints import NUM_KEYPOINTS
+from recapture.config import ModelConfig
+from recapture.models.appearance import AppearanceGenerator
+from recapture.models.blocks import validate_model_config
+from recapture.models.geometric import GeometricGenerator
+from recapture.models.layout_ops import check_shape, straight_through_one_hot, to_one_hot
+
+
+@dataclass(frozen=True)
+class GeneratorOutput:
+    """What :class:`RecaptureGenerator` produces."""
+
+    image: Tensor  # (B, 3, H, W) in [-1, 1]
+    layout_logits: Tensor  # (B, N, H, W) the geometric network's Ŝ_B logits
+    target_layout: Tensor  # (B, N, H, W) the layout the appearance network used
+
+    def predicted_labels(self) -> Tensor:
+        """``(B, H, W)`` long: argmax of the predicted layout."""
+        return self.layout_logits.argmax(dim=1)
+
+
+@dataclass(frozen=True)
+class SatAttention:
+    """SAT attention of one target pixel (paper Fig. 4)."""
+
+    weights: Tensor  # (B, h, w) over source pixels at the SAT level; sums to 1 over the pixel's part
+    pixel: tuple[int, int]  # (y, x) of the target pixel at the SAT level
+    level: int  # SAT level: the map is at 1 / 2**level of the image size
+
+
+class RecaptureGenerator(nn.Module):
+    """Geometric + appearance networks (paper Fig. 2)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        validate_model_config(config)
+        self.config = config
+        self.geometric = GeometricGenerator(config)
+        self.appearance = AppearanceGenerator(config)
+        self.num_parts = self.geometric.num_parts
+
+    def _inputs(self, source_image: Tensor, source_layout: Tensor, source_pose: Tensor, target_pose: Tensor,
+                target_layout: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Validate shapes; integer ``(B, H, W)`` layouts become one-hot. Returns both layouts."""
+        if source_image.dim() != 4 or source_image.shape[1] != 3:
+            raise ValueError(f"source_image: expected (B, 3, H, W), got {tuple(source_image.shape)}")
+        batch, _, height, width = source_image.shape
+        factor = 2 ** self.config.num_down
+        if height % factor or width % factor:
+            raise ValueError(f"source_image: height and width {height}x{width} must be divisible by {factor} "
+                             f"(2**model.num_down)")
+        layouts = []
+        for name, layout in (("source_layout", source_layout), ("target_layout", target_layout)):
+            if layout is not None and not layout.dtype.is_floating_point:
+                layout = to_one_hot(layout, self.num_parts)
+            if layout is not None:
+                check_shape(name, layout, (batch, self.num_parts, height, width), "a one-hot layout (B, parts, H, W)")
+            layouts.append(layout)
+        for name, pose in (("source_pose", source_pose), ("target_pose", target_pose)):
+            check_shape(name, pose, (batch, NUM_KEYPOINTS, height, width), "pose heatmaps (B, 18, H, W)")
+        return layouts[0], layouts[1]
+
+    def forward(self, source_image: Tensor, source_layout: Tensor, source_pose: Tensor, target_pose: Tensor,
+                target_layout: Tensor | None = None) -> GeneratorOutput:
+        """Recapture ``source_image`` in ``target_pose`` (and ``target_layout`` when given)."""
+        source_layout, target_layout = self._inputs(source_image, source_layout, source_pose, target_pose,
+                                                    target_layout)
+        logits = self.geometric(source_layout, source_pose, target_pose)
+        used = straight_through_one_hot(logits) if target_layout is None else target_layout
+        image = self.appearance(source_image, source_layout, source_pose, used, target_pose)
+        return GeneratorOutput(image=image, layout_logits=logits, target_layout=used)
+
+    def sat_attention(self, source_image: Tensor, source_layout: Tensor, source_pose: Tensor, target_pose: Tensor,
+                      pixel: tuple[int, int], target_layout: Tensor | None = None) -> SatAttention:
+        """SAT weights over source pixels for the target pixel ``pixel = (y, x)`` in image coordinates."""
+        source_layout, target_layout = self._inputs(source_image, source_layout, source_pose, target_pose,
+                                                    target_layout)
+        level = self.config.sat_level
+        height, width = source_image.shape[-2:]
+        if not (0 <= pixel[0] < height and 0 <= pixel[1] < width):
+            raise ValueError(f"pixel {pixel} outside the {height}x{width} image")
+        if target_layout is None:
+            target_layout = straight_through_one_hot(self.geometric(source_layout, source_pose, target_pose))
+        at_level = (pixel[0] >> level, pixel[1] >> level)
+        weights = self.appearance.sat_attention(source_image, source_layout, source_pose, target_layout,
+                                                target_pose, at_level)
+        return SatAttention(weights=weights, pixel=at_level, level=level)
