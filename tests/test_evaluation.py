@@ -18,12 +18,12 @@ from typer.testing import CliRunner
 
 from recapture.cli import app
 from recapture.data.formats import FormatError, pair_name, write_annotations, write_pairs
-from recapture.evaluation import (EvaluationReport, InceptionOutputs, MatchingError, MetricAccumulator,
-                                  WeightsUnavailable, evaluate_folders, l1_distance, literature_pose_mask,
-                                  load_inception, load_lpips, match_by_name, match_pairs, psnr, read_json,
-                                  report_from_dict, report_to_dict, ssim, to_markdown, write_json)
-from recapture.evaluation.metrics import MASK_LIMBS
+from recapture.evaluation import (EvaluationOptions, EvaluationReport, InceptionOutputs, MatchingError,
+                                  MetricAccumulator, WeightsUnavailable, evaluate_folders, l1_distance,
+                                  literature_pose_mask, load_inception, load_lpips, match_by_name, match_pairs, psnr,
+                                  read_json, report_from_dict, report_to_dict, ssim, to_markdown, write_json)
 from recapture.evaluation.networks import INCEPTION_WEIGHTS_NAME
+from recapture.evaluation.ssim import MASK_LIMBS
 
 CORE_KEYS = ("ssim", "masked_ssim", "is", "masked_is", "fid", "lpips", "l1", "psnr")
 
@@ -59,24 +59,10 @@ class TinyExtractor(nn.Module):
         return InceptionOutputs(pool=pool, logits=self.fc(pool) * 4)
 
 
-class ConstantLogits(nn.Module):
-    """Same logits for every image, or one-hot logits cycling over ``classes`` when ``confident``."""
+def _fixed_logits(make_logits):  # noqa: ANN001, ANN202 - test helper
+    """A feature extractor returning ``make_logits(batch)`` (and random pool features)."""
+    return lambda images: InceptionOutputs(pool=torch.randn(len(images), 3), logits=make_logits(len(images)))
 
-    def __init__(self, classes: int = 4, confident: bool = False) -> None:
-        super().__init__()
-        self.classes, self.confident, self.seen = classes, confident, 0
-
-    def forward(self, images: torch.Tensor) -> InceptionOutputs:
-        batch = images.shape[0]
-        logits = torch.tensor([0.3, -1.0, 2.0, 0.5]).repeat(batch, 1)
-        if self.confident:
-            labels = (torch.arange(batch) + self.seen) % self.classes
-            logits = 60.0 * nn.functional.one_hot(labels, self.classes).float()
-        self.seen += batch
-        return InceptionOutputs(pool=torch.randn(batch, 3), logits=logits)
-
-
-# --- SSIM, L1, PSNR -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("size", [(11, 11), (40, 30), (64, 33)])
 def test_ssim_equals_skimage(size: tuple[int, int]) -> None:
@@ -113,8 +99,6 @@ def test_l1_and_psnr_against_numpy() -> None:
     masked = np.abs(g - r)[:, 2:9, 3:7].mean(axis=(1, 2, 3)) / 255
     np.testing.assert_allclose(l1_distance(_chw(g), _chw(r), mask).numpy(), masked, rtol=1e-12)
 
-
-# --- pose mask and masked metrics -----------------------------------------------------------------
 
 def _reference_mask(kp: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Deformable-GAN's produce_ma_mask (point_radius 4, closing with a 5x5 square), rewritten here."""
@@ -154,7 +138,7 @@ def test_masked_metrics_ignore_pixels_outside_mask() -> None:
     changed[outside] = torch.from_numpy(rng.integers(0, 256, int(outside.sum()), dtype=np.uint8))
     reports = []
     for images in (generated, changed):
-        accumulator = MetricAccumulator(TinyExtractor())
+        accumulator = MetricAccumulator(TinyExtractor(), is_splits=1)
         accumulator.update(images, real, target_keypoints=kp)
         reports.append(accumulator.compute())
     before, after = reports
@@ -181,8 +165,6 @@ def test_float_inputs_score_like_uint8_and_bad_ranges_fail() -> None:
         accumulator.update(g, r)
 
 
-# --- FID and IS through a pluggable feature extractor ---------------------------------------------
-
 def _fid_reference(a: np.ndarray, b: np.ndarray) -> float:
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     root = scipy.linalg.sqrtm(s1 @ s2).real
@@ -191,16 +173,17 @@ def _fid_reference(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_fid_is_zero_on_the_same_set_and_grows_with_noise() -> None:
     rng = np.random.default_rng(6)
-    real = torch.from_numpy(rng.integers(0, 256, (24, 3, 24, 16), dtype=np.uint8))
+    coarse = torch.from_numpy(rng.integers(0, 256, (24, 3, 3, 2)).astype(np.float32))
+    real = nn.functional.interpolate(coarse, size=(24, 16), mode="bilinear").round().to(torch.uint8)
     fids = []
-    for noise in (0, 30, 90):
+    for noise in (0, 10, 30, 90):
         generated = (real.float() + torch.from_numpy(rng.normal(0, noise, real.shape))).clamp(0, 255).round()
         accumulator = MetricAccumulator(TinyExtractor())
         for start in (0, 12):
             accumulator.update(generated[start:start + 12].to(torch.uint8), real[start:start + 12])
         fids.append(accumulator.compute().fid)
-    assert abs(fids[0]) < 1e-6
-    assert 1e-4 < fids[1] < fids[2]
+    assert abs(fids[0]) < 1e-10
+    assert 1e-6 < fids[1] < fids[2] < fids[3]
     extractor = TinyExtractor()
     noisy = (real.float() + 60 * torch.from_numpy(rng.standard_normal(real.shape))).clamp(0, 255).to(torch.uint8)
     accumulator = MetricAccumulator(extractor)
@@ -227,15 +210,13 @@ def test_fid_counts_a_repeated_target_once_and_uses_a_separate_reference() -> No
 
 def test_inception_score_of_identical_and_of_confident_balanced_predictions() -> None:
     images = torch.zeros(20, 3, 16, 16, dtype=torch.uint8)
-    accumulator = MetricAccumulator(ConstantLogits())
-    accumulator.update(images, images)
-    assert accumulator.compute().inception_score == pytest.approx(1.0, abs=1e-12)
-    confident = MetricAccumulator(ConstantLogits(classes=4, confident=True), is_splits=1)
+    same = MetricAccumulator(_fixed_logits(lambda b: torch.tensor([0.3, -1.0, 2.0, 0.5]).repeat(b, 1)))
+    same.update(images, images)
+    assert same.compute().inception_score == pytest.approx(1.0, abs=1e-12)
+    confident = MetricAccumulator(_fixed_logits(lambda b: 60.0 * torch.eye(4).repeat(b // 4, 1)), is_splits=1)
     confident.update(images, images)
     assert confident.compute().inception_score == pytest.approx(4.0, rel=1e-9)
 
-
-# --- report ---------------------------------------------------------------------------------------
 
 def test_report_round_trip_and_validation(tmp_path: Path) -> None:
     images = torch.from_numpy(np.random.default_rng(8).integers(0, 256, (3, 3, 16, 16), dtype=np.uint8))
@@ -253,8 +234,6 @@ def test_report_round_trip_and_validation(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not finite"):
         EvaluationReport(count=1, ssim=float("nan"), unavailable=reasons)
 
-
-# --- matching and reading files -------------------------------------------------------------------
 
 def _save(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -294,15 +273,18 @@ def test_matching_by_name_stem_and_pair_name_and_errors(tmp_path: Path) -> None:
 def _write_dataset(root: Path, strip: bool = False, scale: int = 1) -> tuple[Path, Path, Path, Path]:
     """4 pairs of 40x24 images (targets repeat once), annotations and pairs CSVs."""
     rng = np.random.default_rng(9)
+    root.mkdir(parents=True, exist_ok=True)
     names = [f"img_{i}.jpg" for i in range(4)]
     pairs = [(names[0], names[1]), (names[1], names[2]), (names[2], names[3]), (names[3], names[1])]
     write_annotations(root / "ann.csv", names, np.stack([_keypoints(rng, 40, 24) for _ in names]))
     write_pairs(root / "pairs.csv", pairs)
-    real = {n: rng.integers(0, 256, (40, 24, 3), dtype=np.uint8) for n in names}
+    smooth = [Image.fromarray(rng.integers(0, 256, (5, 3, 3), dtype=np.uint8)).resize((24, 40), Image.BICUBIC)
+              for _ in names]
+    real = {n: np.asarray(image) for n, image in zip(names, smooth)}
     for name, image in real.items():
         _save(root / "real" / name.replace(".jpg", ".png"), image)
     for source, target in pairs:
-        image = np.clip(real[target].astype(int) + rng.integers(-20, 21, (40, 24, 3)), 0, 255).astype(np.uint8)
+        image = np.clip(real[target].astype(int) + rng.integers(-5, 6, (40, 24, 3)), 0, 255).astype(np.uint8)
         if strip:
             image = np.concatenate([real[source], np.zeros_like(image), image], axis=1)
         image = image.repeat(scale, axis=0).repeat(scale, axis=1)
@@ -342,22 +324,16 @@ def test_cli_names_a_corrupt_image_and_a_missing_pair(tmp_path: Path) -> None:
 def test_strips_and_resized_outputs_score_like_plain_ones(tmp_path: Path) -> None:
     plain = evaluate_folders(*_write_dataset(tmp_path / "plain"))
     strip = _write_dataset(tmp_path / "strip", strip=True)
-    cropped = evaluate_folders(*strip, options=replace_options(crop_last_panel=True))
+    cropped = evaluate_folders(*strip, options=EvaluationOptions(crop_last_panel=True))
     assert cropped.ssim == pytest.approx(plain.ssim, abs=1e-12)
     assert cropped.masked_ssim == pytest.approx(plain.masked_ssim, abs=1e-12)
     resized = evaluate_folders(*_write_dataset(tmp_path / "big", scale=2))
     assert resized.ssim == pytest.approx(plain.ssim, abs=0.05) and resized.l1 == pytest.approx(plain.l1, abs=0.01)
-    with pytest.raises(FormatError, match="panels"):
-        evaluate_folders(*_write_dataset(tmp_path / "odd", scale=2), options=replace_options(crop_last_panel=True))
+    odd = strip[0] / pair_name("img_1.jpg", "img_2.jpg")
+    _save(odd, np.zeros((40, 50, 3), np.uint8))
+    with pytest.raises(FormatError, match=f"{odd.name}.*panels"):
+        evaluate_folders(*strip, options=EvaluationOptions(crop_last_panel=True))
 
-
-def replace_options(**changes: object):  # noqa: ANN201 - tiny helper
-    from recapture.evaluation import EvaluationOptions
-
-    return EvaluationOptions(**changes)  # type: ignore[arg-type]
-
-
-# --- pretrained networks from local files (random weights stand in for the real ones) ------------
 
 def _forbid_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
@@ -384,13 +360,25 @@ def test_inception_loads_from_a_local_file_without_downloading(tmp_path: Path,
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     with pytest.raises(WeightsUnavailable, match=INCEPTION_WEIGHTS_NAME):
         load_inception()
-    out = load_inception(tmp_path / INCEPTION_WEIGHTS_NAME)(torch.zeros(2, 3, 40, 24, dtype=torch.uint8))
-    assert out.pool.shape == (2, 2048) and out.logits.shape == (2, 1008)
-    gen, real, pairs, ann = _write_dataset(tmp_path / "data")
-    report = evaluate_folders(gen, real, pairs, ann,
-                              replace_options(inception_weights=tmp_path / INCEPTION_WEIGHTS_NAME, batch_size=3))
-    assert report.inception_score is not None and report.masked_inception_score is not None
-    assert report.fid is not None and "fid" not in report.unavailable
+    images = torch.from_numpy(np.random.default_rng(10).integers(0, 256, (1, 3, 40, 24), dtype=np.uint8))
+    out = load_inception(tmp_path / INCEPTION_WEIGHTS_NAME)(images)
+    assert out.pool.shape == (1, 2048) and out.logits.shape == (1, 1008)
+    assert torch.equal(out.pool, random_net.eval()(images)[0])
+
+
+def test_folders_use_the_loaded_networks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import recapture.evaluation.metrics as metrics
+
+    monkeypatch.setattr(metrics, "load_inception", lambda weights, device: TinyExtractor())
+    monkeypatch.setattr(metrics, "load_lpips", lambda weights, device: lambda g, r: (g - r).abs().mean((1, 2, 3)))
+    monkeypatch.setattr(metrics, "resolve_weights", lambda explicit, *args: explicit)
+    gen, real, pairs, ann = _write_dataset(tmp_path)
+    report = evaluate_folders(gen, real, pairs, ann, EvaluationOptions(batch_size=3, fid_reference=real))
+    assert report.unavailable == {} and report.count == 4 and report.masked_count == 4
+    assert report.lpips == pytest.approx(2 * report.l1, rel=1e-6)
+    for value in (report.inception_score, report.masked_inception_score, report.fid):
+        assert value is not None and np.isfinite(value)
+    assert "all images of" in report.settings.fid_reference
 
 
 @pytest.mark.slow
@@ -404,7 +392,7 @@ def test_lpips_matches_torchmetrics_with_the_same_backbone(tmp_path: Path, monke
              for key, value in reference.net.state_dict().items() if key.startswith("slice")}
     torch.save(state, tmp_path / "alexnet.pth")
     ours = load_lpips(tmp_path / "alexnet.pth")
-    x, y = torch.rand(2, 3, 2, 64, 48) * 2 - 1
+    x, y = torch.rand(2, 2, 3, 64, 48) * 2 - 1
     np.testing.assert_allclose(ours(x, y).numpy(), reference(x, y).flatten().detach().numpy(), rtol=1e-4)
     assert float(ours(x, x).abs().max()) == 0.0
     with pytest.raises(ValueError, match="features.0.weight"):

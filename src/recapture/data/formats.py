@@ -97,9 +97,12 @@ def _check_header(path: Path, line: str, expected: str) -> None:
         raise FormatError(path, f"bad header {line[:80]!r}, expected {expected!r}", line=1, field="header")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AnnotationTable:
-    """Keypoints of named images: ``keypoints[i]`` is the ``(18, 2)`` y/x of ``names[i]`` (-1 missing)."""
+    """Keypoints of named images: ``keypoints[i]`` is the ``(18, 2)`` y/x of ``names[i]`` (-1 missing).
+
+    ``keypoints`` is a read-only int64 array (copy before editing).
+    """
 
     names: tuple[str, ...]
     keypoints: np.ndarray
@@ -107,9 +110,14 @@ class AnnotationTable:
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        kp = np.asarray(self.keypoints)
+        kp = np.array(self.keypoints)
         if kp.ndim != 3 or kp.shape[1:] != (NUM_KEYPOINTS, 2) or len(kp) != len(self.names):
             raise ValueError(f"keypoints must be ({len(self.names)}, {NUM_KEYPOINTS}, 2), got {kp.shape}")
+        if kp.size and not np.issubdtype(kp.dtype, np.integer):
+            raise ValueError(f"keypoints must be integers, got {kp.dtype}")
+        kp = kp.astype(np.int64)
+        kp.setflags(write=False)
+        object.__setattr__(self, "keypoints", kp)
         index = {name: i for i, name in enumerate(self.names)}
         if len(index) != len(self.names):
             raise ValueError("annotation names must be unique")

@@ -17,7 +17,6 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from recapture.body.keypoints import pose_mask
 from recapture.data.formats import AnnotationTable, read_annotations, read_image, read_pairs
 from recapture.evaluation.matching import (MatchedPair, list_images, match_by_name, match_pairs,
                                            read_generated)
@@ -25,37 +24,11 @@ from recapture.evaluation.networks import (ALEXNET_WEIGHTS_NAME, ALEXNET_WEIGHTS
                                            INCEPTION_WEIGHTS_URL, FeatureExtractor, WeightsUnavailable,
                                            load_inception, load_lpips, resolve_weights)
 from recapture.evaluation.report import EvaluationReport, EvaluationSettings
-from recapture.evaluation.ssim import l1_distance, psnr, ssim
+from recapture.evaluation.ssim import l1_distance, literature_pose_mask, psnr, ssim, to_uint8
 
-#: Limbs of the Deformable-GAN / PATN / GFLA evaluation mask (``produce_ma_mask``), 1-based as there.
-_MASK_LIMBS_1BASED = ((2, 3), (2, 6), (3, 4), (4, 5), (6, 7), (7, 8), (2, 9), (9, 10), (10, 11), (2, 12),
-                      (12, 13), (13, 14), (2, 1), (1, 15), (15, 17), (1, 16), (16, 18), (2, 17), (2, 18),
-                      (9, 12), (12, 6), (9, 3), (17, 18))
-MASK_LIMBS: tuple[tuple[int, int], ...] = tuple((a - 1, b - 1) for a, b in _MASK_LIMBS_1BASED)
-MASK_LIMB_RADIUS = 4.0
-MASK_CLOSING = 5
 INCEPTION_KEYS = ("is", "masked_is", "fid")
 MASKED_KEYS = ("masked_ssim", "masked_is")
 LpipsFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def literature_pose_mask(keypoints: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """``(H, W)`` float 0/1 evaluation mask of ``(18, 2)`` keypoints: radius-4 limbs and joints, 5x5 closing."""
-    return pose_mask(keypoints, size, limb_radius=MASK_LIMB_RADIUS, closing=MASK_CLOSING, limbs=MASK_LIMBS)
-
-
-def to_uint8(images: torch.Tensor, name: str) -> torch.Tensor:
-    """``(B, 3, H, W)`` uint8 from uint8 or from floats in [0, 1] (rounded); ValueError otherwise."""
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"{name} must be (B, 3, H, W), got {tuple(images.shape)}")
-    if images.dtype == torch.uint8:
-        return images
-    if not images.is_floating_point():
-        raise ValueError(f"{name} must be uint8 or float in [0, 1], got {images.dtype}")
-    low, high = float(images.min()), float(images.max())
-    if low < -1e-6 or high > 1 + 1e-6:
-        raise ValueError(f"{name} float values must lie in [0, 1], got [{low:.3f}, {high:.3f}]")
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
 def _splits(count: int, wanted: int) -> int:
@@ -154,8 +127,13 @@ class MetricAccumulator:
             ids = list(real_ids) if real_ids is not None else [None] * batch
             if len(ids) != batch:
                 raise ValueError(f"real_ids has {len(ids)} names for a batch of {batch}")
-            fresh = [i for i, name in enumerate(ids) if name is None or name not in self.seen_real]
-            self.seen_real.update(ids[i] for i in fresh if ids[i] is not None)
+            fresh = []
+            for i, name in enumerate(ids):
+                if name is not None and name in self.seen_real:
+                    continue
+                fresh.append(i)
+                if name is not None:
+                    self.seen_real.add(name)
             if fresh:
                 self.features["real"].append(self.feature_extractor(r[fresh]).pool.double().cpu())
 

@@ -1,6 +1,7 @@
-"""Pixel metrics as the pose-transfer literature computes them, batched in torch: SSIM, L1, PSNR.
+"""Pixel metrics as the pose-transfer literature computes them, batched in torch: SSIM, L1, PSNR,
+and the literature's pose mask used by the masked metrics.
 
-All functions take 8-bit valued images: ``(B, C, H, W)`` tensors (uint8 or float holding 0..255) and
+The metrics take 8-bit valued images: ``(B, C, H, W)`` tensors (uint8 or float holding 0..255) and
 return one value per image, ``(B,)`` float64. They compute in float64 so that they agree with
 scikit-image to ~1e-10 on CPU and GPU alike.
 
@@ -17,7 +18,10 @@ data_range=generated.max() - generated.min())`` on 0..255 arrays):
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+
+from recapture.body.keypoints import pose_mask
 
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5
@@ -27,6 +31,14 @@ SSIM_K2 = 0.03
 FULL_RANGE = 255.0
 #: Smallest mean squared error (images scaled to [0, 1]) in PSNR: identical images score 100 dB.
 PSNR_MIN_MSE = 1e-10
+
+#: Limbs of the Deformable-GAN / PATN / GFLA evaluation mask (``produce_ma_mask``), 1-based as there.
+_MASK_LIMBS_1BASED = ((2, 3), (2, 6), (3, 4), (4, 5), (6, 7), (7, 8), (2, 9), (9, 10), (10, 11), (2, 12),
+                      (12, 13), (13, 14), (2, 1), (1, 15), (15, 17), (1, 16), (16, 18), (2, 17), (2, 18),
+                      (9, 12), (12, 6), (9, 3), (17, 18))
+MASK_LIMBS: tuple[tuple[int, int], ...] = tuple((a - 1, b - 1) for a, b in _MASK_LIMBS_1BASED)
+MASK_LIMB_RADIUS = 4.0
+MASK_CLOSING = 5
 
 
 def gaussian_window(sigma: float = SSIM_SIGMA, truncate: float = SSIM_TRUNCATE,
@@ -125,3 +137,22 @@ def psnr(generated: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     diff = (generated.to(torch.float64) - real.to(torch.float64)) / 255.0
     mse = (diff * diff).mean(dim=(1, 2, 3)).clamp_min(PSNR_MIN_MSE)
     return -10.0 * torch.log10(mse)
+
+
+def literature_pose_mask(keypoints: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """``(H, W)`` float 0/1 evaluation mask of ``(18, 2)`` keypoints: radius-4 limbs and joints, 5x5 closing."""
+    return pose_mask(keypoints, size, limb_radius=MASK_LIMB_RADIUS, closing=MASK_CLOSING, limbs=MASK_LIMBS)
+
+
+def to_uint8(images: torch.Tensor, name: str) -> torch.Tensor:
+    """``(B, 3, H, W)`` uint8 from uint8 or from floats in [0, 1] (rounded); ValueError otherwise."""
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"{name} must be (B, 3, H, W), got {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        return images
+    if not images.is_floating_point():
+        raise ValueError(f"{name} must be uint8 or float in [0, 1], got {images.dtype}")
+    low, high = float(images.min()), float(images.max())
+    if low < -1e-6 or high > 1 + 1e-6:
+        raise ValueError(f"{name} float values must lie in [0, 1], got [{low:.3f}, {high:.3f}]")
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8)

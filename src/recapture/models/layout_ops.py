@@ -32,7 +32,7 @@ def straight_through_one_hot(logits: Tensor) -> Tensor:
     """
     probabilities = logits.softmax(dim=1)
     hard = F.one_hot(logits.argmax(dim=1), logits.shape[1]).permute(0, 3, 1, 2).to(probabilities.dtype)
-    return hard + probabilities - probabilities.detach()
+    return hard + (probabilities - probabilities.detach())  # exactly one-hot: x - x == 0
 
 
 def layout_at(layout: Tensor, size: tuple[int, int]) -> Tensor:

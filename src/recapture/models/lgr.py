@@ -25,6 +25,13 @@ from recapture.body.parts import get_label_set
 from recapture.models.blocks import activation, conv1d, conv2d, linear
 
 
+def masked_average(features: Tensor, masks: Tensor) -> Tensor:
+    """Eq. (5): ``features (B, D, P)``, part masks/fractions ``masks (B, N, P)`` -> ``(B, N, D)`` per-part
+    weighted means; a part with no pixels gives a zero row (never NaN)."""
+    area = masks.sum(dim=-1, keepdim=True)
+    return (masks @ features.transpose(1, 2)) / area.clamp_min(1e-6)
+
+
 class LayoutGraphReasoning(nn.Module):
     """LGR over the part graph of ``label_set``: ``(Φ (B, C, H, W), Ŝ_B (B, N, H, W)) -> (B, out, H, W)``."""
 
@@ -49,9 +56,7 @@ class LayoutGraphReasoning(nn.Module):
         projected = self.project(feature).flatten(2)  # (B, D, P)
         logits = self.assign(feature).flatten(2)  # (B, N, P)
         q_projected = logits.softmax(dim=-1) @ projected.transpose(1, 2)  # (B, N, D)
-        mask = layout.flatten(2)  # (B, N, P)
-        area = mask.sum(dim=-1, keepdim=True)
-        q_sampled = (mask @ projected.transpose(1, 2)) / area.clamp_min(1e-6)  # empty part -> 0 / eps = 0
+        q_sampled = masked_average(projected, layout.flatten(2))
         nodes = self.fuse(torch.cat([q_projected, q_sampled], dim=-1).transpose(1, 2)).transpose(1, 2)
         return self.act(nodes), logits
 

@@ -128,16 +128,15 @@ def _arm(shoulder: np.ndarray, angles: tuple[float, ...], side: float, torso: np
 
 
 def _leg(hip: np.ndarray, angles: tuple[float, ...], side: float) -> list[np.ndarray]:
+    """Hip flexion about X, then abduction about Z; the knee bends backwards in the leg's own frame."""
     flexion, abduction, knee, toe_out = np.radians(angles)
-    thigh = np.array([side * np.sin(abduction), -np.cos(abduction) * np.cos(flexion), np.cos(abduction) * np.sin(flexion)])
-    thigh /= np.linalg.norm(thigh)
-    back = _perpendicular(thigh, np.array([0.0, 0.0, -1.0]), np.array([0.0, 1.0, 0.0]))
+    frame = _rot_z(side * abduction) @ _rot_x(-flexion)
+    thigh, back = frame @ np.array([0.0, -1.0, 0.0]), frame @ np.array([0.0, 0.0, -1.0])
     shin = np.cos(knee) * thigh + np.sin(knee) * back
+    forward = _rotate_about(np.sin(knee) * thigh - np.cos(knee) * back, shin, -side * toe_out)
     knee_p = hip + THIGH * thigh
     ankle = knee_p + SHIN * shin
-    forward = _perpendicular(shin, np.array([side * np.sin(toe_out), 0.0, np.cos(toe_out)]), np.array([0.0, 0.0, 1.0]))
-    toe = ankle + FOOT * forward - 0.3 * FOOT * shin
-    return [hip, knee_p, ankle, toe]
+    return [hip, knee_p, ankle, ankle + FOOT * forward - 0.3 * FOOT * shin]
 
 
 def build_skeleton(pose: Pose) -> Skeleton:

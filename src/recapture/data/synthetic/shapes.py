@@ -263,7 +263,7 @@ def build_body(identity: Identity, skeleton: Skeleton, projection: Projection, s
 #: other segment is occluded). Keys are recapture.body.keypoints.KEYPOINT_NAMES.
 JOINT_SEGMENTS: dict[str, tuple[str, ...]] = {
     "nose": ("head",), "left_eye": ("head",), "right_eye": ("head",), "left_ear": ("head",), "right_ear": ("head",),
-    "neck": ("torso", "neck", "head", "hair_back"),
+    "neck": ("torso", "neck", "head", "hair_back", "left_upper_arm", "right_upper_arm"),
     **{f"{s}_shoulder": ("torso", f"{s}_upper_arm", "hair_back") for s in ("left", "right")},
     **{f"{s}_elbow": (f"{s}_upper_arm", f"{s}_forearm") for s in ("left", "right")},
     **{f"{s}_wrist": (f"{s}_forearm", f"{s}_hand") for s in ("left", "right")},

@@ -61,17 +61,15 @@ class EditRecord:
         return "figure" if self.part_group is not None else "clothing"
 
 
-def write_edits(path: str | Path, records: Sequence[EditRecord]) -> None:
-    """Write edit records of one kind (all figure or all clothing) as CSV."""
-    kinds = {r.kind for r in records}
-    if len(kinds) > 1:
-        raise ValueError("an edits CSV holds one kind of edit (figure or clothing)")
-    figure = kinds != {"clothing"}
+def write_edits(path: str | Path, kind: str, records: Sequence[EditRecord]) -> None:
+    """Write ``kind`` (figure | clothing) edit records as CSV (the header tells the kind)."""
+    if kind not in ("figure", "clothing") or any(r.kind != kind for r in records):
+        raise ValueError(f"an edits CSV holds edits of one kind (figure or clothing), asked for {kind!r}")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(FIGURE_EDITS_HEADER if figure else CLOTHING_EDITS_HEADER)
+    writer.writerow(FIGURE_EDITS_HEADER if kind == "figure" else CLOTHING_EDITS_HEADER)
     for r in records:
-        writer.writerow((r.source, r.target, r.part_group, f"{r.factor:g}") if figure
+        writer.writerow((r.source, r.target, r.part_group, f"{r.factor:g}") if kind == "figure"
                         else (r.source, r.target, r.garment_from, r.garment_to))
     Path(path).write_text(buffer.getvalue(), encoding="utf-8")
 

@@ -1,0 +1,239 @@
+"""Bone geometry of a layout for the figure and clothing edits.
+
+A *bone* is a 2D segment between two COCO-18 joints (``keypoints`` are ``(18, 2)`` y/x, -1 missing).
+:func:`bone_maps` measures, for every pixel, its distance to each present bone and its position ``t``
+along it (0 at the start joint, 1 at the end joint, unclamped). :func:`ownership` assigns every *body
+pixel* (not background, not a head part, not a shoe) to one bone: skin labels of a limb (``left_arm``,
+``glove``, ``legs``...) choose among that limb group's bones, every other label (garments) among all
+present bones, by the distance divided by the bone's nominal half width (:data:`BONES`), so a sleeve
+belongs to its arm while the torso behind an arm stays with the torso.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from recapture.body.keypoints import KEYPOINT_INDEX, missing_mask
+from recapture.body.parts import LabelSet
+
+GROUPS: tuple[str, ...] = ("torso", "arms", "legs")
+CHAINS: tuple[str, ...] = ("torso", "left_arm", "right_arm", "left_leg", "right_leg")
+#: Labels that never belong to a bone (they are never moved by an edit).
+HEAD_PARTS: tuple[str, ...] = ("hat", "hair", "sunglasses", "face", "head")
+SHOE_PARTS: tuple[str, ...] = ("left_shoe", "right_shoe", "shoes")
+#: Skin (and glove/sock) labels owned by a limb group only.
+ARM_ONLY: tuple[str, ...] = ("left_arm", "right_arm", "arms", "glove")
+LEG_ONLY: tuple[str, ...] = ("left_leg", "right_leg", "legs", "socks")
+
+
+@dataclass(frozen=True)
+class BoneSpec:
+    """One bone: joints (``mid_hip`` = mean of the present hips), group, chain, index along the chain
+    (0 upper, 1 lower; -1 not a limb), nominal half width and length in body units (1 = standing height),
+    and whether widening happens perpendicular to it (``scaling``; the torso scales about the spine)."""
+
+    name: str
+    start: str
+    end: str
+    group: str
+    chain: str
+    link: int
+    radius: float
+    length: float
+    scaling: bool
+
+
+def _limb(side: str, kind: str) -> tuple[BoneSpec, BoneSpec]:
+    if kind == "arm":
+        joints, radii, lengths, names = ("shoulder", "elbow", "wrist"), (0.033, 0.025), (0.165, 0.145), ("upper_arm", "forearm")
+    else:
+        joints, radii, lengths, names = ("hip", "knee", "ankle"), (0.05, 0.036), (0.235, 0.235), ("thigh", "shin")
+    chain, group = f"{side}_{kind}", f"{kind}s"
+    return tuple(BoneSpec(f"{side}_{names[i]}", f"{side}_{joints[i]}", f"{side}_{joints[i + 1]}", group, chain, i,
+                          radii[i], lengths[i], True) for i in range(2))  # type: ignore[return-value]
+
+
+#: Every bone; widths and lengths follow SynthHumans' body proportions (``data/synthetic/pose.py``).
+BONES: tuple[BoneSpec, ...] = (
+    BoneSpec("spine", "neck", "mid_hip", "torso", "torso", -1, 0.10, 0.30, True),
+    BoneSpec("left_shoulder_line", "neck", "left_shoulder", "torso", "torso", -1, 0.05, 0.117, False),
+    BoneSpec("right_shoulder_line", "neck", "right_shoulder", "torso", "torso", -1, 0.05, 0.117, False),
+    BoneSpec("hip_line", "right_hip", "left_hip", "torso", "torso", -1, 0.06, 0.12, False),
+    *_limb("left", "arm"), *_limb("right", "arm"), *_limb("left", "leg"), *_limb("right", "leg"),
+)
+BONE_INDEX: dict[str, int] = {b.name: i for i, b in enumerate(BONES)}
+
+
+def joint_position(keypoints: np.ndarray, name: str) -> np.ndarray | None:
+    """``(2,)`` float y/x of a joint (``mid_hip``: mean of the present hips), None if missing."""
+    if name == "mid_hip":
+        hips = [joint_position(keypoints, h) for h in ("left_hip", "right_hip")]
+        present = [h for h in hips if h is not None]
+        return np.mean(present, axis=0) if present else None
+    index = KEYPOINT_INDEX[name]
+    if missing_mask(keypoints)[index]:
+        return None
+    return np.asarray(keypoints[index], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class BoneMaps:
+    """Per-pixel geometry of the present bones of one pose on an ``(H, W)`` grid.
+
+    ``specs`` (K bones); ``start``/``end`` ``(K, 2)`` y/x; ``distance`` ``(K, H, W)`` distance to the
+    segment; ``t`` ``(K, H, W)`` unclamped position along it; ``foot_low``/``foot_high`` ``(K,)`` bounds of
+    ``t`` for the foot point (``-inf``/``inf`` at a chain end, 0/1 at an inner joint such as the elbow).
+    """
+
+    specs: tuple[BoneSpec, ...]
+    start: np.ndarray
+    end: np.ndarray
+    distance: np.ndarray
+    t: np.ndarray
+    foot_low: np.ndarray
+    foot_high: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.distance.shape[1:]  # type: ignore[return-value]
+
+    def indices(self, group: str | None = None, scaling: bool | None = None, chain: str | None = None) -> np.ndarray:
+        """Indices of the present bones matching the filters."""
+        return np.array([k for k, s in enumerate(self.specs)
+                         if (group is None or s.group == group) and (scaling is None or s.scaling == scaling)
+                         and (chain is None or s.chain == chain)], dtype=np.int64)
+
+    def chain_ids(self) -> np.ndarray:
+        """``(K,)`` index into :data:`CHAINS` of each present bone."""
+        return np.array([CHAINS.index(s.chain) for s in self.specs], dtype=np.int64)
+
+    def find(self, name: str) -> int | None:
+        """Index of bone ``name`` if present."""
+        return next((k for k, s in enumerate(self.specs) if s.name == name), None)
+
+    def length(self, k: int) -> float:
+        return float(np.hypot(*(self.end[k] - self.start[k])))
+
+    def unit(self) -> float | None:
+        """Pixels per body unit: the largest length / nominal length over present bones (bones only
+        foreshorten), None without bones."""
+        ratios = [self.length(k) / s.length for k, s in enumerate(self.specs)]
+        return max(ratios) if ratios and max(ratios) > 0 else None
+
+    def foot_points(self, bone: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """``(..., 2)`` foot points for per-pixel bone indices ``bone`` and positions ``t``."""
+        clipped = np.clip(t, self.foot_low[bone], self.foot_high[bone])
+        return self.start[bone] + clipped[..., None] * (self.end[bone] - self.start[bone])
+
+
+def bone_maps(keypoints: np.ndarray, shape: tuple[int, int]) -> BoneMaps:
+    """Geometry of every bone whose two joints are present (see :class:`BoneMaps`)."""
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    if keypoints.shape != (18, 2):
+        raise ValueError(f"keypoints must have shape (18, 2), got {keypoints.shape}")
+    specs, starts, ends = [], [], []
+    for spec in BONES:
+        a, b = joint_position(keypoints, spec.start), joint_position(keypoints, spec.end)
+        if a is not None and b is not None:
+            specs.append(spec)
+            starts.append(a)
+            ends.append(b)
+    height, width = shape
+    count = len(specs)
+    start = np.asarray(starts, dtype=np.float32).reshape(count, 2)
+    end = np.asarray(ends, dtype=np.float32).reshape(count, 2)
+    ys = np.arange(height, dtype=np.float32).reshape(1, height, 1)
+    xs = np.arange(width, dtype=np.float32).reshape(1, 1, width)
+    dy, dx = (end - start)[:, 0].reshape(-1, 1, 1), (end - start)[:, 1].reshape(-1, 1, 1)
+    length2 = dy * dy + dx * dx
+    ry, rx = ys - start[:, 0].reshape(-1, 1, 1), xs - start[:, 1].reshape(-1, 1, 1)
+    t = np.where(length2 > 1e-6, (ry * dy + rx * dx) / np.maximum(length2, 1e-6), 0.0).astype(np.float32)
+    tc = np.clip(t, 0.0, 1.0)
+    distance = np.sqrt((ry - tc * dy) ** 2 + (rx - tc * dx) ** 2)
+    low = np.zeros(count, np.float32)
+    high = np.ones(count, np.float32)
+    for k, spec in enumerate(specs):
+        inner = spec.link >= 0 and any(o.chain == spec.chain and o.link == 1 - spec.link for o in specs)
+        low[k] = 0.0 if inner and spec.link == 1 else -np.inf
+        high[k] = 1.0 if inner and spec.link == 0 else np.inf
+    return BoneMaps(tuple(specs), start, end, distance, t, low, high)
+
+
+@dataclass(frozen=True)
+class LabelRoles:
+    """What each label of a label set is to the edits: ``kind`` ``(N,)`` 0 not a body pixel (background,
+    head parts, shoes), 1 garment (any bone), 2 arm-only, 3 leg-only."""
+
+    label_set: LabelSet
+    kind: np.ndarray
+    background: int
+
+    def label(self, *names: str) -> int | None:
+        """The first of ``names`` that the label set has, else None."""
+        return next((self.label_set.index(n) for n in names if n in self.label_set.names), None)
+
+    def labels(self, *names: str) -> list[int]:
+        """Labels of those ``names`` that the label set has."""
+        return [self.label_set.index(n) for n in names if n in self.label_set.names]
+
+
+@functools.lru_cache(maxsize=8)
+def label_roles(label_set: LabelSet) -> LabelRoles:
+    """:class:`LabelRoles` of ``label_set`` (requires a ``background`` label)."""
+    kind = np.ones(label_set.num_parts, np.int8)
+    for i, name in enumerate(label_set.names):
+        if name == "background" or name in HEAD_PARTS or name in SHOE_PARTS:
+            kind[i] = 0
+        elif name in ARM_ONLY:
+            kind[i] = 2
+        elif name in LEG_ONLY:
+            kind[i] = 3
+    return LabelRoles(label_set, kind, label_set.index("background"))
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Which bone each pixel belongs to: ``bone`` ``(H, W)`` index into the maps' bones (-1: not a body
+    pixel or no bone); ``group``/``chain`` ``(H, W)`` indices into :data:`GROUPS`/:data:`CHAINS` (-1);
+    ``position`` ``(H, W)`` float: along a limb chain 0 at the shoulder/hip, 1 at the elbow/knee, 2 at
+    the wrist/ankle (beyond at the hand); along the torso the owning bone's ``t``."""
+
+    bone: np.ndarray
+    group: np.ndarray
+    chain: np.ndarray
+    position: np.ndarray
+
+
+def _argmin_or(scores: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    masked = np.where(allowed[:, None, None], scores, np.inf)
+    return masked.argmin(axis=0)
+
+
+def ownership(labels: np.ndarray, maps: BoneMaps, roles: LabelRoles) -> Ownership:
+    """Assign every body pixel of ``labels`` ``(H, W)`` to a bone (see the module docstring)."""
+    shape = labels.shape
+    count = len(maps.specs)
+    kind = roles.kind[labels]
+    if count == 0:
+        minus = np.full(shape, -1, np.int64)
+        return Ownership(minus, minus, minus, np.zeros(shape, np.float32))
+    radius = np.array([s.radius for s in maps.specs], np.float32)
+    score = maps.distance / radius[:, None, None]
+    groups = np.array([s.group for s in maps.specs])
+    bone = score.argmin(axis=0)
+    for code, group in ((2, "arms"), (3, "legs")):
+        allowed = groups == group
+        if allowed.any() and (kind == code).any():
+            bone = np.where(kind == code, _argmin_or(score, allowed), bone)
+    bone = np.where(kind > 0, bone, -1)
+    safe = np.maximum(bone, 0)
+    t = np.take_along_axis(maps.t, safe[None], axis=0)[0]
+    # Lookup tables with a trailing -1 so that bone -1 (not a body pixel) maps to -1.
+    group_of = np.array([GROUPS.index(s.group) for s in maps.specs] + [-1])
+    chain_of = np.array([CHAINS.index(s.chain) for s in maps.specs] + [-1])
+    link = np.array([max(s.link, 0) for s in maps.specs] + [0], np.float32)
+    position = np.where(bone >= 0, t + link[bone], 0.0).astype(np.float32)
+    return Ownership(bone, group_of[bone], chain_of[bone], position)

@@ -1,0 +1,134 @@
+"""Figure edits: make the arms, legs or torso of a layout thinner or fatter (docs/edits.md).
+
+Scaling a region by ``f`` about its bones: every output pixel ``p`` takes the label of the sample
+``q = a + (p - a) / f``, ``a`` being ``p``'s foot point on its bone, when ``q`` lies in the region on the
+same chain (left arm, right leg, torso...). New region pixels overwrite only background and the region's
+own old pixels; region pixels left uncovered (a thinner limb) take the label of the nearest pixel that
+is neither left uncovered nor part of the new region.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+from scipy import ndimage
+
+from recapture.body.bones import GROUPS, BoneMaps, Ownership, bone_maps, label_roles, ownership
+from recapture.body.parts import LabelSet
+
+FIGURE_GROUPS: tuple[str, ...] = ("arms", "legs", "torso", "body")
+FACTOR_RANGE: tuple[float, float] = (0.5, 2.0)
+#: Groups are scaled one after another in this order (inner to outer).
+FIGURE_ORDER: tuple[str, ...] = ("torso", "legs", "arms")
+
+
+def check_layout(labels: np.ndarray, keypoints: np.ndarray, label_set: LabelSet) -> np.ndarray:
+    """Validate an ``(H, W)`` integer label map of ``label_set`` and ``(18, 2)`` keypoints; return labels."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"layout must be an (H, W) label map, got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"layout must hold integer labels, got dtype {labels.dtype}")
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= label_set.num_parts):
+        raise ValueError(f"layout labels outside [0, {label_set.num_parts}) of label set {label_set.name}: "
+                         f"found {int(labels.min())}..{int(labels.max())}")
+    if np.asarray(keypoints).shape != (18, 2):
+        raise ValueError(f"keypoints must have shape (18, 2), got {np.asarray(keypoints).shape}")
+    return labels
+
+
+def check_factor(group: str, factor: float) -> float:
+    """``factor`` as a float in :data:`FACTOR_RANGE`; ValueError naming ``group`` otherwise."""
+    value = float(factor)
+    low, high = FACTOR_RANGE
+    if not low <= value <= high:
+        raise ValueError(f"figure factor for {group!r} must be in [{low}, {high}], got {factor}")
+    return value
+
+
+def resolve_factors(factors: Mapping[str, float]) -> dict[str, float]:
+    """Per-group factors: ``body`` applies to arms, legs and torso; factors of one group multiply."""
+    out = {group: 1.0 for group in GROUPS}
+    for group, factor in factors.items():
+        if group not in FIGURE_GROUPS:
+            raise ValueError(f"unknown figure group {group!r}; valid: {', '.join(FIGURE_GROUPS)}")
+        value = check_factor(group, factor)
+        for target in (GROUPS if group == "body" else (group,)):
+            out[target] *= value
+    for group, value in out.items():
+        check_factor(group, value)
+    return out
+
+
+def fill_from_nearest(labels: np.ndarray, holes: np.ndarray, blocked: np.ndarray, background: int) -> np.ndarray:
+    """Give every ``holes`` pixel the label of the nearest pixel that is neither a hole nor ``blocked``
+    (Euclidean distance; background when there is no such pixel). Returns a new array."""
+    out = labels.copy()
+    if not holes.any():
+        return out
+    sources = ~(holes | blocked)
+    if not sources.any():
+        out[holes] = background
+        return out
+    rows, cols = ndimage.distance_transform_edt(~sources, return_distances=False, return_indices=True)
+    out[holes] = labels[rows[holes], cols[holes]]
+    return out
+
+
+def scale_region(labels: np.ndarray, maps: BoneMaps, owner: Ownership, region: np.ndarray, group: str,
+                 factor: float, background: int) -> np.ndarray:
+    """Scale the ``region`` ``(H, W)`` bool (pixels owned by ``group``'s bones) by ``factor`` perpendicular
+    to ``group``'s scaling bones (the torso: the spine). Returns new ``(H, W)`` labels; the input is kept.
+
+    A region pixel uses its owner bone when that is a scaling bone, any other pixel its nearest scaling
+    bone. The foot point is clamped at inner joints (elbow, knee: radial scaling there) and extends past
+    chain ends (shoulder, wrist, hip, ankle: hands and feet are widened, never lengthened).
+    """
+    scaling = maps.indices(group=group, scaling=True)
+    if factor == 1.0 or scaling.size == 0 or not region.any():
+        return labels.copy()
+    height, width = labels.shape
+    nearest = scaling[maps.distance[scaling].argmin(axis=0)]
+    own = region & np.isin(owner.bone, scaling)
+    bone = np.where(own, owner.bone, nearest)
+    t = np.take_along_axis(maps.t, bone[None], axis=0)[0]
+    foot = maps.foot_points(bone, t)
+    grid = np.stack(np.meshgrid(np.arange(height), np.arange(width), indexing="ij"), axis=-1).astype(np.float32)
+    sample = np.rint(foot + (grid - foot) / np.float32(factor)).astype(np.int64)
+    qy, qx = sample[..., 0], sample[..., 1]
+    inside = (qy >= 0) & (qy < height) & (qx >= 0) & (qx < width)
+    qy, qx = np.clip(qy, 0, height - 1), np.clip(qx, 0, width - 1)
+    sampled = inside & region[qy, qx] & (owner.chain[qy, qx] == maps.chain_ids()[bone])
+    write = sampled & (region | (labels == background))
+    out = labels.copy()
+    out[write] = labels[qy[write], qx[write]]
+    return fill_from_nearest(out, region & ~write, write, background)
+
+
+def apply_figure_edit(labels: np.ndarray, keypoints: np.ndarray, label_set: LabelSet,
+                      factors: Mapping[str, float]) -> np.ndarray:
+    """Make groups of ``labels`` ``(H, W)`` thinner (factor < 1) or fatter (> 1).
+
+    Args:
+        labels: ``(H, W)`` integer label map of ``label_set``.
+        keypoints: ``(18, 2)`` y/x COCO-18, -1 missing.
+        factors: group (``arms``, ``legs``, ``torso``, ``body`` = all three) -> width factor in [0.5, 2].
+
+    Returns:
+        New ``(H, W)`` labels of the input dtype. A group none of whose scaling bones is present
+        (both joints of a bone needed; the spine needs the neck and a hip) is left unchanged.
+    """
+    labels = check_layout(labels, keypoints, label_set)
+    per_group = resolve_factors(factors)
+    roles = label_roles(label_set)
+    maps = bone_maps(keypoints, labels.shape)
+    out = labels.copy()
+    for group in FIGURE_ORDER:
+        factor = per_group[group]
+        if factor == 1.0 or maps.indices(group=group, scaling=True).size == 0:
+            continue
+        owner = ownership(out, maps, roles)
+        region = owner.group == GROUPS.index(group)
+        out = scale_region(out, maps, owner, region, group, factor, roles.background)
+    return out

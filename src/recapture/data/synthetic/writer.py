@@ -1,0 +1,230 @@
+"""SynthHumans on disk: images, layouts, annotation and pair CSVs, invisible masks, edit splits and a
+manifest, in the formats of docs/formats.md.
+
+Every image is a pure function of ``(seed, person, pose)``: its identity comes from ``(seed, person)``
+and its pose, view, framing and background from ``(seed, person, pose)``, so the files are
+byte-identical for any number of workers. People are split into train and test by identity.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from recapture.body.parts import get_label_set, merge_lip20
+from recapture.data.formats import SplitSpec, layout_name, pair_name, write_annotations, write_layout, write_manifest, write_pairs
+from recapture.data.synthetic.backgrounds import BACKGROUND_KINDS, Background, sample_background
+from recapture.data.synthetic.people import Identity, sample_clothing_edit, sample_figure_edit, sample_identity
+from recapture.data.synthetic.pose import Pose, sample_pose
+from recapture.data.synthetic.render import Rendering, render
+from recapture.data.synthetic.truth import EditRecord, invisible_mask, write_edits
+
+SPLITS: tuple[str, ...] = ("train", "test", "edit_figure", "edit_clothing")
+SIZES: tuple[tuple[int, int], ...] = ((256, 176), (128, 64))
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What ``recapture synth`` writes.
+
+    ``people`` identities x ``poses`` images each at ``size`` (H, W); ``label_set`` lip20 | market7;
+    ``test_fraction`` of the identities (at least one) form the test split; ``edits_per_person`` test
+    targets per test identity get a figure and a clothing edit; ``start_method`` of the worker
+    processes (None: fork where available, else spawn; the code is spawn-safe).
+    """
+
+    out: Path
+    people: int
+    poses: int
+    size: tuple[int, int] = (256, 176)
+    label_set: str = "lip20"
+    seed: int = 0
+    workers: int = 1
+    background: str = "plain"
+    test_fraction: float = 0.2
+    edits_per_person: int = 2
+    crop_probability: float = 0.2
+    supersample: int = 2
+    start_method: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "size", tuple(int(v) for v in self.size))
+        if self.people < 2 or self.poses < 2:
+            raise ValueError(f"need at least 2 people and 2 poses (got {self.people} and {self.poses})")
+        if self.label_set not in ("lip20", "market7"):
+            raise ValueError(f"label_set must be lip20 or market7, got {self.label_set!r}")
+        if self.background not in BACKGROUND_KINDS:
+            raise ValueError(f"background must be one of {', '.join(BACKGROUND_KINDS)}, got {self.background!r}")
+        if min(self.size) < 16 or self.workers < 1 or self.supersample < 1 or not 0 < self.test_fraction < 1:
+            raise ValueError(f"bad size/workers/supersample/test_fraction in {self}")
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    """Names of one split's rows: images, their keypoints ``(N, 18, 2)``, pairs and edit records."""
+
+    names: tuple[str, ...] = ()
+    keypoints: np.ndarray = field(default_factory=lambda: np.zeros((0, 18, 2), np.int64))
+    pairs: tuple[tuple[str, str], ...] = ()
+    edits: tuple[EditRecord, ...] = ()
+
+    def __add__(self, other: "SplitFiles") -> "SplitFiles":
+        return SplitFiles(self.names + other.names, np.concatenate([self.keypoints, other.keypoints]),
+                          self.pairs + other.pairs, self.edits + other.edits)
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    """What was written: the manifest, image counts per split and the wall time."""
+
+    manifest: Path
+    images: dict[str, int]
+    seconds: float
+
+    @property
+    def total_images(self) -> int:
+        return sum(self.images.values())
+
+
+def image_name(person: int, pose: int, suffix: str = "") -> str:
+    """``p0007_v03.png`` (``suffix`` for edited re-renders: ``p0007_v03_figure.png``)."""
+    return f"p{person:04d}_v{pose:02d}{'_' + suffix if suffix else ''}.png"
+
+
+def split_spec(split: str) -> SplitSpec:
+    """Folder and file names of ``split`` (relative to the manifest)."""
+    extras = {"invisible": f"{split}_invisible"} if split == "test" else {}
+    if split.startswith("edit_"):
+        extras = {"edits": f"edits-{split}.csv"}
+    return SplitSpec(images=split, layouts=f"{split}_layouts", annotations=f"annotations-{split}.csv",
+                     pairs=f"pairs-{split}.csv", extras=extras)
+
+
+def test_people(seed: int, people: int, fraction: float) -> frozenset[int]:
+    """The identities of the test split (a seeded choice of ``max(1, round(fraction * people))``)."""
+    count = min(max(1, int(round(fraction * people))), people - 1)
+    order = np.random.default_rng([int(seed), 0x7E57]).permutation(people)
+    return frozenset(int(p) for p in order[:count])
+
+
+def sample_shot(seed: int, person: int, pose: int, background: str, crop_probability: float) -> tuple[Pose, Background]:
+    """Pose and background of image ``(person, pose)``, from ``(seed, person, pose)`` only."""
+    rng = np.random.default_rng([int(seed), int(person), int(pose), 0x5407])
+    return sample_pose(rng, crop_probability), sample_background(rng, background)
+
+
+class _PersonWriter:
+    """Renders and writes every file of one person (all of its pairs stay within the person)."""
+
+    def __init__(self, config: SynthConfig, person: int, split: str) -> None:
+        self.config = config
+        self.person = person
+        self.split = split
+        self.identity = sample_identity(config.seed, person)
+        self.label_set = get_label_set(config.label_set)
+
+    def _render(self, identity: Identity, pose_index: int) -> Rendering:
+        c = self.config
+        pose, background = sample_shot(c.seed, self.person, pose_index, c.background, c.crop_probability)
+        rendering = render(identity, pose, background, c.size, c.supersample)
+        if c.label_set != "lip20":
+            rendering = Rendering(rendering.image, merge_lip20(rendering.layout, c.label_set), rendering.keypoints)
+        return rendering
+
+    def _write(self, split: str, name: str, rendering: Rendering) -> None:
+        spec = split_spec(split)
+        _write_png(self.config.out / spec.images / name, rendering.image[..., ::-1])
+        write_layout(self.config.out / spec.layouts / layout_name(name), rendering.layout, self.label_set)
+
+    def run(self) -> dict[str, SplitFiles]:
+        renderings = [self._render(self.identity, k) for k in range(self.config.poses)]
+        names = tuple(image_name(self.person, k) for k in range(self.config.poses))
+        for name, rendering in zip(names, renderings):
+            self._write(self.split, name, rendering)
+        pairs = tuple((names[i], names[j]) for i in range(len(names)) for j in range(len(names)) if i != j)
+        out = {self.split: SplitFiles(names, np.stack([r.keypoints for r in renderings]), pairs)}
+        if self.split == "test":
+            folder = self.config.out / split_spec("test").extras["invisible"]
+            for i, j in ((names.index(s), names.index(t)) for s, t in pairs):
+                mask = invisible_mask(renderings[i].layout, renderings[j].layout)
+                _write_png(folder / pair_name(names[i], names[j]), mask.astype(np.uint8) * 255)
+            out.update(self._edits(names, renderings))
+        return out
+
+    def _edits(self, names: tuple[str, ...], renderings: list[Rendering]) -> dict[str, SplitFiles]:
+        """Figure and clothing edit pairs: source pose 0 -> targets 1..k re-rendered with an edit."""
+        targets = range(1, min(self.config.edits_per_person, self.config.poses - 1) + 1)
+        out: dict[str, SplitFiles] = {}
+        for split in ("edit_figure", "edit_clothing"):
+            self._write(split, names[0], renderings[0])
+            rows = [SplitFiles((names[0],), renderings[0].keypoints[None])]
+            for k in targets:
+                rng = np.random.default_rng([self.config.seed, self.person, k, 0xED17])
+                if split == "edit_figure":
+                    edit = sample_figure_edit(rng)
+                    record = EditRecord(names[0], image_name(self.person, k, "figure"), edit.part_group, edit.factor)
+                    edited = edit.apply(self.identity)
+                else:
+                    change = sample_clothing_edit(rng, self.identity)
+                    record = EditRecord(names[0], image_name(self.person, k, "clothing"),
+                                        garment_from=change.garment_from, garment_to=change.garment_to)
+                    edited = change.apply(self.identity)
+                rendering = self._render(edited, k)
+                self._write(split, record.target, rendering)
+                rows.append(SplitFiles((record.target,), rendering.keypoints[None], ((names[0], record.target),), (record,)))
+            out[split] = sum(rows[1:], rows[0])
+        return out
+
+
+def _write_png(path: Path, pixels: np.ndarray) -> None:
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels))
+    if not ok:
+        raise OSError(f"cannot encode {path}")
+    path.write_bytes(encoded.tobytes())
+
+
+def _person_job(job: tuple[SynthConfig, int, str]) -> dict[str, SplitFiles]:
+    """Worker entry point (top level, picklable arguments: spawn-safe)."""
+    config, person, split = job
+    return _PersonWriter(config, person, split).run()
+
+
+def _start_method(config: SynthConfig) -> str:
+    if config.start_method is not None:
+        return config.start_method
+    fork_ok = sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+    return "fork" if fork_ok else "spawn"
+
+
+def generate(config: SynthConfig) -> SynthSummary:
+    """Write the dataset described by ``config`` under ``config.out`` and its ``manifest.yaml``."""
+    start = time.perf_counter()
+    tests = test_people(config.seed, config.people, config.test_fraction)
+    splits = {split: split_spec(split) for split in SPLITS}
+    for spec in splits.values():
+        for folder in (spec.images, spec.layouts, *(v for k, v in spec.extras.items() if k == "invisible")):
+            (config.out / folder).mkdir(parents=True, exist_ok=True)
+    jobs = [(config, p, "test" if p in tests else "train") for p in range(config.people)]
+    if config.workers > 1:
+        context = multiprocessing.get_context(_start_method(config))
+        with context.Pool(min(config.workers, len(jobs))) as pool:
+            results = list(pool.imap(_person_job, jobs, chunksize=1))
+    else:
+        results = [_person_job(job) for job in jobs]
+    merged = {split: sum((r[split] for r in results if split in r), SplitFiles()) for split in SPLITS}
+    for split, files in merged.items():
+        spec = splits[split]
+        write_annotations(config.out / spec.annotations, files.names, files.keypoints)
+        write_pairs(config.out / spec.pairs, files.pairs)
+        if "edits" in spec.extras:
+            write_edits(config.out / spec.extras["edits"], split.removeprefix("edit_"), files.edits)
+    manifest = config.out / "manifest.yaml"
+    write_manifest(manifest, "synthhumans", config.label_set, config.size, splits)
+    return SynthSummary(manifest, {s: len(f.names) for s, f in merged.items()}, time.perf_counter() - start)

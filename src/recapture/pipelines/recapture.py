@@ -1,0 +1,192 @@
+"""The user-facing recapture API: one source portrait + a target pose (+ layout edits) -> new image.
+
+Everything here works in the model frame (``config.image_size``). A source image of another size is
+resized to it (bilinear; its keypoints scaled and its layout resized nearest). Photos of people in
+the wild go through :mod:`recapture.pipelines.wild` first (crop, pose, parsing), which calls this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from recapture.body.keypoints import keypoints_to_heatmaps, missing_mask, scale_keypoints
+from recapture.body.parts import LabelSet, get_label_set
+from recapture.config import ModelConfig
+from recapture.models.generator import RecaptureGenerator
+from recapture.pipelines.weights import LoadedGenerator, load_generator
+
+
+@dataclass(frozen=True)
+class SourceInput:
+    """A source portrait in the model frame."""
+
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    keypoints: np.ndarray  # (18, 2) float y/x, -1 missing
+    layout: np.ndarray  # (H, W) uint8 labels of the model's label set
+
+
+@dataclass(frozen=True)
+class Result:
+    """One recapture."""
+
+    image: np.ndarray  # (H, W, 3) uint8 RGB: the generated portrait
+    target_layout: np.ndarray  # (H, W) uint8: the layout the appearance network used (after edits)
+    predicted_layout: np.ndarray  # (H, W) uint8: Ŝ_B as the geometric network predicted it
+    target_keypoints: np.ndarray  # (18, 2) float y/x
+    source: SourceInput
+
+
+@dataclass(frozen=True)
+class Attention:
+    """SAT attention of one target pixel over the source (paper Fig. 4)."""
+
+    weights: np.ndarray  # (H, W) float32 over source pixels, upsampled to the image size, max 1
+    overlay: np.ndarray  # (H, W, 3) uint8: the source image with the weights as a heat-map
+    pixel: tuple[int, int]  # (y, x) target pixel in the image frame
+
+
+def _to_rgb_array(image: np.ndarray | Image.Image | str | Path) -> np.ndarray:
+    if isinstance(image, (str, Path)):
+        from recapture.pipelines.wild import load_photo
+
+        return load_photo(image)
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise ValueError(f"source_image must be an (H, W, 3) uint8 RGB array, got {array.shape} {array.dtype}")
+    return array
+
+
+def heat_overlay(image: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Blend a [0, 1] ``(H, W)`` map over an RGB image as a blue-to-red heat-map."""
+    import cv2
+
+    heat = cv2.applyColorMap((np.clip(weights, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    alpha = 0.35 + 0.5 * np.clip(weights, 0, 1)[..., None]
+    return (image * (1 - alpha) + heat * alpha).clip(0, 255).astype(np.uint8)
+
+
+class Recapturer:
+    """``Recapturer.from_pretrained("synthhumans")(source_image, target_pose, source_pose=..., source_layout=...)``."""
+
+    def __init__(self, generator: RecaptureGenerator, config: ModelConfig, device: str | torch.device = "cpu",
+                 loaded: LoadedGenerator | None = None) -> None:
+        self.generator = generator.to(device).eval()
+        self.config = config
+        self.device = torch.device(device)
+        self.label_set: LabelSet = get_label_set(config.label_set)
+        self.image_size: tuple[int, int] = tuple(config.image_size)  # type: ignore[assignment]
+        self.loaded = loaded
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path = "synthhumans", device: str | torch.device = "cpu") -> Recapturer:
+        """Bundled weights by name, an exported ``.safetensors`` file, or a training run directory."""
+        loaded = load_generator(name_or_path, device)
+        return cls(loaded.generator, loaded.config, device, loaded)
+
+    # ------------------------------------------------------------ inputs
+    def prepare_source(self, source_image: np.ndarray | Image.Image | str | Path,
+                       source_pose: np.ndarray | None = None, source_layout: np.ndarray | None = None) -> SourceInput:
+        """Bring a source portrait into the model frame; estimate its pose / parse it when not given."""
+        image = _to_rgb_array(source_image)
+        height, width = self.image_size
+        in_h, in_w = image.shape[:2]
+        if source_pose is None or source_layout is None:
+            from recapture.pipelines.wild import PersonSegmenter, PoseEstimator, PoseMaskLayoutParser
+
+            estimate = None
+            if source_pose is None:
+                with PoseEstimator() as estimator:
+                    estimate = estimator(image)
+                if estimate is None:
+                    raise ValueError("no person found in the source image: give source_pose explicitly")
+                source_pose = estimate.keypoints
+            if source_layout is None:
+                mask = PersonSegmenter()(image)
+                layout = PoseMaskLayoutParser()(image, np.asarray(source_pose, dtype=np.float64), mask)
+                source_layout = self._to_label_set(layout)
+        keypoints = np.asarray(source_pose, dtype=np.float64)
+        if keypoints.shape != (18, 2):
+            raise ValueError(f"source_pose must be (18, 2) y/x keypoints, got {keypoints.shape}")
+        layout = np.asarray(source_layout)
+        if layout.shape != (in_h, in_w):
+            raise ValueError(f"source_layout must be {(in_h, in_w)} like the image, got {layout.shape}")
+        if layout.size and int(layout.max()) >= self.label_set.num_parts:
+            raise ValueError(f"source_layout has label {int(layout.max())} >= {self.label_set.num_parts} parts "
+                             f"of label set {self.label_set.name}")
+        if (in_h, in_w) != (height, width):
+            image = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+            layout = np.asarray(Image.fromarray(layout.astype(np.uint8)).resize((width, height), Image.NEAREST))
+            keypoints = scale_keypoints(keypoints, height / in_h, width / in_w)
+        return SourceInput(image=image, keypoints=keypoints, layout=layout.astype(np.uint8))
+
+    def _to_label_set(self, lip20_layout: np.ndarray) -> np.ndarray:
+        if self.label_set.name == "lip20":
+            return lip20_layout
+        from recapture.body.parts import merge_lip20
+
+        return merge_lip20(lip20_layout, self.label_set.name)
+
+    def _tensors(self, source: SourceInput, target_pose: np.ndarray) -> tuple[torch.Tensor, ...]:
+        size = self.image_size
+        image = torch.from_numpy(source.image).permute(2, 0, 1).float().div(127.5).sub(1.0)
+        layout = self.label_set.one_hot(torch.from_numpy(source.layout.astype(np.int64)))
+        source_heat = keypoints_to_heatmaps(source.keypoints, size)
+        target_heat = keypoints_to_heatmaps(target_pose, size)
+        return tuple(t.unsqueeze(0).to(self.device) for t in (image, layout, source_heat, target_heat))
+
+    def _target_keypoints(self, target_pose: np.ndarray) -> np.ndarray:
+        keypoints = np.asarray(target_pose, dtype=np.float64)
+        if keypoints.shape != (18, 2):
+            raise ValueError(f"target_pose must be (18, 2) y/x keypoints in the model frame, got {keypoints.shape}")
+        if missing_mask(keypoints).all():
+            raise ValueError("target_pose has no joint: all 18 keypoints are missing")
+        return keypoints
+
+    # ------------------------------------------------------------ outputs
+    @torch.no_grad()
+    def __call__(self, source_image: np.ndarray | Image.Image | str | Path, target_pose: np.ndarray, *,
+                 source_pose: np.ndarray | None = None, source_layout: np.ndarray | None = None,
+                 edits: object | None = None, target_layout: np.ndarray | None = None) -> Result:
+        """Recapture the source in ``target_pose`` ((18, 2) y/x in the model frame).
+
+        ``edits`` (a :class:`recapture.body.edits.LayoutEdits`) change the predicted target layout before
+        the appearance network runs; ``target_layout`` replaces the prediction altogether.
+        """
+        source = self.prepare_source(source_image, source_pose, source_layout)
+        keypoints = self._target_keypoints(target_pose)
+        image, layout, source_heat, target_heat = self._tensors(source, keypoints)
+        logits = self.generator.geometric(layout, source_heat, target_heat)
+        predicted = logits.argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
+        used = predicted if target_layout is None else np.asarray(target_layout, dtype=np.uint8)
+        if edits is not None and not edits.is_empty():  # type: ignore[attr-defined]
+            used = edits.apply(used, keypoints, self.label_set)  # type: ignore[attr-defined]
+        used_hot = self.label_set.one_hot(torch.from_numpy(used.astype(np.int64))).unsqueeze(0).to(self.device)
+        output = self.generator(image, layout, source_heat, target_heat, target_layout=used_hot)
+        rgb = ((output.image[0].permute(1, 2, 0).float().cpu().numpy() + 1.0) * 127.5).round().clip(0, 255)
+        return Result(image=rgb.astype(np.uint8), target_layout=used, predicted_layout=predicted,
+                      target_keypoints=keypoints, source=source)
+
+    @torch.no_grad()
+    def attention(self, result: Result, pixel: tuple[int, int]) -> Attention:
+        """SAT attention of target pixel ``(y, x)`` (image frame) of a previous ``result``."""
+        height, width = self.image_size
+        if not (0 <= pixel[0] < height and 0 <= pixel[1] < width):
+            raise ValueError(f"pixel {pixel} outside the {height}x{width} image")
+        image, layout, source_heat, target_heat = self._tensors(result.source, result.target_keypoints)
+        used_hot = self.label_set.one_hot(torch.from_numpy(result.target_layout.astype(np.int64))).unsqueeze(0)
+        found = self.generator.sat_attention(image, layout, source_heat, target_heat, pixel,
+                                             target_layout=used_hot.to(self.device))
+        weights = found.weights[:1, None].float()
+        weights = F.interpolate(weights, size=(height, width), mode="nearest")[0, 0].cpu().numpy()
+        peak = float(weights.max())
+        weights = weights / peak if peak > 0 else weights
+        return Attention(weights=weights.astype(np.float32), overlay=heat_overlay(result.source.image, weights),
+                         pixel=pixel)
