@@ -1,6 +1,6 @@
 """Speed and size of the Recapture networks (CPU by default).
 
-    python benchmarks/model_speed.py --json OUT.json [--device cpu|cuda] [--repeats 5]
+    python benchmarks/model_speed.py --json OUT.json [--device cpu|cuda] [--repeats 5] [--threads N]
 
 Measures the DeepFashion-preset generator (geometric + appearance networks): parameters, GFLOPs at
 256x176 batch 1 (``torch.utils.flop_counter.FlopCounterMode``, which counts 2 FLOPs per multiply-add;
@@ -79,29 +79,17 @@ def _inputs(config: ModelConfig, batch: int, device: torch.device) -> tuple[torc
     return tuple(t.to(device) for t in (image, layout, poses[0], poses[1]))
 
 
-def _generator_numbers(device: torch.device, repeats: int) -> dict[str, float]:
-    deepfashion = load_config(CONFIGS / "deepfashion.yaml").model
-    market = load_config(CONFIGS / "market.yaml").model
-    model = RecaptureGenerator(deepfashion).to(device).eval()
-    inputs = _inputs(deepfashion, 1, device)
+def _gflops(run: Callable[[], object]) -> float:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        run()
+    return counter.get_total_flops() / 1e9
+
+
+def _latency(config: ModelConfig, batch: int, device: torch.device, repeats: int) -> float:
+    model = RecaptureGenerator(config).to(device).eval()
+    inputs = _inputs(config, batch, device)
     with torch.no_grad():
-        with FlopCounterMode(display=False) as total:
-            model(*inputs)
-        with FlopCounterMode(display=False) as geometric:
-            model.geometric(inputs[1], inputs[2], inputs[3])
-        latency_df = _median_ms(lambda: model(*inputs), repeats, device)
-        market_model = RecaptureGenerator(market).to(device).eval()
-        market_inputs = _inputs(market, 8, device)
-        latency_market = _median_ms(lambda: market_model(*market_inputs), repeats, device)
-    return {
-        "params": sum(p.numel() for p in model.parameters()),
-        "params_geometric": sum(p.numel() for p in model.geometric.parameters()),
-        "params_discriminators": sum(p.numel() for p in Discriminators(deepfashion).parameters()),
-        "gflops_256x176": total.get_total_flops() / 1e9,
-        "gflops_geometric_256x176": geometric.get_total_flops() / 1e9,
-        "latency_ms_256x176_b1": latency_df,
-        "latency_ms_128x64_b8": latency_market,
-    }
+        return _median_ms(lambda: model(*inputs), repeats, device)
 
 
 def _sat_numbers(device: torch.device, repeats: int, half_background: bool) -> tuple[float, float]:
@@ -122,16 +110,22 @@ def _sat_numbers(device: torch.device, repeats: int, half_background: bool) -> t
 
 
 def measure(device: torch.device, repeats: int) -> SpeedReport:
-    numbers = _generator_numbers(device, repeats)
+    deepfashion = load_config(CONFIGS / "deepfashion.yaml").model
+    market = load_config(CONFIGS / "market.yaml").model
+    model = RecaptureGenerator(deepfashion).to(device).eval()
+    image, layout, source_pose, target_pose = _inputs(deepfashion, 1, device)
     sat, dense = _sat_numbers(device, repeats, half_background=False)
     sat_bg, dense_bg = _sat_numbers(device, repeats, half_background=True)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     return SpeedReport(
-        device=f"{device.type}: {torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor()}",
-        threads=torch.get_num_threads(), params=int(numbers["params"]),
-        params_geometric=int(numbers["params_geometric"]),
-        params_discriminators=int(numbers["params_discriminators"]),
-        gflops_256x176=numbers["gflops_256x176"], gflops_geometric_256x176=numbers["gflops_geometric_256x176"],
-        latency_ms_256x176_b1=numbers["latency_ms_256x176_b1"], latency_ms_128x64_b8=numbers["latency_ms_128x64_b8"],
+        device=f"{device.type}: {name}", threads=torch.get_num_threads(),
+        params=sum(p.numel() for p in model.parameters()),
+        params_geometric=sum(p.numel() for p in model.geometric.parameters()),
+        params_discriminators=sum(p.numel() for p in Discriminators(deepfashion).parameters()),
+        gflops_256x176=_gflops(lambda: model(image, layout, source_pose, target_pose)),
+        gflops_geometric_256x176=_gflops(lambda: model.geometric(layout, source_pose, target_pose)),
+        latency_ms_256x176_b1=_latency(deepfashion, 1, device, repeats),
+        latency_ms_128x64_b8=_latency(market, 8, device, repeats),
         sat_ms_64x64_c128=sat, sat_dense_ms_64x64_c128=dense, sat_speedup=dense / sat,
         sat_ms_64x64_c128_half_background=sat_bg, sat_dense_ms_64x64_c128_half_background=dense_bg,
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -143,7 +137,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="write the numbers to this JSON file")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="intra-op CPU threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     report = measure(torch.device(args.device), args.repeats)
     for key, value in asdict(report).items():
         shown = f"{value:,.2f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else value

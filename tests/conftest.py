@@ -13,7 +13,9 @@ from recapture.body.keypoints import KEYPOINT_INDEX
 from recapture.body.parts import LIP20
 from recapture.data.formats import SplitSpec, layout_name, write_annotations, write_layout, write_manifest, write_pairs
 
-REAL_KEYPOINTS = Path(os.environ.get("RECAPTURE_REAL_KEYPOINTS", "/work/shared/data/real-keypoints"))
+#: The shared folder lies beside the checkout (``../shared``), in a session and in CI alike.
+REAL_KEYPOINTS = Path(os.environ.get("RECAPTURE_REAL_KEYPOINTS",
+                                     Path(__file__).resolve().parents[2] / "shared" / "data" / "real-keypoints"))
 TINY_SIZE = (32, 24)
 #: Part boxes of the tiny person (rows, cols), deliberately asymmetric so a mirror is visible.
 TINY_PARTS = {
@@ -41,6 +43,8 @@ def symmetric_label(labels: np.ndarray) -> np.ndarray:
 def real_dir() -> Path:
     """Folder of the published DeepFashion/Market annotation files (RECAPTURE_REAL_KEYPOINTS overrides)."""
     if not (REAL_KEYPOINTS / "market-annotation-test.csv").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"real annotation files not found in {REAL_KEYPOINTS}: CI must run these tests")
         pytest.skip(f"real annotation files not found in {REAL_KEYPOINTS} (set RECAPTURE_REAL_KEYPOINTS)")
     return REAL_KEYPOINTS
 

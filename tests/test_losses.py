@@ -136,7 +136,8 @@ def test_missing_vgg_weights_with_nonzero_weight_is_a_clear_error(tmp_path: Path
 def test_generator_objective_needs_the_perceptual_loss_when_weighted() -> None:
     config, model, discriminators, inputs, batch = _setup()
     with pytest.raises(ValueError, match="build_perceptual_loss"):
-        _objectives(config, model, discriminators, inputs, batch, dataclasses.replace(config.loss, perceptual_weight=1.0))
+        weighted = dataclasses.replace(config.loss, perceptual_weight=1.0)
+        _objectives(config, model, discriminators, inputs, batch, weighted)
 
 
 def test_vgg_weights_from_a_local_file(tmp_path: Path) -> None:

@@ -14,12 +14,14 @@ from typer.testing import CliRunner
 from recapture.body.keypoints import KEYPOINT_INDEX, KEYPOINT_NAMES
 from recapture.body.parts import LIP20, merge_lip20
 from recapture.cli import app
-from recapture.data.formats import FormatError, layout_name, pair_name, read_annotations, read_image, read_layout, read_manifest, read_pairs
-from recapture.data.synthetic import (
-    ClothingEdit, FigureEdit, SynthConfig, generate, invisible_mask, parse_size, read_edits, render, sample_identity,
-    sample_pose, sample_shot,
+from recapture.data.formats import (
+    FormatError, layout_name, pair_name, read_annotations, read_image, read_layout, read_manifest, read_pairs,
 )
-from recapture.data.synthetic.backgrounds import Background
+from recapture.data.synthetic import (
+    ClothingEdit, FigureEdit, SynthConfig, generate, invisible_mask, parse_size, read_edits, render_person,
+    sample_identity, sample_pose, sample_shot,
+)
+from recapture.data.synthetic.render import Background, majority_labels
 from recapture.data.synthetic.pose import LIMITS, Pose
 
 SIZE = (128, 64)
@@ -115,7 +117,7 @@ def test_written_keypoints_match_renderer(dataset: SynthConfig) -> None:
     name = table.names[0]
     person, pose_index = int(name[1:5]), int(name[7:9])
     pose, background = sample_shot(dataset.seed, person, pose_index, "plain", dataset.crop_probability)
-    rendering = render(sample_identity(dataset.seed, person), pose, background, SIZE)
+    rendering = render_person(sample_identity(dataset.seed, person), pose, background, SIZE)
     np.testing.assert_array_equal(table.get(name), rendering.keypoints)
     np.testing.assert_array_equal(read_image(dataset.out / "train" / name), rendering.image)
 
@@ -123,7 +125,7 @@ def test_written_keypoints_match_renderer(dataset: SynthConfig) -> None:
 def _renders(count: int, size: tuple[int, int] = SIZE, seed: int = 11):
     for person in range(count):
         pose, background = sample_shot(seed, person, 0, "cluttered" if person % 3 == 0 else "plain", 0.2)
-        yield pose, render(sample_identity(seed, person), pose, background, size)
+        yield pose, render_person(sample_identity(seed, person), pose, background, size)
 
 
 @pytest.mark.parametrize("size", [SIZE, (256, 176)])
@@ -150,7 +152,7 @@ def test_left_right_front_and_back() -> None:
     for person in range(12):
         identity = sample_identity(3, person)
         for yaw, view in ((0.0, "front"), (180.0, "back")):
-            rendering = render(identity, _pose(yaw, view), PLAIN, SIZE)
+            rendering = render_person(identity, _pose(yaw, view), PLAIN, SIZE)
             kp = rendering.keypoints
             left_x, right_x = kp[KEYPOINT_INDEX["left_shoulder"], 1], kp[KEYPOINT_INDEX["right_shoulder"], 1]
             assert (left_x > right_x) if view == "front" else (left_x < right_x)
@@ -167,19 +169,20 @@ def test_left_right_front_and_back() -> None:
 
 def test_view_rules_for_face_keypoints() -> None:
     identity = sample_identity(0, 1)
-    back = render(identity, _pose(180.0, "back"), PLAIN, SIZE).keypoints
+    back = render_person(identity, _pose(180.0, "back"), PLAIN, SIZE).keypoints
     for name in ("nose", "left_eye", "right_eye"):
         assert (back[KEYPOINT_INDEX[name]] == -1).all()
-    right_side = render(identity, _pose(90.0, "right_side"), PLAIN, SIZE).keypoints
+    right_side = render_person(identity, _pose(90.0, "right_side"), PLAIN, SIZE).keypoints
     assert (right_side[KEYPOINT_INDEX["left_ear"]] == -1).all() and (right_side[KEYPOINT_INDEX["left_eye"]] == -1).all()
     assert (right_side[KEYPOINT_INDEX["right_eye"]] >= 0).all()
-    front = render(identity, _pose(0.0, "front"), PLAIN, SIZE).keypoints
+    front = render_person(identity, _pose(0.0, "front"), PLAIN, SIZE).keypoints
     assert (front >= 0).all()
 
 
 def test_layout_is_exactly_the_rendered_body() -> None:
     for person in range(8):
-        rendering = render(sample_identity(5, person), sample_pose(np.random.default_rng(person)), PLAIN, (256, 176))
+        pose = sample_pose(np.random.default_rng(person))
+        rendering = render_person(sample_identity(5, person), pose, PLAIN, (256, 176))
         body = (rendering.layout > 0).astype(np.uint8)
         kernel = np.ones((3, 3), np.uint8)
         outside = cv2.dilate(body, kernel) == 0
@@ -201,7 +204,7 @@ def test_garment_colour_is_fixed_per_person() -> None:
         colours = []
         for pose_index in range(4):
             pose, _ = sample_shot(2, person, pose_index, "plain", 0.0)
-            rendering = render(identity, pose, PLAIN, (256, 176))
+            rendering = render_person(identity, pose, PLAIN, (256, 176))
             shirt = cv2.erode((rendering.layout == L["upper_clothes"]).astype(np.uint8), np.ones((3, 3), np.uint8))
             colours.append(np.median(rendering.image[shirt > 0], axis=0))
         colours = np.array(colours)
@@ -225,6 +228,19 @@ def test_invisible_mask_rule_and_files(dataset: SynthConfig) -> None:
         np.testing.assert_array_equal(mask, truth.astype(np.uint8) * 255)
 
 
+def test_invisible_mask_on_a_cropped_source() -> None:
+    identity = sample_identity(6, 0)
+    zoomed = dataclasses.replace(_pose(0.0, "front"), height=1.9)
+    source = render_person(identity, zoomed, PLAIN, SIZE).layout
+    target = render_person(identity, _pose(0.0, "front"), PLAIN, SIZE).layout
+    shoes = np.isin(target, [L["left_shoe"], L["right_shoe"]])
+    assert shoes.any() and not np.isin(source, [L["left_shoe"], L["right_shoe"]]).any()
+    mask = invisible_mask(source, target)
+    np.testing.assert_array_equal(mask[shoes], True)
+    assert not mask[target == L["face"]].any()
+    assert not mask[target == 0].any()
+
+
 def test_edit_pairs_are_the_edits_they_claim(dataset: SynthConfig) -> None:
     for split in ("edit_figure", "edit_clothing"):
         records = read_edits(dataset.out / f"edits-{split}.csv")
@@ -232,7 +248,8 @@ def test_edit_pairs_are_the_edits_they_claim(dataset: SynthConfig) -> None:
         for record in records:
             original = read_layout(dataset.out / "test_layouts" / layout_name(record.target.rsplit("_", 1)[0] + ".png"))
             edited = read_layout(dataset.out / f"{split}_layouts" / layout_name(record.target))
-            assert (dataset.out / split / record.source).read_bytes() == (dataset.out / "test" / record.source).read_bytes()
+            source_bytes = (dataset.out / split / record.source).read_bytes()
+            assert source_bytes == (dataset.out / "test" / record.source).read_bytes()
             if record.kind == "figure":
                 grown = int((edited > 0).sum()) - int((original > 0).sum())
                 assert grown * (record.factor - 1.0) >= 0, (record, grown)
@@ -246,18 +263,20 @@ def test_edit_pairs_are_the_edits_they_claim(dataset: SynthConfig) -> None:
 def test_figure_and_clothing_edits_change_the_layout() -> None:
     identity = sample_identity(4, 0)
     pose = _pose(0.0, "front", elevation=30.0)
-    base = render(identity, pose, PLAIN, (256, 176)).layout
+    base = render_person(identity, pose, PLAIN, (256, 176)).layout
     for group, labels in (("arms", ("left_arm", "right_arm")), ("legs", ("left_leg", "right_leg", "pants", "skirt"))):
-        fat = render(FigureEdit(group, 1.3).apply(identity), pose, PLAIN, (256, 176)).layout
-        thin = render(FigureEdit(group, 0.8).apply(identity), pose, PLAIN, (256, 176)).layout
+        fat = render_person(FigureEdit(group, 1.3).apply(identity), pose, PLAIN, (256, 176)).layout
+        thin = render_person(FigureEdit(group, 0.8).apply(identity), pose, PLAIN, (256, 176)).layout
         area = [np.isin(x, [L[n] for n in labels]).sum() for x in (thin, base, fat)]
         assert area[0] < area[1] < area[2], (group, area)
     with_coat = ClothingEdit("add_coat").apply(dataclasses.replace(
         identity, outfit=dataclasses.replace(identity.outfit, coat=False)))
-    assert (render(with_coat, pose, PLAIN, (256, 176)).layout == L["coat"]).sum() > 500
-    shorts = dataclasses.replace(identity, outfit=dataclasses.replace(identity.outfit, top="t_shirt", bottom="shorts", coat=False))
+    assert (render_person(with_coat, pose, PLAIN, (256, 176)).layout == L["coat"]).sum() > 500
+    outfit = dataclasses.replace(identity.outfit, top="t_shirt", bottom="shorts", coat=False)
+    shorts = dataclasses.replace(identity, outfit=outfit)
     pants = ClothingEdit("shorts_to_pants").apply(shorts)
-    legs = [np.isin(render(x, pose, PLAIN, (256, 176)).layout, [L["left_leg"], L["right_leg"]]).sum() for x in (shorts, pants)]
+    legs = [np.isin(render_person(x, pose, PLAIN, (256, 176)).layout, [L["left_leg"], L["right_leg"]]).sum()
+            for x in (shorts, pants)]
     assert legs[0] > legs[1]
     with pytest.raises(ValueError, match="does not apply"):
         ClothingEdit("pants_to_skirt").apply(shorts)
@@ -271,6 +290,21 @@ def test_market7_layouts_are_the_merge(dataset: SynthConfig, tmp_path: Path) -> 
         merged = read_layout(market.out / "train_layouts" / path.name, num_parts=7)
         np.testing.assert_array_equal(merged, merge_lip20(read_layout(path), "market7"))
         assert (market.out / "train" / path.name).read_bytes() == (dataset.out / "train" / path.name).read_bytes()
+
+
+@pytest.mark.parametrize("s", [2, 3])
+def test_majority_labels_matches_naive_vote(s: int) -> None:
+    rng = np.random.default_rng(s)
+    labels = rng.choice([0, 0, 5, 14, 19], size=(6 * s, 5 * s)).astype(np.uint8)
+    labels[:s, :s] = 7
+    fast = majority_labels(labels, s)
+    for y in range(6):
+        for x in range(5):
+            block = labels[y * s:(y + 1) * s, x * s:(x + 1) * s].ravel().tolist()
+            score = {v: 2 * block.count(v) - (v == 0) for v in set(block)}
+            best = max(score.values())
+            assert fast[y, x] == min(v for v, c in score.items() if c == best)
+    assert fast[0, 0] == 7
 
 
 def test_pose_sampler_respects_joint_limits() -> None:

@@ -33,7 +33,10 @@ LEG_ONLY: tuple[str, ...] = ("left_leg", "right_leg", "legs", "socks")
 class BoneSpec:
     """One bone: joints (``mid_hip`` = mean of the present hips), group, chain, index along the chain
     (0 upper, 1 lower; -1 not a limb), nominal half width and length in body units (1 = standing height),
-    and whether widening happens perpendicular to it (``scaling``; the torso scales about the spine)."""
+    whether widening happens perpendicular to it (``scaling``; the torso scales about the spine) and
+    ``ramp``: the fractions of its length after the start and before the end over which a width factor
+    fades in (the spine: from the neck to the chest, and out towards the hips, so that the neck, the
+    shoulders and the hips under the legs' garments keep their width)."""
 
     name: str
     start: str
@@ -44,6 +47,7 @@ class BoneSpec:
     radius: float
     length: float
     scaling: bool
+    ramp: tuple[float, float] = (0.0, 0.0)
 
 
 def _limb(side: str, kind: str) -> tuple[BoneSpec, BoneSpec]:
@@ -58,10 +62,10 @@ def _limb(side: str, kind: str) -> tuple[BoneSpec, BoneSpec]:
 
 #: Every bone; widths and lengths follow SynthHumans' body proportions (``data/synthetic/pose.py``).
 BONES: tuple[BoneSpec, ...] = (
-    BoneSpec("spine", "neck", "mid_hip", "torso", "torso", -1, 0.10, 0.30, True),
-    BoneSpec("left_shoulder_line", "neck", "left_shoulder", "torso", "torso", -1, 0.05, 0.117, False),
-    BoneSpec("right_shoulder_line", "neck", "right_shoulder", "torso", "torso", -1, 0.05, 0.117, False),
-    BoneSpec("hip_line", "right_hip", "left_hip", "torso", "torso", -1, 0.06, 0.12, False),
+    BoneSpec("spine", "neck", "mid_hip", "torso", "torso", -1, 0.10, 0.30, True, (0.25, 0.2)),
+    BoneSpec("left_shoulder_line", "neck", "left_shoulder", "torso", "torso", -1, 0.03, 0.117, False),
+    BoneSpec("right_shoulder_line", "neck", "right_shoulder", "torso", "torso", -1, 0.03, 0.117, False),
+    BoneSpec("hip_line", "right_hip", "left_hip", "torso", "torso", -1, 0.03, 0.12, False),
     *_limb("left", "arm"), *_limb("right", "arm"), *_limb("left", "leg"), *_limb("right", "leg"),
 )
 BONE_INDEX: dict[str, int] = {b.name: i for i, b in enumerate(BONES)}
@@ -85,7 +89,10 @@ class BoneMaps:
 
     ``specs`` (K bones); ``start``/``end`` ``(K, 2)`` y/x; ``distance`` ``(K, H, W)`` distance to the
     segment; ``t`` ``(K, H, W)`` unclamped position along it; ``foot_low``/``foot_high`` ``(K,)`` bounds of
-    ``t`` for the foot point (``-inf``/``inf`` at a chain end, 0/1 at an inner joint such as the elbow).
+    ``t`` for the foot point (``-inf``/``inf`` at a chain end, 0/1 at an inner joint such as the elbow);
+    ``nearest`` ``(H, W)`` int maps of the nearest bone (-1: none) for ``garment`` (all bones, distance /
+    nominal half width), ``arms``/``legs`` (that group's bones, same score) and ``scale_<group>`` (the
+    group's scaling bones, plain distance).
     """
 
     specs: tuple[BoneSpec, ...]
@@ -95,6 +102,7 @@ class BoneMaps:
     t: np.ndarray
     foot_low: np.ndarray
     foot_high: np.ndarray
+    nearest: dict[str, np.ndarray]
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -148,18 +156,38 @@ def bone_maps(keypoints: np.ndarray, shape: tuple[int, int]) -> BoneMaps:
     ys = np.arange(height, dtype=np.float32).reshape(1, height, 1)
     xs = np.arange(width, dtype=np.float32).reshape(1, 1, width)
     dy, dx = (end - start)[:, 0].reshape(-1, 1, 1), (end - start)[:, 1].reshape(-1, 1, 1)
-    length2 = dy * dy + dx * dx
     ry, rx = ys - start[:, 0].reshape(-1, 1, 1), xs - start[:, 1].reshape(-1, 1, 1)
-    t = np.where(length2 > 1e-6, (ry * dy + rx * dx) / np.maximum(length2, 1e-6), 0.0).astype(np.float32)
+    t = ry * (dy / np.maximum(dy * dy + dx * dx, 1e-6)) + rx * (dx / np.maximum(dy * dy + dx * dx, 1e-6))
     tc = np.clip(t, 0.0, 1.0)
-    distance = np.sqrt((ry - tc * dy) ** 2 + (rx - tc * dx) ** 2)
+    ey, ex = ry - tc * dy, rx - tc * dx
+    distance = np.sqrt(ey * ey + ex * ex)
     low = np.zeros(count, np.float32)
     high = np.ones(count, np.float32)
     for k, spec in enumerate(specs):
         inner = spec.link >= 0 and any(o.chain == spec.chain and o.link == 1 - spec.link for o in specs)
         low[k] = 0.0 if inner and spec.link == 1 else -np.inf
         high[k] = 1.0 if inner and spec.link == 0 else np.inf
-    return BoneMaps(tuple(specs), start, end, distance, t, low, high)
+    radius = np.array([s.radius for s in specs], np.float32).reshape(-1, 1, 1)
+    score = distance / radius
+    everything = [True] * count
+    nearest = {"garment": _nearest(score, everything, shape)}
+    for group in GROUPS:
+        nearest[group] = _nearest(score, [s.group == group for s in specs], shape)
+    for group in GROUPS:
+        nearest[f"scale_{group}"] = _nearest(distance, [s.group == group and s.scaling for s in specs], shape)
+    return BoneMaps(tuple(specs), start, end, distance, t, low, high, nearest)
+
+
+def _nearest(scores: np.ndarray, allowed: list[bool], shape: tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` index of the lowest of ``scores[k]`` over allowed ``k`` (-1 when none is allowed)."""
+    best = np.full(shape, np.inf, np.float32)
+    index = np.full(shape, -1, np.int64)
+    for k, ok in enumerate(allowed):
+        if ok:
+            better = scores[k] < best
+            best = np.where(better, scores[k], best)
+            index[better] = k
+    return index
 
 
 @dataclass(frozen=True)
@@ -207,28 +235,21 @@ class Ownership:
     position: np.ndarray
 
 
-def _argmin_or(scores: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-    masked = np.where(allowed[:, None, None], scores, np.inf)
-    return masked.argmin(axis=0)
-
-
 def ownership(labels: np.ndarray, maps: BoneMaps, roles: LabelRoles) -> Ownership:
     """Assign every body pixel of ``labels`` ``(H, W)`` to a bone (see the module docstring)."""
-    shape = labels.shape
-    count = len(maps.specs)
+    if not maps.specs:
+        minus = np.full(labels.shape, -1, np.int64)
+        return Ownership(minus, minus, minus, np.zeros(labels.shape, np.float32))
     kind = roles.kind[labels]
-    if count == 0:
-        minus = np.full(shape, -1, np.int64)
-        return Ownership(minus, minus, minus, np.zeros(shape, np.float32))
-    radius = np.array([s.radius for s in maps.specs], np.float32)
-    score = maps.distance / radius[:, None, None]
-    groups = np.array([s.group for s in maps.specs])
-    bone = score.argmin(axis=0)
+    bone = np.where(kind > 0, maps.nearest["garment"], -1)
+    safe = np.maximum(bone, 0)
+    t = np.take_along_axis(maps.t, safe[None], axis=0)[0]
+    root = np.array([s.link == 0 for s in maps.specs] + [False])
+    torso = maps.nearest["torso"]
+    bone = np.where(root[bone] & (t < 0) & (torso >= 0), torso, bone)
     for code, group in ((2, "arms"), (3, "legs")):
-        allowed = groups == group
-        if allowed.any() and (kind == code).any():
-            bone = np.where(kind == code, _argmin_or(score, allowed), bone)
-    bone = np.where(kind > 0, bone, -1)
+        limb = maps.nearest[group]
+        bone = np.where((kind == code) & (limb >= 0), limb, bone)
     safe = np.maximum(bone, 0)
     t = np.take_along_axis(maps.t, safe[None], axis=0)[0]
     # Lookup tables with a trailing -1 so that bone -1 (not a body pixel) maps to -1.

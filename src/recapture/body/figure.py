@@ -19,8 +19,11 @@ from recapture.body.parts import LabelSet
 
 FIGURE_GROUPS: tuple[str, ...] = ("arms", "legs", "torso", "body")
 FACTOR_RANGE: tuple[float, float] = (0.5, 2.0)
-#: Groups are scaled one after another in this order (inner to outer).
-FIGURE_ORDER: tuple[str, ...] = ("torso", "legs", "arms")
+#: Garments that follow the legs: never part of the torso group (a fatter torso keeps the skirt).
+LOWER_GARMENTS: tuple[str, ...] = ("pants", "skirt", "lower_clothes")
+#: Groups from back to front: a scaled group may cover the groups before it. Figure edits run in this
+#: order too.
+DEPTH_ORDER: tuple[str, ...] = ("torso", "legs", "arms")
 
 
 def check_layout(labels: np.ndarray, keypoints: np.ndarray, label_set: LabelSet) -> np.ndarray:
@@ -76,6 +79,15 @@ def fill_from_nearest(labels: np.ndarray, holes: np.ndarray, blocked: np.ndarray
     return out
 
 
+def _gather_index(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest pixel of ``(H, W, 2)`` y/x points: clipped rows, cols and the in-image mask."""
+    height, width = points.shape[:2]
+    rounded = np.rint(points).astype(np.int64)
+    rows, cols = rounded[..., 0], rounded[..., 1]
+    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+    return np.clip(rows, 0, height - 1), np.clip(cols, 0, width - 1), inside
+
+
 def scale_region(labels: np.ndarray, maps: BoneMaps, owner: Ownership, region: np.ndarray, group: str,
                  factor: float, background: int) -> np.ndarray:
     """Scale the ``region`` ``(H, W)`` bool (pixels owned by ``group``'s bones) by ``factor`` perpendicular
@@ -89,18 +101,29 @@ def scale_region(labels: np.ndarray, maps: BoneMaps, owner: Ownership, region: n
     if factor == 1.0 or scaling.size == 0 or not region.any():
         return labels.copy()
     height, width = labels.shape
-    nearest = scaling[maps.distance[scaling].argmin(axis=0)]
     own = region & np.isin(owner.bone, scaling)
-    bone = np.where(own, owner.bone, nearest)
+    bone = np.where(own, owner.bone, maps.nearest[f"scale_{group}"])
     t = np.take_along_axis(maps.t, bone[None], axis=0)[0]
     foot = maps.foot_points(bone, t)
     grid = np.stack(np.meshgrid(np.arange(height), np.arange(width), indexing="ij"), axis=-1).astype(np.float32)
-    sample = np.rint(foot + (grid - foot) / np.float32(factor)).astype(np.int64)
-    qy, qx = sample[..., 0], sample[..., 1]
-    inside = (qy >= 0) & (qy < height) & (qx >= 0) & (qx < width)
-    qy, qx = np.clip(qy, 0, height - 1), np.clip(qx, 0, width - 1)
+    offset = grid - foot
+    ramp = np.array([s.ramp for s in maps.specs], np.float32).reshape(-1, 2)[bone]
+    weight = np.ones_like(t)
+    for side, distance in ((0, t), (1, 1.0 - t)):
+        width = ramp[..., side]
+        weight = np.where(width > 0, weight * np.clip(distance / np.maximum(width, 1e-6), 0.0, 1.0), weight)
+    inverse = (1.0 + (factor - 1.0) * weight) ** -1
+    qy, qx, inside = _gather_index(foot + offset * inverse[..., None])
     sampled = inside & region[qy, qx] & (owner.chain[qy, qx] == maps.chain_ids()[bone])
-    write = sampled & (region | (labels == background))
+    behind = np.isin(owner.group, [GROUPS.index(g) for g in DEPTH_ORDER[:DEPTH_ORDER.index(group)]])
+    free = region | behind | (labels == background)
+    write = sampled & free
+    other = ~free
+    steps = int(min(np.ceil(abs(1.0 - 1.0 / factor) * float(np.abs(offset[write]).max(initial=0.0))), 32))
+    for k in range(1, steps):
+        between = inverse + (1.0 - inverse) * (k / steps)
+        ry, rx, _ = _gather_index(foot + offset * between[..., None])
+        write &= ~other[ry, rx]
     out = labels.copy()
     out[write] = labels[qy[write], qx[write]]
     return fill_from_nearest(out, region & ~write, write, background)
@@ -124,11 +147,15 @@ def apply_figure_edit(labels: np.ndarray, keypoints: np.ndarray, label_set: Labe
     roles = label_roles(label_set)
     maps = bone_maps(keypoints, labels.shape)
     out = labels.copy()
-    for group in FIGURE_ORDER:
+    for group in DEPTH_ORDER:
         factor = per_group[group]
         if factor == 1.0 or maps.indices(group=group, scaling=True).size == 0:
             continue
         owner = ownership(out, maps, roles)
         region = owner.group == GROUPS.index(group)
+        if group == "torso":
+            region &= ~np.isin(out, roles.labels(*LOWER_GARMENTS))
+        if group == "arms":
+            region &= owner.position <= 2.0
         out = scale_region(out, maps, owner, region, group, factor, roles.background)
     return out

@@ -129,15 +129,15 @@ def heatmaps_to_keypoints(heatmaps: torch.Tensor) -> np.ndarray:
     return out
 
 
-def _segment_distance(ys: torch.Tensor, xs: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Distance from every pixel to each segment ``a[k]-b[k]``: ``(K, H, W)``."""
+def _segment_distance2(ys: torch.Tensor, xs: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared distance from every pixel to each segment ``a[k]-b[k]``: ``(K, H, W)``."""
     ay, ax = a[:, 0].view(-1, 1, 1), a[:, 1].view(-1, 1, 1)
     by, bx = b[:, 0].view(-1, 1, 1), b[:, 1].view(-1, 1, 1)
     dy, dx = by - ay, bx - ax
     length2 = (dy * dy + dx * dx).clamp_min(1e-8)
     t = (((ys - ay) * dy + (xs - ax) * dx) / length2).clamp(0.0, 1.0)
     py, px = ay + t * dy, ax + t * dx
-    return torch.sqrt((ys - py) ** 2 + (xs - px) ** 2)
+    return (ys - py) ** 2 + (xs - px) ** 2
 
 
 def pose_mask(keypoints: np.ndarray, size: tuple[int, int], limb_radius: float | None = None,
@@ -165,15 +165,19 @@ def pose_mask(keypoints: np.ndarray, size: tuple[int, int], limb_radius: float |
     if drawn:
         idx_a = torch.tensor([a for a, _ in drawn])
         idx_b = torch.tensor([b for _, b in drawn])
-        mask |= (_segment_distance(ys, xs, kp[idx_a], kp[idx_b]) <= radius).any(dim=0)
+        mask |= (_segment_distance2(ys, xs, kp[idx_a], kp[idx_b]) <= radius * radius).any(dim=0)
     joints = kp[present]
     if len(joints):
         d2 = (ys - joints[:, 0].view(-1, 1, 1)) ** 2 + (xs - joints[:, 1].view(-1, 1, 1)) ** 2
         mask |= (d2 <= radius * radius).any(dim=0)
     side = int(round(height / 20.0)) if closing is None else int(closing)
     side = max(1, side | 1)
-    m = mask.float().view(1, 1, height, width)
     pad = side // 2
-    dilated = F.max_pool2d(m, side, stride=1, padding=pad)
-    closed = 1.0 - F.max_pool2d(1.0 - dilated, side, stride=1, padding=pad)
+
+    def dilate(x: torch.Tensor) -> torch.Tensor:  # square max filter as a row then a column pass
+        x = F.max_pool2d(x, (1, side), stride=1, padding=(0, pad))
+        return F.max_pool2d(x, (side, 1), stride=1, padding=(pad, 0))
+
+    dilated = dilate(mask.float().view(1, 1, height, width))
+    closed = 1.0 - dilate(1.0 - dilated)
     return closed[0, 0]

@@ -119,6 +119,20 @@ def load_inception(weights: str | Path | None = None, device: torch.device | str
     return model.to(device).eval()
 
 
+def _alexnet_features() -> nn.Sequential:
+    """torchvision's ``alexnet().features`` layer for layer (indices match its weight keys)."""
+    return nn.Sequential(
+        nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(64, 192, kernel_size=5, padding=2), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(192, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(256, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+    )
+
+
 class AlexLPIPS(nn.Module):
     """LPIPS v0.1, AlexNet backbone, linear calibration: ``forward(generated, real) -> (B,)`` distances.
 
@@ -127,9 +141,7 @@ class AlexLPIPS(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        from torchvision.models import alexnet
-
-        features = alexnet(weights=None).features
+        features = _alexnet_features()
         self.stages = nn.ModuleList(nn.Sequential(*features[a:b]) for a, b in _ALEX_SLICES)
         self.lins = nn.ModuleList(nn.Conv2d(c, 1, kernel_size=1, bias=False) for c in _ALEX_CHANNELS)
         self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))

@@ -4,8 +4,7 @@
 |---|---|
 | generator.py | RecaptureGenerator (geometric + appearance), GeneratorOutput, SatAttention |
 | geometric.py | GeometricGenerator: (source_layout, source_pose, target_pose) -> target layout logits |
-| layout_encoder.py | LayoutEncoder: (target_layout, target_pose) -> per-level target signals |
-| appearance.py | AppearanceGenerator: encoder, decoder with SAT and LGR |
+| appearance.py | AppearanceGenerator (encoder, decoder with SAT and LGR), LayoutEncoder (target signals) |
 | sat.py | SemanticAttentiveTransfer, part_attention (sparse), dense_part_attention (reference) |
 | lgr.py | LayoutGraphReasoning, masked_average |
 | discriminators.py | Discriminators (D1 layout, D2 pose, D3 identity), PatchDiscriminator, PatchLogits |

@@ -106,7 +106,9 @@ def _person_box(keypoints: np.ndarray, person_mask: np.ndarray, margin: float) -
 
 
 class ModelLayoutParser:
-    """A human-parsing network given by path: TorchScript (``.pt``, ``.ts``, ``.jit``) or ONNX (``.onnx``).
+    """A human-parsing network given by path: ``torch.export`` (``.pt2``), TorchScript (``.pt``, ``.ts``,
+    ``.jit``; deprecated by PyTorch but still loaded) or ONNX (``.onnx``). These files carry the network's
+    graph (not arbitrary Python), but load only files you trust.
 
     The network takes ``(1, 3, H, W)`` float input (see :class:`ParserInput`) and returns ``(1, C, h, w)``
     logits with ``C = label_set.num_parts``, or SCHP's nested ``[[parsing, fusion], [edge]]`` (fusion is
@@ -123,9 +125,13 @@ class ModelLayoutParser:
         if not self.path.is_file():
             raise FileNotFoundError(f"parser model not found: {self.path}")
         suffix = self.path.suffix.lower()
+        self._session: Any = None
         if suffix in (".pt", ".ts", ".jit"):
             self._module: Any = torch.jit.load(str(self.path), map_location=self.device).eval()
-            self._session: Any = None
+        elif suffix == ".pt2":
+            self._module = torch.export.load(str(self.path)).module()
+            if self.device.type != "cpu":
+                self._module = self._module.to(self.device)
         elif suffix == ".onnx":
             try:
                 import onnxruntime
@@ -134,8 +140,8 @@ class ModelLayoutParser:
             self._module = None
             self._session = onnxruntime.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
         else:
-            raise ValueError(f"{self.path}: unknown parser model type {suffix!r}; use .pt/.ts/.jit "
-                             f"(TorchScript) or .onnx")
+            raise ValueError(f"{self.path}: unknown parser model type {suffix!r}; use .pt2 (torch.export), "
+                             f".pt/.ts/.jit (TorchScript) or .onnx")
 
     def _letterbox(self, crop: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
         """Fit ``crop`` into the input size on black; returns the normalised CHW array and its placement."""

@@ -60,6 +60,11 @@ class RunLogger:
             self.writer.add_scalar(name, value, step)
         shown = " ".join(f"{k.split('/')[-1]}={v:.3f}" for k, v in values.items())
         self.progress.update(self.task, description=shown)
+        if not self.progress.console.is_terminal:
+            task = self.progress.tasks[0]
+            eta = task.time_remaining
+            self.progress.console.print(f"step {step}/{task.total:.0f} elapsed {time.monotonic() - self.start_time:.0f}s "
+                                        f"eta {eta if eta is None else round(eta)}s {shown}")
 
     def advance(self, step: int) -> None:
         if self.progress is not None:

@@ -2,19 +2,21 @@
 written in the DeepFashion/Market on-disk formats (docs/synthhumans.md).
 
 Modules: ``people`` (identities, edits), ``pose`` (skeleton, joint limits, views, framing), ``shapes``
-(primitives with labels and depth), ``render`` (rasteriser), ``backgrounds``, ``truth`` (invisible
-masks, edits CSV), ``writer`` (the dataset on disk), ``preview`` (contact sheet).
+(primitives with labels and depth), ``render`` (rasteriser, backgrounds), ``truth`` (invisible masks,
+edits CSV), ``writer`` (the dataset on disk, contact sheet).
 """
 
 from recapture.data.synthetic.people import ClothingEdit, FigureEdit, Identity, sample_identity
 from recapture.data.synthetic.pose import Pose, sample_pose
-from recapture.data.synthetic.preview import contact_sheet, parse_size, write_preview
-from recapture.data.synthetic.render import Rendering, render
+from recapture.data.synthetic.render import Background, Rendering, render_person, sample_background
 from recapture.data.synthetic.truth import EditRecord, invisible_mask, read_edits, write_edits
-from recapture.data.synthetic.writer import SynthConfig, SynthSummary, generate, image_name, sample_shot, split_spec
+from recapture.data.synthetic.writer import (
+    SynthConfig, SynthSummary, contact_sheet, generate, image_name, parse_size, sample_shot, split_spec, write_preview,
+)
 
 __all__ = [
     "ClothingEdit", "FigureEdit", "Identity", "sample_identity", "Pose", "sample_pose", "contact_sheet",
-    "parse_size", "write_preview", "Rendering", "render", "EditRecord", "invisible_mask", "read_edits",
-    "write_edits", "SynthConfig", "SynthSummary", "generate", "image_name", "sample_shot", "split_spec",
+    "parse_size", "write_preview", "Background", "Rendering", "render_person", "sample_background", "EditRecord",
+    "invisible_mask", "read_edits", "write_edits", "SynthConfig", "SynthSummary", "generate", "image_name",
+    "sample_shot", "split_spec",
 ]

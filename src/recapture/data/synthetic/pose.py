@@ -117,7 +117,8 @@ class Skeleton:
 
 def _arm(shoulder: np.ndarray, angles: tuple[float, ...], side: float, torso: np.ndarray) -> list[np.ndarray]:
     elevation, azimuth, elbow, twist = np.radians(angles)
-    local = np.array([side * np.sin(elevation) * np.cos(azimuth), -np.cos(elevation), np.sin(elevation) * np.sin(azimuth)])
+    local = np.array([side * np.sin(elevation) * np.cos(azimuth), -np.cos(elevation),
+                      np.sin(elevation) * np.sin(azimuth)])
     upper = torso @ local
     bend = _perpendicular(upper, torso @ np.array([0.0, 0.0, 1.0]), torso @ np.array([-side, 0.0, 0.0]))
     bend = _rotate_about(bend, upper, side * twist)
@@ -205,7 +206,8 @@ def _arm_angles(rng: np.random.Generator, style: str, swing: float) -> tuple[flo
     elif style == "free":
         angles = (_u(rng, 0, 150), _u(rng, -40, 115), _u(rng, 0, 145), _u(rng, -60, 90))
     else:
-        angles = (abs(swing) + _u(rng, 3, 15), 90.0 * np.sign(swing) + _u(rng, -15, 15), _u(rng, 0, 35), _u(rng, -20, 30))
+        angles = (abs(swing) + _u(rng, 3, 15), 90.0 * np.sign(swing) + _u(rng, -15, 15), _u(rng, 0, 35),
+                  _u(rng, -20, 30))
     names = ("arm_elevation", "arm_azimuth", "elbow", "arm_twist")
     return tuple(_clip(n, v) for n, v in zip(names, angles))  # type: ignore[return-value]
 

@@ -1,4 +1,5 @@
-"""SynthHumans rasteriser: depth-sorted primitives -> anti-aliased image, LIP-20 layout and keypoints.
+"""SynthHumans rasteriser: depth-sorted primitives -> anti-aliased image, LIP-20 layout and keypoints,
+over a plain / soft-gradient (DeepFashion-like) or cluttered (Market-like) background.
 
 The body is drawn with the painter's algorithm on a canvas ``supersample`` times the image size: each
 primitive writes (label, segment, material) per sample. The image is the area average of the shaded
@@ -16,20 +17,99 @@ import cv2
 import numpy as np
 
 from recapture.body.keypoints import KEYPOINT_NAMES
-from recapture.data.synthetic.backgrounds import Background, draw_background
 from recapture.data.synthetic.people import Identity, Texture
 from recapture.data.synthetic.pose import J, Pose, Projection, build_skeleton
 from recapture.data.synthetic.shapes import JOINT_SEGMENTS, MAT, SEG, Body, Ellipsoid, L, Primitive, build_body
 
 NUM_LABELS = 20
 #: Minimum camera-facing cosine for a face keypoint to be reported.
-FACING_THRESHOLD: dict[str, float] = {"nose": -0.1, "left_eye": 0.2, "right_eye": 0.2, "left_ear": -0.35, "right_ear": -0.35}
+FACING_THRESHOLD: dict[str, float] = {"nose": -0.1, "left_eye": 0.2, "right_eye": 0.2,
+                                      "left_ear": -0.35, "right_ear": -0.35}
 _EYES = np.array([(0.36, 0.18, 0.92), (-0.36, 0.18, 0.92)]) / np.linalg.norm([0.36, 0.18, 0.92])
 _SHIFT = 4
 #: ``_OWN_SEGMENTS[k, segment]``: segment may show keypoint ``k`` (from ``shapes.JOINT_SEGMENTS``).
 _OWN_SEGMENTS = np.zeros((len(KEYPOINT_NAMES), len(SEG)), bool)
 for _k, _name in enumerate(KEYPOINT_NAMES):
     _OWN_SEGMENTS[_k, [SEG[g] for g in JOINT_SEGMENTS[_name]]] = True
+
+
+BACKGROUND_KINDS: tuple[str, ...] = ("plain", "cluttered")
+
+
+@dataclass(frozen=True)
+class Clutter:
+    """One background object: ``kind`` rect | ellipse | line, ``box`` (y0, x0, y1, x1) in image fractions."""
+
+    kind: str
+    colour: tuple[float, float, float]
+    box: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Background:
+    """A background: vertical gradient ``top`` -> ``bottom`` (RGB), a ``floor`` band from row fraction
+    ``floor_y`` (cluttered only), objects, a blur (in image heights) and the seed of its pixel noise."""
+
+    kind: str
+    top: tuple[float, float, float]
+    bottom: tuple[float, float, float]
+    floor: tuple[float, float, float] | None
+    floor_y: float
+    clutter: tuple[Clutter, ...]
+    blur: float
+    noise: float
+    noise_seed: int
+
+
+def _muted(rng: np.random.Generator, low: float, high: float) -> tuple[float, float, float]:
+    base = rng.uniform(low, high)
+    return tuple(float(v) for v in np.clip(base + rng.normal(0.0, 18.0, 3), 0, 255))  # type: ignore[return-value]
+
+
+def sample_background(rng: np.random.Generator, kind: str) -> Background:
+    """A random background of ``kind`` (see :data:`BACKGROUND_KINDS`)."""
+    if kind not in BACKGROUND_KINDS:
+        raise ValueError(f"unknown background {kind!r}; valid: {', '.join(BACKGROUND_KINDS)}")
+    if kind == "plain":
+        top = _muted(rng, 190, 250)
+        bottom = top if rng.random() < 0.5 else _muted(rng, 170, 245)
+        return Background(kind, top, bottom, None, 1.0, (), 0.0, 0.0, 0)
+    clutter = []
+    for _ in range(int(rng.integers(6, 16))):
+        shape = str(rng.choice(("rect", "ellipse", "line"), p=[0.5, 0.3, 0.2]))
+        y0, x0 = rng.uniform(-0.1, 0.9), rng.uniform(-0.2, 1.0)
+        y1, x1 = y0 + rng.uniform(0.05, 0.6), x0 + rng.uniform(0.05, 0.6)
+        clutter.append(Clutter(shape, _muted(rng, 40, 220), (float(y0), float(x0), float(y1), float(x1))))
+    return Background(kind, _muted(rng, 80, 200), _muted(rng, 60, 180), _muted(rng, 50, 170),
+                      float(rng.uniform(0.55, 0.85)), tuple(clutter), float(rng.uniform(0.003, 0.01)),
+                      float(rng.uniform(2.0, 6.0)), int(rng.integers(2**31)))
+
+
+def draw_background(background: Background, size: tuple[int, int]) -> np.ndarray:
+    """``(H, W, 3)`` float32 RGB in [0, 255]."""
+    height, width = size
+    t = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
+    top = np.asarray(background.top, np.float32)
+    bottom = np.asarray(background.bottom, np.float32)
+    column = top + t * (bottom - top)
+    image = np.ascontiguousarray(np.broadcast_to(column, (height, width, 3)), dtype=np.float32)
+    if background.floor is not None:
+        image[int(background.floor_y * height):] = background.floor
+    for item in background.clutter:
+        y0, x0, y1, x1 = (int(round(v * s)) for v, s in zip(item.box, (height, width, height, width)))
+        if item.kind == "rect":
+            cv2.rectangle(image, (x0, y0), (x1, y1), item.colour, thickness=-1)
+        elif item.kind == "ellipse":
+            centre = ((x0 + x1) // 2, (y0 + y1) // 2)
+            cv2.ellipse(image, centre, (max(1, (x1 - x0) // 2), max(1, (y1 - y0) // 2)), 0, 0, 360, item.colour, -1)
+        else:
+            cv2.line(image, (x0, y0), (x0 + (x1 - x0) // 6, y1), item.colour, thickness=max(1, width // 40))
+    if background.blur > 0:
+        cv2.GaussianBlur(image, (0, 0), background.blur * height, dst=image)
+    if background.noise > 0:
+        noise = np.random.default_rng(background.noise_seed).normal(0.0, background.noise, image.shape)
+        image += noise.astype(np.float32)
+    return image
 
 
 @dataclass(frozen=True)
@@ -152,9 +232,10 @@ def _colours(body: Body, identity: Identity, canvas: np.ndarray) -> tuple[np.nda
     lut = np.zeros((len(MAT), 3), np.float32)
     for name, colour in plain.items():
         lut[MAT[name]] = (0, 0, 0) if colour is None else colour
-    out = lut[mat]
+    out = np.take(lut, mat, axis=0)
     patch_ok = (seg == SEG["torso"]) & (body.torso_facing > 0.3)
-    for name, texture in (("top", outfit.top_texture), ("bottom", outfit.bottom_texture), ("coat", outfit.coat_texture)):
+    garments = (("top", outfit.top_texture), ("bottom", outfit.bottom_texture), ("coat", outfit.coat_texture))
+    for name, texture in garments:
         pick = mat == MAT[name]
         if pick.any():
             out[pick] = texture_colours(texture, u[pick], v[pick], patch_ok[pick])
@@ -173,7 +254,7 @@ def _colours(body: Body, identity: Identity, canvas: np.ndarray) -> tuple[np.nda
                 mouth = (np.abs(local[:, 0]) < 0.22) & (np.abs(local[:, 1] + 0.5) < 0.05) & (local[:, 2] > 0.5)
                 out[where[skin & eye]] = (35, 28, 26)
                 out[where[skin & mouth]] = np.asarray(identity.skin, np.float32) * (0.7, 0.45, 0.45)
-    hand = np.isin(seg, [SEG["left_hand"], SEG["right_hand"]])
+    hand = (seg == SEG["left_hand"]) | (seg == SEG["right_hand"])
     shade[hand] = np.maximum(shade[hand], 0.8)
     return index, out * shade[:, None].astype(np.float32)
 
@@ -182,7 +263,6 @@ def majority_labels(labels: np.ndarray, supersample: int) -> np.ndarray:
     """``(H*s, W*s)`` labels -> ``(H, W)``: the most frequent label of each s x s block (ties go to the
     body over the background, then to the lower label)."""
     s = supersample
-    height, width = labels.shape[0] // s, labels.shape[1] // s
     samples = [labels[i::s, j::s] for i in range(s) for j in range(s)]
     low, high = samples[0].copy(), samples[0].copy()
     for sample in samples[1:]:
@@ -220,7 +300,7 @@ def keypoints_of(body: Body, skeleton_facing: dict[str, float], canvas: np.ndarr
     return out
 
 
-def render(identity: Identity, pose: Pose, background: Background, size: tuple[int, int],
+def render_person(identity: Identity, pose: Pose, background: Background, size: tuple[int, int],
            supersample: int = 2) -> Rendering:
     """Render ``identity`` in ``pose`` over ``background`` at ``size`` = (H, W)."""
     if supersample < 1:

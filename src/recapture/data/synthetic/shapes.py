@@ -153,8 +153,8 @@ class _Builder:
         up = self.points[J["neck"]] - self.points[J["pelvis"]]
         normal = np.array([up[1], -up[0]]) / max(float(np.hypot(*up)), 1e-9)
         lateral, front = torso[:2, 0] * [1, -1], torso[:2, 2] * [1, -1]
-        half = np.hypot(levels[:, 1] * width * float(lateral @ normal), levels[:, 2] * width * depth_scale * float(front @ normal))
-        half = half * self.scale
+        half = np.hypot(levels[:, 1] * float(lateral @ normal), levels[:, 2] * depth_scale * float(front @ normal))
+        half = half * width * self.scale
         return np.concatenate([centres + half[:, None] * normal, (centres - half[:, None] * normal)[::-1]])
 
     def hull(self, top_height: float, length: float, flare: float, legs_width: float, torso_width: float) -> np.ndarray:
@@ -194,12 +194,13 @@ def build_body(identity: Identity, skeleton: Skeleton, projection: Projection, s
         if torso[2, 2] > 0.25:
             pelvis3 = skeleton.joints[J["pelvis"]]
             front = 0.065 * fig.torso * 1.15 * torso[:, 2]
-            strip = [pelvis3 + front + h * torso[:, 1] + s * w * fig.torso * torso[:, 0]
-                     for h, s, w in ((SPINE - 0.02, 1, 0.03), (0.0, 1, 0.03), (0.0, -1, 0.03), (SPINE - 0.02, -1, 0.03))]
+            corners = ((SPINE - 0.02, 1), (0.0, 1), (0.0, -1), (SPINE - 0.02, -1))
+            strip = [pelvis3 + front + h * torso[:, 1] + s * 0.03 * fig.torso * torso[:, 0] for h, s in corners]
             b.add(torso_z, 2, top_label, "torso", "top", b.canvas(np.array(strip)))
     wrap_z = max(b.z("left_hip", "left_knee"), b.z("right_hip", "right_knee"), torso_z) + _WRAP_BIAS
     if bottom == "skirt" or top == "dress":
-        b.add(wrap_z, 0, lower_label, "pelvis", lower_material, b.hull(0.11, outfit.skirt_length, 1.6, fig.legs, fig.torso))
+        skirt = b.hull(0.11, outfit.skirt_length, 1.6, fig.legs, fig.torso)
+        b.add(wrap_z, 0, lower_label, "pelvis", lower_material, skirt)
     if outfit.coat and outfit.coat_length > 0.1:
         b.add(wrap_z, 1, "coat", "pelvis", "coat", b.hull(0.11, outfit.coat_length, 1.4, fig.legs, fig.torso))
     # Neck, head, hair.
@@ -215,7 +216,8 @@ def build_body(identity: Identity, skeleton: Skeleton, projection: Projection, s
     if identity.hat is not None:
         hat = Ellipsoid(b.canvas(head_c + head_rot @ np.array([0.0, 0.012, 0.0])), head_rot, radii * 1.1)
         b.prims.append(Primitive(head_z, 1, L["hat"], SEG["head"], MAT["hat"], ellipsoid="hat"))
-        brim = [b.canvas(head_c + head_rot @ (np.array([s * 1.3, 0.3, 0.25]) * [HEAD_RX, HEAD_RY, HEAD_RX])) for s in (-1, 1)]
+        brim = [b.canvas(head_c + head_rot @ (np.array([s * 1.3, 0.3, 0.25]) * [HEAD_RX, HEAD_RY, HEAD_RX]))
+                for s in (-1, 1)]
         b.add(head_z, 2, "hat", "head", "hat", tube(brim[0], brim[1], 0.01 * b.scale, 0.01 * b.scale))
     if identity.hair_length != "short":
         drop = 0.2 if identity.hair_length == "long" else 0.04

@@ -93,7 +93,8 @@ def read_edits(path: str | Path) -> list[EditRecord]:
             raise FormatError(path, f"expected 4 fields with non-empty names, got {row!r}", number)
         if figure:
             if row[2] not in PART_GROUPS:
-                raise FormatError(path, f"unknown part group {row[2]!r}; valid: {', '.join(PART_GROUPS)}", number, "part_group")
+                raise FormatError(path, f"unknown part group {row[2]!r}; valid: {', '.join(PART_GROUPS)}", number,
+                                  "part_group")
             try:
                 factor = float(row[3])
             except ValueError:
@@ -104,6 +105,7 @@ def read_edits(path: str | Path) -> list[EditRecord]:
         else:
             for value, name in ((row[2], "garment_from"), (row[3], "garment_to")):
                 if value not in _GARMENTS:
-                    raise FormatError(path, f"unknown garment {value!r}; valid: {', '.join(sorted(_GARMENTS))}", number, name)
+                    valid = ", ".join(sorted(_GARMENTS))
+                    raise FormatError(path, f"unknown garment {value!r}; valid: {valid}", number, name)
             records.append(EditRecord(row[0], row[1], garment_from=row[2], garment_to=row[3]))
     return records
