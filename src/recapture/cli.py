@@ -114,5 +114,89 @@ def synth(out: str | None = typer.Option(None, help="Output folder of the datase
     typer.echo(f"wrote {summary.total_images} images ({counts}) in {summary.seconds:.1f} s; {summary.manifest}")
 
 
+@app.command("edit")
+def edit(source: str = typer.Argument(..., help="Source portrait (a dataset image or a photo in the wild)."),
+         pose: str = typer.Option(..., help="Target pose: preset name, FILE.csv:ROW, FILE.json or a photo."),
+         out: str = typer.Option(..., help="Output PNG."),
+         model: str = typer.Option("synthhumans", help="Bundled weights name, exported file or run directory."),
+         pose_frame: str | None = typer.Option(None, help="HxW frame of --pose keypoints if not inferable."),
+         source_pose: str | None = typer.Option(None, help="Source keypoints (FILE.csv:ROW or JSON) in its frame."),
+         source_layout: str | None = typer.Option(None, help="Source parsing PNG (LIP labels)."),
+         thinner: list[str] = typer.Option([], help="Part group to make thinner (x0.8): arms, legs, torso, body."),
+         fatter: list[str] = typer.Option([], help="Part group to make fatter (x1.25)."),
+         scale: list[str] = typer.Option([], help="GROUP=FACTOR, e.g. arms=0.9."),
+         clothing: list[str] = typer.Option([], help="SLOT=CATEGORY, e.g. lower=skirt, upper=long_sleeves."),
+         layout_out: str | None = typer.Option(None, help="Also write the (edited) target layout here."),
+         attention: str | None = typer.Option(None, help="Y,X model-frame pixel: write its SAT attention map."),
+         ) -> None:
+    """Recapture a portrait in a new pose, with figure and clothing edits."""
+    from pathlib import Path
+
+    from recapture.pipelines.edit import EditRequest, attention_pixel, parse_frame, run_edit
+
+    try:
+        request = EditRequest(source=Path(source), pose=pose, out=Path(out), model=model,
+                              pose_frame=parse_frame(pose_frame), source_pose=source_pose,
+                              source_layout=Path(source_layout) if source_layout else None,
+                              thinner=tuple(thinner), fatter=tuple(fatter), scale=tuple(scale),
+                              clothing=tuple(clothing), layout_out=Path(layout_out) if layout_out else None,
+                              attention=attention_pixel(attention))
+        outcome = run_edit(request)
+    except (ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo("wrote " + ", ".join(str(p) for p in outcome.written))
+
+
+@app.command("video")
+def video(source: str = typer.Option(..., help="Source portrait photo (or dataset image with --source-pose)."),
+          reference: str = typer.Option(..., help="Reference video whose poses drive the source."),
+          out: str = typer.Option(..., help="Output MP4 (same FPS as the reference)."),
+          model: str = typer.Option("synthhumans", help="Bundled weights name, exported file or run directory."),
+          source_pose: str | None = typer.Option(None, help="Source keypoints (FILE.csv:ROW or JSON)."),
+          source_layout: str | None = typer.Option(None, help="Source parsing PNG (LIP labels)."),
+          smoothing: bool = typer.Option(True, help="One-Euro smoothing of the estimated keypoints."),
+          ) -> None:
+    """Recapture a portrait with the poses of every frame of a reference video."""
+    from recapture.pipelines.video import prepare_video_source, recapture_video
+    from recapture.pipelines.recapture import Recapturer
+
+    try:
+        recapturer = Recapturer.from_pretrained(model)
+        prepared = prepare_video_source(recapturer, source, source_pose, source_layout)
+        result = recapture_video(recapturer, prepared, reference, out, smoothing=smoothing)
+    except (ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {result.path}: {result.frames} frames at {result.fps:g} FPS")
+
+
+@app.command("demo")
+def demo(out: str = typer.Option("demo-out", help="Folder for index.html and its images."),
+         model: str = typer.Option("synthhumans", help="Bundled weights name, exported file or run directory."),
+         wild: bool = typer.Option(True, help="Include the in-the-wild photo section."),
+         ) -> None:
+    """Offline tour: pose changes, figure and clothing edits, attention, video, a photo in the wild."""
+    from recapture.demo import run_demo
+
+    report = run_demo(out, model=model, wild=wild)
+    typer.echo(f"wrote {report.index} and {len(report.files)} files in {report.seconds:.1f} s")
+
+
+@app.command("serve")
+def serve(port: int = typer.Option(7860, help="Port of the web editor."),
+          model: str = typer.Option("synthhumans", help="Bundled weights name, exported file or run directory."),
+          host: str = typer.Option("127.0.0.1", help="Address to bind (keep 127.0.0.1 unless you mean it)."),
+          pose_file: list[str] = typer.Option([], help="Annotation CSV whose rows the page offers as poses."),
+          device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ...")) -> None:
+    """Interactive web editor: pose, figure and clothing edits, attention maps (docs/app.md)."""
+    from recapture.app.server import serve as run_server
+
+    try:
+        run_server(model=model, host=host, port=port, pose_files=pose_file, device=device)
+    except (ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
 if __name__ == "__main__":
     app()

@@ -90,9 +90,9 @@ class BoneMaps:
     ``specs`` (K bones); ``start``/``end`` ``(K, 2)`` y/x; ``distance`` ``(K, H, W)`` distance to the
     segment; ``t`` ``(K, H, W)`` unclamped position along it; ``foot_low``/``foot_high`` ``(K,)`` bounds of
     ``t`` for the foot point (``-inf``/``inf`` at a chain end, 0/1 at an inner joint such as the elbow);
-    ``nearest`` ``(H, W)`` int maps of the nearest bone (-1: none) for ``garment`` (all bones, distance /
-    nominal half width), ``arms``/``legs`` (that group's bones, same score) and ``scale_<group>`` (the
-    group's scaling bones, plain distance).
+    ``nearest[f"scale_{group}"]`` ``(H, W)`` int: the nearest of the group's scaling bones (-1: none);
+    ``owner``/``position`` ``(4, H, W)``: the owner bone and chain position of each pixel for each label
+    kind of :class:`LabelRoles` (see :func:`ownership`).
     """
 
     specs: tuple[BoneSpec, ...]
@@ -103,6 +103,8 @@ class BoneMaps:
     foot_low: np.ndarray
     foot_high: np.ndarray
     nearest: dict[str, np.ndarray]
+    owner: np.ndarray
+    position: np.ndarray
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -167,15 +169,37 @@ def bone_maps(keypoints: np.ndarray, shape: tuple[int, int]) -> BoneMaps:
         inner = spec.link >= 0 and any(o.chain == spec.chain and o.link == 1 - spec.link for o in specs)
         low[k] = 0.0 if inner and spec.link == 1 else -np.inf
         high[k] = 1.0 if inner and spec.link == 0 else np.inf
-    radius = np.array([s.radius for s in specs], np.float32).reshape(-1, 1, 1)
-    score = distance / radius
-    everything = [True] * count
-    nearest = {"garment": _nearest(score, everything, shape)}
-    for group in GROUPS:
-        nearest[group] = _nearest(score, [s.group == group for s in specs], shape)
-    for group in GROUPS:
-        nearest[f"scale_{group}"] = _nearest(distance, [s.group == group and s.scaling for s in specs], shape)
-    return BoneMaps(tuple(specs), start, end, distance, t, low, high, nearest)
+    nearest = {f"scale_{g}": _nearest(distance, [s.group == g and s.scaling for s in specs], shape) for g in GROUPS}
+    owner, position = _owner_candidates(specs, distance, t, shape)
+    return BoneMaps(tuple(specs), start, end, distance, t, low, high, nearest, owner, position)
+
+
+def _owner_candidates(specs: list[BoneSpec], distance: np.ndarray, t: np.ndarray,
+                      shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Owner bone and chain position of every pixel for each label kind (see :class:`LabelRoles`):
+    ``(4, H, W)`` int (-1 none) and float. Garments take the lowest distance / nominal half width over
+    all bones, except that a limb's root bone hands what lies behind its root joint (``t < 0``: the
+    shoulder cap, the hip) to the torso; skin takes the lowest score within its limb group (any bone if
+    that group has none)."""
+    count = len(specs)
+    minus = np.full(shape, -1, np.int64)
+    if count == 0:
+        return np.stack([minus] * 4), np.zeros((4, *shape), np.float32)
+    score = distance / np.array([s.radius for s in specs], np.float32).reshape(-1, 1, 1)
+    garment = _nearest(score, [True] * count, shape)
+    torso = _nearest(score, [s.group == "torso" for s in specs], shape)
+    root = np.array([s.link == 0 for s in specs])
+    behind = root[garment] & (np.take_along_axis(t, garment[None], axis=0)[0] < 0) & (torso >= 0)
+    garment = np.where(behind, torso, garment)
+    kinds = [minus, garment]
+    for group in ("arms", "legs"):
+        limb = _nearest(score, [s.group == group for s in specs], shape)
+        kinds.append(np.where(limb >= 0, limb, garment))
+    owner = np.stack(kinds)
+    link = np.array([max(s.link, 0) for s in specs] + [0], np.float32)
+    along = np.take_along_axis(t, np.maximum(owner, 0), axis=0)
+    position = np.where(owner >= 0, along + link[owner], 0.0).astype(np.float32)
+    return owner, position
 
 
 def _nearest(scores: np.ndarray, allowed: list[bool], shape: tuple[int, int]) -> np.ndarray:
@@ -237,24 +261,10 @@ class Ownership:
 
 def ownership(labels: np.ndarray, maps: BoneMaps, roles: LabelRoles) -> Ownership:
     """Assign every body pixel of ``labels`` ``(H, W)`` to a bone (see the module docstring)."""
-    if not maps.specs:
-        minus = np.full(labels.shape, -1, np.int64)
-        return Ownership(minus, minus, minus, np.zeros(labels.shape, np.float32))
-    kind = roles.kind[labels]
-    bone = np.where(kind > 0, maps.nearest["garment"], -1)
-    safe = np.maximum(bone, 0)
-    t = np.take_along_axis(maps.t, safe[None], axis=0)[0]
-    root = np.array([s.link == 0 for s in maps.specs] + [False])
-    torso = maps.nearest["torso"]
-    bone = np.where(root[bone] & (t < 0) & (torso >= 0), torso, bone)
-    for code, group in ((2, "arms"), (3, "legs")):
-        limb = maps.nearest[group]
-        bone = np.where((kind == code) & (limb >= 0), limb, bone)
-    safe = np.maximum(bone, 0)
-    t = np.take_along_axis(maps.t, safe[None], axis=0)[0]
+    kind = roles.kind[labels].astype(np.int64)[None]
+    bone = np.take_along_axis(maps.owner, kind, axis=0)[0]
+    position = np.take_along_axis(maps.position, kind, axis=0)[0]
     # Lookup tables with a trailing -1 so that bone -1 (not a body pixel) maps to -1.
     group_of = np.array([GROUPS.index(s.group) for s in maps.specs] + [-1])
     chain_of = np.array([CHAINS.index(s.chain) for s in maps.specs] + [-1])
-    link = np.array([max(s.link, 0) for s in maps.specs] + [0], np.float32)
-    position = np.where(bone >= 0, t + link[bone], 0.0).astype(np.float32)
     return Ownership(bone, group_of[bone], chain_of[bone], position)

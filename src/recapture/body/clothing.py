@@ -21,6 +21,11 @@ UPPER_CATEGORIES: tuple[str, ...] = ("t_shirt", "long_sleeves", "coat", "no_coat
 LOWER_CATEGORIES: tuple[str, ...] = ("pants", "shorts", "skirt")
 CLOTHING_SLOTS: dict[str, tuple[str, ...]] = {"upper": UPPER_CATEGORIES, "lower": LOWER_CATEGORIES}
 TOP_GARMENTS: tuple[str, ...] = ("upper_clothes", "dress", "jumpsuits")
+#: Labels measured for a group's width: (garments, skin).
+_TISSUE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "legs": (("pants", "lower_clothes", "socks"), ("left_leg", "right_leg", "legs")),
+    "torso": ((*TOP_GARMENTS, "coat", "scarf"), ()),
+}
 
 
 @dataclass(frozen=True)
@@ -35,9 +40,9 @@ class GarmentShapes:
     coat_sleeve_end: float = 1.92
     shorts_end: float = 0.5
     pants_end: float = 1.95
-    skirt_length: float = 0.85
+    skirt_length: float = 0.75
     skirt_flare: float = 1.6
-    coat_length: float = 0.55
+    coat_length: float = 0.5
     coat_flare: float = 1.4
     sleeve_growth: float = 1.12
     pants_growth: float = 1.12
@@ -100,18 +105,22 @@ class _Layout:
         if region.any():
             self.set(scale_region(self.labels, self.maps, self.owner, region, group, factor, self.roles.background))
 
-    def px_per_unit(self, group: str, *tissue: str) -> float | None:
-        """Measured pixels per body unit of ``group`` (width of ``tissue`` pixels / nominal bone width,
-        median over bones whose length is covered), else the bone-length estimate."""
+    def px_per_unit(self, group: str, skin_growth: float) -> float | None:
+        """Pixels per body unit of ``group`` measured from its visible width: the garment and skin pixels
+        of each scaling bone (:data:`_TISSUE`) over twice the bone length, divided by the nominal width
+        (skin counts as the garment width / ``skin_growth``); the median over bones whose length is
+        mostly covered, else the bone-length estimate (None without bones)."""
+        garments, skins = _TISSUE[group]
+        garment, skin = self.is_label(*garments), self.is_label(*skins)
         ratios = []
-        mask = self.is_label(*tissue)
         for k in self.maps.indices(group=group, scaling=True):
-            spec, length = self.maps.specs[k], self.maps.length(k)
-            t = self.maps.t[k]
-            mine = mask & (self.owner.bone == k) & (t >= 0) & (t <= 1)
-            bins = np.unique(np.clip((t[mine] * 8).astype(np.int64), 0, 7))
+            spec, length, t = self.maps.specs[k], self.maps.length(k), self.maps.t[k]
+            mine = (self.owner.bone == k) & (t >= 0) & (t <= 1)
+            worn, bare = int((mine & garment).sum()), int((mine & skin).sum())
+            bins = np.unique(np.clip((t[mine & (garment | skin)] * 8).astype(np.int64), 0, 7))
             if length >= 2 and bins.size >= 6:
-                ratios.append(mine.sum() / (2.0 * length) / spec.radius)
+                nominal = spec.radius * (worn + bare / skin_growth) / (worn + bare)
+                ratios.append((worn + bare) / (2.0 * length) / nominal)
         return float(np.median(ratios)) if ratios else self.maps.unit()
 
     def hull(self, length: float, flare: float, scale: float, waist: float) -> np.ndarray | None:
@@ -145,44 +154,58 @@ class _Layout:
 
 
 def _leg_tissue() -> tuple[str, ...]:
-    return ("left_leg", "right_leg", "legs", "socks", "pants", "lower_clothes")
+    return (*_TISSUE["legs"][0], *_TISSUE["legs"][1])
 
 
-def _legs_shape(lay: _Layout, scale: float, shapes: GarmentShapes) -> np.ndarray:
-    """``(H, W)`` bool: trousers-wide tubes along the present leg bones plus the pelvis (within 0.06 body
-    units of the hip line, or between the waist and the hips within the hip half distance + 0.05)."""
+def _legs_shape(lay: _Layout, scale: float, shapes: GarmentShapes) -> tuple[np.ndarray, np.ndarray]:
+    """``(H, W)`` bool masks ``(tubes, pelvis)``: trouser-wide tubes (round ends) along the present leg
+    bones, and the pelvis (within 0.06 body units of the hip line, or between the waist and the hips
+    within the hip half distance + 0.05 of the spine)."""
     maps = lay.maps
-    inside = np.zeros(lay.labels.shape, bool)
+    tubes = np.zeros(lay.labels.shape, bool)
     for k in maps.indices(group="legs"):
-        inside |= maps.distance[k] <= maps.specs[k].radius * scale
+        tubes |= maps.distance[k] <= maps.specs[k].radius * scale
+    pelvis = np.zeros(lay.labels.shape, bool)
     hip_line, spine = maps.find("hip_line"), maps.find("spine")
     if hip_line is not None:
-        inside |= maps.distance[hip_line] <= 0.06 * scale
+        pelvis |= maps.distance[hip_line] <= 0.06 * scale
     if spine is not None:
         hips = 0.5 * maps.length(hip_line) if hip_line is not None else 0.0
-        inside |= (maps.t[spine] >= 1.0 - shapes.waist) & (maps.distance[spine] <= hips + 0.05 * scale)
-    return inside
+        pelvis |= (maps.t[spine] >= 1.0 - shapes.waist) & (maps.distance[spine] <= hips + 0.05 * scale)
+    return tubes, pelvis
 
 
 def _remove_skirt(lay: _Layout, shapes: GarmentShapes) -> None:
-    """Skirt pixels -> pants inside :func:`_legs_shape`, background elsewhere."""
-    skirt = lay.is_label("skirt")
-    scale = lay.px_per_unit("legs", *_leg_tissue())
-    if not skirt.any() or scale is None:
+    """Take a skirt off: skirt pixels -> pants in the leg tubes and in the pelvis below the hips, the top
+    garment in the pelvis above the hips (the top hangs over trousers, as in SynthHumans), background
+    elsewhere. A label set without ``skirt`` (market7) treats the lower garment beyond the trouser shape
+    as the skirt."""
+    scale = lay.px_per_unit("legs", shapes.pants_growth)
+    if scale is None:
+        return
+    tubes, pelvis = _legs_shape(lay, scale, shapes)
+    if "skirt" in lay.roles.label_set.names:
+        skirt = lay.is_label("skirt")
+    else:
+        skirt = lay.is_label("lower_clothes") & ~(tubes | pelvis)
+    if not skirt.any():
         return
     pants = lay.roles.label("pants", "lower_clothes")
-    values = np.where(_legs_shape(lay, scale, shapes), pants, lay.roles.background).astype(lay.labels.dtype)
+    values = np.full(lay.labels.shape, lay.roles.background, lay.labels.dtype)
+    values[pelvis & _above_hips(lay)] = _top_label(lay)
+    values[pelvis & ~_above_hips(lay)] = pants
+    values[tubes] = pants
     lay.relabel(skirt, values)
 
 
 def _put_on_skirt(lay: _Layout, shapes: GarmentShapes) -> np.ndarray:
     """Draw the skirt hull over background, legs and trousers; return the trouser pixels left outside it."""
-    scale = lay.px_per_unit("legs", *_leg_tissue())
+    scale = lay.px_per_unit("legs", shapes.pants_growth)
     hull = lay.hull(shapes.skirt_length, shapes.skirt_flare, scale, shapes.waist) if scale is not None else None
     if hull is None:
         return np.zeros(lay.labels.shape, bool)
     skirt = lay.roles.label("skirt", "lower_clothes")
-    cover = (lay.labels == lay.roles.background) | lay.is_label(*_leg_tissue(), "skirt")
+    cover = (lay.labels == lay.roles.background) | lay.is_label(*_leg_tissue(), "skirt", *TOP_GARMENTS)
     lay.relabel(hull & cover, skirt)
     trousers = lay.is_label("pants") | (lay.is_label("lower_clothes") & ~hull)
     lay.relabel(trousers & ~lay.on("legs"), skirt)
@@ -247,7 +270,7 @@ def _upper(lay: _Layout, category: str, shapes: GarmentShapes) -> None:
 def _coat(lay: _Layout, shapes: GarmentShapes) -> None:
     coat = lay.roles.label("coat")
     tops = lay.is_label(*TOP_GARMENTS)
-    torso_scale = lay.px_per_unit("torso", *TOP_GARMENTS, "coat", "scarf")
+    torso_scale = lay.px_per_unit("torso", 1.0)
     keep = _front_strip(lay, shapes, torso_scale)
     torso = lay.relabel(tops & lay.on("torso") & _above_hips(lay) & ~keep, coat)
     arms = lay.on("arms") & (lay.owner.position < shapes.coat_sleeve_end)
@@ -256,7 +279,7 @@ def _coat(lay: _Layout, shapes: GarmentShapes) -> None:
     lay.rescale(torso, "torso", shapes.coat_torso_growth)
     lay.rescale(from_skin, "arms", shapes.coat_sleeve_growth)
     lay.rescale(from_sleeve, "arms", shapes.coat_sleeve_growth / shapes.sleeve_growth)
-    scale = lay.px_per_unit("legs", *_leg_tissue())
+    scale = lay.px_per_unit("legs", shapes.pants_growth)
     both_thighs = all(lay.maps.find(f"{side}_thigh") is not None for side in ("left", "right"))
     if shapes.coat_length > 0.1 and scale is not None and both_thighs:
         hull = lay.hull(shapes.coat_length, shapes.coat_flare, scale, shapes.waist)
@@ -277,26 +300,33 @@ def _no_coat(lay: _Layout, shapes: GarmentShapes) -> None:
     tails = lay.labels == coat
     lower = lay.is_label(*_leg_tissue(), "skirt", "dress")
     filled = fill_from_nearest(lay.labels, tails, ~lower, lay.roles.background)
-    scale = lay.px_per_unit("legs", *_leg_tissue())
+    scale = lay.px_per_unit("legs", shapes.pants_growth)
     if scale is not None:
-        narrow = np.isin(filled, lay.roles.labels(*_leg_tissue())) & ~_legs_shape(lay, scale, shapes)
+        narrow = np.isin(filled, lay.roles.labels(*_leg_tissue())) & ~np.logical_or(*_legs_shape(lay, scale, shapes))
         filled[tails & narrow] = lay.roles.background
     lay.set(filled)
 
 
-def apply_clothing_edit(labels: np.ndarray, keypoints: np.ndarray, label_set: LabelSet,
-                        changes: Mapping[str, str], shapes: GarmentShapes = GarmentShapes()) -> np.ndarray:
-    """Change garments of ``labels`` ``(H, W)``: ``changes`` maps a slot (``upper``, ``lower``) to a
-    category (:data:`CLOTHING_SLOTS`); the lower garment changes first. Returns new labels (input dtype).
-
-    Parts whose joints are missing are left as they are (a skirt needs a hip and its knee).
-    """
-    labels = check_layout(labels, keypoints, label_set)
-    for slot, category in changes.items():
-        check_clothing(slot, category, label_set)
-    lay = _Layout(labels.copy(), bone_maps(keypoints, labels.shape), label_roles(label_set))
+def edit_clothing(labels: np.ndarray, maps: BoneMaps, roles: LabelRoles, changes: Mapping[str, str],
+                  shapes: GarmentShapes) -> np.ndarray:
+    """:func:`apply_clothing_edit` on checked inputs with precomputed bone maps."""
+    lay = _Layout(labels.copy(), maps, roles)
     if "lower" in changes:
         _lower(lay, changes["lower"], shapes)
     if "upper" in changes:
         _upper(lay, changes["upper"], shapes)
     return lay.labels
+
+
+def apply_clothing_edit(labels: np.ndarray, keypoints: np.ndarray, label_set: LabelSet,
+                        changes: Mapping[str, str], shapes: GarmentShapes = GarmentShapes()) -> np.ndarray:
+    """Change garments of ``labels`` ``(H, W)`` of ``label_set`` posed by ``keypoints`` ``(18, 2)``.
+
+    ``changes`` maps a slot (``upper``, ``lower``) to a category (:data:`CLOTHING_SLOTS`); the lower
+    garment changes first. Returns new labels of the input dtype. Parts whose joints are missing stay as
+    they are (e.g. a skirt needs a hip and its knee, coat tails both thighs).
+    """
+    labels = check_layout(labels, keypoints, label_set)
+    for slot, category in changes.items():
+        check_clothing(slot, category, label_set)
+    return edit_clothing(labels, bone_maps(keypoints, labels.shape), label_roles(label_set), changes, shapes)

@@ -17,10 +17,13 @@ from typing import Sequence
 
 import numpy as np
 
+from recapture.body.bones import bone_maps, label_roles
 from recapture.body.clothing import (
-    CLOTHING_SLOTS, LOWER_CATEGORIES, UPPER_CATEGORIES, GarmentShapes, apply_clothing_edit, check_clothing,
+    CLOTHING_SLOTS, LOWER_CATEGORIES, UPPER_CATEGORIES, GarmentShapes, apply_clothing_edit, check_clothing, edit_clothing,
 )
-from recapture.body.figure import FACTOR_RANGE, FIGURE_GROUPS, apply_figure_edit, check_factor
+from recapture.body.figure import (
+    FACTOR_RANGE, FIGURE_GROUPS, apply_figure_edit, check_factor, check_layout, edit_figure, resolve_factors,
+)
 from recapture.body.parts import LabelSet
 
 __all__ = [
@@ -126,16 +129,19 @@ class LayoutEdits:
               shapes: GarmentShapes = GarmentShapes()) -> np.ndarray:
         """Edit ``labels`` ``(H, W)`` of ``label_set`` posed by ``keypoints`` ``(18, 2)``: the figure edits,
         then each clothing edit in order. Returns new labels; the input is not modified."""
-        out = np.asarray(labels).copy()
+        labels = check_layout(labels, keypoints, label_set)
         for slot, category in self.clothing:
             check_clothing(slot, category, label_set)
-        if any(factor != 1.0 for _, factor in self.figure):
-            factors: dict[str, float] = {}
-            for group, factor in self.figure:
-                factors[group] = factors.get(group, 1.0) * factor
-            out = apply_figure_edit(out, keypoints, label_set, factors)
+        factors: dict[str, float] = {}
+        for group, factor in self.figure:
+            factors[group] = factors.get(group, 1.0) * factor
+        per_group = resolve_factors(factors)
+        if self.is_empty():
+            return labels.copy()
+        maps, roles = bone_maps(keypoints, labels.shape), label_roles(label_set)
+        out = edit_figure(labels, maps, roles, per_group)
         for slot, category in self.clothing:
-            out = apply_clothing_edit(out, keypoints, label_set, {slot: category}, shapes)
+            out = edit_clothing(out, maps, roles, {slot: category}, shapes)
         return out
 
 

@@ -14,7 +14,7 @@ from typing import Mapping
 import numpy as np
 from scipy import ndimage
 
-from recapture.body.bones import GROUPS, BoneMaps, Ownership, bone_maps, label_roles, ownership
+from recapture.body.bones import GROUPS, BoneMaps, LabelRoles, Ownership, bone_maps, label_roles, ownership
 from recapture.body.parts import LabelSet
 
 FIGURE_GROUPS: tuple[str, ...] = ("arms", "legs", "torso", "body")
@@ -79,13 +79,35 @@ def fill_from_nearest(labels: np.ndarray, holes: np.ndarray, blocked: np.ndarray
     return out
 
 
-def _gather_index(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Nearest pixel of ``(H, W, 2)`` y/x points: clipped rows, cols and the in-image mask."""
-    height, width = points.shape[:2]
+def _gather_index(points: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest pixel of ``(..., 2)`` y/x points in an image of ``shape``: clipped rows, cols, in-image mask."""
+    height, width = shape
     rounded = np.rint(points).astype(np.int64)
     rows, cols = rounded[..., 0], rounded[..., 1]
     inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
     return np.clip(rows, 0, height - 1), np.clip(cols, 0, width - 1), inside
+
+
+def _scaling_bones(maps: BoneMaps, owner: Ownership, region: np.ndarray, group: str,
+                   window: tuple[slice, slice]) -> np.ndarray:
+    """Per-pixel bone used for scaling inside ``window``: a region pixel's owner when that is one of the
+    group's scaling bones, else the nearest scaling bone."""
+    scaling = maps.indices(group=group, scaling=True)
+    own = region[window] & np.isin(owner.bone[window], scaling)
+    return np.where(own, owner.bone[window], maps.nearest[f"scale_{group}"][window])
+
+
+def _window(maps: BoneMaps, owner: Ownership, region: np.ndarray, group: str, factor: float) -> tuple[slice, slice]:
+    """The region's bounding box, grown by how far a fatter region can reach."""
+    rows, cols = np.nonzero(region)
+    whole = (slice(0, region.shape[0]), slice(0, region.shape[1]))
+    bone = _scaling_bones(maps, owner, region, group, whole)[rows, cols]
+    foot = maps.foot_points(bone, maps.t[bone, rows, cols])
+    reach = float(np.hypot(rows - foot[:, 0], cols - foot[:, 1]).max())
+    margin = int(np.ceil(max(factor - 1.0, 0.0) * reach)) + 2
+    height, width = region.shape
+    return (slice(max(rows.min() - margin, 0), min(rows.max() + margin + 1, height)),
+            slice(max(cols.min() - margin, 0), min(cols.max() + margin + 1, width)))
 
 
 def scale_region(labels: np.ndarray, maps: BoneMaps, owner: Ownership, region: np.ndarray, group: str,
@@ -95,38 +117,56 @@ def scale_region(labels: np.ndarray, maps: BoneMaps, owner: Ownership, region: n
 
     A region pixel uses its owner bone when that is a scaling bone, any other pixel its nearest scaling
     bone. The foot point is clamped at inner joints (elbow, knee: radial scaling there) and extends past
-    chain ends (shoulder, wrist, hip, ankle: hands and feet are widened, never lengthened).
+    chain ends (shoulder, wrist, hip, ankle: limbs are widened, never lengthened). New region pixels
+    overwrite background, the region and groups behind ``group`` (:data:`DEPTH_ORDER`), and only where
+    the way from their sample crosses nothing else; vacated pixels are refilled (:func:`fill_from_nearest`).
     """
-    scaling = maps.indices(group=group, scaling=True)
-    if factor == 1.0 or scaling.size == 0 or not region.any():
+    if factor == 1.0 or maps.indices(group=group, scaling=True).size == 0 or not region.any():
         return labels.copy()
-    height, width = labels.shape
-    own = region & np.isin(owner.bone, scaling)
-    bone = np.where(own, owner.bone, maps.nearest[f"scale_{group}"])
-    t = np.take_along_axis(maps.t, bone[None], axis=0)[0]
+    window = _window(maps, owner, region, group, factor)
+    bone = _scaling_bones(maps, owner, region, group, window)
+    t = np.take_along_axis(maps.t[(slice(None), *window)], bone[None], axis=0)[0]
     foot = maps.foot_points(bone, t)
-    grid = np.stack(np.meshgrid(np.arange(height), np.arange(width), indexing="ij"), axis=-1).astype(np.float32)
+    grid = np.stack(np.mgrid[window], axis=-1).astype(np.float32)
     offset = grid - foot
     ramp = np.array([s.ramp for s in maps.specs], np.float32).reshape(-1, 2)[bone]
     weight = np.ones_like(t)
-    for side, distance in ((0, t), (1, 1.0 - t)):
-        width = ramp[..., side]
-        weight = np.where(width > 0, weight * np.clip(distance / np.maximum(width, 1e-6), 0.0, 1.0), weight)
+    for side, along in ((0, t), (1, 1.0 - t)):
+        span = ramp[..., side]
+        weight = np.where(span > 0, weight * np.clip(along / np.maximum(span, 1e-6), 0.0, 1.0), weight)
     inverse = (1.0 + (factor - 1.0) * weight) ** -1
-    qy, qx, inside = _gather_index(foot + offset * inverse[..., None])
+    qy, qx, inside = _gather_index(foot + offset * inverse[..., None], labels.shape)
     sampled = inside & region[qy, qx] & (owner.chain[qy, qx] == maps.chain_ids()[bone])
     behind = np.isin(owner.group, [GROUPS.index(g) for g in DEPTH_ORDER[:DEPTH_ORDER.index(group)]])
     free = region | behind | (labels == background)
-    write = sampled & free
-    other = ~free
-    steps = int(min(np.ceil(abs(1.0 - 1.0 / factor) * float(np.abs(offset[write]).max(initial=0.0))), 32))
+    write_window = sampled & free[window]
+    steps = int(min(np.ceil(abs(1.0 - 1.0 / factor) * float(np.abs(offset[write_window]).max(initial=0.0))), 32))
     for k in range(1, steps):
         between = inverse + (1.0 - inverse) * (k / steps)
-        ry, rx, _ = _gather_index(foot + offset * between[..., None])
-        write &= ~other[ry, rx]
+        ry, rx, _ = _gather_index(foot + offset * between[..., None], labels.shape)
+        write_window &= free[ry, rx]
+    write = np.zeros_like(region)
+    write[window] = write_window
     out = labels.copy()
-    out[write] = labels[qy[write], qx[write]]
+    out[write] = labels[qy[write_window], qx[write_window]]
     return fill_from_nearest(out, region & ~write, write, background)
+
+
+def edit_figure(labels: np.ndarray, maps: BoneMaps, roles: LabelRoles, per_group: Mapping[str, float]) -> np.ndarray:
+    """:func:`apply_figure_edit` on checked inputs with precomputed bone maps and per-group factors."""
+    out = labels.copy()
+    for group in DEPTH_ORDER:
+        factor = per_group.get(group, 1.0)
+        if factor == 1.0 or maps.indices(group=group, scaling=True).size == 0:
+            continue
+        owner = ownership(out, maps, roles)
+        region = owner.group == GROUPS.index(group)
+        if group == "torso":
+            region &= ~np.isin(out, roles.labels(*LOWER_GARMENTS))
+        if group == "arms":
+            region &= owner.position <= 2.0
+        out = scale_region(out, maps, owner, region, group, factor, roles.background)
+    return out
 
 
 def apply_figure_edit(labels: np.ndarray, keypoints: np.ndarray, label_set: LabelSet,
@@ -140,22 +180,9 @@ def apply_figure_edit(labels: np.ndarray, keypoints: np.ndarray, label_set: Labe
 
     Returns:
         New ``(H, W)`` labels of the input dtype. A group none of whose scaling bones is present
-        (both joints of a bone needed; the spine needs the neck and a hip) is left unchanged.
+        (both joints of a bone needed; the spine needs the neck and a hip) is left unchanged. The torso
+        group leaves trousers and skirts alone; the arm group leaves the hands (past the wrists) alone.
     """
     labels = check_layout(labels, keypoints, label_set)
     per_group = resolve_factors(factors)
-    roles = label_roles(label_set)
-    maps = bone_maps(keypoints, labels.shape)
-    out = labels.copy()
-    for group in DEPTH_ORDER:
-        factor = per_group[group]
-        if factor == 1.0 or maps.indices(group=group, scaling=True).size == 0:
-            continue
-        owner = ownership(out, maps, roles)
-        region = owner.group == GROUPS.index(group)
-        if group == "torso":
-            region &= ~np.isin(out, roles.labels(*LOWER_GARMENTS))
-        if group == "arms":
-            region &= owner.position <= 2.0
-        out = scale_region(out, maps, owner, region, group, factor, roles.background)
-    return out
+    return edit_figure(labels, bone_maps(keypoints, labels.shape), label_roles(label_set), per_group)

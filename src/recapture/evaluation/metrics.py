@@ -244,6 +244,47 @@ def _chw(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
 
 
+def build_accumulator(options: EvaluationOptions) -> MetricAccumulator:
+    """A :class:`MetricAccumulator` with the Inception and LPIPS networks of ``options``; a network whose
+    weights file is missing makes its metrics unavailable (the reason names the file) instead of failing."""
+    unavailable: dict[str, str] = {}
+    extractor = lpips = None
+    try:
+        extractor = load_inception(options.inception_weights, options.device)
+    except WeightsUnavailable as exc:
+        unavailable.update({key: str(exc) for key in INCEPTION_KEYS})
+    try:
+        lpips = load_lpips(options.lpips_weights, options.device)
+    except WeightsUnavailable as exc:
+        unavailable["lpips"] = str(exc)
+    return MetricAccumulator(extractor, lpips, unavailable, fid_on_targets=options.fid_reference is None,
+                             is_splits=options.is_splits, device=options.device)
+
+
+def add_reference_folder(accumulator: MetricAccumulator, options: EvaluationOptions) -> None:
+    """Feed every image of ``options.fid_reference`` (if set) to the accumulator's FID reference set."""
+    if options.fid_reference is None or accumulator.feature_extractor is None:
+        return
+    files = list_images(options.fid_reference)
+    for start in range(0, len(files), options.batch_size):
+        chunk = [read_image(p) for p in files[start:start + options.batch_size]]
+        for shape in dict.fromkeys(image.shape for image in chunk):
+            accumulator.add_fid_reference(_chw(np.stack([im for im in chunk if im.shape == shape])))
+
+
+def report_settings(options: EvaluationOptions, accumulator: MetricAccumulator, **extra: str | None
+                    ) -> EvaluationSettings:
+    """The :class:`EvaluationSettings` of a run with ``options`` (``extra``: further settings fields)."""
+    return EvaluationSettings(
+        crop_last_panel=options.crop_last_panel,
+        inception_weights=None if accumulator.feature_extractor is None else str(resolve_weights(
+            options.inception_weights, INCEPTION_WEIGHTS_NAME, INCEPTION_WEIGHTS_URL, "--inception-weights")),
+        lpips_weights=None if accumulator.lpips is None else str(resolve_weights(
+            options.lpips_weights, ALEXNET_WEIGHTS_NAME, ALEXNET_WEIGHTS_URL, "--lpips-weights")),
+        fid_reference=(f"all images of {options.fid_reference}" if options.fid_reference is not None
+                       else EvaluationSettings.fid_reference), **extra)
+
+
 def evaluate_folders(generated_dir: str | Path, real_dir: str | Path, pairs_csv: str | Path | None = None,
                      annotations_csv: str | Path | None = None,
                      options: EvaluationOptions = EvaluationOptions()) -> EvaluationReport:
@@ -260,36 +301,12 @@ def evaluate_folders(generated_dir: str | Path, real_dir: str | Path, pairs_csv:
     if annotations_csv is not None:
         table = read_annotations(annotations_csv, offset=options.keypoint_offset)
         keypoints = _target_keypoints(table, [p.target_name for p in matched])
-    unavailable: dict[str, str] = {}
-    extractor = lpips = None
-    try:
-        extractor = load_inception(options.inception_weights, options.device)
-    except WeightsUnavailable as exc:
-        unavailable.update({key: str(exc) for key in INCEPTION_KEYS})
-    try:
-        lpips = load_lpips(options.lpips_weights, options.device)
-    except WeightsUnavailable as exc:
-        unavailable["lpips"] = str(exc)
+    accumulator = build_accumulator(options)
     if annotations_csv is None:
-        unavailable.update({key: "no --annotations given (the pose mask needs the target keypoints)"
-                            for key in MASKED_KEYS})
-    accumulator = MetricAccumulator(extractor, lpips, unavailable, fid_on_targets=options.fid_reference is None,
-                                    is_splits=options.is_splits, device=options.device)
+        accumulator.unavailable.update({key: "no --annotations given (the pose mask needs the target keypoints)"
+                                        for key in MASKED_KEYS})
     for index, gen, real in _batches(matched, options.batch_size, options.crop_last_panel):
         accumulator.update(_chw(gen), _chw(real), None if keypoints is None else keypoints[index],
                            real_ids=[str(matched[i].real) for i in index])
-    if options.fid_reference is not None and extractor is not None:
-        files = list_images(options.fid_reference)
-        for start in range(0, len(files), options.batch_size):
-            chunk = [read_image(p) for p in files[start:start + options.batch_size]]
-            for shape in dict.fromkeys(image.shape for image in chunk):
-                accumulator.add_fid_reference(_chw(np.stack([im for im in chunk if im.shape == shape])))
-    settings = EvaluationSettings(
-        crop_last_panel=options.crop_last_panel,
-        inception_weights=None if extractor is None else str(resolve_weights(
-            options.inception_weights, INCEPTION_WEIGHTS_NAME, INCEPTION_WEIGHTS_URL, "--inception-weights")),
-        lpips_weights=None if lpips is None else str(resolve_weights(
-            options.lpips_weights, ALEXNET_WEIGHTS_NAME, ALEXNET_WEIGHTS_URL, "--lpips-weights")),
-        fid_reference=(f"all images of {options.fid_reference}" if options.fid_reference is not None
-                       else EvaluationSettings.fid_reference))
-    return accumulator.compute(settings)
+    add_reference_folder(accumulator, options)
+    return accumulator.compute(report_settings(options, accumulator))

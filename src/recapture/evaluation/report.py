@@ -2,8 +2,10 @@
 
 Every metric is an optional float field whose ``metadata`` gives its JSON key, its label and whether
 higher is better. *Core* metrics (the eight of the pose-transfer tables) always appear in the JSON,
-``null`` with a reason in ``unavailable`` when they could not be computed; extra metrics (e.g. a later
-SynthHumans ``invisible_l1``) appear when computed or given a reason. Adding a metric is one field::
+``null`` with a reason in ``unavailable`` when they could not be computed; extra metrics (e.g. the
+SynthHumans scores of :mod:`recapture.evaluation.synthetic`) appear when computed or given a reason, and
+``metric_counts`` says over how many pairs an extra metric was averaged when that is not ``count``.
+Adding a metric is one field::
 
     invisible_l1: float | None = metric("invisible_l1", "Invisible L1", higher_is_better=False)
 """
@@ -46,6 +48,8 @@ class EvaluationSettings:
     crop_last_panel: bool = False
     inception_weights: str | None = None
     lpips_weights: str | None = None
+    generated_by: str | None = None
+    synthhumans: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,15 +70,31 @@ class EvaluationReport:
     inception_score_std: float | None = metric("is_std", "IS std over splits", None, digits=3)
     masked_inception_score_std: float | None = metric("masked_is_std", "Masked IS std over splits", None,
                                                       digits=3)
+    layout_iou: float | None = metric("layout_iou", "Layout mIoU (predicted vs true)", True)
+    invisible_l1: float | None = metric("invisible_l1", "Invisible L1", False)
+    colour_coherence: float | None = metric("colour_coherence", "Colour coherence (L/R)", False)
+    colour_coherence_real: float | None = metric("colour_coherence_real", "Colour coherence of the real targets",
+                                                 None)
+    texture_fidelity: float | None = metric("texture_fidelity", "Texture fidelity (garment SSIM)", True)
+    texture_l1: float | None = metric("texture_l1", "Garment L1", False)
+    edit_figure_l1: float | None = metric("edit_figure_l1", "Figure edit L1", False)
+    edit_figure_ssim: float | None = metric("edit_figure_ssim", "Figure edit SSIM", True)
+    edit_figure_layout_iou: float | None = metric("edit_figure_layout_iou", "Figure edit layout mIoU", True)
+    edit_clothing_l1: float | None = metric("edit_clothing_l1", "Clothing edit L1", False)
+    edit_clothing_ssim: float | None = metric("edit_clothing_ssim", "Clothing edit SSIM", True)
+    edit_clothing_layout_iou: float | None = metric("edit_clothing_layout_iou", "Clothing edit layout mIoU", True)
     masked_count: int | None = None
     unavailable: Mapping[str, str] = field(default_factory=dict)
+    metric_counts: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "unavailable", dict(self.unavailable))
+        object.__setattr__(self, "metric_counts", dict(self.metric_counts))
         keys = {f.metadata["key"] for f in metric_fields()}
-        unknown = set(self.unavailable) - keys
+        unknown = (set(self.unavailable) | set(self.metric_counts)) - keys
         if unknown:
-            raise ValueError(f"unavailable names unknown metrics {sorted(unknown)}; known: {sorted(keys)}")
+            raise ValueError(f"unavailable/metric_counts name unknown metrics {sorted(unknown)}; "
+                             f"known: {sorted(keys)}")
         for f in metric_fields():
             value = getattr(self, f.name)
             if value is None:
@@ -110,6 +130,8 @@ def report_to_dict(report: EvaluationReport) -> dict[str, Any]:
     out["count"] = report.count
     out["masked_count"] = report.masked_count
     out["unavailable"] = dict(report.unavailable)
+    if report.metric_counts:
+        out["metric_counts"] = dict(report.metric_counts)
     out["settings"] = asdict(report.settings)
     return out
 
@@ -117,13 +139,14 @@ def report_to_dict(report: EvaluationReport) -> dict[str, Any]:
 def report_from_dict(data: Mapping[str, Any]) -> EvaluationReport:
     """Inverse of :func:`report_to_dict`; unknown keys raise ValueError."""
     by_key = {f.metadata["key"]: f.name for f in metric_fields()}
-    known = set(by_key) | {"count", "masked_count", "unavailable", "settings"}
+    known = set(by_key) | {"count", "masked_count", "unavailable", "metric_counts", "settings"}
     unknown = set(data) - known
     if unknown:
         raise ValueError(f"unknown report keys {sorted(unknown)}")
     values = {by_key[k]: v for k, v in data.items() if k in by_key}
     return EvaluationReport(count=int(data["count"]), masked_count=data.get("masked_count"),
                             unavailable=dict(data.get("unavailable", {})),
+                            metric_counts=dict(data.get("metric_counts", {})),
                             settings=EvaluationSettings(**data.get("settings", {})), **values)
 
 
@@ -154,6 +177,8 @@ def to_markdown(report: EvaluationReport, title: str = "Evaluation") -> str:
             text = f"n/a [{note}]"
         else:
             text = f"{value:.{f.metadata['digits']}f}"
+            if f.metadata["key"] in report.metric_counts:
+                text += f" ({report.metric_counts[f.metadata['key']]} pairs)"
         lines.append(f"| {f.metadata['label']}{arrow} | {text} |")
     if reasons:
         lines += [""] + [f"[{note}] {reason}" for reason, note in reasons.items()]

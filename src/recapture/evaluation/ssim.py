@@ -95,6 +95,13 @@ def ssim(generated: torch.Tensor, real: torch.Tensor, data_range: torch.Tensor |
     Returns:
         ``(B,)`` float64 SSIM in [-1, 1].
     """
+    return ssim_map(generated, real, data_range, sigma).mean(dim=(1, 2, 3))
+
+
+def ssim_map(generated: torch.Tensor, real: torch.Tensor, data_range: torch.Tensor | None = None,
+             sigma: float = SSIM_SIGMA) -> torch.Tensor:
+    """The SSIM map whose mean is :func:`ssim`: ``(B, C, H - 2r, W - 2r)`` float64, where ``r`` is the window
+    radius (5); entry ``[..., i, j]`` is the SSIM of the window centred on image pixel ``(i + r, j + r)``."""
     _check_pair(generated, real)
     x = generated.to(torch.float64)
     y = real.to(torch.float64)
@@ -114,7 +121,7 @@ def ssim(generated: torch.Tensor, real: torch.Tensor, data_range: torch.Tensor |
     cov = xy - mu_x * mu_y
     numerator = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
     denominator = (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
-    return (numerator / denominator).mean(dim=(1, 2, 3))
+    return numerator / denominator
 
 
 def l1_distance(generated: torch.Tensor, real: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -46,24 +46,30 @@ def bundled_models() -> list[str]:
     return sorted(p.name[: -len(BUNDLED_SUFFIX)] for p in folder.glob(f"*{BUNDLED_SUFFIX}")) if folder.is_dir() else []
 
 
-def export_generator(run: str | Path, out: str | Path, metadata: dict[str, str] | None = None,
-                     use_ema: bool = True, half: bool = True) -> Path:
-    """Write a run's newest generator (EMA when present) to ``out`` with its model config in the metadata.
+def save_generator(weights: dict[str, torch.Tensor], config: ModelConfig, out: str | Path,
+                   metadata: dict[str, str] | None = None, half: bool = True) -> Path:
+    """Write generator weights to one safetensors file with ``config`` (YAML) in its metadata.
 
     ``half`` stores float tensors as float16 (they are cast back to float32 on load).
     """
-    run = Path(run)
-    checkpoint = load_checkpoint(run)
-    config = from_dict(ExperimentConfig, checkpoint.state["config"])
-    weights = checkpoint.ema if use_ema and checkpoint.ema is not None else checkpoint.generator
     if half:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
-    info = {"model_config": yaml.safe_dump(to_dict(config.model), sort_keys=False), "step": str(checkpoint.step),
-            "weights": "ema" if use_ema and checkpoint.ema is not None else "generator", **(metadata or {})}
+    info = {"model_config": yaml.safe_dump(to_dict(config), sort_keys=False), **(metadata or {})}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in weights.items()}, str(out), metadata=info)
+    save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(out), metadata=info)
     return out
+
+
+def export_generator(run: str | Path, out: str | Path, metadata: dict[str, str] | None = None,
+                     use_ema: bool = True, half: bool = True) -> Path:
+    """Write a run's newest generator (EMA when present) to ``out`` (see :func:`save_generator`)."""
+    checkpoint = load_checkpoint(Path(run))
+    config = from_dict(ExperimentConfig, checkpoint.state["config"])
+    use_ema = use_ema and checkpoint.ema is not None
+    weights = checkpoint.ema if use_ema else checkpoint.generator
+    info = {"step": str(checkpoint.step), "weights": "ema" if use_ema else "generator", **(metadata or {})}
+    return save_generator(weights, config.model, out, info, half=half)
 
 
 def _from_file(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, str]]:

@@ -1,0 +1,163 @@
+"""``recapture serve``: the Gradio page around :class:`recapture.app.state.Editor`.
+
+The page: a demo sample or an uploaded portrait (keypoints and layout shown), a target pose (preset,
+annotation row of the server's ``--pose-file`` files, or a pose photo), figure sliders and clothing
+choices, Generate; then the result, the target layout Ŝ_B, the SAT attention of a clicked result
+pixel, and the PNG to download. Every handler turns a refusal into a message in the page (``gr.Error``)
+and anything unexpected into a short generic message (the traceback stays in the server log).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import wraps
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
+import gradio as gr  # noqa: E402  (after the analytics switch above)
+
+from recapture.app.inputs import AppError, PoseRows, UploadGuard, UploadLimits, demo_samples  # noqa: E402
+from recapture.app.state import KEEP, POSE_KINDS, SLIDER_RANGE, EditChoice, Editor, PoseChoice  # noqa: E402
+from recapture.body.edits import CLOTHING_SLOTS, FIGURE_GROUPS  # noqa: E402
+from recapture.pipelines.recapture import Recapturer  # noqa: E402
+from recapture.pipelines.weights import bundled_models, describe  # noqa: E402
+
+log = logging.getLogger("recapture.app")
+#: Requests waiting beyond this are refused (the page says the queue is full).
+QUEUE_SIZE = 16
+_LOCAL_FONTS = dict(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+
+
+def user_errors(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``handler``; AppError -> its message in the page, anything else -> a generic message."""
+
+    @wraps(handler)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return handler(*args, **kwargs)
+        except gr.Error:
+            raise
+        except AppError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        except Exception:
+            log.exception("request failed")
+            raise gr.Error("Something went wrong on the server (details are in its log).",
+                           print_exception=False) from None
+
+    return run
+
+
+def create_editor(model: str | Path, pose_files: Sequence[str | Path] = (), device: str = "cpu",
+                  samples: int = 4, limits: UploadLimits = UploadLimits()) -> Editor:
+    """Load the model, render the demo samples, read the pose files."""
+    recapturer = Recapturer.from_pretrained(model, device)
+    found = demo_samples(recapturer.image_size, recapturer.label_set, samples)
+    guard = UploadGuard([gr.utils.get_upload_folder()])
+    return Editor(recapturer, found, PoseRows(pose_files), guard, limits=limits)
+
+
+def build_app(editor: Editor) -> gr.Blocks:
+    """The Blocks page bound to ``editor`` (not launched)."""
+    limits, rows = editor.limits, editor.rows
+    kinds = [kind for kind in POSE_KINDS if kind != "annotation row" or rows]
+    loaded = editor.recapturer.loaded
+    about = describe(loaded) if loaded is not None else "in-memory model"
+    height, width = editor.recapturer.image_size
+    image = dict(interactive=False, format="png", buttons=["download", "fullscreen"])
+    with gr.Blocks(title="Recapture", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+        source_state, result_state = gr.State(None), gr.State(None)
+        gr.Markdown(f"## Recapture as you want\nRe-shoot a portrait in a new pose, figure and clothing. "
+                    f"Model frame {height}x{width}; weights: `{about}`.")
+        with gr.Row():
+            with gr.Column():
+                gr.Markdown("### 1. Source portrait")
+                sample = gr.Dropdown(list(editor.samples), value=None, label="Demo sample", elem_id="sample")
+                upload = gr.File(label=f"…or upload a portrait (PNG/JPEG, at most {limits.megabytes:.0f} MB and "
+                                 f"{limits.max_side}x{limits.max_side} pixels)", file_types=["image"],
+                                 type="filepath", elem_id="upload")
+                source_image = gr.Image(label="Source and keypoints", elem_id="source-image", **image)
+                source_layout = gr.Image(label="Source layout", elem_id="source-layout", **image)
+            with gr.Column():
+                gr.Markdown("### 2. Target pose and edits")
+                pose_kind = gr.Radio(kinds, value="preset", label="Target pose from", elem_id="pose-kind")
+                preset = gr.Dropdown(list(editor.presets), value=next(iter(editor.presets)), label="Pose preset",
+                                     elem_id="preset")
+                row = gr.Textbox(rows.example(), label="Annotation row (FILE.csv:ROW or ROW)", info=rows.describe(),
+                                 visible=False, elem_id="row")
+                pose_photo = gr.File(label="Pose photo (its person's pose is used)", file_types=["image"],
+                                     type="filepath", visible=False, elem_id="pose-photo")
+                low, high = SLIDER_RANGE
+                sliders = [gr.Slider(low, high, value=1.0, step=0.05, label=f"{group} width (1 = unchanged)",
+                                     elem_id=f"figure-{group}") for group in FIGURE_GROUPS]
+                clothing = [gr.Radio([KEEP, *categories], value=KEEP, label=f"{slot} clothing",
+                                     elem_id=f"clothing-{slot}") for slot, categories in CLOTHING_SLOTS.items()]
+                generate = gr.Button("Generate", variant="primary", elem_id="generate")
+            with gr.Column():
+                gr.Markdown("### 3. Result")
+                result_image = gr.Image(label="Result (click a pixel to see where it looked in the source)",
+                                        elem_id="result-image", **image)
+                layout_image = gr.Image(label="Target layout Ŝ_B", elem_id="target-layout", **image)
+                attention_image = gr.Image(label="SAT attention: clicked pixel | its attention over the source",
+                                           elem_id="attention", **image)
+                download = gr.File(label="Download the result (PNG, model resolution)", interactive=False,
+                                   elem_id="download")
+                status = gr.Markdown(elem_id="status")
+        source_outputs = [source_state, source_image, source_layout]
+
+        @user_errors
+        def on_sample(name: str | None) -> tuple[Any, ...]:
+            if not name:
+                return gr.skip(), gr.skip(), gr.skip()
+            view = editor.sample(name)
+            return view.source, view.keypoints_image, view.layout_image
+
+        @user_errors
+        def on_upload(path: str | None) -> tuple[Any, ...]:
+            if not path:
+                return gr.skip(), gr.skip(), gr.skip()
+            view = editor.upload(path)
+            return view.source, view.keypoints_image, view.layout_image
+
+        def on_pose_kind(kind: str) -> tuple[Any, ...]:
+            return tuple(gr.update(visible=kind == name) for name in ("preset", "annotation row", "pose photo"))
+
+        @user_errors
+        def on_generate(source: Any, kind: str, preset_name: str, row_text: str, photo: str | None,
+                        *controls: Any) -> tuple[Any, ...]:
+            figure = dict(zip(FIGURE_GROUPS, controls[: len(FIGURE_GROUPS)]))
+            garments = dict(zip(CLOTHING_SLOTS, controls[len(FIGURE_GROUPS):]))
+            view = editor.generate(source, PoseChoice(kind, preset_name, row_text, photo), EditChoice(figure, garments))
+            return view.result, view.image, view.layout_image, None, str(view.download), view.status
+
+        @user_errors
+        def on_select(result: Any, event: gr.SelectData) -> Any:
+            return editor.attention(result, (int(event.index[0]), int(event.index[1])))
+
+        quick = dict(concurrency_limit=None, show_progress="hidden")
+        sample.change(on_sample, sample, source_outputs)
+        upload.upload(on_upload, upload, source_outputs)
+        pose_kind.change(on_pose_kind, pose_kind, [preset, row, pose_photo], **quick)
+        generate.click(on_generate, [source_state, pose_kind, preset, row, pose_photo, *sliders, *clothing],
+                       [result_state, result_image, layout_image, attention_image, download, status])
+        result_image.select(on_select, result_state, attention_image)
+    return demo
+
+
+def serve(model: str | Path = "synthhumans", host: str = "127.0.0.1", port: int = 7860,
+          pose_files: Sequence[str | Path] = (), device: str = "cpu", limits: UploadLimits = UploadLimits()) -> None:
+    """Start the editor and block until interrupted."""
+    if str(model) == "synthhumans" and "synthhumans" not in bundled_models() and not Path(model).exists():
+        raise AppError("the bundled 'synthhumans' weights are not installed in this copy; start with "
+                       "--model FILE.safetensors (exported weights) or a training run directory")
+    editor = create_editor(model, pose_files, device, limits=limits)
+    demo = build_app(editor)
+    demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
+    try:
+        demo.launch(server_name=host, server_port=port, max_file_size=limits.max_bytes, show_error=False,
+                    share=False, ssr_mode=False, inbrowser=False, theme=gr.themes.Default(**_LOCAL_FONTS),
+                    footer_links=[])
+    finally:
+        editor.close()
