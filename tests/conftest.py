@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from recapture.body.keypoints import KEYPOINT_INDEX
@@ -14,6 +15,10 @@ from recapture.body.parts import LIP20
 from recapture.data.formats import SplitSpec, layout_name, write_annotations, write_layout, write_manifest, write_pairs
 
 #: The shared folder lies beside the checkout (``../shared``), in a session and in CI alike.
+# Tests use tiny tensors: one intra-op thread avoids thread start-up overhead that dominates them
+# (and contention on a shared 2-core machine).
+torch.set_num_threads(1)
+
 REAL_KEYPOINTS = Path(os.environ.get("RECAPTURE_REAL_KEYPOINTS",
                                      Path(__file__).resolve().parents[2] / "shared" / "data" / "real-keypoints"))
 TINY_SIZE = (32, 24)

@@ -52,10 +52,17 @@ def train(config: str | None = typer.Option(None, help="YAML preset, e.g. config
 
 
 @app.command("evaluate")
-def evaluate(generated: str = typer.Option(..., help="Folder of generated images."),
-             real: str = typer.Option(..., help="Folder of the real target images."),
+def evaluate(generated: str | None = typer.Option(None, help="Folder of generated images (folder mode)."),
+             real: str | None = typer.Option(None, help="Folder of the real target images (folder mode)."),
              pairs: str | None = typer.Option(None, help="Pairs CSV (from,to) to match pair-named outputs."),
              annotations: str | None = typer.Option(None, help="Annotation CSV of the targets (masked metrics)."),
+             model: str | None = typer.Option(None, help="Model mode: run directory, .safetensors or bundled name."),
+             data: str | None = typer.Option(None, help="Model mode: dataset manifest YAML."),
+             split: str = typer.Option("test", help="Model mode: split of the manifest to generate."),
+             out: str | None = typer.Option(None, help="Model mode: also write the generated PNGs here."),
+             limit: int | None = typer.Option(None, min=1, help="Model mode: score N pairs, evenly spaced."),
+             target_layout: str = typer.Option("predicted", help="Model mode: predicted (S_B) | ground_truth."),
+             edits: bool = typer.Option(True, help="Model mode: score SynthHumans' edit splits when present."),
              json_path: str | None = typer.Option(None, "--json", help="Write the report as JSON here."),
              markdown: str | None = typer.Option(None, help="Write the Markdown table here."),
              inception_weights: str | None = typer.Option(None, help="weights-inception-2015-12-05-6726825d.pth."),
@@ -65,10 +72,13 @@ def evaluate(generated: str = typer.Option(..., help="Folder of generated images
              fid_reference: str | None = typer.Option(None, help="FID reference folder (default: the targets)."),
              keypoint_offset: tuple[int, int] = typer.Option((0, 0), help="(y, x) added to annotation joints."),
              device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ...")) -> None:
-    """Score generated images against real ones with the documented pipeline (docs/evaluation.md)."""
+    """Score generated images against real ones with the documented pipeline (docs/evaluation.md):
+    a folder (--generated --real) or a model generating a dataset split (--model --data)."""
     from pathlib import Path
 
     from recapture.evaluation import EvaluationOptions, evaluate_folders, to_markdown, write_json, write_markdown
+    from recapture.evaluation.generate import ModelEvaluationOptions, evaluate_model
+    from recapture.pipelines.weights import WeightsError
 
     options = EvaluationOptions(batch_size=batch_size, crop_last_panel=crop_last_panel, device=device,
                                 inception_weights=Path(inception_weights) if inception_weights else None,
@@ -76,8 +86,15 @@ def evaluate(generated: str = typer.Option(..., help="Folder of generated images
                                 fid_reference=Path(fid_reference) if fid_reference else None,
                                 keypoint_offset=keypoint_offset)
     try:
-        report = evaluate_folders(generated, real, pairs, annotations, options)
-    except ValueError as exc:
+        if model is not None and data is not None and generated is None and real is None:
+            report = evaluate_model(model, data, ModelEvaluationOptions(
+                split=split, limit=limit, out_dir=Path(out) if out else None, target_layout=target_layout,
+                edits=edits, metrics=options))
+        elif generated is not None and real is not None and model is None and data is None:
+            report = evaluate_folders(generated, real, pairs, annotations, options)
+        else:
+            raise ValueError("give either --generated DIR --real DIR, or --model RUN --data MANIFEST")
+    except (ValueError, WeightsError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(to_markdown(report))
@@ -194,7 +211,7 @@ def serve(port: int = typer.Option(7860, help="Port of the web editor."),
 
     try:
         run_server(model=model, host=host, port=port, pose_files=pose_file, device=device)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 

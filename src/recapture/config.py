@@ -96,6 +96,7 @@ class TrainConfig:
     bf16: bool = True
     teacher_forcing: bool = True
     run_dir: str = "runs/default"
+    threads: int = 0  # torch intra-op threads per process (0 = torch's default)
 
 
 @dataclass(frozen=True)

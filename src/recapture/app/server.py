@@ -95,6 +95,7 @@ def build_app(editor: Editor) -> gr.Blocks:
                 clothing = [gr.Radio([KEEP, *categories], value=KEEP, label=f"{slot} clothing",
                                      elem_id=f"clothing-{slot}") for slot, categories in CLOTHING_SLOTS.items()]
                 generate = gr.Button("Generate", variant="primary", elem_id="generate")
+                status = gr.Markdown(elem_id="status")
             with gr.Column():
                 gr.Markdown("### 3. Result")
                 result_image = gr.Image(label="Result (click a pixel to see where it looked in the source)",
@@ -104,22 +105,21 @@ def build_app(editor: Editor) -> gr.Blocks:
                                            elem_id="attention", **image)
                 download = gr.File(label="Download the result (PNG, model resolution)", interactive=False,
                                    elem_id="download")
-                status = gr.Markdown(elem_id="status")
         source_outputs = [source_state, source_image, source_layout]
 
         @user_errors
         def on_sample(name: str | None) -> tuple[Any, ...]:
             if not name:
-                return gr.skip(), gr.skip(), gr.skip()
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip()
             view = editor.sample(name)
-            return view.source, view.keypoints_image, view.layout_image
+            return view.source, view.keypoints_image, view.layout_image, None
 
         @user_errors
         def on_upload(path: str | None) -> tuple[Any, ...]:
             if not path:
-                return gr.skip(), gr.skip(), gr.skip()
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip()
             view = editor.upload(path)
-            return view.source, view.keypoints_image, view.layout_image
+            return view.source, view.keypoints_image, view.layout_image, None
 
         def on_pose_kind(kind: str) -> tuple[Any, ...]:
             return tuple(gr.update(visible=kind == name) for name in ("preset", "annotation row", "pose photo"))
@@ -137,8 +137,8 @@ def build_app(editor: Editor) -> gr.Blocks:
             return editor.attention(result, (int(event.index[0]), int(event.index[1])))
 
         quick = dict(concurrency_limit=None, show_progress="hidden")
-        sample.change(on_sample, sample, source_outputs)
-        upload.upload(on_upload, upload, source_outputs)
+        sample.change(on_sample, sample, [*source_outputs, upload])
+        upload.upload(on_upload, upload, [*source_outputs, sample])
         pose_kind.change(on_pose_kind, pose_kind, [preset, row, pose_photo], **quick)
         generate.click(on_generate, [source_state, pose_kind, preset, row, pose_photo, *sliders, *clothing],
                        [result_state, result_image, layout_image, attention_image, download, status])

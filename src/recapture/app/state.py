@@ -8,6 +8,7 @@ click at display pixel ``(x, y)`` is model pixel ``(y // scale, x // scale)``.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
 import time
@@ -33,6 +34,8 @@ SLIDER_RANGE: tuple[float, float] = (0.6, 1.5)
 #: Pose sources the page offers.
 POSE_KINDS: tuple[str, ...] = ("preset", "annotation row", "pose photo")
 DISPLAY_HEIGHT = 384
+#: Result PNGs kept for download in the work folder (Gradio serves its own copies).
+KEEP_DOWNLOADS = 32
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,7 @@ class Editor:
         self.guard = guard
         self.limits = limits
         self.presets = preset_library()
+        self._own_work_dir = work_dir is None
         self.work_dir = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="recapture-app-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         height = recapturer.image_size[0]
@@ -214,8 +218,7 @@ class Editor:
                                      source_layout=source.layout, edits=layout_edits)
         seconds = time.perf_counter() - start
         changed = int((result.target_layout != result.predicted_layout).sum())
-        download = self.work_dir / uuid.uuid4().hex / "recapture.png"
-        download.parent.mkdir()
+        download = self._new_download()
         Image.fromarray(result.image).save(download)
         shown = ([result.predicted_layout] if changed else []) + [result.target_layout]
         panels = [draw_pose(self.recapturer.label_set.colorize(layout), keypoints, self.display_scale)
@@ -226,6 +229,15 @@ class Editor:
         return GenerateView(result=result, image=enlarge(result.image, self.display_scale),
                             layout_image=np.concatenate(panels, axis=1), download=download,
                             status=status)
+
+    def _new_download(self) -> Path:
+        """A fresh ``work_dir/<id>/recapture.png``; only the newest :data:`KEEP_DOWNLOADS` are kept."""
+        folders = sorted((p for p in self.work_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        for old in folders[: max(0, len(folders) - KEEP_DOWNLOADS + 1)]:
+            shutil.rmtree(old, ignore_errors=True)
+        folder = self.work_dir / uuid.uuid4().hex
+        folder.mkdir()
+        return folder / "recapture.png"
 
     def attention(self, result: Result | None, display_xy: tuple[int, int]) -> np.ndarray:
         """The result with the pixel clicked at display ``(x, y)`` marked, beside the source with that
@@ -244,7 +256,10 @@ class Editor:
         return np.concatenate([clicked, enlarge(found.overlay, self.display_scale)], axis=1)
 
     def close(self) -> None:
-        """Release the pose estimator and segmenter (if an upload started them)."""
+        """Release the pose estimator and segmenter (if an upload started them) and the work folder
+        (when the editor made it)."""
         for model in self._wild or ():
             model.close()  # type: ignore[attr-defined]
         self._wild = None
+        if self._own_work_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)

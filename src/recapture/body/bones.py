@@ -3,10 +3,10 @@
 A *bone* is a 2D segment between two COCO-18 joints (``keypoints`` are ``(18, 2)`` y/x, -1 missing).
 :func:`bone_maps` measures, for every pixel, its distance to each present bone and its position ``t``
 along it (0 at the start joint, 1 at the end joint, unclamped). :func:`ownership` assigns every *body
-pixel* (not background, not a head part, not a shoe) to one bone: skin labels of a limb (``left_arm``,
-``glove``, ``legs``...) choose among that limb group's bones, every other label (garments) among all
-present bones, by the distance divided by the bone's nominal half width (:data:`BONES`), so a sleeve
-belongs to its arm while the torso behind an arm stays with the torso.
+pixel* (not background, not a head part, not a shoe) to one bone by the lowest distance divided by the
+bone's nominal half width (:data:`BONES`): skin labels choose among their own limb's bones (``left_arm``
+the left arm chain, ``arms``/``glove`` the arm group), every other label (garments) among all present
+bones, so a sleeve belongs to its arm while the torso behind an arm stays with the torso.
 """
 
 from __future__ import annotations
@@ -52,9 +52,11 @@ class BoneSpec:
 
 def _limb(side: str, kind: str) -> tuple[BoneSpec, BoneSpec]:
     if kind == "arm":
-        joints, radii, lengths, names = ("shoulder", "elbow", "wrist"), (0.033, 0.025), (0.165, 0.145), ("upper_arm", "forearm")
+        joints, names = ("shoulder", "elbow", "wrist"), ("upper_arm", "forearm")
+        radii, lengths = (0.033, 0.025), (0.165, 0.145)
     else:
-        joints, radii, lengths, names = ("hip", "knee", "ankle"), (0.05, 0.036), (0.235, 0.235), ("thigh", "shin")
+        joints, names = ("hip", "knee", "ankle"), ("thigh", "shin")
+        radii, lengths = (0.05, 0.036), (0.235, 0.235)
     chain, group = f"{side}_{kind}", f"{kind}s"
     return tuple(BoneSpec(f"{side}_{names[i]}", f"{side}_{joints[i]}", f"{side}_{joints[i + 1]}", group, chain, i,
                           radii[i], lengths[i], True) for i in range(2))  # type: ignore[return-value]
@@ -91,8 +93,9 @@ class BoneMaps:
     segment; ``t`` ``(K, H, W)`` unclamped position along it; ``foot_low``/``foot_high`` ``(K,)`` bounds of
     ``t`` for the foot point (``-inf``/``inf`` at a chain end, 0/1 at an inner joint such as the elbow);
     ``nearest[f"scale_{group}"]`` ``(H, W)`` int: the nearest of the group's scaling bones (-1: none);
-    ``owner``/``position`` ``(4, H, W)``: the owner bone and chain position of each pixel for each label
-    kind of :class:`LabelRoles` (see :func:`ownership`).
+    ``owner``/``position`` ``(len(KINDS), H, W)``: the owner bone and chain position of each pixel for
+    each label kind (see :func:`ownership`); ``unit``: pixels per body unit, the largest bone length /
+    nominal length (bones only foreshorten), 0 without bones.
     """
 
     specs: tuple[BoneSpec, ...]
@@ -105,6 +108,7 @@ class BoneMaps:
     nearest: dict[str, np.ndarray]
     owner: np.ndarray
     position: np.ndarray
+    unit: float
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -127,12 +131,6 @@ class BoneMaps:
     def length(self, k: int) -> float:
         return float(np.hypot(*(self.end[k] - self.start[k])))
 
-    def unit(self) -> float | None:
-        """Pixels per body unit: the largest length / nominal length over present bones (bones only
-        foreshorten), None without bones."""
-        ratios = [self.length(k) / s.length for k, s in enumerate(self.specs)]
-        return max(ratios) if ratios and max(ratios) > 0 else None
-
     def foot_points(self, bone: np.ndarray, t: np.ndarray) -> np.ndarray:
         """``(..., 2)`` foot points for per-pixel bone indices ``bone`` and positions ``t``."""
         clipped = np.clip(t, self.foot_low[bone], self.foot_high[bone])
@@ -144,6 +142,8 @@ def bone_maps(keypoints: np.ndarray, shape: tuple[int, int]) -> BoneMaps:
     keypoints = np.asarray(keypoints, dtype=np.float64)
     if keypoints.shape != (18, 2):
         raise ValueError(f"keypoints must have shape (18, 2), got {keypoints.shape}")
+    if not np.isfinite(keypoints).all():
+        raise ValueError(f"keypoints must be finite (-1 marks a missing joint), got {keypoints.tolist()}")
     specs, starts, ends = [], [], []
     for spec in BONES:
         a, b = joint_position(keypoints, spec.start), joint_position(keypoints, spec.end)
@@ -170,32 +170,41 @@ def bone_maps(keypoints: np.ndarray, shape: tuple[int, int]) -> BoneMaps:
         low[k] = 0.0 if inner and spec.link == 1 else -np.inf
         high[k] = 1.0 if inner and spec.link == 0 else np.inf
     nearest = {f"scale_{g}": _nearest(distance, [s.group == g and s.scaling for s in specs], shape) for g in GROUPS}
-    owner, position = _owner_candidates(specs, distance, t, shape)
-    return BoneMaps(tuple(specs), start, end, distance, t, low, high, nearest, owner, position)
+    unit = max([float(np.hypot(*(b - a))) / spec.length for spec, a, b in zip(specs, start, end)], default=0.0)
+    owner, position = _owner_candidates(specs, unit, distance, t, shape)
+    return BoneMaps(tuple(specs), start, end, distance, t, low, high, nearest, owner, position, unit)
 
 
-def _owner_candidates(specs: list[BoneSpec], distance: np.ndarray, t: np.ndarray,
+#: Label kinds (:class:`LabelRoles`): which bones a label may belong to.
+KINDS: tuple[str, ...] = ("none", "garment", "arms", "legs", "left_arm", "right_arm", "left_leg", "right_leg")
+#: A pixel farther than this many nominal half widths from every allowed bone belongs to none.
+REACH = 4.0
+
+
+def _owner_candidates(specs: list[BoneSpec], unit: float, distance: np.ndarray, t: np.ndarray,
                       shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Owner bone and chain position of every pixel for each label kind (see :class:`LabelRoles`):
-    ``(4, H, W)`` int (-1 none) and float. Garments take the lowest distance / nominal half width over
-    all bones, except that a limb's root bone hands what lies behind its root joint (``t < 0``: the
-    shoulder cap, the hip) to the torso; skin takes the lowest score within its limb group (any bone if
-    that group has none)."""
-    count = len(specs)
+    """Owner bone and chain position of every pixel for each of :data:`KINDS`: ``(len(KINDS), H, W)``
+    int (-1 none) and float. Garments take the lowest distance / nominal half width over all bones,
+    except that a limb's root bone hands what lies behind its root joint (``t < 0``: the shoulder cap,
+    the hip) to the torso; skin takes the lowest score within its own side's chain (its limb group when
+    that chain is missing; none when the group is); nothing is owned beyond :data:`REACH` half widths."""
     minus = np.full(shape, -1, np.int64)
-    if count == 0:
-        return np.stack([minus] * 4), np.zeros((4, *shape), np.float32)
-    score = distance / np.array([s.radius for s in specs], np.float32).reshape(-1, 1, 1)
-    garment = _nearest(score, [True] * count, shape)
+    if not specs:
+        return np.stack([minus] * len(KINDS)), np.zeros((len(KINDS), *shape), np.float32)
+    score = distance / (np.array([s.radius for s in specs], np.float32).reshape(-1, 1, 1) * max(unit, 1e-6))
+    garment = _nearest(score, [True] * len(specs), shape)
     torso = _nearest(score, [s.group == "torso" for s in specs], shape)
     root = np.array([s.link == 0 for s in specs])
     behind = root[garment] & (np.take_along_axis(t, garment[None], axis=0)[0] < 0) & (torso >= 0)
-    garment = np.where(behind, torso, garment)
-    kinds = [minus, garment]
-    for group in ("arms", "legs"):
-        limb = _nearest(score, [s.group == group for s in specs], shape)
-        kinds.append(np.where(limb >= 0, limb, garment))
+    kinds = [minus, np.where(behind, torso, garment)]
+    groups = {group: _nearest(score, [s.group == group for s in specs], shape) for group in ("arms", "legs")}
+    kinds += list(groups.values())
+    for chain in CHAINS[1:]:
+        mine = [s.chain == chain for s in specs]
+        kinds.append(_nearest(score, mine, shape) if any(mine) else groups[chain.split("_")[1] + "s"])
     owner = np.stack(kinds)
+    reach = np.take_along_axis(score, np.maximum(owner, 0), axis=0) <= REACH
+    owner = np.where(reach, owner, -1)
     link = np.array([max(s.link, 0) for s in specs] + [0], np.float32)
     along = np.take_along_axis(t, np.maximum(owner, 0), axis=0)
     position = np.where(owner >= 0, along + link[owner], 0.0).astype(np.float32)
@@ -216,8 +225,9 @@ def _nearest(scores: np.ndarray, allowed: list[bool], shape: tuple[int, int]) ->
 
 @dataclass(frozen=True)
 class LabelRoles:
-    """What each label of a label set is to the edits: ``kind`` ``(N,)`` 0 not a body pixel (background,
-    head parts, shoes), 1 garment (any bone), 2 arm-only, 3 leg-only."""
+    """What each label of a label set is to the edits: ``kind`` ``(N,)`` index into :data:`KINDS`:
+    ``none`` (background, head parts, shoes: never owned, never moved), ``garment`` (any bone),
+    ``arms``/``legs`` (unsided skin, glove, socks: that group's bones) or a sided skin label (its chain)."""
 
     label_set: LabelSet
     kind: np.ndarray
@@ -235,14 +245,16 @@ class LabelRoles:
 @functools.lru_cache(maxsize=8)
 def label_roles(label_set: LabelSet) -> LabelRoles:
     """:class:`LabelRoles` of ``label_set`` (requires a ``background`` label)."""
-    kind = np.ones(label_set.num_parts, np.int8)
+    kind = np.full(label_set.num_parts, KINDS.index("garment"), np.int64)
     for i, name in enumerate(label_set.names):
         if name == "background" or name in HEAD_PARTS or name in SHOE_PARTS:
-            kind[i] = 0
+            kind[i] = KINDS.index("none")
+        elif name in KINDS:
+            kind[i] = KINDS.index(name)
         elif name in ARM_ONLY:
-            kind[i] = 2
+            kind[i] = KINDS.index("arms")
         elif name in LEG_ONLY:
-            kind[i] = 3
+            kind[i] = KINDS.index("legs")
     return LabelRoles(label_set, kind, label_set.index("background"))
 
 
@@ -261,7 +273,7 @@ class Ownership:
 
 def ownership(labels: np.ndarray, maps: BoneMaps, roles: LabelRoles) -> Ownership:
     """Assign every body pixel of ``labels`` ``(H, W)`` to a bone (see the module docstring)."""
-    kind = roles.kind[labels].astype(np.int64)[None]
+    kind = roles.kind[labels][None]
     bone = np.take_along_axis(maps.owner, kind, axis=0)[0]
     position = np.take_along_axis(maps.position, kind, axis=0)[0]
     # Lookup tables with a trailing -1 so that bone -1 (not a body pixel) maps to -1.

@@ -13,7 +13,7 @@ from typing import Mapping
 import cv2
 import numpy as np
 
-from recapture.body.bones import CHAINS, GROUPS, BoneMaps, LabelRoles, Ownership, bone_maps, label_roles, ownership
+from recapture.body.bones import CHAINS, GROUPS, BoneMaps, LabelRoles, bone_maps, label_roles, ownership
 from recapture.body.figure import check_layout, fill_from_nearest, scale_region
 from recapture.body.parts import LabelSet
 
@@ -21,6 +21,8 @@ UPPER_CATEGORIES: tuple[str, ...] = ("t_shirt", "long_sleeves", "coat", "no_coat
 LOWER_CATEGORIES: tuple[str, ...] = ("pants", "shorts", "skirt")
 CLOTHING_SLOTS: dict[str, tuple[str, ...]] = {"upper": UPPER_CATEGORIES, "lower": LOWER_CATEGORIES}
 TOP_GARMENTS: tuple[str, ...] = ("upper_clothes", "dress", "jumpsuits")
+#: Frontal distance between the shoulders in body units (SynthHumans' proportions).
+SHOULDER_SPAN = 0.23
 #: Labels measured for a group's width: (garments, skin).
 _TISSUE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "legs": (("pants", "lower_clothes", "socks"), ("left_leg", "right_leg", "legs")),
@@ -33,7 +35,9 @@ class GarmentShapes:
     """Garment geometry. Ends are chain positions; lengths are in thigh lengths below the hips (beyond 1
     along the shin); growths are garment width / width of what it covers; ``waist`` is the fraction of
     the way from the hips to the neck where skirts and coat tails start; ``coat_strip`` the half width
-    (body units) of the open coat front that shows the top when the person faces the camera."""
+    (body units) of the open coat front that shows the top, drawn from ``coat_strip_top`` of the way
+    down the spine to the hips when the person faces the camera: the left shoulder lies right of the
+    right shoulder by more than ``facing`` times the frontal shoulder span (0.23 body units)."""
 
     t_shirt_end: float = 0.45
     long_sleeve_end: float = 1.9
@@ -50,6 +54,8 @@ class GarmentShapes:
     coat_torso_growth: float = 1.1
     waist: float = 0.37
     coat_strip: float = 0.03
+    coat_strip_top: float = 0.07
+    facing: float = 0.25
 
 
 def check_clothing(slot: str, category: str, label_set: LabelSet) -> None:
@@ -121,7 +127,7 @@ class _Layout:
             if length >= 2 and bins.size >= 6:
                 nominal = spec.radius * (worn + bare / skin_growth) / (worn + bare)
                 ratios.append((worn + bare) / (2.0 * length) / nominal)
-        return float(np.median(ratios)) if ratios else self.maps.unit()
+        return float(np.median(ratios)) if ratios else (self.maps.unit or None)
 
     def hull(self, length: float, flare: float, scale: float, waist: float) -> np.ndarray | None:
         """``(H, W)`` bool convex hull from the ``waist`` over both thighs to ``length`` thigh lengths below
@@ -213,6 +219,8 @@ def _put_on_skirt(lay: _Layout, shapes: GarmentShapes) -> np.ndarray:
 
 
 def _lower(lay: _Layout, category: str, shapes: GarmentShapes) -> None:
+    """lower=pants: leg skin above the ankles -> pants (widened); lower=shorts: trousers beyond
+    ``shorts_end`` -> leg skin (narrowed); lower=skirt: :func:`_put_on_skirt`, freed legs -> skin."""
     pants = lay.roles.label("pants", "lower_clothes")
     if category == "skirt":
         bare = _put_on_skirt(lay, shapes)
@@ -234,6 +242,7 @@ def _top_label(lay: _Layout) -> int:
 
 
 def _above_hips(lay: _Layout) -> np.ndarray:
+    """Pixels whose position along the spine is above the mid-hip (everything without a spine)."""
     spine = lay.maps.find("spine")
     if spine is None:
         return np.ones(lay.labels.shape, bool)
@@ -247,13 +256,15 @@ def _front_strip(lay: _Layout, shapes: GarmentShapes, scale: float | None) -> np
     empty = np.zeros(lay.labels.shape, bool)
     if spine is None or left is None or right is None or scale is None:
         return empty
-    if maps.end[left][1] - maps.end[right][1] <= 0.25 * 0.23 * scale:
+    if maps.end[left][1] - maps.end[right][1] <= shapes.facing * SHOULDER_SPAN * scale:
         return empty
     t = maps.t[spine]
-    return (t >= 0.07) & (t <= 1.0) & (maps.distance[spine] <= shapes.coat_strip * scale)
+    return (t >= shapes.coat_strip_top) & (t <= 1.0) & (maps.distance[spine] <= shapes.coat_strip * scale)
 
 
 def _upper(lay: _Layout, category: str, shapes: GarmentShapes) -> None:
+    """long_sleeves: arm skin up to ``long_sleeve_end`` -> the top (widened); t_shirt: sleeves beyond
+    ``t_shirt_end`` -> arm skin (narrowed); coat: :func:`_coat`; no_coat: :func:`_no_coat`."""
     arms = lay.on("arms")
     if category == "long_sleeves":
         skin = lay.is_label("left_arm", "right_arm", "arms") & arms & (lay.owner.position < shapes.long_sleeve_end)
@@ -268,6 +279,8 @@ def _upper(lay: _Layout, category: str, shapes: GarmentShapes) -> None:
 
 
 def _coat(lay: _Layout, shapes: GarmentShapes) -> None:
+    """Top garments above the hips (but the front strip) and the arms up to ``coat_sleeve_end`` -> coat,
+    widened; tails over the hips when both thighs are present."""
     coat = lay.roles.label("coat")
     tops = lay.is_label(*TOP_GARMENTS)
     torso_scale = lay.px_per_unit("torso", 1.0)
@@ -289,6 +302,8 @@ def _coat(lay: _Layout, shapes: GarmentShapes) -> None:
 
 
 def _no_coat(lay: _Layout, shapes: GarmentShapes) -> None:
+    """Coat above the hips and on the arms -> the top (dress if one shows, else upper_clothes), narrowed
+    to long sleeves; tails -> the nearest lower-body label, background outside the trouser shape."""
     coat = lay.roles.label("coat")
     dress = lay.roles.label("dress")
     top = dress if dress is not None and (lay.labels == dress).any() else lay.roles.label("upper_clothes")

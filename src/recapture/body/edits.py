@@ -19,7 +19,8 @@ import numpy as np
 
 from recapture.body.bones import bone_maps, label_roles
 from recapture.body.clothing import (
-    CLOTHING_SLOTS, LOWER_CATEGORIES, UPPER_CATEGORIES, GarmentShapes, apply_clothing_edit, check_clothing, edit_clothing,
+    CLOTHING_SLOTS, LOWER_CATEGORIES, UPPER_CATEGORIES, GarmentShapes, apply_clothing_edit, check_clothing,
+    edit_clothing,
 )
 from recapture.body.figure import (
     FACTOR_RANGE, FIGURE_GROUPS, apply_figure_edit, check_factor, check_layout, edit_figure, resolve_factors,
@@ -72,7 +73,10 @@ class LayoutEdits:
     clothing: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        figure = tuple((str(g), float(f)) for g, f in self.figure)
+        try:
+            figure = tuple((str(g), float(f)) for g, f in self.figure)
+        except (TypeError, ValueError):
+            raise ValueError(f"figure edits must be (group, number) pairs, got {self.figure!r}") from None
         for group, factor in figure:
             if group not in FIGURE_GROUPS:
                 raise ValueError(f"unknown figure group {group!r}; valid: {', '.join(FIGURE_GROUPS)}")

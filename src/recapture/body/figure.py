@@ -2,9 +2,10 @@
 
 Scaling a region by ``f`` about its bones: every output pixel ``p`` takes the label of the sample
 ``q = a + (p - a) / f``, ``a`` being ``p``'s foot point on its bone, when ``q`` lies in the region on the
-same chain (left arm, right leg, torso...). New region pixels overwrite only background and the region's
-own old pixels; region pixels left uncovered (a thinner limb) take the label of the nearest pixel that
-is neither left uncovered nor part of the new region.
+same chain (left arm, right leg, torso...). New region pixels overwrite background, the region's own old
+pixels and groups behind it (torso behind legs behind arms), never head parts, shoes or groups in front,
+and never reappear beyond such a part; region pixels left uncovered (a thinner limb) take the label of
+the nearest background or body pixel that is neither uncovered nor part of the new region.
 """
 
 from __future__ import annotations
@@ -149,7 +150,8 @@ def scale_region(labels: np.ndarray, maps: BoneMaps, owner: Ownership, region: n
     write[window] = write_window
     out = labels.copy()
     out[write] = labels[qy[write_window], qx[write_window]]
-    return fill_from_nearest(out, region & ~write, write, background)
+    unowned = (owner.bone < 0) & (labels != background)
+    return fill_from_nearest(out, region & ~write, write | unowned, background)
 
 
 def edit_figure(labels: np.ndarray, maps: BoneMaps, roles: LabelRoles, per_group: Mapping[str, float]) -> np.ndarray:

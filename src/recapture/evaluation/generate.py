@@ -19,9 +19,11 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 from PIL import Image
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader, Subset
 
+from recapture.body.clothing import check_clothing
 from recapture.body.edits import LayoutEdits
 from recapture.body.parts import LabelSet, get_label_set
 from recapture.data.dataset import PairBatch, PairDataset, collate_pairs, fit_width
@@ -103,9 +105,8 @@ def generate(generator: RecaptureGenerator, batch: PairBatch, target_layout: tor
 def edited_layouts(labels: torch.Tensor, edits: Sequence[LayoutEdits], keypoints: torch.Tensor,
                    label_set: LabelSet) -> torch.Tensor:
     """``(B, H, W)`` labels with ``edits[i]`` applied to sample ``i`` (posed by ``keypoints`` ``(B, 18, 2)``)."""
-    rows = [torch.from_numpy(edit.apply(labels[i].cpu().numpy(), keypoints[i].cpu().numpy(), label_set).astype(np.int64))
-            for i, edit in enumerate(edits)]
-    return torch.stack(rows)
+    rows = [edit.apply(labels[i].cpu().numpy(), keypoints[i].cpu().numpy(), label_set) for i, edit in enumerate(edits)]
+    return torch.from_numpy(np.stack(rows).astype(np.int64))
 
 
 def layout_edits(record: EditRecord) -> LayoutEdits:
@@ -132,8 +133,9 @@ def read_invisible(folder: Path, batch: PairBatch, size: tuple[int, int]) -> tor
 
 
 def _progress(enabled: bool) -> Progress:
+    """A progress bar on stderr (stdout carries the report)."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("ETA"), TimeRemainingColumn(), disable=not enabled)
+                    TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True), disable=not enabled)
 
 
 class _ModelRun:
@@ -181,12 +183,19 @@ class _ModelRun:
         add_reference_folder(accumulator, options.metrics)
         return accumulator
 
-    def score_edits(self, split: str, extra: ExtraScoreAccumulator) -> None:
+    def edit_records(self, split: str) -> dict[tuple[str, str], EditRecord]:
+        """The edits CSV of an edit split by ``(source, target)``; ValueError if the label set cannot express one."""
+        records = {(r.source, r.target): r for r in read_edits(self.manifest.resolve(self.manifest.split(split)
+                                                                                      .extras["edits"]))}
+        for record in records.values():
+            for slot, category in layout_edits(record).clothing:
+                check_clothing(slot, category, self.label_set)
+        return records
+
+    def score_edits(self, split: str, records: dict[tuple[str, str], EditRecord], extra: ExtraScoreAccumulator) -> None:
         """Generate the pairs of an edit split with the edit applied to Ŝ_B (or the true layout) and score them."""
         kind = split.removeprefix("edit_")
-        spec = self.manifest.split(split)
-        edits_csv = self.manifest.resolve(spec.extras["edits"])
-        records = {(r.source, r.target): r for r in read_edits(edits_csv)}
+        edits_csv = self.manifest.resolve(self.manifest.split(split).extras["edits"])
         for batch in self.batches(split):
             truth = batch.target_layout.argmax(dim=1)
             missing = [p for p in zip(batch.source_name, batch.target_name) if p not in records]
@@ -237,9 +246,15 @@ def evaluate_model(model: str | Path | LoadedGenerator, manifest: str | Path | M
         run = _ModelRun(loaded, manifest, options, progress)
         extra = ExtraScoreAccumulator(run.label_set, reasons)
         accumulator = run.score_split(extra)
-        for kind in EDIT_KINDS:
-            if f"edit_{kind}_l1" not in reasons:
-                run.score_edits(f"edit_{kind}", extra)
+        for kind in (k for k in EDIT_KINDS if f"edit_{k}_l1" not in reasons):
+            try:
+                records = run.edit_records(f"edit_{kind}")
+            except FormatError:
+                raise
+            except ValueError as exc:
+                extra.reasons.update({name: f"edit_{kind}: {exc}" for name in EDIT_SCORES if kind in name})
+                continue
+            run.score_edits(f"edit_{kind}", records, extra)
     described = (f"model {loaded.source} (step {loaded.metadata.get('step', '?')}); split {options.split!r} of "
                  f"{manifest.path}: {accumulator.count} of {run.totals[options.split]} pairs; target layout "
                  f"{options.target_layout}")
@@ -249,8 +264,9 @@ def evaluate_model(model: str | Path | LoadedGenerator, manifest: str | Path | M
 
 
 SYNTHETIC_SETTINGS = ("layout_iou: mean IoU over non-background labels of argmax S_B vs the true target layout; "
-                      "colour_coherence: mean over left/right region pairs (L/R labels; garments split by owning "
-                      "limb) of the mean-RGB L1 / 255, regions of >= 4 px from the true target layout; "
+                      "colour_coherence: mean over left/right region pairs (L/R labels; sleeves and trouser legs "
+                      "split by owning limb) of the mean-RGB L1 / 255, regions of the true target layout eroded "
+                      "by 1 px, >= 4 px each; "
                       "texture_fidelity/texture_l1: SSIM map / L1 over garment pixels of the true target layout; "
                       "invisible_l1: L1 over SynthHumans invisible-mask pixels; edit_*: the edit applied to S_B "
                       "(or the true edited layout with --target-layout ground_truth) vs the re-rendered truth")

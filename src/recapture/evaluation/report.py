@@ -178,7 +178,7 @@ def to_markdown(report: EvaluationReport, title: str = "Evaluation") -> str:
         else:
             text = f"{value:.{f.metadata['digits']}f}"
             if f.metadata["key"] in report.metric_counts:
-                text += f" ({report.metric_counts[f.metadata['key']]} pairs)"
+                text += f" (n={report.metric_counts[f.metadata['key']]})"
         lines.append(f"| {f.metadata['label']}{arrow} | {text} |")
     if reasons:
         lines += [""] + [f"[{note}] {reason}" for reason, note in reasons.items()]

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Mapping, Sequence
 
+import cv2
 import numpy as np
 import torch
 
@@ -28,12 +29,15 @@ from recapture.body.parts import LabelSet
 from recapture.evaluation.report import EvaluationReport
 from recapture.evaluation.ssim import l1_distance, ssim, ssim_map
 
-#: Garment labels (LIP-20, and Market-7's merged clothes) of the texture scores and of the sleeve /
-#: trouser-leg regions of the colour coherence.
+#: Garment labels of the texture scores (LIP-20, and Market-7's merged clothes).
 GARMENT_PARTS: tuple[str, ...] = ("upper_clothes", "coat", "dress", "pants", "skirt", "lower_clothes")
-#: A left or right region needs this many pixels in the true target layout to be compared.
+#: Garments compared left vs right by the limb owning each pixel: sleeves (arms) and trouser legs (legs).
+LIMB_GARMENTS: tuple[tuple[str, tuple[str, ...]], ...] = (("arm", ("upper_clothes", "coat")),
+                                                          ("leg", ("pants", "lower_clothes")))
+#: A left or right region needs this many pixels, after the erosion, to be compared.
 MIN_REGION_PIXELS = 4
-LIMB_CHAINS: tuple[tuple[str, str], ...] = (("left_arm", "right_arm"), ("left_leg", "right_leg"))
+#: Regions are eroded by this many pixels (3x3 steps) first, dropping the anti-aliased boundary.
+REGION_EROSION = 1
 EDIT_KINDS: tuple[str, ...] = ("figure", "clothing")
 
 
@@ -45,29 +49,36 @@ def part_mask(labels: torch.Tensor, label_set: LabelSet, names: Sequence[str]) -
     return table[labels.long()].unsqueeze(1)
 
 
-def symmetric_regions(labels: np.ndarray, keypoints: np.ndarray, label_set: LabelSet,
-                      min_pixels: int = MIN_REGION_PIXELS) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """Left/right region pairs of one ``(H, W)`` layout that should share a colour: ``(name, left, right)``
-    boolean masks, each side with at least ``min_pixels`` pixels.
+def _eroded(mask: np.ndarray, steps: int) -> np.ndarray:
+    if steps <= 0:
+        return mask
+    return cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=steps).astype(bool)
 
-    Pairs: every ``left_X`` / ``right_X`` label pair of the label set (shoes, arm skin, leg skin), and
-    every garment label split by the limb that owns each pixel (:func:`recapture.body.bones.ownership`:
-    the nearest present bone scaled by its width), left arm vs right arm (sleeves) and left leg vs right
-    leg (trouser legs, skirt halves).
+
+def symmetric_regions(labels: np.ndarray, keypoints: np.ndarray, label_set: LabelSet,
+                      min_pixels: int = MIN_REGION_PIXELS,
+                      erosion: int = REGION_EROSION) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Left/right region pairs of one ``(H, W)`` layout that should share a colour: ``(name, left, right)``
+    boolean masks, each eroded by ``erosion`` px and kept only if both sides keep ``min_pixels`` pixels.
+
+    Pairs: every ``left_X`` / ``right_X`` label pair of the label set (LIP-20: shoes, arm skin, leg skin),
+    and the garments of :data:`LIMB_GARMENTS` split by the limb that owns each pixel
+    (:func:`recapture.body.bones.ownership`, ``keypoints`` ``(18, 2)``: the nearest present bone scaled by
+    its width): left vs right sleeve of ``upper_clothes`` / ``coat``, left vs right trouser leg of ``pants``.
     """
     labels = np.asarray(labels)
     pairs: list[tuple[str, np.ndarray, np.ndarray]] = []
     for name in label_set.names:
         if name.startswith("left_") and "right_" + name[5:] in label_set.names:
             pairs.append((name[5:], labels == label_set.index(name), labels == label_set.index("right_" + name[5:])))
-    garments = [g for g in GARMENT_PARTS if g in label_set.names]
-    if garments:
+    if any(g in label_set.names for _, garments in LIMB_GARMENTS for g in garments):
         chain = ownership(labels, bone_maps(keypoints, labels.shape), label_roles(label_set)).chain
-        for garment in garments:
-            worn = labels == label_set.index(garment)
-            for left, right in LIMB_CHAINS:
-                pairs.append((f"{garment}@{left[5:]}", worn & (chain == CHAINS.index(left)),
-                              worn & (chain == CHAINS.index(right))))
+        for limb, garments in LIMB_GARMENTS:
+            left, right = CHAINS.index(f"left_{limb}"), CHAINS.index(f"right_{limb}")
+            for garment in (g for g in garments if g in label_set.names):
+                worn = labels == label_set.index(garment)
+                pairs.append((f"{garment}@{limb}", worn & (chain == left), worn & (chain == right)))
+    pairs = [(n, _eroded(a, erosion), _eroded(b, erosion)) for n, a, b in pairs]
     return [(n, a, b) for n, a, b in pairs if a.sum() >= min_pixels and b.sum() >= min_pixels]
 
 
@@ -209,6 +220,6 @@ _EMPTY_REASONS = {
     "invisible_l1": "no target pixel is invisible in its source",
     "texture_fidelity": "no target layout has garment pixels inside the SSIM border",
     "texture_l1": "no target layout has garment pixels",
-    "colour_coherence": f"no target has a left/right region pair of >= {MIN_REGION_PIXELS} px each",
-    "colour_coherence_real": f"no target has a left/right region pair of >= {MIN_REGION_PIXELS} px each",
+    "colour_coherence": f"no target has a left/right region pair of >= {MIN_REGION_PIXELS} px each (eroded)",
+    "colour_coherence_real": f"no target has a left/right region pair of >= {MIN_REGION_PIXELS} px each (eroded)",
 }

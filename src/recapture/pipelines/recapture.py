@@ -136,7 +136,7 @@ class Recapturer:
 
     def _tensors(self, source: SourceInput, target_pose: np.ndarray) -> tuple[torch.Tensor, ...]:
         size = self.image_size
-        image = torch.from_numpy(source.image).permute(2, 0, 1).float().div(127.5).sub(1.0)
+        image = torch.from_numpy(np.array(source.image)).permute(2, 0, 1).float().div(127.5).sub(1.0)
         layout = self.label_set.one_hot(torch.from_numpy(source.layout.astype(np.int64)))
         source_heat = keypoints_to_heatmaps(source.keypoints, size)
         target_heat = keypoints_to_heatmaps(target_pose, size)

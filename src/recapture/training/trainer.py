@@ -100,6 +100,8 @@ class Trainer:
         self.config, self.context = config, context
         self.run_dir = Path(run_dir)
         self.device = context.device
+        if config.train.threads > 0:
+            torch.set_num_threads(config.train.threads)
         torch.manual_seed(config.train.seed)
         self.generator = RecaptureGenerator(config.model).to(self.device)
         self.discriminators = Discriminators(config.model).to(self.device)
