@@ -169,7 +169,7 @@ def bone_maps(keypoints: np.ndarray, shape: tuple[int, int]) -> BoneMaps:
         inner = spec.link >= 0 and any(o.chain == spec.chain and o.link == 1 - spec.link for o in specs)
         low[k] = 0.0 if inner and spec.link == 1 else -np.inf
         high[k] = 1.0 if inner and spec.link == 0 else np.inf
-    nearest = {f"scale_{g}": _nearest(distance, [s.group == g and s.scaling for s in specs], shape) for g in GROUPS}
+    nearest = {f"scale_{g}": _nearest(distance, [s.group == g and s.scaling for s in specs], shape)[0] for g in GROUPS}
     unit = max([float(np.hypot(*(b - a))) / spec.length for spec, a, b in zip(specs, start, end)], default=0.0)
     owner, position = _owner_candidates(specs, unit, distance, t, shape)
     return BoneMaps(tuple(specs), start, end, distance, t, low, high, nearest, owner, position, unit)
@@ -188,39 +188,49 @@ def _owner_candidates(specs: list[BoneSpec], unit: float, distance: np.ndarray, 
     except that a limb's root bone hands what lies behind its root joint (``t < 0``: the shoulder cap,
     the hip) to the torso; skin takes the lowest score within its own side's chain (its limb group when
     that chain is missing; none when the group is); nothing is owned beyond :data:`REACH` half widths."""
-    minus = np.full(shape, -1, np.int64)
+    owner = np.full((len(KINDS), *shape), -1, np.int64)
+    position = np.zeros((len(KINDS), *shape), np.float32)
     if not specs:
-        return np.stack([minus] * len(KINDS)), np.zeros((len(KINDS), *shape), np.float32)
+        return owner, position
     score = distance / (np.array([s.radius for s in specs], np.float32).reshape(-1, 1, 1) * max(unit, 1e-6))
-    garment = _nearest(score, [True] * len(specs), shape)
-    torso = _nearest(score, [s.group == "torso" for s in specs], shape)
-    root = np.array([s.link == 0 for s in specs])
-    behind = root[garment] & (np.take_along_axis(t, garment[None], axis=0)[0] < 0) & (torso >= 0)
-    kinds = [minus, np.where(behind, torso, garment)]
-    groups = {group: _nearest(score, [s.group == group for s in specs], shape) for group in ("arms", "legs")}
-    kinds += list(groups.values())
+    link = np.array([max(s.link, 0) for s in specs], np.float32)
+
+    def store(kind: str, allowed: list[bool]) -> None:
+        bone, best, along = _nearest(score, allowed, shape, t)
+        owned = best <= REACH
+        owner[KINDS.index(kind)] = np.where(owned, bone, -1)
+        position[KINDS.index(kind)] = np.where(owned, along + link[np.maximum(bone, 0)], 0.0)
+
+    store("garment", [True] * len(specs))
+    torso, torso_score, torso_t = _nearest(score, [s.group == "torso" for s in specs], shape, t)
+    garment = owner[KINDS.index("garment")]
+    root = np.array([s.link == 0 for s in specs] + [False])
+    behind = root[garment] & (position[KINDS.index("garment")] < 0) & (torso >= 0) & (torso_score <= REACH)
+    owner[KINDS.index("garment")] = np.where(behind, torso, garment)
+    position[KINDS.index("garment")] = np.where(behind, torso_t, position[KINDS.index("garment")])
+    for group in ("arms", "legs"):
+        store(group, [s.group == group for s in specs])
     for chain in CHAINS[1:]:
         mine = [s.chain == chain for s in specs]
-        kinds.append(_nearest(score, mine, shape) if any(mine) else groups[chain.split("_")[1] + "s"])
-    owner = np.stack(kinds)
-    reach = np.take_along_axis(score, np.maximum(owner, 0), axis=0) <= REACH
-    owner = np.where(reach, owner, -1)
-    link = np.array([max(s.link, 0) for s in specs] + [0], np.float32)
-    along = np.take_along_axis(t, np.maximum(owner, 0), axis=0)
-    position = np.where(owner >= 0, along + link[owner], 0.0).astype(np.float32)
+        store(chain, mine if any(mine) else [s.group == chain.split("_")[1] + "s" for s in specs])
     return owner, position
 
 
-def _nearest(scores: np.ndarray, allowed: list[bool], shape: tuple[int, int]) -> np.ndarray:
-    """``(H, W)`` index of the lowest of ``scores[k]`` over allowed ``k`` (-1 when none is allowed)."""
+def _nearest(scores: np.ndarray, allowed: list[bool], shape: tuple[int, int],
+             t: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Over allowed ``k``: ``(H, W)`` index of the lowest ``scores[k]`` (-1 when none is allowed), that
+    score (inf) and ``t[k]`` there (0; only when ``t`` is given)."""
     best = np.full(shape, np.inf, np.float32)
     index = np.full(shape, -1, np.int64)
+    along = np.zeros(shape, np.float32)
     for k, ok in enumerate(allowed):
         if ok:
             better = scores[k] < best
-            best = np.where(better, scores[k], best)
+            np.copyto(best, scores[k], where=better)
             index[better] = k
-    return index
+            if t is not None:
+                np.copyto(along, t[k], where=better)
+    return index, best, along
 
 
 @dataclass(frozen=True)

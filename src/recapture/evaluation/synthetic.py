@@ -1,5 +1,5 @@
 """Scores that need ground-truth layouts, and SynthHumans' extra ground truth (docs/evaluation.md,
-"Scores of `--model` mode"):
+"Scoring a model: `--model` mode"):
 
 * ``layout_iou``: mean IoU of the predicted target layout Ŝ_B against the true target layout;
 * ``colour_coherence``: colour difference between the left and right parts of one kind (shoes, arm and

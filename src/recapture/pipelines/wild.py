@@ -160,18 +160,30 @@ def person_crop(keypoints: np.ndarray, person_mask: np.ndarray | None, photo_siz
 
 def _warp_to_model(array: np.ndarray, crop: PersonCrop, interpolation: int, border_mode: int,
                    antialias: bool) -> np.ndarray:
-    """Sample the crop box of a photo-frame array into the model frame (only the box's pixels are read)."""
+    """Sample the crop box of a photo-frame array into the model frame (only the box's pixels are read).
+
+    When shrinking with ``antialias``, the box's pixels are first box-filtered (INTER_AREA) down to
+    twice the model size, then Gaussian-blurred for what remains, then sampled.
+    """
     height, width = array.shape[:2]
-    sigma = (1.0 / crop.scale - 1.0) / 2 if antialias and crop.scale < 1 else 0.0
-    pad = 2 + int(math.ceil(3 * sigma))
+    pad = 2 + (int(math.ceil(1.5 / crop.scale)) if antialias and crop.scale < 1 else 0)
     y0, x0, y1, x1 = crop.box
     ry0, rx0 = min(max(0, int(y0) - pad), height - 1), min(max(0, int(x0) - pad), width - 1)
-    ry1, rx1 = max(min(height, int(math.ceil(y1)) + pad), ry0 + 1), max(min(width, int(math.ceil(x1)) + pad), rx0 + 1)
+    ry1 = max(min(height, int(math.ceil(y1)) + pad), ry0 + 1)
+    rx1 = max(min(width, int(math.ceil(x1)) + pad), rx0 + 1)
     region = np.ascontiguousarray(array[ry0:ry1, rx0:rx1])
-    if sigma > 0:
-        region = cv2.GaussianBlur(region, (0, 0), sigma)
     matrix = crop.matrix()
     matrix[:, 2] += matrix[:, :2] @ np.array([rx0, ry0], dtype=np.float64)
+    scale = crop.scale
+    if antialias and scale < 0.5:
+        # new = (old + 0.5) * f - 0.5 per axis; compose its inverse into the affine.
+        new_w, new_h = max(1, round(region.shape[1] * 2 * scale)), max(1, round(region.shape[0] * 2 * scale))
+        factors = np.array([new_w / region.shape[1], new_h / region.shape[0]])
+        region = cv2.resize(region, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        matrix = np.c_[matrix[:, :2] / factors, matrix[:, :2] @ (0.5 / factors - 0.5) + matrix[:, 2]]
+        scale /= factors.mean()
+    if antialias and scale < 1:
+        region = cv2.GaussianBlur(region, (0, 0), (1.0 / scale - 1.0) / 2)
     out_h, out_w = crop.model_size
     return cv2.warpAffine(region, matrix, (out_w, out_h), flags=interpolation, borderMode=border_mode, borderValue=0)
 
@@ -252,7 +264,8 @@ def inpaint_background(photo: np.ndarray, person_mask: np.ndarray, method: str =
     """Fill where the person was (mask > 0.5, dilated by ``dilate_px``, default 1% of the longer side).
 
     OpenCV ``cv2.inpaint`` (``"telea"`` or ``"ns"``) runs on a copy shrunk to ``max_side`` pixels at
-    most and is upsampled back; only hole pixels change. Returns ``(H, W, 3)`` uint8.
+    most; the hole is dilated at that size (so by about one working pixel more) and the fill is
+    upsampled back. Only hole pixels change. Returns ``(H, W, 3)`` uint8.
     """
     photo = _check_photo(photo)
     flags = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
@@ -263,24 +276,27 @@ def inpaint_background(photo: np.ndarray, person_mask: np.ndarray, method: str =
         raise ValueError(f"person mask {mask.shape} does not match the photo {photo.shape[:2]}")
     height, width = mask.shape
     dilate_px = max(3, round(0.01 * max(height, width))) if dilate_px is None else int(dilate_px)
-    hole = (mask > 0.5).astype(np.uint8)
-    if dilate_px > 0:
-        hole = cv2.dilate(hole, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate_px + 1,) * 2))
+    person = mask > 0.5
     out = photo.copy()
-    if not hole.any():
+    if not person.any():
         return out
     factor = min(1.0, max_side / max(height, width))
     size = (max(1, round(width * factor)), max(1, round(height * factor)))
     small = cv2.resize(photo, size, interpolation=cv2.INTER_AREA) if factor < 1 else photo
-    small_hole = hole > 0
-    if factor < 1:
-        small_hole = cv2.resize(hole.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
+    # The hole is dilated at the working size (any covered working pixel counts), then brought back.
+    small_hole = cv2.resize(person.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
+    small_dilate = int(math.ceil(dilate_px * factor))
+    if small_dilate > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * small_dilate + 1,) * 2)
+        small_hole = cv2.dilate(small_hole.astype(np.uint8), kernel) > 0
     radius = max(3, round(0.01 * max(size))) if radius is None else int(radius)
     filled = cv2.inpaint(np.ascontiguousarray(small), small_hole.astype(np.uint8), radius, flags[method])
+    hole = small_hole
     if factor < 1:
         filled = cv2.resize(filled, (width, height), interpolation=cv2.INTER_LINEAR)
-    selected = hole.astype(bool)
-    out[selected] = filled[selected]
+        hole = cv2.resize(small_hole.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
+    hole |= person
+    out[hole] = filled[hole]
     return out
 
 
@@ -291,7 +307,8 @@ def composite(background: np.ndarray, generated_rgb: np.ndarray, generated_alpha
     generated_rgb: ``(h, w, 3)`` uint8 and generated_alpha: ``(h, w)`` in [0, 1], both of
     ``crop.model_size`` (alpha typically :func:`layout_alpha` of the generated layout). The alpha is
     feathered with a Gaussian of ``feather_px`` photo pixels (default 0.5% of the box height, at
-    least 1). Pixels outside the crop box, and inside it where the alpha is 0, are left unchanged.
+    least 1), applied in the model frame before upsampling. Pixels outside the crop box, and inside it
+    where the alpha is 0, are left unchanged; only the bounding box of non-zero alpha is blended.
     """
     background = _check_photo(background)
     generated_rgb = np.asarray(generated_rgb)
@@ -301,18 +318,20 @@ def composite(background: np.ndarray, generated_rgb: np.ndarray, generated_alpha
                          f"{generated_rgb.shape}")
     if alpha.shape != tuple(crop.model_size) or not np.isfinite(alpha).all() or alpha.min() < 0 or alpha.max() > 1:
         raise ValueError(f"generated_alpha must be {tuple(crop.model_size)} with values in [0, 1]")
-    rgb, (y0, x0, y1, x1) = model_to_photo(generated_rgb.astype(np.float32), crop, background.shape[:2])
+    feather = max(1.0, 0.005 * (crop.box[2] - crop.box[0])) if feather_px is None else float(feather_px)
+    if feather * crop.scale > 0.05:  # feathering happens in the model frame, where it is cheap
+        alpha = cv2.GaussianBlur(alpha, (0, 0), feather * crop.scale, borderType=cv2.BORDER_CONSTANT)
+    rgb, (y0, x0, y1, x1) = model_to_photo(generated_rgb, crop, background.shape[:2])
     weight, _ = model_to_photo(alpha, crop, background.shape[:2], border_mode=cv2.BORDER_CONSTANT)
     out = background.copy()
-    if weight.size == 0:
+    rows, cols = np.nonzero(weight.any(axis=1))[0], np.nonzero(weight.any(axis=0))[0]
+    if rows.size == 0:
         return out
-    feather = max(1.0, 0.005 * (crop.box[2] - crop.box[0])) if feather_px is None else float(feather_px)
-    if feather > 0:
-        weight = cv2.GaussianBlur(weight, (0, 0), feather, borderType=cv2.BORDER_CONSTANT)
-    weight = np.clip(weight, 0.0, 1.0)[..., None]
-    region = out[y0:y1, x0:x1].astype(np.float32)
-    blended = region + weight * (rgb.reshape(region.shape) - region)
-    out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    inner = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    target = out[y0:y1, x0:x1][inner]
+    share = np.clip(weight[inner], 0.0, 1.0)[..., None]
+    blended = target + share * (rgb[inner].astype(np.float32) - target)
+    out[y0:y1, x0:x1][inner] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     return out
 
 
