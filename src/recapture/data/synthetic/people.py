@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recapture.body.edits import CLOTHING_CHANGE_GARMENTS
+
 Colour = tuple[int, int, int]
 
 TEXTURE_KINDS: tuple[str, ...] = ("plain", "stripes", "checks", "dots", "patch")
@@ -21,15 +23,9 @@ BOTTOMS: tuple[str, ...] = ("pants", "shorts", "skirt")
 PART_GROUPS: tuple[str, ...] = ("arms", "legs", "torso")
 HAIR_LENGTHS: tuple[str, ...] = ("short", "medium", "long")
 
-#: Clothing edits and the garments they change (``garment_from -> garment_to``; ``none`` = absent).
-CLOTHING_CHANGES: dict[str, tuple[str, str]] = {
-    "shorts_to_pants": ("shorts", "pants"),
-    "t_shirt_to_long_sleeves": ("t_shirt", "long_sleeves"),
-    "pants_to_skirt": ("pants", "skirt"),
-    "add_coat": ("none", "coat"),
-    "skirt_to_pants": ("skirt", "pants"),
-    "remove_coat": ("coat", "none"),
-}
+#: Clothing edits and the garments they change (``garment_from -> garment_to``; ``none`` = absent): the
+#: same table the layout edits use, so a rendered truth and its layout edit always name one change.
+CLOTHING_CHANGES: dict[str, tuple[str, str]] = CLOTHING_CHANGE_GARMENTS
 
 _SKIN_TONES: tuple[Colour, ...] = (
     (255, 224, 196), (241, 194, 167), (224, 172, 138), (198, 134, 96), (161, 102, 68), (118, 74, 48), (84, 54, 38),
