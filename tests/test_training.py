@@ -179,3 +179,13 @@ def test_cli_train_writes_run_directory_and_resumes(tiny_manifest: Path, tmp_pat
     assert load_checkpoint(run).step == 3
     bad = CliRunner().invoke(app, ["train", "--config", str(CONFIGS / "tiny.yaml"), "--set", "train.nope=1"])
     assert bad.exit_code == 1 and "unknown config key" in bad.output
+    exported = CliRunner().invoke(app, ["export", str(run), "--out", str(tmp_path / "g.safetensors"),
+                                        "--meta", "trained_on=tiny"])
+    assert exported.exit_code == 0, exported.output
+    from recapture.pipelines.weights import load_generator
+
+    loaded = load_generator(tmp_path / "g.safetensors")
+    assert loaded.metadata["trained_on"] == "tiny" and loaded.metadata["step"] == "3"
+    weights = load_checkpoint(run).generator
+    for key, value in loaded.generator.state_dict().items():
+        torch.testing.assert_close(value, weights[key].half().float(), msg=key)

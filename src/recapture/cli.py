@@ -215,5 +215,26 @@ def serve(port: int = typer.Option(7860, help="Port of the web editor."),
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 
+@app.command("export")
+def export(run: str = typer.Argument(..., help="Training run directory (its newest checkpoint is exported)."),
+           out: str = typer.Option(..., help="Output .safetensors file (config in its metadata)."),
+           meta: list[str] = typer.Option([], help="KEY=VALUE metadata, e.g. trained_on=..., command=..."),
+           ema: bool = typer.Option(True, help="Export the EMA generator when the run has one.")) -> None:
+    """Package a run's generator as one file loadable by --model / Recapturer.from_pretrained."""
+    from recapture.pipelines.weights import export_generator
+    from recapture.training.checkpoint import CheckpointError
+
+    pairs = [item.split("=", 1) for item in meta]
+    if any(len(p) != 2 for p in pairs):
+        typer.echo("error: --meta takes KEY=VALUE", err=True)
+        raise typer.Exit(2)
+    try:
+        path = export_generator(run, out, dict(pairs), use_ema=ema)
+    except CheckpointError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+
+
 if __name__ == "__main__":
     app()
