@@ -3,6 +3,8 @@ loading, crops and their inverses, inpainting, compositing and the whole input p
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -91,6 +93,16 @@ def test_models_not_in_the_wheel_are_refused_without_downloading(monkeypatch: py
                 PoseEstimator(model_complexity=complexity)
     with pytest.raises(ValueError, match="0, 1 or 2"):
         PoseEstimator(model_complexity=3)
+
+
+def test_unclosed_models_let_the_process_exit() -> None:
+    """A MediaPipe graph left open used to hang the interpreter at exit (closed by a finaliser)."""
+    script = ("from skimage import data\n"
+              "from recapture.pipelines.wild import PersonSegmenter, PoseEstimator\n"
+              "estimator, segmenter = PoseEstimator(), PersonSegmenter()\n"
+              "estimator(data.astronaut()); segmenter(data.astronaut())\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
 
 
 def test_astronaut_pose_and_mask(astronaut: tuple[np.ndarray, PoseEstimate, np.ndarray]) -> None:
@@ -269,6 +281,13 @@ def test_composite_touches_only_the_crop() -> None:
     np.testing.assert_array_equal(out[20:25, 30:74], background[20:25, 30:74])  # alpha 0 far from the part
     with pytest.raises(ValueError, match="generated_alpha"):
         composite(background, generated, np.full((64, 44), 2.0), crop)
+    # Crop at scale 0.5 and paste back with a full alpha: the smooth photo comes back under the box.
+    yy, xx = np.mgrid[:100, :80]
+    photo = np.stack([2 * yy, 3 * xx, yy + xx], axis=-1).astype(np.uint8)
+    halved = PersonCrop(box=(10.0, 6.0, 90.0, 61.0), scale=0.5, model_size=(40, 27))
+    pasted = composite(np.zeros_like(photo), crop_to_model(photo, halved), np.ones((40, 27)), halved, feather_px=0)
+    error = np.abs(pasted.astype(int) - photo)[12:88, 8:59]
+    assert error.max() <= 3 and (pasted[:10] == 0).all() and (pasted[:, 61:] == 0).all()
 
 
 def test_prepare_wild_input_end_to_end(astronaut: tuple[np.ndarray, PoseEstimate, np.ndarray]) -> None:

@@ -12,6 +12,9 @@ BlazePose returns 33 landmarks; :func:`blazepose_to_coco18` maps them to the pro
 
 from __future__ import annotations
 
+import atexit
+import sys
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -125,10 +128,25 @@ def _check_image(image_rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image_rgb)
 
 
+#: Open solutions, closed at exit: a MediaPipe graph closed during interpreter shutdown (by a
+#: finaliser) waits forever for its worker threads, and the process never exits.
+_OPEN: weakref.WeakSet[_Solution] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_solutions() -> None:
+    for solution in list(_OPEN):
+        solution.close()
+
+
 class _Solution:
-    """Shared lifetime handling (close, context manager) of a MediaPipe solution graph."""
+    """Shared lifetime handling (close, context manager, close at exit) of a MediaPipe solution graph."""
 
     _graph: Any
+
+    def _opened(self, graph: Any) -> None:
+        self._graph = graph
+        _OPEN.add(self)
 
     def close(self) -> None:
         """Release the MediaPipe graph; the object cannot be used afterwards."""
@@ -149,10 +167,8 @@ class _Solution:
         self.close()
 
     def __del__(self) -> None:
-        try:
+        if not sys.is_finalizing():
             self.close()
-        except Exception:  # interpreter shutdown: the graph may already be gone
-            pass
 
 
 class PoseEstimator(_Solution):
@@ -175,9 +191,9 @@ class PoseEstimator(_Solution):
         from mediapipe.python.solutions import pose
 
         self.min_visibility = min_visibility
-        self._graph = pose.Pose(static_image_mode=static_image_mode, model_complexity=model_complexity,
-                                smooth_landmarks=not static_image_mode, enable_segmentation=False,
-                                min_detection_confidence=min_detection_confidence)
+        self._opened(pose.Pose(static_image_mode=static_image_mode, model_complexity=model_complexity,
+                               smooth_landmarks=not static_image_mode, enable_segmentation=False,
+                               min_detection_confidence=min_detection_confidence))
 
     def __call__(self, image_rgb: np.ndarray) -> PoseEstimate | None:
         """``(H, W, 3)`` uint8 RGB -> the pose, or None when no person is detected."""
@@ -210,7 +226,7 @@ class PersonSegmenter(_Solution):
             raise ModelNotBundledError(f"selfie segmentation model {model} is missing from the mediapipe install")
         from mediapipe.python.solutions import selfie_segmentation
 
-        self._graph = selfie_segmentation.SelfieSegmentation(model_selection=model_selection)
+        self._opened(selfie_segmentation.SelfieSegmentation(model_selection=model_selection))
 
     def __call__(self, image_rgb: np.ndarray) -> np.ndarray:
         """``(H, W, 3)`` uint8 RGB -> ``(H, W)`` float32 person probability."""

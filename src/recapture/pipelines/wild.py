@@ -112,7 +112,7 @@ def _person_box(keypoints: np.ndarray, person_mask: np.ndarray | None,
         ky1, kx1 = present.max(axis=0) + 1
         boxes.append((ky0, kx0, ky1, kx1))
     if binary is not None and binary.any():
-        count, components, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+        _, components, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
         if boxes:
             reach = 0.5 * max(ky1 - ky0, kx1 - kx0)
             wy0, wx0 = max(0, int(ky0 - reach)), max(0, int(kx0 - reach))
@@ -235,8 +235,9 @@ def _crop_region(crop: PersonCrop, photo_size: tuple[int, int]) -> tuple[int, in
 
 
 def model_to_photo(array: np.ndarray, crop: PersonCrop, photo_size: tuple[int, int],
-                   border_mode: int = cv2.BORDER_REPLICATE) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """Resample a model-frame array onto the photo pixels under the crop box.
+                   border_mode: int = cv2.BORDER_REPLICATE,
+                   within: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Resample a model-frame array onto the photo pixels under the crop box (and ``within`` that region).
 
     Returns the array for the region ``(y0, x0, y1, x1)`` (clipped to the photo) and that region.
     """
@@ -246,6 +247,9 @@ def model_to_photo(array: np.ndarray, crop: PersonCrop, photo_size: tuple[int, i
     if crop.scale > 1:
         array = cv2.GaussianBlur(np.ascontiguousarray(array), (0, 0), (crop.scale - 1.0) / 2)
     ry0, rx0, ry1, rx1 = _crop_region(crop, photo_size)
+    if within is not None:
+        ry0, rx0, ry1, rx1 = max(ry0, within[0]), max(rx0, within[1]), min(ry1, within[2]), min(rx1, within[3])
+        ry1, rx1 = max(ry0, ry1), max(rx0, rx1)
     matrix = crop.matrix()
     matrix[:, 2] += matrix[:, :2] @ np.array([rx0, ry0], dtype=np.float64)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
@@ -289,14 +293,14 @@ def inpaint_background(photo: np.ndarray, person_mask: np.ndarray, method: str =
     if small_dilate > 0:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * small_dilate + 1,) * 2)
         small_hole = cv2.dilate(small_hole.astype(np.uint8), kernel) > 0
-    radius = max(3, round(0.01 * max(size))) if radius is None else int(radius)
+    radius = 3 if radius is None else int(radius)  # Telea's cost grows with radius^2; 3 is OpenCV's example
     filled = cv2.inpaint(np.ascontiguousarray(small), small_hole.astype(np.uint8), radius, flags[method])
     hole = small_hole
     if factor < 1:
         filled = cv2.resize(filled, (width, height), interpolation=cv2.INTER_LINEAR)
         hole = cv2.resize(small_hole.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
     hole |= person
-    out[hole] = filled[hole]
+    np.copyto(out, filled, where=hole[..., None])
     return out
 
 
@@ -321,17 +325,20 @@ def composite(background: np.ndarray, generated_rgb: np.ndarray, generated_alpha
     feather = max(1.0, 0.005 * (crop.box[2] - crop.box[0])) if feather_px is None else float(feather_px)
     if feather * crop.scale > 0.05:  # feathering happens in the model frame, where it is cheap
         alpha = cv2.GaussianBlur(alpha, (0, 0), feather * crop.scale, borderType=cv2.BORDER_CONSTANT)
-    rgb, (y0, x0, y1, x1) = model_to_photo(generated_rgb, crop, background.shape[:2])
-    weight, _ = model_to_photo(alpha, crop, background.shape[:2], border_mode=cv2.BORDER_CONSTANT)
     out = background.copy()
-    rows, cols = np.nonzero(weight.any(axis=1))[0], np.nonzero(weight.any(axis=0))[0]
+    rows, cols = np.nonzero(alpha.any(axis=1))[0], np.nonzero(alpha.any(axis=0))[0]
     if rows.size == 0:
         return out
-    inner = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    target = out[y0:y1, x0:x1][inner]
-    share = np.clip(weight[inner], 0.0, 1.0)[..., None]
-    blended = target + share * (rgb[inner].astype(np.float32) - target)
-    out[y0:y1, x0:x1][inner] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    # Photo pixels whose bilinear sample can reach a non-zero model pixel (one pixel of slack).
+    to_photo = lambda m, start: (m + 0.5) / crop.scale + start - 0.5  # noqa: E731
+    within = (math.floor(to_photo(rows[0] - 1, crop.box[0])) - 1, math.floor(to_photo(cols[0] - 1, crop.box[1])) - 1,
+              math.ceil(to_photo(rows[-1] + 1, crop.box[0])) + 2, math.ceil(to_photo(cols[-1] + 1, crop.box[1])) + 2)
+    rgb, (y0, x0, y1, x1) = model_to_photo(generated_rgb, crop, background.shape[:2], within=within)
+    weight, _ = model_to_photo(alpha, crop, background.shape[:2], border_mode=cv2.BORDER_CONSTANT, within=within)
+    target = out[y0:y1, x0:x1]
+    share = np.clip(weight, 0.0, 1.0)[..., None]
+    blended = target + share * (rgb.astype(np.float32) - target)
+    out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     return out
 
 
