@@ -21,7 +21,7 @@ from recapture.pipelines.recapture import Recapturer, SourceInput
 from recapture.pipelines.weights import describe
 
 DEMO_SEED = 2026  # SynthHumans seed of the demo people (the bundled weights were trained on seed 0)
-POSES = ("front", "walking", "side", "back", "hand_up")
+POSES = ("front", "walking", "side", "back", "hand_up", "upper_body")
 FIGURES = ("body=0.8", "body=1.0", "body=1.25", "arms=1.3", "legs=0.8")
 CLOTHING = ("lower=skirt", "lower=shorts", "lower=pants", "upper=long_sleeves", "upper=coat")
 
@@ -143,7 +143,7 @@ def run_demo(out: str | Path = "demo-out", model: str = "synthhumans", wild: boo
                     "</p><video src='video.mp4' controls loop autoplay muted width='256'></video>")
 
     if wild:
-        sections.append(_wild_section(recapturer, targets["walking"], out, written))
+        sections.append(_wild_section(recapturer, targets["hand_up"], out, written))
     model_info = html.escape(describe(recapturer.loaded)) if recapturer.loaded else "custom model"
     seconds = time.monotonic() - start
     page = ("<!doctype html><meta charset='utf-8'><title>Recapture demo</title><style>body{font-family:sans-serif;"
