@@ -198,3 +198,17 @@ def test_demo_writes_page_and_files(tiny_model: Path, tmp_path: Path) -> None:
     assert "random init" in page and "poses.png" in page and "video.mp4" in page
     for path in report.files:
         assert path.is_file() and path.stat().st_size > 0
+
+
+def test_bundled_weights_load_by_name_and_describe_their_training() -> None:
+    from recapture.pipelines.weights import bundled_models, describe
+
+    assert "synthhumans" in bundled_models()
+    loaded = load_generator("synthhumans")
+    assert tuple(loaded.config.image_size) == (128, 64) and loaded.config.label_set == "lip20"
+    assert "SynthHumans" in describe(loaded) and loaded.metadata["step"] == "3000"
+    size = loaded.config.image_size
+    with torch.no_grad():
+        output = loaded.generator(torch.zeros(1, 3, *size), torch.zeros(1, size[0], size[1], dtype=torch.long),
+                                  torch.zeros(1, 18, *size), torch.zeros(1, 18, *size))
+    assert torch.isfinite(output.image).all()
