@@ -115,25 +115,27 @@ class SplitReport:
 class ManifestReport:
     """A manifest and the report of each of its splits."""
 
-    path: Path
-    name: str
-    label_set: str
-    image_size: tuple[int, int]
-    keypoint_offset: tuple[int, int]
+    manifest: Manifest
     splits: tuple[SplitReport, ...]
+
+    @property
+    def path(self) -> Path:
+        return self.manifest.path
 
     @property
     def problem_count(self) -> int:
         return sum(s.problem_count for s in self.splits)
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": "manifest", "path": str(self.path), "name": self.name, "label_set": self.label_set,
-                "image_size": list(self.image_size), "keypoint_offset": list(self.keypoint_offset),
+        m = self.manifest
+        return {"kind": "manifest", "path": str(m.path), "name": m.name, "label_set": m.label_set,
+                "image_size": list(m.image_size), "keypoint_offset": list(m.keypoint_offset),
                 "problem_count": self.problem_count, "splits": {s.name: s.to_json() for s in self.splits}}
 
     def text(self) -> str:
-        head = (f"manifest {self.name} ({self.path}): label set {self.label_set}, image size "
-                f"{self.image_size[0]}x{self.image_size[1]}, keypoint offset {self.keypoint_offset}")
+        m = self.manifest
+        head = (f"manifest {m.name} ({m.path}): label set {m.label_set}, image size "
+                f"{m.image_size[0]}x{m.image_size[1]}, keypoint offset {m.keypoint_offset}")
         return "\n".join([head, *(s.text() for s in self.splits)])
 
 
@@ -207,8 +209,7 @@ def _inspect_split(manifest: Manifest, name: str, spec: SplitSpec) -> SplitRepor
 def inspect_manifest(path: str | Path) -> ManifestReport:
     """Validate every split of a manifest in depth (see the module docstring)."""
     manifest = read_manifest(path)
-    return ManifestReport(path=manifest.path, name=manifest.name, label_set=manifest.label_set,
-                          image_size=manifest.image_size, keypoint_offset=manifest.keypoint_offset,
+    return ManifestReport(manifest=manifest,
                           splits=tuple(_inspect_split(manifest, n, s) for n, s in manifest.splits.items()))
 
 
