@@ -212,3 +212,20 @@ def test_bundled_weights_load_by_name_and_describe_their_training() -> None:
         output = loaded.generator(torch.zeros(1, 3, *size), torch.zeros(1, size[0], size[1], dtype=torch.long),
                                   torch.zeros(1, 18, *size), torch.zeros(1, 18, *size))
     assert torch.isfinite(output.image).all()
+
+
+def test_target_layout_is_checked_and_posless_leading_frames_keep_the_count(tiny_model: Path,
+                                                                              source: tuple) -> None:
+    from recapture.pipelines.recapture import SourceInput
+    from recapture.pipelines.video import generate_frames
+
+    image, keypoints, layout = source
+    recapturer = Recapturer.from_pretrained(tiny_model)
+    with pytest.raises(ValueError, match="model frame"):
+        recapturer(image, keypoints, source_pose=keypoints, source_layout=layout, target_layout=np.zeros((8, 8)))
+    with pytest.raises(ValueError, match="labels must lie"):
+        recapturer(image, keypoints, source_pose=keypoints, source_layout=layout,
+                   target_layout=np.full(SIZE, 300, np.int64))
+    poses = np.stack([np.full((18, 2), -1.0), keypoints, np.full((18, 2), -1.0)])
+    frames = list(generate_frames(recapturer, SourceInput(image, keypoints, layout), poses, progress=False))
+    assert len(frames) == 3 and all(np.array_equal(f, frames[1]) for f in frames)

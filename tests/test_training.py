@@ -189,3 +189,40 @@ def test_cli_train_writes_run_directory_and_resumes(tiny_manifest: Path, tmp_pat
     weights = load_checkpoint(run).generator
     for key, value in loaded.generator.state_dict().items():
         torch.testing.assert_close(value, weights[key].half().float(), msg=key)
+
+
+def test_rng_state_round_trip_keeps_cached_gaussians() -> None:
+    import random
+
+    import numpy as np
+
+    from recapture.training.checkpoint import rng_state, set_rng_state
+
+    random.gauss(0, 1), np.random.standard_normal()  # leaves a cached second Gaussian in both generators
+    saved = rng_state()
+    expected = (random.gauss(0, 1), float(np.random.standard_normal()), torch.rand(3))
+    set_rng_state(saved)
+    got = (random.gauss(0, 1), float(np.random.standard_normal()), torch.rand(3))
+    assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
+
+
+def test_resaving_a_step_replaces_it_atomically(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path, 4, {"w": torch.ones(2)}, {"d": torch.zeros(1)}, {"k": 1}, keep_last=1)
+    save_checkpoint(tmp_path, 4, {"w": torch.full((2,), 3.0)}, {"d": torch.zeros(1)}, {"k": 2}, keep_last=1)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000004"]
+    assert torch.equal(load_checkpoint(tmp_path).generator["w"], torch.full((2,), 3.0))
+    assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".")]
+
+
+def test_resume_path_is_taken_literally_and_bad_train_values_are_rejected(tiny_manifest: Path,
+                                                                        tmp_path: Path) -> None:
+    from recapture.config import ConfigError
+    from recapture.training.run import resolve_config
+
+    run = tmp_path / "exp #2"
+    run.mkdir()
+    (run / "config.yaml").write_text((CONFIGS / "tiny.yaml").read_text())
+    assert resolve_config(None, [], run).train.run_dir == str(run)
+    for bad in ("train.log_every=0", "train.batch_size=0", "train.ema_decay=1.5"):
+        with pytest.raises(ConfigError, match=bad.split("=")[0]):
+            load_config(CONFIGS / "tiny.yaml", [bad])

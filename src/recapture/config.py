@@ -98,6 +98,18 @@ class TrainConfig:
     run_dir: str = "runs/default"
     threads: int = 0  # torch intra-op threads per process (0 = torch's default)
 
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "steps", "log_every", "keep_last"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("image_every", "save_every", "threads"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0 (0 = off/default), got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"train.ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+
 
 @dataclass(frozen=True)
 class ExperimentConfig:

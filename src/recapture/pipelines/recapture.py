@@ -142,6 +142,15 @@ class Recapturer:
         target_heat = keypoints_to_heatmaps(target_pose, size)
         return tuple(t.unsqueeze(0).to(self.device) for t in (image, layout, source_heat, target_heat))
 
+    def _check_target_layout(self, target_layout: np.ndarray) -> np.ndarray:
+        labels = np.asarray(target_layout)
+        if labels.shape != self.image_size:
+            raise ValueError(f"target_layout must be {self.image_size} (the model frame), got {labels.shape}")
+        if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= self.label_set.num_parts):
+            raise ValueError(f"target_layout labels must lie in [0, {self.label_set.num_parts}) for label set "
+                             f"{self.label_set.name}")
+        return labels.astype(np.uint8)
+
     def _target_keypoints(self, target_pose: np.ndarray) -> np.ndarray:
         keypoints = np.asarray(target_pose, dtype=np.float64)
         if keypoints.shape != (18, 2):
@@ -165,7 +174,7 @@ class Recapturer:
         image, layout, source_heat, target_heat = self._tensors(source, keypoints)
         logits = self.generator.geometric(layout, source_heat, target_heat)
         predicted = logits.argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
-        used = predicted if target_layout is None else np.asarray(target_layout, dtype=np.uint8)
+        used = predicted if target_layout is None else self._check_target_layout(target_layout)
         if edits is not None and not edits.is_empty():  # type: ignore[attr-defined]
             used = edits.apply(used, keypoints, self.label_set)  # type: ignore[attr-defined]
         used_hot = self.label_set.one_hot(torch.from_numpy(used.astype(np.int64))).unsqueeze(0).to(self.device)

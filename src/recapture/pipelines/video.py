@@ -51,19 +51,23 @@ def track_to_model(track: np.ndarray, model_size: tuple[int, int], margin: float
 
 def generate_frames(recapturer: Recapturer, source: SourceInput, poses: np.ndarray,
                     edits: object | None = None, progress: bool = True) -> Iterable[np.ndarray]:
-    """Yield one generated ``(H, W, 3)`` uint8 frame per model-frame pose; an empty pose repeats the last."""
-    last: np.ndarray | None = None
+    """Yield one generated ``(H, W, 3)`` uint8 frame per model-frame pose. A pose without any joint repeats
+    the previous frame (leading ones take the first posed frame), so the output keeps the frame count."""
+    posed = [i for i, keypoints in enumerate(poses) if not missing_mask(keypoints).all()]
+    if not posed:
+        raise ValueError("no frame has a joint inside the model frame")
+
+    def render(keypoints: np.ndarray) -> np.ndarray:
+        return recapturer(source.image, keypoints, source_pose=source.keypoints, source_layout=source.layout,
+                          edits=edits).image
+
+    last = render(poses[posed[0]])
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("recapturing frames", total=len(poses))
-        for keypoints in poses:
-            if missing_mask(keypoints).all():
-                if last is None:
-                    continue
-                yield last
-            else:
-                last = recapturer(source.image, keypoints, source_pose=source.keypoints,
-                                  source_layout=source.layout, edits=edits).image
-                yield last
+        for index, keypoints in enumerate(poses):
+            if index > posed[0] and not missing_mask(keypoints).all():
+                last = render(keypoints)
+            yield last
             bar.advance(task)
 
 

@@ -56,11 +56,15 @@ def _fsync(path: Path) -> None:
 def rng_state() -> dict[str, Any]:
     """Python, NumPy and torch RNG states as plain tensors/lists (safe for ``weights_only`` loading)."""
     np_state = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
     state: dict[str, Any] = {
-        "python": list(random.getstate()[1]) + [random.getstate()[2] if random.getstate()[2] is not None else -1],
-        "python_version": random.getstate()[0],
+        "python": list(internal),
+        "python_version": version,
+        "python_gauss": float("nan") if gauss_next is None else float(gauss_next),
         "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
         "numpy_pos": int(np_state[2]),
+        "numpy_has_gauss": int(np_state[3]),
+        "numpy_gauss": float(np_state[4]),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -70,10 +74,11 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`rng_state` captured."""
-    internal = [int(v) for v in state["python"]]
-    gauss = None if internal[-1] == -1 else internal[-1]
-    random.setstate((int(state["python_version"]), tuple(internal[:-1]), gauss))
-    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), int(state["numpy_pos"]), 0, 0.0))
+    gauss = float(state["python_gauss"])
+    random.setstate((int(state["python_version"]), tuple(int(v) for v in state["python"]),
+                     None if gauss != gauss else gauss))
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), int(state["numpy_pos"]),
+                         int(state["numpy_has_gauss"]), float(state["numpy_gauss"])))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -112,10 +117,12 @@ def save_checkpoint(run_dir: str | Path, step: int, generator: dict[str, torch.T
     for child in tmp.iterdir():
         _fsync(child)
     _fsync(tmp)
+    old = root / f".old-step_{step:08d}-{os.getpid()}"
     if final.exists():
-        shutil.rmtree(final)
+        os.replace(final, old)  # an atomic rename: a kill now leaves this step under .old-*, never half-deleted
     os.replace(tmp, final)
     _fsync(root)
+    shutil.rmtree(old, ignore_errors=True)
     for old in list_checkpoints(run_dir)[:-max(1, keep_last)]:
         shutil.rmtree(old, ignore_errors=True)
     return final

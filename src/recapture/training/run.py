@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from recapture.config import ExperimentConfig, load_config
@@ -17,7 +18,7 @@ def resolve_config(config_path: str | Path | None, overrides: list[str], resume:
             raise TrainingError(f"cannot resume: {config_path} not found (is {resume} a run directory?)")
     config = load_config(config_path, overrides)
     if resume is not None:
-        config = load_config(config_path, overrides + [f"train.run_dir={Path(resume)}"])
+        config = replace(config, train=replace(config.train, run_dir=str(resume)))
     return config
 
 

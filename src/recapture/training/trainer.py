@@ -216,6 +216,7 @@ class Trainer:
         logger = RunLogger(self.run_dir, cfg.steps, self.step, enabled=self.context.is_main)
         per_epoch = self.sampler.batches_per_epoch()
         last, last_path = None, None
+        saved_step = -1  # the same on every rank, so all ranks agree on the final save (barrier inside)
         self.generator.train()
         self.discriminators.train()
         try:
@@ -236,9 +237,10 @@ class Trainer:
                         self._log_images(logger, batch)
                     if cfg.save_every and self.step % cfg.save_every == 0:
                         last_path = self.save() or last_path
+                        saved_step = self.step
                     if self.step >= cfg.steps:
                         break
-            if last_path is None or not last_path.name.endswith(f"{self.step:08d}"):
+            if saved_step != self.step:
                 last_path = self.save() or last_path
         finally:
             logger.close()
