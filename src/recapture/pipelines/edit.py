@@ -15,8 +15,8 @@ from pathlib import Path
 from PIL import Image
 
 from recapture.body.edits import LayoutEdits
-from recapture.data.formats import read_layout
-from recapture.pipelines.poses import load_pose, target_keypoints
+from recapture.pipelines.photo import dataset_source, recapture_photo
+from recapture.pipelines.poses import target_keypoints
 from recapture.pipelines.recapture import Recapturer, Result
 
 #: Factors of the ``--thinner GROUP`` / ``--fatter GROUP`` shortcuts.
@@ -77,18 +77,11 @@ def run_edit(request: EditRequest, recapturer: Recapturer | None = None) -> Edit
     request.out.parent.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     if request.source_pose is not None:
-        if request.source_layout is None:
-            raise ValueError("--source-pose needs --source-layout too (or give neither for a photo in the wild)")
-        from recapture.pipelines.wild import load_photo
-
-        image = load_photo(request.source)
-        pose = load_pose(request.source_pose, frame=image.shape[:2]).keypoints
-        layout = read_layout(request.source_layout, recapturer.label_set.num_parts)
-        result = recapturer(image, target, source_pose=pose, source_layout=layout, edits=edits)
+        source = dataset_source(recapturer, request.source, request.source_pose, request.source_layout)
+        result = recapturer(source.image, target, source_pose=source.keypoints, source_layout=source.layout,
+                            edits=edits)
         Image.fromarray(result.image).save(request.out)
     else:
-        from recapture.pipelines.photo import recapture_photo
-
         found = recapture_photo(recapturer, request.source, target, edits=edits, layout_path=request.source_layout)
         result = found.result
         Image.fromarray(found.composite).save(request.out)

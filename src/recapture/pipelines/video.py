@@ -119,21 +119,9 @@ def prepare_video_source(recapturer: Recapturer, source: str | Path, source_pose
                          source_layout: str | Path | None = None) -> SourceInput:
     """The video's source person in the model frame: a dataset image with its pose/layout files, or a
     photo in the wild (cropped, estimated and parsed like ``recapture edit``)."""
-    from recapture.data.formats import read_layout
-    from recapture.pipelines.poses import load_pose
-    from recapture.pipelines.wild import (
-        FileLayoutParser, PersonSegmenter, PoseEstimator, PoseMaskLayoutParser, load_photo, prepare_wild_input,
-    )
+    from recapture.pipelines.photo import dataset_source, wild_source
 
-    image = load_photo(source)
     if source_pose is not None:
-        if source_layout is None:
-            raise ValueError("--source-pose needs --source-layout too (or give neither for a photo in the wild)")
-        keypoints = load_pose(source_pose, frame=image.shape[:2]).keypoints
-        layout = read_layout(source_layout, recapturer.label_set.num_parts)
-        return recapturer.prepare_source(image, keypoints, layout)
-    parser = FileLayoutParser(source_layout) if source_layout is not None else PoseMaskLayoutParser()
-    with PoseEstimator() as estimator:
-        wild = prepare_wild_input(image, recapturer.image_size, recapturer.label_set, estimator,
-                                  PersonSegmenter(), parser)
+        return dataset_source(recapturer, source, source_pose, source_layout)
+    wild = wild_source(recapturer, source, layout_path=source_layout)
     return SourceInput(wild.model_image, wild.model_keypoints, wild.layout)
