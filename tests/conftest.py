@@ -12,7 +12,8 @@ from PIL import Image
 
 from recapture.body.keypoints import KEYPOINT_INDEX
 from recapture.body.parts import LIP20
-from recapture.data.formats import SplitSpec, layout_name, write_annotations, write_layout, write_manifest, write_pairs
+from recapture.data.formats import layout_name, write_annotations, write_layout, write_pairs
+from recapture.data.manifest import SplitSpec, write_manifest
 
 #: The shared folder lies beside the checkout (``../shared``), in a session and in CI alike.
 # Tests use tiny tensors: one intra-op thread avoids thread start-up overhead that dominates them

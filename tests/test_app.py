@@ -18,7 +18,7 @@ from recapture.data.formats import write_annotations
 from recapture.models.generator import RecaptureGenerator
 from recapture.pipelines.poses import fit_keypoints, preset_library
 from recapture.pipelines.recapture import Recapturer
-from recapture.pipelines.weights import save_generator
+from recapture.hub import save_generator
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 

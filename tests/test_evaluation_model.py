@@ -19,7 +19,8 @@ from recapture.body.parts import LIP20
 from recapture.cli import app
 from recapture.config import load_config
 from recapture.data.dataset import PairDataset, collate_pairs
-from recapture.data.formats import pair_name, read_image, read_manifest
+from recapture.data.formats import pair_name, read_image
+from recapture.data.manifest import read_manifest
 from recapture.data.synthetic import EditRecord, SynthConfig, generate as write_synthhumans
 from recapture.evaluation import EvaluationReport, EvaluationSettings, read_json, ssim, write_json
 from recapture.evaluation.report import metric_fields
@@ -28,7 +29,7 @@ from recapture.evaluation.generate import (EDIT_SCORES, SPLIT_SCORES, ModelEvalu
 from recapture.evaluation.synthetic import (ExtraScoreAccumulator, colour_coherence, layout_iou, region_ssim,
                                             symmetric_regions)
 from recapture.models.generator import RecaptureGenerator
-from recapture.pipelines.weights import load_generator, save_generator
+from recapture.hub import load_generator, save_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE_KEYS = ("ssim", "masked_ssim", "is", "masked_is", "fid", "lpips", "l1", "psnr")

@@ -16,10 +16,12 @@ from typer.testing import CliRunner
 
 from recapture.body.parts import LIP20, MARKET7
 from recapture.cli import app
+from recapture.data.errors import FormatError
 from recapture.data.formats import (
-    FormatError, Manifest, SplitSpec, layout_name, pair_name, read_annotations, read_image, read_layout,
-    read_manifest, read_pairs, write_annotations, write_layout, write_manifest, write_pairs,
+    layout_name, pair_name, read_annotations, read_image, read_layout, read_pairs, write_annotations, write_layout,
+    write_pairs,
 )
+from recapture.data.manifest import Manifest, SplitSpec, read_manifest, write_manifest
 
 REAL_COUNTS = {
     "fasion-annotation-test.csv": ("rows", 4061),

@@ -21,7 +21,7 @@ from recapture.models.generator import RecaptureGenerator
 from recapture.pipelines.poses import PoseSourceError, fit_keypoints, load_pose, preset_library, target_keypoints
 from recapture.pipelines.recapture import Recapturer
 from recapture.pipelines.video import interpolate_poses, recapture_video, track_to_model
-from recapture.pipelines.weights import WeightsError, load_generator, save_generator
+from recapture.hub import WeightsError, load_generator, save_generator
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SIZE = (32, 24)
@@ -201,7 +201,7 @@ def test_demo_writes_page_and_files(tiny_model: Path, tmp_path: Path) -> None:
 
 
 def test_bundled_weights_load_by_name_and_describe_their_training() -> None:
-    from recapture.pipelines.weights import bundled_models, describe
+    from recapture.hub import bundled_models, describe
 
     assert "synthhumans" in bundled_models()
     loaded = load_generator("synthhumans")

@@ -14,15 +14,15 @@ from typer.testing import CliRunner
 from recapture.body.keypoints import KEYPOINT_INDEX, KEYPOINT_NAMES
 from recapture.body.parts import LIP20, merge_lip20
 from recapture.cli import app
-from recapture.data.formats import (
-    FormatError, layout_name, pair_name, read_annotations, read_image, read_layout, read_manifest, read_pairs,
-)
+from recapture.data.errors import FormatError
+from recapture.data.formats import layout_name, pair_name, read_annotations, read_image, read_layout, read_pairs
+from recapture.data.manifest import read_manifest
 from recapture.data.synthetic import (
     ClothingEdit, FigureEdit, SynthConfig, generate, invisible_mask, parse_size, read_edits, render_person,
-    sample_identity, sample_pose, sample_shot,
+    sample_articulation, sample_identity, sample_shot,
 )
 from recapture.data.synthetic.render import Background, majority_labels
-from recapture.data.synthetic.pose import LIMITS, Pose
+from recapture.data.synthetic.articulation import LIMITS, Articulation
 
 SIZE = (128, 64)
 L = {name: i for i, name in enumerate(LIP20.names)}
@@ -52,9 +52,9 @@ def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def _pose(yaw: float, view: str, elevation: float = 20.0) -> Pose:
+def _pose(yaw: float, view: str, elevation: float = 20.0) -> Articulation:
     arm = (elevation, 0.0, 10.0, 0.0)
-    return Pose(view=view, yaw=yaw, torso=(0.0, 0.0, 0.0), head=(0.0, 0.0, 0.0), arms=(arm, arm),
+    return Articulation(view=view, yaw=yaw, torso=(0.0, 0.0, 0.0), head=(0.0, 0.0, 0.0), arms=(arm, arm),
                 legs=((0.0, 6.0, 5.0, 10.0),) * 2, height=0.85, top=0.05, centre=0.5)
 
 
@@ -181,7 +181,7 @@ def test_view_rules_for_face_keypoints() -> None:
 
 def test_layout_is_exactly_the_rendered_body() -> None:
     for person in range(8):
-        pose = sample_pose(np.random.default_rng(person))
+        pose = sample_articulation(np.random.default_rng(person))
         rendering = render_person(sample_identity(5, person), pose, PLAIN, (256, 176))
         body = (rendering.layout > 0).astype(np.uint8)
         kernel = np.ones((3, 3), np.uint8)
@@ -310,7 +310,7 @@ def test_majority_labels_matches_naive_vote(s: int) -> None:
 def test_pose_sampler_respects_joint_limits() -> None:
     rng = np.random.default_rng(0)
     for _ in range(300):
-        pose = sample_pose(rng)
+        pose = sample_articulation(rng)
         for side in range(2):
             for name, value in zip(("arm_elevation", "arm_azimuth", "elbow", "arm_twist"), pose.arms[side]):
                 assert LIMITS[name][0] <= value <= LIMITS[name][1]

@@ -182,7 +182,7 @@ def test_cli_train_writes_run_directory_and_resumes(tiny_manifest: Path, tmp_pat
     exported = CliRunner().invoke(app, ["export", str(run), "--out", str(tmp_path / "g.safetensors"),
                                         "--meta", "trained_on=tiny"])
     assert exported.exit_code == 0, exported.output
-    from recapture.pipelines.weights import load_generator
+    from recapture.hub import load_generator
 
     loaded = load_generator(tmp_path / "g.safetensors")
     assert loaded.metadata["trained_on"] == "tiny" and loaded.metadata["step"] == "3"

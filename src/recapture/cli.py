@@ -35,7 +35,7 @@ def train(config: str | None = typer.Option(None, help="YAML preset, e.g. config
           resume: str | None = typer.Option(None, help="Run directory to continue exactly where it stopped.")) -> None:
     """Train (also under torchrun: `torchrun --nproc_per_node=K -m recapture train ...`)."""
     from recapture.config import ConfigError
-    from recapture.data.formats import FormatError
+    from recapture.data.errors import FormatError
     from recapture.training.checkpoint import CheckpointError
     from recapture.training.run import run_training
     from recapture.training.trainer import TrainingError
@@ -78,7 +78,7 @@ def evaluate(generated: str | None = typer.Option(None, help="Folder of generate
 
     from recapture.evaluation import EvaluationOptions, evaluate_folders, to_markdown, write_json, write_markdown
     from recapture.evaluation.generate import ModelEvaluationOptions, evaluate_model
-    from recapture.pipelines.weights import WeightsError
+    from recapture.hub import WeightsError
 
     options = EvaluationOptions(batch_size=batch_size, crop_last_panel=crop_last_panel, device=device,
                                 inception_weights=Path(inception_weights) if inception_weights else None,
@@ -221,8 +221,7 @@ def export(run: str = typer.Argument(..., help="Training run directory (its newe
            meta: list[str] = typer.Option([], help="KEY=VALUE metadata, e.g. trained_on=..., command=..."),
            ema: bool = typer.Option(True, help="Export the EMA generator when the run has one.")) -> None:
     """Package a run's generator as one file loadable by --model / Recapturer.from_pretrained."""
-    from recapture.pipelines.weights import export_generator
-    from recapture.training.checkpoint import CheckpointError
+    from recapture.hub import WeightsError, export_generator
 
     pairs = [item.split("=", 1) for item in meta]
     if any(len(p) != 2 for p in pairs):
@@ -230,7 +229,7 @@ def export(run: str = typer.Argument(..., help="Training run directory (its newe
         raise typer.Exit(2)
     try:
         path = export_generator(run, out, dict(pairs), use_ema=ema)
-    except CheckpointError as exc:
+    except WeightsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")

@@ -18,7 +18,7 @@ from PIL import Image
 from recapture.body.edits import LayoutEdits
 from recapture.pipelines.poses import fit_keypoints, preset_library
 from recapture.pipelines.recapture import Recapturer, SourceInput
-from recapture.pipelines.weights import describe
+from recapture.hub import describe
 
 DEMO_SEED = 2026  # SynthHumans seed of the demo people (the bundled weights were trained on seed 0)
 POSES = ("front", "walking", "side", "back", "hand_up", "upper_body")

@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from recapture.body.parts import LabelSet, merge_lip20
-from recapture.data.formats import AnnotationTable, FormatError, read_annotations
+from recapture.data.errors import FormatError
+from recapture.data.formats import AnnotationTable, read_annotations
 from recapture.pipelines.poses import fit_keypoints, guess_frame
 from recapture.pipelines.recapture import SourceInput
 

@@ -23,7 +23,7 @@ from recapture.app.inputs import AppError, PoseRows, UploadGuard, UploadLimits, 
 from recapture.app.state import KEEP, POSE_KINDS, SLIDER_RANGE, EditChoice, Editor, PoseChoice  # noqa: E402
 from recapture.body.edits import CLOTHING_SLOTS, FIGURE_GROUPS  # noqa: E402
 from recapture.pipelines.recapture import Recapturer  # noqa: E402
-from recapture.pipelines.weights import bundled_models, describe  # noqa: E402
+from recapture.hub import bundled_models, describe  # noqa: E402
 
 log = logging.getLogger("recapture.app")
 #: Requests waiting beyond this are refused (the page says the queue is full).

@@ -62,7 +62,7 @@ def _limb(side: str, kind: str) -> tuple[BoneSpec, BoneSpec]:
                           radii[i], lengths[i], True) for i in range(2))  # type: ignore[return-value]
 
 
-#: Every bone; widths and lengths follow SynthHumans' body proportions (``data/synthetic/pose.py``).
+#: Every bone; widths and lengths follow SynthHumans' body proportions (``data/synthetic/articulation.py``).
 BONES: tuple[BoneSpec, ...] = (
     BoneSpec("spine", "neck", "mid_hip", "torso", "torso", -1, 0.10, 0.30, True, (0.25, 0.2)),
     BoneSpec("left_shoulder_line", "neck", "left_shoulder", "torso", "torso", -1, 0.03, 0.117, False),

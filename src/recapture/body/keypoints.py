@@ -6,6 +6,8 @@ coordinate marks a missing joint. Heatmaps are ``(18, H, W)`` float tensors of z
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -47,6 +49,15 @@ FLIP_PERMUTATION: tuple[int, ...] = _swap_permutation(KEYPOINT_NAMES)
 
 #: Disk radius of a heatmap at 256 px image height (paper §3.1); scaled with the height.
 HEATMAP_RADIUS_AT_256 = 4.0
+
+
+@dataclass(frozen=True)
+class Pose:
+    """Keypoints and the frame they live in (a photo's, a dataset's or the model's)."""
+
+    keypoints: np.ndarray  # (18, 2) float y/x, -1 missing
+    frame: tuple[int, int]  # (H, W) of the image the keypoints refer to
+    source: str  # where it came from (for reports)
 
 
 def missing_mask(keypoints: np.ndarray) -> np.ndarray:

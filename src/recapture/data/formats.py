@@ -6,8 +6,7 @@
 * images: any format Pillow reads, returned as ``(H, W, 3)`` uint8 RGB.
 
 Every malformed input raises :class:`FormatError` naming the file, the 1-based line (the header is
-line 1) and the field. The manifest (``Manifest``, ``SplitSpec``, ``read_manifest``,
-``write_manifest``) lives in :mod:`recapture.data.manifest` and is re-exported here.
+line 1) and the field (:mod:`recapture.data.errors`). The manifest lives in :mod:`recapture.data.manifest`.
 """
 
 from __future__ import annotations
@@ -15,65 +14,25 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
 from recapture.body.keypoints import NUM_KEYPOINTS
 from recapture.body.parts import LabelSet
-
-if TYPE_CHECKING:
-    from recapture.data.manifest import Manifest, SplitSpec, read_manifest, write_manifest
+from recapture.data.errors import FormatError
 
 __all__ = [
     "ANNOTATION_HEADER", "PAIRS_HEADER", "FormatError", "AnnotationTable", "read_annotations",
     "write_annotations", "read_pairs", "write_pairs", "read_layout", "write_layout", "layout_name",
-    "pair_name", "read_image", "Manifest", "SplitSpec", "read_manifest", "write_manifest",
+    "pair_name", "read_image",
 ]
 
 ANNOTATION_HEADER = "name:keypoints_y:keypoints_x"
 PAIRS_HEADER = "from,to"
-_MANIFEST_NAMES = ("Manifest", "SplitSpec", "read_manifest", "write_manifest")
 _INT = re.compile(r"\s*-?[0-9]{1,12}\s*")
 _LIST = re.compile(rf"{_INT.pattern}(?:,{_INT.pattern}){{{NUM_KEYPOINTS - 1}}}")
-
-
-class FormatError(ValueError):
-    """A file does not follow its documented format; the message names file, line and field.
-
-    ``FormatError(path, message, line, field)``; ``FormatError(text)`` alone keeps ``text`` as the whole
-    message (how pickling and DataLoader workers rebuild exceptions).
-    """
-
-    def __init__(self, path: str | Path | None, message: str | None = None, line: int | None = None,
-                 field: str | None = None) -> None:
-        if message is None:
-            text, path = str(path), None
-        else:
-            where = str(path) if path is not None else "<memory>"
-            where += "" if line is None else f", line {line}"
-            where += "" if field is None else f", field {field!r}"
-            text = f"{where}: {message}"
-        super().__init__(text)
-        self.path = None if path is None else Path(path)
-        self.message = message
-        self.line = line
-        self.field = field
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        if self.message is None:
-            return (FormatError, (self.args[0],))
-        return (FormatError, (self.path, self.message, self.line, self.field))
-
-
-def __getattr__(name: str) -> Any:
-    """Re-export the manifest API lazily (``recapture.data.manifest`` imports this module)."""
-    if name in _MANIFEST_NAMES:
-        from recapture.data import manifest
-
-        return getattr(manifest, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Mapping
 import yaml
 
 from recapture.body.parts import LABEL_SETS
-from recapture.data.formats import FormatError
+from recapture.data.errors import FormatError
 
 __all__ = ["FrozenMapping", "SplitSpec", "Manifest", "read_manifest", "write_manifest", "SPLIT_FIELDS"]
 

@@ -27,7 +27,9 @@ from recapture.body.clothing import check_clothing
 from recapture.body.edits import LayoutEdits
 from recapture.body.parts import LabelSet, get_label_set
 from recapture.data.dataset import PairBatch, PairDataset, collate_pairs, fit_width
-from recapture.data.formats import FormatError, Manifest, pair_name, read_layout, read_manifest
+from recapture.data.errors import FormatError
+from recapture.data.formats import pair_name, read_layout
+from recapture.data.manifest import Manifest, read_manifest
 from recapture.data.synthetic import EditRecord, read_edits
 from recapture.evaluation.metrics import (EvaluationOptions, MetricAccumulator, add_reference_folder,
                                           build_accumulator, report_settings)
@@ -35,7 +37,7 @@ from recapture.evaluation.report import EvaluationReport
 from recapture.evaluation.ssim import to_uint8
 from recapture.evaluation.synthetic import EDIT_KINDS, ExtraScoreAccumulator
 from recapture.models.generator import RecaptureGenerator
-from recapture.pipelines.weights import LoadedGenerator, load_generator
+from recapture.hub import LoadedGenerator, load_generator
 
 TARGET_LAYOUTS: tuple[str, ...] = ("predicted", "ground_truth")
 SPLIT_SCORES: tuple[str, ...] = ("layout_iou", "invisible_l1", "colour_coherence", "colour_coherence_real",

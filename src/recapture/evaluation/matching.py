@@ -27,7 +27,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from recapture.data.formats import FormatError, read_image
+from recapture.data.errors import FormatError
+from recapture.data.formats import read_image
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 PAIR_SEPARATORS = ("___", "_2_", "_")

@@ -10,13 +10,12 @@ than wide, so height decides); joints that land outside the model frame become m
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from recapture.body.keypoints import NUM_KEYPOINTS, missing_mask
+from recapture.body.keypoints import NUM_KEYPOINTS, Pose, missing_mask
 from recapture.data.formats import read_annotations
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -24,15 +23,6 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 class PoseSourceError(ValueError):
     """A pose specification cannot be resolved; the message names the file/row and the valid forms."""
-
-
-@dataclass(frozen=True)
-class Pose:
-    """Keypoints and the frame they live in."""
-
-    keypoints: np.ndarray  # (18, 2) float y/x, -1 missing
-    frame: tuple[int, int]  # (H, W) of the image the keypoints refer to
-    source: str  # where it came from (for reports)
 
 
 def fit_keypoints(keypoints: np.ndarray, frame: tuple[int, int], model_size: tuple[int, int]) -> np.ndarray:

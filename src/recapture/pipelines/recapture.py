@@ -19,7 +19,7 @@ from recapture.body.keypoints import keypoints_to_heatmaps, missing_mask, scale_
 from recapture.body.parts import LabelSet, get_label_set
 from recapture.config import ModelConfig
 from recapture.models.generator import RecaptureGenerator
-from recapture.pipelines.weights import LoadedGenerator, load_generator
+from recapture.hub import LoadedGenerator, load_generator
 
 
 @dataclass(frozen=True)

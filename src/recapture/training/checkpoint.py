@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +24,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-CHECKPOINT_DIR = "checkpoints"
-_NAME = re.compile(r"^step_(\d{8})$")
-
+from recapture.hub import CHECKPOINT_DIR, list_checkpoints
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, partial or inconsistent."""
@@ -86,15 +83,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-
-
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoint directories of a run, oldest first."""
-    root = Path(run_dir) / CHECKPOINT_DIR
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name) and (p / "state.pt").is_file()]
-    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))  # type: ignore[union-attr]
 
 
 def save_checkpoint(run_dir: str | Path, step: int, generator: dict[str, torch.Tensor],

@@ -21,14 +21,14 @@ from torch.utils.data import DataLoader
 
 from recapture.config import ExperimentConfig, save_config, to_dict
 from recapture.data.dataset import PairBatch, PairDataset, collate_pairs
-from recapture.data.formats import read_manifest
+from recapture.data.manifest import read_manifest
 from recapture.models.discriminators import Discriminators
 from recapture.models.generator import RecaptureGenerator
 from recapture.models.losses import discriminator_objective, generator_objective
 from recapture.models.perceptual import build_perceptual_loss
 from recapture.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from recapture.training.distributed import DistributedContext, ResumableDistributedSampler, all_reduce_mean
-from recapture.training.logging import RunLogger, image_grid, layout_to_rgb, pose_to_rgb, to_unit
+from recapture.training.tracking import RunLogger, image_grid, layout_to_rgb, pose_to_rgb, to_unit
 
 
 class TrainingError(RuntimeError):

@@ -7,7 +7,7 @@ edits CSV), ``writer`` (the dataset on disk, contact sheet).
 """
 
 from recapture.data.synthetic.people import ClothingEdit, FigureEdit, Identity, sample_identity
-from recapture.data.synthetic.pose import Pose, sample_pose
+from recapture.data.synthetic.articulation import Articulation, sample_articulation
 from recapture.data.synthetic.render import Background, Rendering, render_person, sample_background
 from recapture.data.synthetic.truth import EditRecord, invisible_mask, read_edits, write_edits
 from recapture.data.synthetic.writer import (
@@ -15,7 +15,7 @@ from recapture.data.synthetic.writer import (
 )
 
 __all__ = [
-    "ClothingEdit", "FigureEdit", "Identity", "sample_identity", "Pose", "sample_pose", "contact_sheet",
+    "ClothingEdit", "FigureEdit", "Identity", "sample_identity", "Articulation", "sample_articulation", "contact_sheet",
     "parse_size", "write_preview", "Background", "Rendering", "render_person", "sample_background", "EditRecord",
     "invisible_mask", "read_edits", "write_edits", "SynthConfig", "SynthSummary", "generate", "image_name",
     "sample_shot", "split_spec",

@@ -18,7 +18,7 @@ import numpy as np
 
 from recapture.body.keypoints import KEYPOINT_NAMES
 from recapture.data.synthetic.people import Identity, Texture
-from recapture.data.synthetic.pose import J, Pose, Projection, build_skeleton
+from recapture.data.synthetic.articulation import J, Articulation, Projection, build_skeleton
 from recapture.data.synthetic.shapes import JOINT_SEGMENTS, MAT, SEG, Body, Ellipsoid, L, Primitive, build_body
 
 NUM_LABELS = 20
@@ -300,7 +300,7 @@ def keypoints_of(body: Body, skeleton_facing: dict[str, float], canvas: np.ndarr
     return out
 
 
-def render_person(identity: Identity, pose: Pose, background: Background, size: tuple[int, int],
+def render_person(identity: Identity, pose: Articulation, background: Background, size: tuple[int, int],
            supersample: int = 2) -> Rendering:
     """Render ``identity`` in ``pose`` over ``background`` at ``size`` = (H, W)."""
     if supersample < 1:

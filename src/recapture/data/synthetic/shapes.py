@@ -17,7 +17,7 @@ import numpy as np
 
 from recapture.body.parts import LIP20
 from recapture.data.synthetic.people import Identity
-from recapture.data.synthetic.pose import HEAD_RX, HEAD_RY, J, SPINE, Projection, Skeleton
+from recapture.data.synthetic.articulation import HEAD_RX, HEAD_RY, J, SPINE, Projection, Skeleton
 
 SEGMENTS: tuple[str, ...] = (
     "background", "torso", "pelvis", "neck", "head", "hair_back",

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from recapture.data.formats import FormatError
+from recapture.data.errors import FormatError
 from recapture.data.synthetic.people import CLOTHING_CHANGES, PART_GROUPS
 
 FIGURE_EDITS_HEADER = ("from", "to", "part_group", "factor")

@@ -21,11 +21,10 @@ import numpy as np
 
 from recapture.body.keypoints import KEYPOINT_NAMES
 from recapture.body.parts import LIP20, get_label_set, merge_lip20
-from recapture.data.formats import (
-    SplitSpec, layout_name, pair_name, write_annotations, write_layout, write_manifest, write_pairs,
-)
+from recapture.data.formats import layout_name, pair_name, write_annotations, write_layout, write_pairs
+from recapture.data.manifest import SplitSpec, write_manifest
 from recapture.data.synthetic.people import Identity, sample_clothing_edit, sample_figure_edit, sample_identity
-from recapture.data.synthetic.pose import Pose, sample_pose
+from recapture.data.synthetic.articulation import Articulation, sample_articulation
 from recapture.data.synthetic.render import BACKGROUND_KINDS, Background, Rendering, render_person, sample_background
 from recapture.data.synthetic.truth import EditRecord, invisible_mask, write_edits
 
@@ -118,10 +117,10 @@ def test_people(seed: int, people: int, fraction: float) -> frozenset[int]:
     return frozenset(int(p) for p in order[:count])
 
 
-def sample_shot(seed: int, person: int, pose: int, background: str, crop_probability: float) -> tuple[Pose, Background]:
-    """Pose and background of image ``(person, pose)``, from ``(seed, person, pose)`` only."""
+def sample_shot(seed: int, person: int, pose: int, background: str, crop_probability: float) -> tuple[Articulation, Background]:
+    """Articulation and background of image ``(person, pose)``, from ``(seed, person, pose)`` only."""
     rng = np.random.default_rng([int(seed), int(person), int(pose), 0x5407])
-    return sample_pose(rng, crop_probability), sample_background(rng, background)
+    return sample_articulation(rng, crop_probability), sample_background(rng, background)
 
 
 class _PersonWriter:

@@ -6,7 +6,7 @@ direction the person faces. The camera frame is the person frame turned by the v
 a front view (the person's left appears on the image right), 180 a back view, 90 shows the person's
 right side (facing the image right) and -90 the left side.
 
-A :class:`Pose` is resolution independent (the framing is stored as fractions of the image size).
+A :class:`Articulation` is resolution independent (the framing is stored as fractions of the image size).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ LIMITS: dict[str, tuple[float, float]] = {
 
 
 @dataclass(frozen=True)
-class Pose:
+class Articulation:
     """One body pose, view and framing.
 
     Angles in degrees. ``arms[s]`` / ``legs[s]`` for s = 0 (left), 1 (right): arms are
@@ -140,7 +140,7 @@ def _leg(hip: np.ndarray, angles: tuple[float, ...], side: float) -> list[np.nda
     return [hip, knee_p, ankle, ankle + FOOT * forward - 0.3 * FOOT * shin]
 
 
-def build_skeleton(pose: Pose) -> Skeleton:
+def build_skeleton(pose: Articulation) -> Skeleton:
     """3D joints of ``pose`` in the camera frame."""
     pitch, roll, twist = np.radians(pose.torso)
     torso = _rot_y(twist) @ _rot_x(pitch) @ _rot_z(roll)
@@ -176,7 +176,7 @@ class Projection:
     centre_px: float
 
     @staticmethod
-    def of(pose: Pose, size: tuple[int, int]) -> "Projection":
+    def of(pose: Articulation, size: tuple[int, int]) -> "Projection":
         height, width = size
         return Projection(pose.height * height / TOP_Y, pose.top * height, pose.centre * width)
 
@@ -224,7 +224,8 @@ def _leg_angles(rng: np.random.Generator, style: str, swing: float) -> tuple[flo
     return tuple(_clip(n, v) for n, v in zip(names, angles))  # type: ignore[return-value]
 
 
-def sample_pose(rng: np.random.Generator, crop_probability: float = 0.25, view: str | None = None) -> Pose:
+def sample_articulation(rng: np.random.Generator, crop_probability: float = 0.25,
+                        view: str | None = None) -> Articulation:
     """A random pose: a body style (standing, walking, arms raised, hands on hips, sitting...), a view
     (front 50 %, back 20 %, sides 15 % each) with yaw jitter, and a framing (full body or, with
     ``crop_probability``, zoomed so that the legs leave the frame)."""
@@ -247,5 +248,5 @@ def sample_pose(rng: np.random.Generator, crop_probability: float = 0.25, view: 
         height, top = _u(rng, 1.15, 1.8), _u(rng, 0.02, 0.06)
     else:
         height, top = _u(rng, 0.8, 0.92), _u(rng, 0.03, 0.08)
-    return Pose(view=view, yaw=yaw, torso=torso, head=head, arms=arms, legs=legs,  # type: ignore[arg-type]
+    return Articulation(view=view, yaw=yaw, torso=torso, head=head, arms=arms, legs=legs,  # type: ignore[arg-type]
                 height=height, top=top, centre=0.5 + _u(rng, -0.08, 0.08))
