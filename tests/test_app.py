@@ -13,6 +13,7 @@ from recapture.app.inputs import AppError, PoseRows, UploadGuard, UploadLimits, 
 from recapture.app.state import KEEP_DOWNLOADS, EditChoice, Editor, PoseChoice, enlarge
 from recapture.body.edits import LayoutEdits
 from recapture.body.keypoints import missing_mask
+from recapture.body.parts import LIP20
 from recapture.config import load_config
 from recapture.data.formats import write_annotations
 from recapture.models.generator import RecaptureGenerator
@@ -228,3 +229,16 @@ def test_serve_command_reports_missing_weights(tmp_path: Path) -> None:
 
     result = CliRunner().invoke(app, ["serve", "--model", str(tmp_path / "missing.safetensors")])
     assert result.exit_code == 1 and "no weights" in result.output
+
+
+def test_editor_samples_are_people_no_bundled_model_trained_on() -> None:
+    from recapture.data.synthetic import SHOWCASE_SEED, render_person, sample_identity, sample_shot
+
+    samples = demo_samples((64, 32), LIP20, count=2)
+    for person, sample in enumerate(samples):
+        pose, background = sample_shot(SHOWCASE_SEED, person, 0, "plain", 0.0)
+        expected = render_person(sample_identity(SHOWCASE_SEED, person), pose, background, (64, 32))
+        trained = render_person(sample_identity(0, person), *sample_shot(0, person, 0, "plain", 0.0), (64, 32))
+        assert np.array_equal(sample.source.image, expected.image)
+        assert not np.array_equal(sample.source.image, trained.image)
+    assert SHOWCASE_SEED != 0

@@ -16,11 +16,11 @@ import numpy as np
 from PIL import Image
 
 from recapture.body.edits import LayoutEdits
+from recapture.data.synthetic import SHOWCASE_SEED
 from recapture.pipelines.poses import fit_keypoints, preset_library
 from recapture.pipelines.recapture import Recapturer, SourceInput
 from recapture.hub import describe
 
-DEMO_SEED = 2026  # SynthHumans seed of the demo people (the bundled weights were trained on seed 0)
 POSES = ("front", "walking", "side", "back", "hand_up", "upper_body")
 FIGURES = ("body=0.8", "body=1.0", "body=1.25", "arms=1.3", "legs=0.8")
 CLOTHING = ("lower=skirt", "lower=shorts", "lower=pants", "upper=long_sleeves", "upper=coat")
@@ -37,16 +37,16 @@ class DemoReport:
 
 
 def demo_sources(recapturer: Recapturer, count: int = 3) -> list[SourceInput]:
-    """Front-view SynthHumans people (seed :data:`DEMO_SEED`) with their exact keypoints and layouts."""
+    """Front-view SynthHumans people (seed :data:`SHOWCASE_SEED`) with their exact keypoints and layouts."""
     from recapture.body.parts import merge_lip20
     from recapture.data.synthetic import render_person, sample_identity, sample_shot
 
     sources: list[SourceInput] = []
     person = 0
     while len(sources) < count and person < 200:
-        identity = sample_identity(DEMO_SEED, person)
+        identity = sample_identity(SHOWCASE_SEED, person)
         for shot in range(8):
-            pose, background = sample_shot(DEMO_SEED, person, shot, "plain", 0.0)
+            pose, background = sample_shot(SHOWCASE_SEED, person, shot, "plain", 0.0)
             if getattr(pose, "view", "front") != "front":
                 continue
             rendering = render_person(identity, pose, background, recapturer.image_size)

@@ -160,10 +160,15 @@ class DemoSample:
     source: SourceInput
 
 
-def demo_samples(image_size: tuple[int, int], label_set: LabelSet, count: int = 4, seed: int = 0) -> list[DemoSample]:
-    """``count`` SynthHumans persons, front pose 0, plain background, rendered at ``image_size``."""
-    from recapture.data.synthetic import render_person, sample_identity, sample_shot
+def demo_samples(image_size: tuple[int, int], label_set: LabelSet, count: int = 4,
+                 seed: int | None = None) -> list[DemoSample]:
+    """``count`` SynthHumans persons, front pose 0, plain background, rendered at ``image_size``.
 
+    ``seed`` defaults to the showcase seed, whose people no bundled model trained on.
+    """
+    from recapture.data.synthetic import SHOWCASE_SEED, render_person, sample_identity, sample_shot
+
+    seed = SHOWCASE_SEED if seed is None else seed
     samples = []
     for person in range(count):
         identity = sample_identity(seed, person)
