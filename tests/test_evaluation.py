@@ -18,14 +18,26 @@ from typer.testing import CliRunner
 
 from recapture.cli import app
 from recapture.data.formats import FormatError, pair_name, write_annotations, write_pairs
-from recapture.evaluation import (EvaluationOptions, EvaluationReport, InceptionOutputs, MatchingError,
-                                  MetricAccumulator, WeightsUnavailable, evaluate_folders, l1_distance,
-                                  literature_pose_mask, load_inception, load_lpips, match_by_name, match_pairs, psnr,
-                                  read_json, report_from_dict, report_to_dict, ssim, to_markdown, write_json)
+from recapture.evaluation import (EvaluationOptions, EvaluationReport, MatchingError, MetricAccumulator,
+                                  MetricNetworks, Panels, WeightsUnavailable, evaluate_folders, l1_distance,
+                                  literature_pose_mask, load_is_inception, load_lpips, match_by_name, match_pairs,
+                                  psnr, read_json, report_from_dict, report_to_dict, ssim, to_markdown, write_json)
 from recapture.evaluation.networks import INCEPTION_WEIGHTS_NAME
 from recapture.evaluation.ssim import MASK_LIMBS
 
-CORE_KEYS = ("ssim", "masked_ssim", "is", "masked_is", "fid", "lpips", "l1", "psnr")
+CORE_KEYS = ("ssim", "masked_ssim", "is", "masked_is", "fid", "kid", "inception_distance", "lpips", "l1", "psnr")
+
+
+@pytest.fixture(autouse=True)
+def _private_feature_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECAPTURE_CACHE_DIR", str(tmp_path / "feature-cache"))
+
+
+def _pixel_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Folder scoring without networks (the matching and reading tests need no Inception)."""
+    import recapture.evaluation.folders as folders
+
+    monkeypatch.setattr(folders, "build_networks", lambda options, pool=None: MetricNetworks())
 
 
 def _skimage_ssim(generated: np.ndarray, real: np.ndarray) -> float:
@@ -45,7 +57,7 @@ def _keypoints(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
 
 
 class TinyExtractor(nn.Module):
-    """A random conv net standing in for Inception: 6-d pool features and 5 logits."""
+    """A random conv net standing in for Inception: 6-d pool features (``stages``: its conv map)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -53,15 +65,28 @@ class TinyExtractor(nn.Module):
         self.conv = nn.Conv2d(3, 6, 3, stride=2)
         self.fc = nn.Linear(6, 5)
 
-    def forward(self, images: torch.Tensor) -> InceptionOutputs:
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
         assert images.dtype == torch.uint8
-        pool = torch.tanh(self.conv(images.float() / 127.5 - 1)).mean(dim=(2, 3))
-        return InceptionOutputs(pool=pool, logits=self.fc(pool) * 4)
+        return torch.tanh(self.conv(images.float() / 127.5 - 1)).mean(dim=(2, 3))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self(images)
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.fc(self(images)) * 4
+
+    def stages(self, images: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
+        return {name: self.conv(images.float() / 127.5 - 1) for name in names}
+
+
+def _tiny(**kwargs: object) -> MetricNetworks:
+    tiny = TinyExtractor()
+    return MetricNetworks(features=tiny, logits=tiny.logits, **kwargs)  # type: ignore[arg-type]
 
 
 def _fixed_logits(make_logits):  # noqa: ANN001, ANN202 - test helper
-    """A feature extractor returning ``make_logits(batch)`` (and random pool features)."""
-    return lambda images: InceptionOutputs(pool=torch.randn(len(images), 3), logits=make_logits(len(images)))
+    """Networks whose IS logits are ``make_logits(batch)``."""
+    return MetricNetworks(logits=lambda images: make_logits(len(images)))
 
 
 @pytest.mark.parametrize("size", [(11, 11), (40, 30), (64, 33)])
@@ -138,7 +163,7 @@ def test_masked_metrics_ignore_pixels_outside_mask() -> None:
     changed[outside] = torch.from_numpy(rng.integers(0, 256, int(outside.sum()), dtype=np.uint8))
     reports = []
     for images in (generated, changed):
-        accumulator = MetricAccumulator(TinyExtractor(), is_splits=1)
+        accumulator = MetricAccumulator(_tiny(), is_splits=1)
         accumulator.update(images, real, target_keypoints=kp)
         reports.append(accumulator.compute())
     before, after = reports
@@ -178,7 +203,7 @@ def test_fid_is_zero_on_the_same_set_and_grows_with_noise() -> None:
     fids = []
     for noise in (0, 10, 30, 90):
         generated = (real.float() + torch.from_numpy(rng.normal(0, noise, real.shape))).clamp(0, 255).round()
-        accumulator = MetricAccumulator(TinyExtractor())
+        accumulator = MetricAccumulator(_tiny())
         for start in (0, 12):
             accumulator.update(generated[start:start + 12].to(torch.uint8), real[start:start + 12])
         fids.append(accumulator.compute().fid)
@@ -186,10 +211,9 @@ def test_fid_is_zero_on_the_same_set_and_grows_with_noise() -> None:
     assert 1e-6 < fids[1] < fids[2] < fids[3]
     extractor = TinyExtractor()
     noisy = (real.float() + 60 * torch.from_numpy(rng.standard_normal(real.shape))).clamp(0, 255).to(torch.uint8)
-    accumulator = MetricAccumulator(extractor)
+    accumulator = MetricAccumulator(MetricNetworks(features=extractor))
     accumulator.update(noisy, real)
-    expected = _fid_reference(extractor(noisy).pool.double().detach().numpy(),
-                              extractor(real).pool.double().detach().numpy())
+    expected = _fid_reference(extractor(noisy).double().detach().numpy(), extractor(real).double().detach().numpy())
     assert accumulator.compute().fid == pytest.approx(expected, rel=1e-6)
 
 
@@ -197,10 +221,10 @@ def test_fid_counts_a_repeated_target_once_and_uses_a_separate_reference() -> No
     rng = np.random.default_rng(7)
     real = torch.from_numpy(rng.integers(0, 256, (6, 3, 16, 16), dtype=np.uint8))
     generated = torch.from_numpy(rng.integers(0, 256, (6, 3, 16, 16), dtype=np.uint8))
-    with_ids = MetricAccumulator(TinyExtractor())
+    with_ids = MetricAccumulator(_tiny())
     with_ids.update(generated, real, real_ids=["a", "b", "c", "a", "b", "c"])
     assert sum(len(f) for f in with_ids.features["real"]) == 3
-    separate = MetricAccumulator(TinyExtractor(), fid_on_targets=False)
+    separate = MetricAccumulator(_tiny(), fid_on_targets=False)
     separate.update(generated, real)
     separate.add_fid_reference(generated)
     assert abs(separate.compute().fid) < 1e-6
@@ -220,7 +244,7 @@ def test_inception_score_of_identical_and_of_confident_balanced_predictions() ->
 
 def test_report_round_trip_and_validation(tmp_path: Path) -> None:
     images = torch.from_numpy(np.random.default_rng(8).integers(0, 256, (3, 3, 16, 16), dtype=np.uint8))
-    accumulator = MetricAccumulator(TinyExtractor())
+    accumulator = MetricAccumulator(_tiny())
     accumulator.update(images, images.flip(0), target_keypoints=np.full((3, 18, 2), 8))
     report = accumulator.compute()
     assert report.lpips is None and "lpips" in report.unavailable
@@ -247,7 +271,7 @@ def test_pair_name_conventions(tmp_path: Path, file_name: str) -> None:
     _save(tmp_path / "gen" / file_name, image)
     _save(tmp_path / "gen" / "a_2_c_vis.png", image)
     _save(tmp_path / "real" / "b.jpg", image)
-    matched = match_pairs(tmp_path / "gen", tmp_path / "real", [("a.jpg", "b.jpg")])
+    matched = match_pairs(tmp_path / "gen", tmp_path / "real", [("a.jpg", "b.jpg")]).pairs
     assert [(m.generated.name, m.real.name, m.target_name) for m in matched] == [(file_name, "b.jpg", "b.jpg")]
 
 
@@ -257,14 +281,15 @@ def test_matching_by_name_stem_and_pair_name_and_errors(tmp_path: Path) -> None:
         _save(tmp_path / "gen" / name, image)
     for name in ("x.png", "y.jpg", "z.jpg"):
         _save(tmp_path / "real" / name, image)
-    matched = match_by_name(tmp_path / "gen", tmp_path / "real")
+    matched = match_by_name(tmp_path / "gen", tmp_path / "real").pairs
     assert [(m.generated.name, m.real.name) for m in matched] == [("p_2_z_vis.png", "z.jpg"), ("x.png", "x.png"),
                                                                    ("y.png", "y.jpg")]
     _save(tmp_path / "gen" / "orphan.png", image)
-    with pytest.raises(MatchingError, match="orphan.png"):
-        match_by_name(tmp_path / "gen", tmp_path / "real")
+    assert match_by_name(tmp_path / "gen", tmp_path / "real").counts.unmatched == ("orphan.png",)
+    missing = match_pairs(tmp_path / "gen", tmp_path / "real", [("q.jpg", "x.png")])
+    assert missing.counts.missing == ("q.jpg->x.png",) and not missing.pairs
     with pytest.raises(MatchingError, match="q.jpg->x.png"):
-        match_pairs(tmp_path / "gen", tmp_path / "real", [("q.jpg", "x.png")])
+        missing.check_strict()
     _save(tmp_path / "gen" / "p___z.png", image)
     with pytest.raises(MatchingError, match="several files"):
         match_pairs(tmp_path / "gen", tmp_path / "real", [("p.jpg", "z.jpg")])
@@ -302,29 +327,33 @@ def test_cli_writes_every_metric_with_reasons_when_weights_are_missing(tmp_path:
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "m.json").read_text())
     assert set(CORE_KEYS) <= set(data) and data["count"] == 4 and data["masked_count"] == 4
-    for key in ("fid", "is", "masked_is"):
+    for key in ("is", "masked_is"):
         assert data[key] is None and INCEPTION_WEIGHTS_NAME in data["unavailable"][key]
+    assert isinstance(data["fid"], float) and isinstance(data["kid"], float) and "fid" not in data["unavailable"]
+    assert data["inception_distance"] is None and "75x75" in data["unavailable"]["inception_distance"]
     assert data["lpips"] is None and "alexnet-owt-7be5be79.pth" in data["unavailable"]["lpips"]
     for key in ("ssim", "masked_ssim", "l1", "psnr"):
         assert isinstance(data[key], float)
     assert 0.3 < data["ssim"] < 1 and "Masked SSIM" in (tmp_path / "m.md").read_text()
 
 
-def test_cli_names_a_corrupt_image_and_a_missing_pair(tmp_path: Path) -> None:
+def test_cli_names_a_corrupt_image_and_a_missing_pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _pixel_only(monkeypatch)
     gen, real, pairs, ann = _write_dataset(tmp_path)
     (real / "img_2.png").write_bytes(b"not a png")
     args = ["evaluate", "--generated", str(gen), "--real", str(real), "--pairs", str(pairs)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1 and "img_2.png" in result.output
     (gen / pair_name("img_0.jpg", "img_1.jpg")).unlink()
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(app, args + ["--strict"])
     assert result.exit_code == 1 and "img_0.jpg->img_1.jpg" in result.output
 
 
-def test_strips_and_resized_outputs_score_like_plain_ones(tmp_path: Path) -> None:
+def test_strips_and_resized_outputs_score_like_plain_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _pixel_only(monkeypatch)
     plain = evaluate_folders(*_write_dataset(tmp_path / "plain"))
     strip = _write_dataset(tmp_path / "strip", strip=True)
-    cropped = evaluate_folders(*strip, options=EvaluationOptions(crop_last_panel=True))
+    cropped = evaluate_folders(*strip, options=EvaluationOptions(panels=Panels(-1, 3)))
     assert cropped.ssim == pytest.approx(plain.ssim, abs=1e-12)
     assert cropped.masked_ssim == pytest.approx(plain.masked_ssim, abs=1e-12)
     resized = evaluate_folders(*_write_dataset(tmp_path / "big", scale=2))
@@ -332,7 +361,7 @@ def test_strips_and_resized_outputs_score_like_plain_ones(tmp_path: Path) -> Non
     odd = strip[0] / pair_name("img_1.jpg", "img_2.jpg")
     _save(odd, np.zeros((40, 50, 3), np.uint8))
     with pytest.raises(FormatError, match=f"{odd.name}.*panels"):
-        evaluate_folders(*strip, options=EvaluationOptions(crop_last_panel=True))
+        evaluate_folders(*strip, options=EvaluationOptions(panels=Panels(3, 3)))
 
 
 def _forbid_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -359,24 +388,25 @@ def test_inception_loads_from_a_local_file_without_downloading(tmp_path: Path,
     _forbid_downloads(monkeypatch)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     with pytest.raises(WeightsUnavailable, match=INCEPTION_WEIGHTS_NAME):
-        load_inception()
-    loaded = load_inception(tmp_path / INCEPTION_WEIGHTS_NAME)
+        load_is_inception()
+    loaded = load_is_inception(tmp_path / INCEPTION_WEIGHTS_NAME)
     assert all(torch.equal(v, loaded.net.state_dict()[k]) for k, v in random_net.state_dict().items())
-    out = loaded(torch.zeros(1, 3, 40, 24, dtype=torch.uint8))
-    assert out.pool.shape == (1, 2048) and out.logits.shape == (1, 1008)
+    assert loaded(torch.zeros(1, 3, 40, 24, dtype=torch.uint8)).shape == (1, 1008)
 
 
 def test_folders_use_the_loaded_networks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import recapture.evaluation.metrics as metrics
+    import recapture.evaluation.options as options
 
-    monkeypatch.setattr(metrics, "load_inception", lambda weights, device: TinyExtractor())
-    monkeypatch.setattr(metrics, "load_lpips", lambda weights, device: lambda g, r: (g - r).abs().mean((1, 2, 3)))
-    monkeypatch.setattr(metrics, "resolve_weights", lambda explicit, *args: explicit)
+    tiny = TinyExtractor()
+    monkeypatch.setattr(options, "load_inception", lambda device: tiny)
+    monkeypatch.setattr(options, "load_is_inception", lambda weights, device: tiny.logits)
+    monkeypatch.setattr(options, "load_lpips", lambda weights, device: lambda g, r: (g - r).abs().mean((1, 2, 3)))
+    monkeypatch.setattr(options, "resolve_weights", lambda explicit, *args: explicit)
     gen, real, pairs, ann = _write_dataset(tmp_path)
     report = evaluate_folders(gen, real, pairs, ann, EvaluationOptions(batch_size=3, fid_reference=real))
-    assert report.unavailable == {} and report.count == 4 and report.masked_count == 4
+    assert set(report.unavailable) == {"inception_distance"} and report.count == 4 and report.masked_count == 4
     assert report.lpips == pytest.approx(2 * report.l1, rel=1e-6)
-    for value in (report.inception_score, report.masked_inception_score, report.fid):
+    for value in (report.inception_score, report.masked_inception_score, report.fid, report.kid):
         assert value is not None and np.isfinite(value)
     assert "all images of" in report.settings.fid_reference
 

@@ -32,7 +32,7 @@ from recapture.models.generator import RecaptureGenerator
 from recapture.hub import load_generator, save_generator
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE_KEYS = ("ssim", "masked_ssim", "is", "masked_is", "fid", "lpips", "l1", "psnr")
+CORE_KEYS = ("ssim", "masked_ssim", "is", "masked_is", "fid", "kid", "inception_distance", "lpips", "l1", "psnr")
 KEY_OF = {f.name: f.metadata["key"] for f in metric_fields()}
 
 

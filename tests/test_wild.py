@@ -18,8 +18,8 @@ from recapture.body.parts import LIP20, MARKET7
 from recapture.pipelines.pose_estimation import ModelNotBundledError, pose_model_path
 from recapture.pipelines.wild import (
     PersonCrop, PersonSegmenter, PoseEstimate, PoseEstimator, PoseMaskLayoutParser, WildPhotoError, blazepose_to_coco18,
-    composite, crop_to_model, inpaint_background, keypoints_to_model, keypoints_to_photo, layout_alpha, load_photo,
-    model_to_photo, person_crop, prepare_wild_input,
+    border_colour, composite, crop_to_model, inpaint_background, keypoints_to_model, keypoints_to_photo, layout_alpha,
+    load_photo, model_to_photo, person_crop,
 )
 
 #: Generous boxes (y0, x0, y1, x1) on skimage's 512x512 astronaut, checked by eye once.
@@ -233,7 +233,10 @@ def test_crop_matches_slicing_and_round_trips() -> None:
     assert region == (10, 20, 74, 64)
     np.testing.assert_array_equal(back, photo[10:74, 20:64])
     outside = PersonCrop(box=(-4.0, -2.0, 60.0, 42.0), scale=1.0, model_size=(64, 44))
-    np.testing.assert_array_equal(crop_to_model(photo, outside)[:4, 2:], np.repeat(photo[:1, :42], 4, axis=0))
+    padded = crop_to_model(photo, outside)  # past the photo's edges: one constant colour, not smeared edge pixels
+    colour = np.round(border_colour(photo)).astype(np.uint8)
+    assert (padded[:4] == colour).all() and (padded[:, :2] == colour).all()
+    np.testing.assert_array_equal(padded[4:, 2:], photo[:60, :42])
 
     keypoints = rng.uniform(15, 100, (18, 2))
     keypoints[3] = -1
@@ -290,14 +293,26 @@ def test_composite_touches_only_the_crop() -> None:
     assert error.max() <= 3 and (pasted[:10] == 0).all() and (pasted[:, 61:] == 0).all()
 
 
-def test_prepare_wild_input_end_to_end(astronaut: tuple[np.ndarray, PoseEstimate, np.ndarray]) -> None:
+def test_photo_stages_end_to_end(astronaut: tuple[np.ndarray, PoseEstimate, np.ndarray]) -> None:
+    from recapture.pipelines.framing import frame
+    from recapture.pipelines.stages import decode, detect_people, estimate_pose, parse, segment
+
     photo, estimate, mask = astronaut
-    prepared = prepare_wild_input(photo, (256, 176), "market7", lambda image: estimate, lambda image: mask,
-                                  PoseMaskLayoutParser(), parse_height=300)
-    assert prepared.model_image.shape == (256, 176, 3) and prepared.layout.shape == (256, 176)
-    assert prepared.label_set is MARKET7 and prepared.layout.max() < MARKET7.num_parts
-    nose = prepared.model_keypoints[KEYPOINT_INDEX["nose"]].round().astype(int)
+    decoded = decode(photo, analysis_side=300)
+    assert decoded.analysis.shape[:2] == (300, 300) and decoded.factor == pytest.approx(300 / 512)
+    people = detect_people(decoded, lambda image: np.asarray(Image.fromarray(mask).resize((300, 300)), np.float32))
+    posed = estimate_pose(decoded, people, lambda image: PoseEstimate(
+        keypoints=np.where(estimate.keypoints == -1, -1, (estimate.keypoints + 0.5) * 300 / 512 - 0.5),
+        confidence=estimate.confidence, landmarks=estimate.landmarks))
+    np.testing.assert_allclose(posed.keypoints, estimate.keypoints, atol=1e-9)
+    segmented = segment(decoded, people)
+    parsed = parse(decoded, posed, segmented, PoseMaskLayoutParser(), MARKET7)
+    framed = frame(photo, posed, segmented, parsed, np.empty((0, 18, 2)), (256, 176))
+    prepared = framed.source
+    assert prepared.image.shape == (256, 176, 3) and prepared.layout.shape == (256, 176)
+    assert prepared.layout.max() < MARKET7.num_parts
+    nose = prepared.keypoints[KEYPOINT_INDEX["nose"]].round().astype(int)
     assert MARKET7.names[prepared.layout[tuple(nose)]] == "head"
-    np.testing.assert_allclose(keypoints_to_photo(prepared.model_keypoints, prepared.crop)[0], estimate.keypoints[0])
-    with pytest.raises(WildPhotoError, match="no person detected"):
-        prepare_wild_input(photo, (256, 176), "lip20", lambda image: None, lambda image: mask, PoseMaskLayoutParser())
+    np.testing.assert_allclose(keypoints_to_photo(prepared.keypoints, framed.crop)[0], estimate.keypoints[0])
+    with pytest.raises(WildPhotoError, match="no person found"):
+        detect_people(decoded, lambda image: np.zeros(image.shape[:2], np.float32))

@@ -15,6 +15,18 @@ def main() -> None:
     """Recapture command line."""
 
 
+BACKENDS = ("torch", "onnxruntime")
+
+
+def _runtime(threads: int | None, backend: str = "torch") -> None:
+    """Check the backend name and apply the thread policy once, at a command's start (docs/performance.md)."""
+    from recapture.models.inference import apply_thread_policy
+
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    apply_thread_policy(threads)
+
+
 @data_app.command("inspect")
 def data_inspect(path: str = typer.Argument(..., help="Manifest YAML, annotation CSV or pairs CSV."),
                  json_output: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
@@ -32,10 +44,13 @@ def data_inspect(path: str = typer.Argument(..., help="Manifest YAML, annotation
 @app.command("train")
 def train(config: str | None = typer.Option(None, help="YAML preset, e.g. configs/synthetic.yaml."),
           overrides: list[str] = typer.Option([], "--set", help="Dotted override, e.g. train.steps=100."),
-          resume: str | None = typer.Option(None, help="Run directory to continue exactly where it stopped.")) -> None:
+          resume: str | None = typer.Option(None, help="Run directory to continue exactly where it stopped."),
+          force: bool = typer.Option(False, help="Start over in a non-empty run folder (the old one is renamed "
+                                                 "aside, never deleted).")) -> None:
     """Train (also under torchrun: `torchrun --nproc_per_node=K -m recapture train ...`)."""
     from recapture.config import ConfigError
     from recapture.data.errors import FormatError
+    from recapture.devices import DeviceError
     from recapture.training.checkpoint import CheckpointError
     from recapture.training.run import run_training
     from recapture.training.trainer import TrainingError
@@ -44,8 +59,8 @@ def train(config: str | None = typer.Option(None, help="YAML preset, e.g. config
         typer.echo("error: give --config PRESET or --resume RUN_DIR", err=True)
         raise typer.Exit(2)
     try:
-        result = run_training(config, overrides, resume)
-    except (ConfigError, FormatError, TrainingError, CheckpointError) as exc:
+        result = run_training(config, overrides, resume, force, say=lambda line: typer.echo(line, err=True))
+    except (ConfigError, FormatError, TrainingError, CheckpointError, DeviceError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"trained to step {result.step} in {result.wall_seconds:.0f} s; checkpoint {result.last_checkpoint}")
@@ -65,28 +80,52 @@ def evaluate(generated: str | None = typer.Option(None, help="Folder of generate
              edits: bool = typer.Option(True, help="Model mode: score SynthHumans' edit splits when present."),
              json_path: str | None = typer.Option(None, "--json", help="Write the report as JSON here."),
              markdown: str | None = typer.Option(None, help="Write the Markdown table here."),
-             inception_weights: str | None = typer.Option(None, help="weights-inception-2015-12-05-6726825d.pth."),
+             inception_weights: str | None = typer.Option(None, help="IS only: weights-inception-2015-12-05-6726825d.pth."),
              lpips_weights: str | None = typer.Option(None, help="torchvision alexnet-owt-7be5be79.pth."),
              batch_size: int = typer.Option(32, min=1, help="Pairs per batch."),
-             crop_last_panel: bool = typer.Option(False, help="Score the last panel of side-by-side strips."),
+             panel: int = typer.Option(1, help="Strips: score panel K (1-based; -1 = last) of --panels N."),
+             panels: int = typer.Option(1, min=1, help="Strips: N equal panels side by side (1 = whole image)."),
+             panel_gap: int = typer.Option(0, min=0, help="Strips: px between panels (width = N*panel + (N-1)*gap)."),
+             baselines: bool = typer.Option(False, help="Also score the floors (all-white, copy-source, ...)."),
+             strict: bool = typer.Option(False, help="Fail when a pair has no file or a file no pair."),
+             cache_dir: str | None = typer.Option(None, help="Feature cache (default ~/.cache/recapture/features)."),
+             cache: bool = typer.Option(True, help="--no-cache: do not read or write the feature cache."),
              fid_reference: str | None = typer.Option(None, help="FID reference folder (default: the targets)."),
              keypoint_offset: tuple[int, int] = typer.Option((0, 0), help="(y, x) added to annotation joints."),
-             device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ...")) -> None:
+             device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
+             backend: str = typer.Option("torch", help="torch | onnxruntime (CPU, no attention maps)."),
+             threads: int | None = typer.Option(None, min=1, help="Threads (default: $RECAPTURE_THREADS or free cores)."),
+             ) -> None:
     """Score generated images against real ones with the documented pipeline (docs/evaluation.md):
     a folder (--generated --real) or a model generating a dataset split (--model --data)."""
     from pathlib import Path
 
-    from recapture.evaluation import EvaluationOptions, evaluate_folders, to_markdown, write_json, write_markdown
-    from recapture.evaluation.generate import ModelEvaluationOptions, evaluate_model
-    from recapture.hub import WeightsError
+    from recapture.evaluation import (EvaluationOptions, Panels, evaluate_folders, to_markdown, write_json,
+                                      write_markdown)
+    from recapture.devices import check_device
+    from recapture.fileio import check_output_dir, check_output_file
 
-    options = EvaluationOptions(batch_size=batch_size, crop_last_panel=crop_last_panel, device=device,
-                                inception_weights=Path(inception_weights) if inception_weights else None,
-                                lpips_weights=Path(lpips_weights) if lpips_weights else None,
-                                fid_reference=Path(fid_reference) if fid_reference else None,
-                                keypoint_offset=keypoint_offset)
     try:
+        options = EvaluationOptions(batch_size=batch_size, panels=Panels(panel, panels, panel_gap), device=device,
+                                    inception_weights=Path(inception_weights) if inception_weights else None,
+                                    lpips_weights=Path(lpips_weights) if lpips_weights else None,
+                                    fid_reference=Path(fid_reference) if fid_reference else None,
+                                    keypoint_offset=keypoint_offset, baselines=baselines, strict=strict,
+                                    cache_dir=Path(cache_dir) if cache_dir else None, use_cache=cache)
+        _runtime(threads, backend)
+        check_device(device)
+        for path, what in ((json_path, "--json"), (markdown, "--markdown")):
+            if path:
+                check_output_file(path, what)
+        if out:
+            check_output_dir(out, "--out")
         if model is not None and data is not None and generated is None and real is None:
+            from recapture.evaluation.generate import ModelEvaluationOptions, evaluate_model
+
+            if backend == "onnxruntime":
+                from recapture.pipelines.onnx_backend import load_onnx_generator
+
+                model = load_onnx_generator(model)  # type: ignore[assignment]
             report = evaluate_model(model, data, ModelEvaluationOptions(
                 split=split, limit=limit, out_dir=Path(out) if out else None, target_layout=target_layout,
                 edits=edits, metrics=options))
@@ -94,7 +133,7 @@ def evaluate(generated: str | None = typer.Option(None, help="Folder of generate
             report = evaluate_folders(generated, real, pairs, annotations, options)
         else:
             raise ValueError("give either --generated DIR --real DIR, or --model RUN --data MANIFEST")
-    except (ValueError, WeightsError) as exc:
+    except (ValueError, FileNotFoundError) as exc:  # FileNotFoundError: also recapture.hub.WeightsError
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(to_markdown(report))
@@ -108,12 +147,14 @@ def evaluate(generated: str | None = typer.Option(None, help="Folder of generate
 def synth(out: str | None = typer.Option(None, help="Output folder of the dataset (manifest.yaml inside)."),
           people: int = typer.Option(100, min=2, help="Identities."),
           poses: int = typer.Option(6, min=2, help="Images per identity."),
-          size: str = typer.Option("256x176", help="HxW: 256x176 (DeepFashion) or 128x64 (Market)."),
+          size: str = typer.Option("256x176", help="HxW: 256x176 (DeepFashion) or 128x64 (Market); sides 16-1024."),
           labels: str = typer.Option("lip20", help="Label set of the layouts: lip20 | market7."),
           seed: int = typer.Option(0, help="Same seed -> byte-identical files."),
           workers: int = typer.Option(1, min=1, help="Worker processes."),
           background: str = typer.Option("plain", help="plain (studio) | cluttered (street)."),
-          preview: str | None = typer.Option(None, help="Write a contact sheet PNG here instead.")) -> None:
+          preview: str | None = typer.Option(None, help="Write a contact sheet PNG here instead."),
+          overwrite: bool = typer.Option(False, help="Replace an earlier SynthHumans dataset in --out (only a "
+                                                     "folder holding its manifest.yaml is cleared).")) -> None:
     """Write SynthHumans, a procedural dataset with ground truth (docs/synthhumans.md)."""
     from recapture.data.synthetic import SynthConfig, generate, parse_size, write_preview
 
@@ -123,7 +164,8 @@ def synth(out: str | None = typer.Option(None, help="Output folder of the datase
             return
         if out is None:
             raise ValueError("give --out DIR (or --preview PNG)")
-        summary = generate(SynthConfig(out, people, poses, parse_size(size), labels, seed, workers, background))
+        summary = generate(SynthConfig(out, people, poses, parse_size(size), labels, seed, workers, background,
+                                       overwrite=overwrite))
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -134,7 +176,7 @@ def synth(out: str | None = typer.Option(None, help="Output folder of the datase
 @app.command("edit")
 def edit(source: str = typer.Argument(..., help="Source portrait (a dataset image or a photo in the wild)."),
          pose: str = typer.Option(..., help="Target pose: preset name, FILE.csv:ROW, FILE.json or a photo."),
-         out: str = typer.Option(..., help="Output PNG."),
+         out: str = typer.Option(..., help="Output image (.jpg, .png, .webp, .tif, .bmp)."),
          model: str = typer.Option("synthhumans", help="Bundled weights name, exported file or run directory."),
          pose_frame: str | None = typer.Option(None, help="HxW frame of --pose keypoints if not inferable."),
          source_pose: str | None = typer.Option(None, help="Source keypoints (FILE.csv:ROW or JSON) in its frame."),
@@ -145,8 +187,20 @@ def edit(source: str = typer.Argument(..., help="Source portrait (a dataset imag
          clothing: list[str] = typer.Option([], help="SLOT=CATEGORY, e.g. lower=skirt, upper=long_sleeves."),
          layout_out: str | None = typer.Option(None, help="Also write the (edited) target layout here."),
          attention: str | None = typer.Option(None, help="Y,X model-frame pixel: write its SAT attention map."),
+         parser: str | None = typer.Option(None, help="ccp | pose-mask | FILE (default: ccp when bundled)."),
+         person: int = typer.Option(0, min=0, help="Which person: 0 = the largest, 1 = the next, ..."),
+         allow_invent: bool = typer.Option(False, "--allow-invent", help="Let the model draw body parts the photo "
+                                           "does not show (default: keep the photo's framing)."),
+         no_retarget: bool = typer.Option(False, "--no-retarget", help="Use the target's own bone lengths "
+                                          "(default: the subject's)."),
+         invented_mask: str | None = typer.Option(None, help="Write a PNG of the invented (not copied) pixels."),
+         quality: int = typer.Option(95, min=1, max=100, help="JPEG / WebP quality of the output."),
+         verbose: bool = typer.Option(False, "--verbose", help="Show third-party (MediaPipe, TF Lite) log lines."),
+         overwrite: bool = typer.Option(False, help="Allow --out to replace the source photo itself."),
+         backend: str = typer.Option("torch", help="torch | onnxruntime (CPU, no attention maps)."),
+         threads: int | None = typer.Option(None, min=1, help="Threads (default: $RECAPTURE_THREADS or free cores)."),
          ) -> None:
-    """Recapture a portrait in a new pose, with figure and clothing edits."""
+    """Recapture a portrait in a new pose, with figure and clothing edits (docs/cli.md)."""
     from pathlib import Path
 
     from recapture.pipelines.edit import EditRequest, attention_pixel, parse_frame, run_edit
@@ -157,35 +211,100 @@ def edit(source: str = typer.Argument(..., help="Source portrait (a dataset imag
                               source_layout=Path(source_layout) if source_layout else None,
                               thinner=tuple(thinner), fatter=tuple(fatter), scale=tuple(scale),
                               clothing=tuple(clothing), layout_out=Path(layout_out) if layout_out else None,
-                              attention=attention_pixel(attention))
-        outcome = run_edit(request)
+                              attention=attention_pixel(attention), parser=parser, person=person,
+                              allow_invent=allow_invent, retarget=not no_retarget,
+                              invented_mask=Path(invented_mask) if invented_mask else None, quality=quality,
+                              verbose=verbose, overwrite=overwrite)
+        _runtime(threads, backend)
+        if backend == "onnxruntime":
+            from recapture.pipelines.onnx_backend import onnx_recapturer
+
+            outcome = run_edit(request, onnx_recapturer(model))
+        else:
+            import torch
+
+            with torch.inference_mode():
+                outcome = run_edit(request)
     except (ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    for message in outcome.photo.messages if outcome.photo else ():
+        typer.echo(f"warning: {message}", err=True)
     typer.echo("wrote " + ", ".join(str(p) for p in outcome.written))
+    if outcome.photo is not None:
+        typer.echo(outcome.photo.summary())
+
+
+@app.command("parse")
+def parse(images: list[str] = typer.Argument(..., help="Photos, or folders of photos."),
+          out: str = typer.Option(..., help="Output folder: STEM.png (LIP-20 layout), STEM.json (keypoints)."),
+          parser: str = typer.Option("ccp", help="ccp (learned, bundled), pose-mask (fallback), or a FILE."),
+          person: int = typer.Option(0, help="Which person to parse: 0 = the largest, 1 = the next, ..."),
+          json_output: bool = typer.Option(False, "--json", help="Print one JSON object per photo."),
+          visualize: bool = typer.Option(False, help="Also write STEM-overlay.jpg (colours + skeleton)."),
+          ) -> None:
+    """Parse people in photos into LIP-20 layouts and keypoints (exit code 1 if a photo has no person)."""
+    import json
+
+    from recapture.hub import WeightsError
+    from recapture.pipelines.human_parsing import parse_files
+
+    try:
+        done = parse_files(images, out, parser, person, visualize)
+    except (ValueError, FileNotFoundError, WeightsError, RuntimeError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for item in done:
+        if item.error:
+            typer.echo(f"error: {item.error}", err=True)
+        elif json_output:
+            typer.echo(json.dumps({"photo": str(item.photo), "layout": str(item.layout),
+                                   "keypoints": str(item.keypoints), "overlay": str(item.overlay) if item.overlay else None, "people": item.people,
+                                   "person": item.person, "confidence": item.confidence}))
+        else:
+            typer.echo(f"{item.photo}: {item.people} {'person' if item.people == 1 else 'people'}, parsed person "
+                       f"{item.person} -> {item.layout}, {item.keypoints}")
+    raise typer.Exit(1 if any(item.error for item in done) else 0)
 
 
 @app.command("video")
 def video(source: str = typer.Option(..., help="Source portrait photo (or dataset image with --source-pose)."),
           reference: str = typer.Option(..., help="Reference video whose poses drive the source."),
-          out: str = typer.Option(..., help="Output MP4 (same FPS as the reference)."),
+          out: str = typer.Option(..., help="Output MP4 (same FPS as the reference, its audio copied)."),
           model: str = typer.Option("synthhumans", help="Bundled weights name, exported file or run directory."),
           source_pose: str | None = typer.Option(None, help="Source keypoints (FILE.csv:ROW or JSON)."),
           source_layout: str | None = typer.Option(None, help="Source parsing PNG (LIP labels)."),
           smoothing: bool = typer.Option(True, help="One-Euro smoothing of the estimated keypoints."),
+          size: int = typer.Option(1080, min=16, help="Cap on the output's long side (pixels)."),
+          parser: str | None = typer.Option(None, help="ccp | pose-mask | FILE (default: ccp when bundled)."),
+          person: int = typer.Option(0, min=0, help="Which person of the photo: 0 = the largest, ..."),
+          allow_invent: bool = typer.Option(False, "--allow-invent", help="Let the model draw body parts the photo "
+                                            "does not show (default: keep the photo's framing)."),
+          no_retarget: bool = typer.Option(False, "--no-retarget", help="Use the reference's bone lengths "
+                                           "(default: the subject's)."),
+          verbose: bool = typer.Option(False, "--verbose", help="Show third-party (MediaPipe, TF Lite) log lines."),
+          threads: int | None = typer.Option(None, min=1, help="Threads (default: $RECAPTURE_THREADS or free cores)."),
           ) -> None:
-    """Recapture a portrait with the poses of every frame of a reference video."""
-    from recapture.pipelines.video import prepare_video_source, recapture_video
-    from recapture.pipelines.recapture import Recapturer
+    """Re-pose the person of a photo with the poses of every frame of a reference video, in the photo's scene."""
+    from recapture.fileio import check_output_file
+    from recapture.pipelines.video import run_video_command
 
     try:
-        recapturer = Recapturer.from_pretrained(model)
-        prepared = prepare_video_source(recapturer, source, source_pose, source_layout)
-        result = recapture_video(recapturer, prepared, reference, out, smoothing=smoothing)
+        _runtime(threads)
+        check_output_file(out, "--out", inputs=[source, reference])
+        result = run_video_command(source, reference, out, model=model, source_pose=source_pose,
+                                   source_layout=source_layout, smoothing=smoothing, size=size, parser=parser,
+                                   person=person, allow_invent=allow_invent, retarget=not no_retarget,
+                                   verbose=verbose)
     except (ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"wrote {result.path}: {result.frames} frames at {result.fps:g} FPS")
+    seconds = sum((result.timings or {}).values())
+    height, width = result.size or (0, 0)
+    flicker = result.flicker or (0.0, 0.0)
+    typer.echo(f"wrote {result.path}: {result.frames} frames at {result.fps:g} FPS, {width}x{height}, "
+               f"{seconds:.1f} s ({result.frames / max(seconds, 1e-9):.2f} frames/s); flicker "
+               f"{flicker[0]:.2f} background, {flicker[1]:.2f} person")
 
 
 @app.command("demo")
@@ -196,40 +315,59 @@ def demo(out: str = typer.Option("demo-out", help="Folder for index.html and its
     """Offline tour: pose changes, figure and clothing edits, attention, video, a photo in the wild."""
     from recapture.demo import run_demo
 
-    report = run_demo(out, model=model, wild=wild)
+    try:
+        report = run_demo(out, model=model, wild=wild)
+    except (ValueError, FileNotFoundError) as exc:  # bad --out / --model (WeightsError is a FileNotFoundError)
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except Exception as exc:  # noqa: BLE001 - anything deep inside: one line, and --out left as it was
+        reason = " ".join(str(exc).split())[:300] or "no message"
+        typer.echo(f"error: the demo failed ({type(exc).__name__}: {reason}); {out} was left unchanged", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"wrote {report.index} and {len(report.files)} files in {report.seconds:.1f} s")
 
 
 @app.command("serve")
-def serve(port: int = typer.Option(7860, help="Port of the web editor."),
+def serve(port: int = typer.Option(7860, min=1, max=65535, help="Port of the web editor (1-65535)."),
           model: str = typer.Option("synthhumans", help="Bundled weights name, exported file or run directory."),
           host: str = typer.Option("127.0.0.1", help="Address to bind (keep 127.0.0.1 unless you mean it)."),
           pose_file: list[str] = typer.Option([], help="Annotation CSV whose rows the page offers as poses."),
-          device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ...")) -> None:
+          device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
+          threads: int | None = typer.Option(None, min=1, help="Threads (default: $RECAPTURE_THREADS or free cores)."),
+          ) -> None:
     """Interactive web editor: pose, figure and clothing edits, attention maps (docs/app.md)."""
     from recapture.app.server import serve as run_server
 
     try:
+        _runtime(threads)
         run_server(model=model, host=host, port=port, pose_files=pose_file, device=device)
     except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 
 @app.command("export")
-def export(run: str = typer.Argument(..., help="Training run directory (its newest checkpoint is exported)."),
-           out: str = typer.Option(..., help="Output .safetensors file (config in its metadata)."),
+def export(model: str = typer.Argument(..., help="Run directory (newest checkpoint); with --format onnx also a "
+                                                 ".safetensors file or a bundled name."),
+           out: str = typer.Option(..., help="Output file: .safetensors (config in its metadata) or .onnx."),
+           file_format: str = typer.Option("safetensors", "--format", help="safetensors | onnx (generator graph, "
+                                                                    "dense SAT; docs/performance.md)."),
            meta: list[str] = typer.Option([], help="KEY=VALUE metadata, e.g. trained_on=..., command=..."),
            ema: bool = typer.Option(True, help="Export the EMA generator when the run has one.")) -> None:
-    """Package a run's generator as one file loadable by --model / Recapturer.from_pretrained."""
+    """Package a run's generator as one file loadable by --model / Recapturer.from_pretrained, or as ONNX."""
     from recapture.hub import WeightsError, export_generator
 
     pairs = [item.split("=", 1) for item in meta]
-    if any(len(p) != 2 for p in pairs):
-        typer.echo("error: --meta takes KEY=VALUE", err=True)
+    if any(len(p) != 2 for p in pairs) or file_format not in ("safetensors", "onnx"):
+        typer.echo("error: --meta takes KEY=VALUE; --format is safetensors or onnx", err=True)
         raise typer.Exit(2)
     try:
-        path = export_generator(run, out, dict(pairs), use_ema=ema)
-    except WeightsError as exc:
+        if file_format == "onnx":
+            from recapture.pipelines.onnx_backend import export_onnx
+
+            path = export_onnx(model, out).path
+        else:
+            path = export_generator(model, out, dict(pairs), use_ema=ema)
+    except (WeightsError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from recapture.fileio import atomic_write_text, load_yaml
+
 T = TypeVar("T")
 
 
@@ -34,13 +36,17 @@ class ModelConfig:
     """Sizes of the geometric and appearance networks and the discriminators (``recapture.models``).
     Defaults are the DeepFashion preset (``configs/deepfashion.yaml``).
 
-    A *level* ``k`` is a feature map at ``1 / 2**k`` of the image size: the paper's layer ``l`` is
+    A *level* ``k`` is a feature map at ``1 / 2**k`` of the network size: the paper's layer ``l`` is
     level ``l - 1`` (DeepFashion: SAT at paper layer l=3 -> level 2, 64x44 for 256x176; LGR at
-    r=5 -> level 4). ``image_size`` must be divisible by ``2**num_down``.
+    r=5 -> level 4). ``image_size`` is the *output* size (what the user gets, what manifests are checked
+    against); ``internal_size`` (default: the same) is what the networks run at and must be divisible
+    by ``2**num_down``. Inputs are brought down to it and the image and layout logits back up.
     """
 
     label_set: str = "lip20"  # part label set (recapture.body.parts): lip20 | market7 | adgan8
-    image_size: tuple[int, int] = (256, 176)  # (H, W) the networks are built for
+    image_size: tuple[int, int] = (256, 176)  # (H, W) output size: images in and out, manifests
+    internal_size: tuple[int, int] | None = None  # (H, W) the networks run at; None = image_size
+    geometric_prior: bool = False  # geometric net predicts residual logits over the keypoint part warp
     base_channels: int = 64  # appearance encoder/decoder width at level 0 (doubles per level)
     max_channels: int = 256  # width cap of every encoder/decoder level
     num_down: int = 4  # number of downsamplings (levels 0..num_down)
@@ -60,6 +66,22 @@ class ModelConfig:
     discriminator_channels: int = 32  # PatchGAN width of the first layer
     discriminator_layers: int = 3  # strided layers of each PatchGAN
 
+    def __post_init__(self) -> None:
+        if self.internal_size is not None:
+            if min(self.internal_size) < 1 or any(i > o for i, o in zip(self.internal_size, self.image_size)):
+                raise ConfigError(f"model.internal_size {self.internal_size} must be positive and at most "
+                                  f"model.image_size {self.image_size}")
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the images the model takes and returns (``image_size``)."""
+        return tuple(self.image_size)  # type: ignore[return-value]
+
+    @property
+    def network_size(self) -> tuple[int, int]:
+        """``(H, W)`` the networks run at (``internal_size``, or the output size)."""
+        return tuple(self.internal_size or self.image_size)  # type: ignore[return-value]
+
 
 @dataclass(frozen=True)
 class LossConfig:
@@ -76,6 +98,10 @@ class LossConfig:
     perceptual_weight: float = 1.0  # weight of Lp inside the lambda_3 term (0 disables VGG19)
     gan_mode: str = "nonsaturating"  # nonsaturating | saturating (eq. 10 literally) | hinge | lsgan
     vgg_weights: str = ""  # VGG19 weights file (safetensors or torch state dict); "" = torch hub cache
+
+
+#: Training stages: which networks a run trains (the others are frozen).
+STAGES: tuple[str, ...] = ("geometric", "appearance", "joint")
 
 
 @dataclass(frozen=True)
@@ -95,10 +121,20 @@ class TrainConfig:
     device: str = "auto"
     bf16: bool = True
     teacher_forcing: bool = True
-    run_dir: str = "runs/default"
+    predicted_layout: float = 0.0  # stage appearance: chance per pair that it sees Ŝ_B, not the true layout
+    stage: str = "joint"  # geometric (layout only, CE) | appearance (geometric frozen) | joint
+    init_from: str = ""  # generator weights to start from: a run directory or a model file
+    run_dir: str = ""  # "" = runs/<preset>-<timestamp>; an existing non-empty folder is refused
     threads: int = 0  # torch intra-op threads per process (0 = torch's default)
+    max_seconds: float = 0.0  # stop (and save) once the run has trained this long (0 = no limit)
 
     def __post_init__(self) -> None:
+        if self.max_seconds < 0:
+            raise ConfigError(f"train.max_seconds must be >= 0 (0 = no limit), got {self.max_seconds}")
+        if self.stage not in STAGES:
+            raise ConfigError(f"train.stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
+        if not 0.0 <= self.predicted_layout <= 1.0:
+            raise ConfigError(f"train.predicted_layout must lie in [0, 1], got {self.predicted_layout}")
         for name in ("batch_size", "steps", "log_every", "keep_last"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
@@ -192,7 +228,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(k, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {k} is not a section")
-        node[keys[-1]] = yaml.safe_load(raw)
+        try:
+            node[keys[-1]] = load_yaml(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: invalid YAML value ({getattr(err, 'problem', None) or err})") from None
     return result
 
 
@@ -204,7 +243,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        loaded = yaml.safe_load(path.read_text())
+        try:
+            loaded = load_yaml(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f", line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}{where}: invalid YAML: {getattr(err, 'problem', None) or err}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
         data = loaded or {}
@@ -218,4 +264,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def save_config(config: Any, path: str | Path) -> None:
     """Write a config as YAML."""
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))

@@ -8,6 +8,9 @@ The in-the-wild section runs the full photo pipeline on scikit-image's astronaut
 from __future__ import annotations
 
 import html
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +19,14 @@ import numpy as np
 from PIL import Image
 
 from recapture.body.edits import LayoutEdits
+from recapture.fileio import OutputPathError, check_output_dir
 from recapture.data.synthetic import SHOWCASE_SEED
 from recapture.pipelines.poses import fit_keypoints, preset_library
 from recapture.pipelines.recapture import Recapturer, SourceInput
 from recapture.hub import describe
 
+#: The page title, also how an earlier demo folder is recognised (and may be replaced).
+TITLE = "Recapture demo"
 POSES = ("front", "walking", "side", "back", "hand_up", "upper_body")
 FIGURES = ("body=0.8", "body=1.0", "body=1.25", "arms=1.3", "legs=0.8")
 CLOTHING = ("lower=skirt", "lower=shorts", "lower=pants", "upper=long_sleeves", "upper=coat")
@@ -88,12 +94,43 @@ def _section(title: str, text: str, files: list[tuple[str, str]]) -> str:
     return f"<h2>{html.escape(title)}</h2><p>{html.escape(text)}</p><div class='row'>{figures}</div>"
 
 
+def _check_out(out: Path) -> None:
+    """``out`` may be absent, empty, or an earlier demo (its ``index.html`` is ours); never another folder."""
+    check_output_dir(out, "--out")
+    if out.is_dir() and any(out.iterdir()):
+        index = out / "index.html"
+        if not (index.is_file() and TITLE in index.read_text(encoding="utf-8", errors="replace")):
+            raise OutputPathError(f"--out {out} is not empty and holds no earlier demo; give a new or empty folder")
+
+
 def run_demo(out: str | Path = "demo-out", model: str = "synthhumans", wild: bool = True,
              video_frames: int = 8) -> DemoReport:
-    """Write the demo; returns what was written. Fully offline."""
+    """Write the demo; returns what was written. Fully offline.
+
+    Everything is written into a hidden sibling folder first, which replaces ``out`` only when complete:
+    a failure (or a kill) leaves ``out`` as it was (the partial folder is removed on failure).
+    """
     start = time.monotonic()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_out(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        files = _write_demo(work, model, wild, video_frames, start)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    aside = out.with_name(f".{out.name}.old-{os.getpid()}")
+    if out.exists():
+        os.replace(out, aside)
+    os.replace(work, out)
+    shutil.rmtree(aside, ignore_errors=True)
+    return DemoReport(out=out, index=out / "index.html", files=tuple(out / p.relative_to(work) for p in files),
+                      seconds=time.monotonic() - start)
+
+
+def _write_demo(out: Path, model: str, wild: bool, video_frames: int, start: float) -> list[Path]:
+    """Write every demo file into ``out``; returns the image and video files."""
     recapturer = Recapturer.from_pretrained(model)
     size, label_set = recapturer.image_size, recapturer.label_set
     presets = preset_library()
@@ -146,27 +183,29 @@ def run_demo(out: str | Path = "demo-out", model: str = "synthhumans", wild: boo
         sections.append(_wild_section(recapturer, targets["hand_up"], out, written))
     model_info = html.escape(describe(recapturer.loaded)) if recapturer.loaded else "custom model"
     seconds = time.monotonic() - start
-    page = ("<!doctype html><meta charset='utf-8'><title>Recapture demo</title><style>body{font-family:sans-serif;"
+    page = (f"<!doctype html><meta charset='utf-8'><title>{TITLE}</title>"
+            "<style>body{font-family:sans-serif;"
             "max-width:1100px;margin:auto}img{image-rendering:pixelated;max-width:100%}figure{margin:0}"
             ".row{display:flex;gap:12px;flex-wrap:wrap}</style><h1>Recapture demo</h1>"
             f"<p><b>Weights:</b> <code>{model_info}</code>. They were trained on SynthHumans (procedural people, "
             f"{size[0]}x{size[1]}, {label_set.name}) on a CPU; they are a demonstration of the method, not a model of "
             f"real photographs.</p><p>Written offline in {seconds:.1f} s.</p>" + "".join(sections))
-    index = out / "index.html"
-    index.write_text(page)
-    return DemoReport(out=out, index=index, files=tuple(written), seconds=time.monotonic() - start)
+    (out / "index.html").write_text(page, encoding="utf-8")
+    return written
 
 
 def _wild_section(recapturer: Recapturer, target: np.ndarray, out: Path, written: list[Path]) -> str:
     from skimage import data as skimage_data
 
-    from recapture.pipelines.photo import draw_keypoints, recapture_photo
+    from recapture.pipelines.photo import PhotoModels, PhotoRequest, draw_keypoints, run_photo
 
     photo = skimage_data.astronaut()
-    found = recapture_photo(recapturer, photo, target)
-    mask = (np.clip(found.person_mask, 0, 1)[..., None] * 255).astype(np.uint8).repeat(3, axis=2)
-    panels = {"wild_keypoints.png": draw_keypoints(found.photo, found.keypoints), "wild_mask.png": mask,
-              "wild_background.png": found.background, "wild_composite.png": found.composite}
+    with PhotoModels(recapturer) as models:
+        found = run_photo(PhotoRequest(source=photo, target=target), models)
+    person_mask = found.prepared.segmented.person_mask
+    mask = (np.clip(person_mask, 0, 1)[..., None] * 255).astype(np.uint8).repeat(3, axis=2)
+    panels = {"wild_keypoints.png": draw_keypoints(found.photo, found.prepared.posed.keypoints), "wild_mask.png": mask,
+              "wild_background.png": found.composited.background, "wild_composite.png": found.composite}
     for name, image in panels.items():
         written.append(_save(out, name, image, scale=1))
     layout = recapturer.label_set.colorize(found.result.source.layout)
@@ -176,7 +215,7 @@ def _wild_section(recapturer: Recapturer, target: np.ndarray, out: Path, written
                 ("wild_mask.png", "person mask (selfie segmentation)"),
                 ("wild_background.png", "background inpainted (OpenCV Telea)"),
                 ("wild_composite.png", "new pose composited back"),
-                ("wild_model_frame.png", "model frame: crop | approximate parsing | generated")]
+                ("wild_model_frame.png", f"model frame: crop | parsing ({found.prepared.parsed.parser}) | generated")]
     return _section("In the wild (scikit-image's astronaut photo)", "Pose estimation, person segmentation, "
                     "approximate parsing, background inpainting and compositing at full resolution. The person "
                     "is rendered by the SynthHumans-trained model, so it looks synthetic.", captions)

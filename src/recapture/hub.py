@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,7 +24,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from recapture.config import ConfigError, ModelConfig, from_dict, load_config, to_dict
+from recapture.fileio import SUMS_NAME, atomic_path, load_yaml, verify_sums
 from recapture.models.generator import RecaptureGenerator
+from recapture.models.inference import prepare_for_inference
 
 SUFFIX = ".safetensors"
 CHECKPOINT_DIR = "checkpoints"
@@ -99,16 +99,11 @@ def write_model_file(tensors: dict[str, torch.Tensor], out: str | Path, metadata
     out.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     info = {**metadata, "tensors_sha256": tensors_sha256(tensors)}
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=info)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(out) as tmp:
+        try:
+            save_file(tensors, str(tmp), metadata=info)
+        except SafetensorError as err:  # safetensors wraps I/O errors (a full disk) in its own type
+            raise OSError(f"cannot write {out}: {' '.join(str(err).split())}") from None
     return out
 
 
@@ -149,23 +144,50 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: int(CHECKPOINT_NAME.match(p.name).group(1)))  # type: ignore[union-attr]
 
 
+def checkpoint_problem(checkpoint: str | Path) -> str | None:
+    """Why a checkpoint directory cannot be trusted, or None when its ``SHA256SUMS`` verify (a checkpoint
+    written before checksums existed has none and is accepted unverified)."""
+    reason = verify_sums(checkpoint)
+    return None if reason == f"no {SUMS_NAME}" else reason
+
+
+def newest_checkpoint(run_dir: str | Path) -> tuple[Path | None, tuple[str, ...]]:
+    """The newest checkpoint of a run whose files verify, and a line per newer one skipped (with why)."""
+    skipped: list[str] = []
+    for checkpoint in reversed(list_checkpoints(run_dir)):
+        reason = checkpoint_problem(checkpoint)
+        if reason is None:
+            return checkpoint, tuple(skipped)
+        skipped.append(f"skipped damaged checkpoint {checkpoint} ({reason})")
+    return None, tuple(skipped)
+
+
 def _from_file(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, str]]:
     weights, metadata = read_model_file(path)
     if "model_config" not in metadata:
         raise WeightsError(f"not a Recapture model: {path} (no model_config in its metadata; "
                            "export a run with `recapture export`)")
     try:
-        config = from_dict(ModelConfig, yaml.safe_load(metadata["model_config"]))
-    except (ConfigError, yaml.YAMLError) as err:
-        raise WeightsError(f"not a Recapture model: {path} (bad model_config: {err})") from None
+        config = from_dict(ModelConfig, load_yaml(metadata["model_config"]))
+    except (ConfigError, yaml.YAMLError, TypeError, AttributeError) as err:
+        reason = " ".join(str(err).split())[:300]
+        raise WeightsError(f"not a Recapture model: {path} (bad model_config: {reason})") from None
     return config, weights, metadata
 
 
 def _from_run(path: Path, use_ema: bool = True) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, str]]:
     """Newest checkpoint of a run directory (or a checkpoint directory itself), EMA weights preferred."""
-    checkpoint = path if (path / "state.pt").is_file() else (list_checkpoints(path) or [None])[-1]
+    if (path / "state.pt").is_file():
+        checkpoint, skipped = path, ()
+        reason = checkpoint_problem(path)
+        if reason is not None:
+            raise WeightsError(f"not a Recapture model: {path} ({reason})")
+    else:
+        checkpoint, skipped = newest_checkpoint(path)
     if checkpoint is None:
-        raise WeightsError(f"no complete checkpoint under {path} (expected {path}/{CHECKPOINT_DIR}/step_*/state.pt)")
+        damaged = f"; {'; '.join(skipped)}" if skipped else ""
+        raise WeightsError(f"no complete checkpoint under {path} (expected {path}/{CHECKPOINT_DIR}/step_*/state.pt)"
+                           f"{damaged}")
     run = checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINT_DIR else path
     if not (run / "config.yaml").is_file():
         raise WeightsError(f"{run}: no config.yaml beside the checkpoints")
@@ -174,7 +196,8 @@ def _from_run(path: Path, use_ema: bool = True) -> tuple[ModelConfig, dict[str, 
     weights, _ = read_model_file(checkpoint / name)
     match = CHECKPOINT_NAME.match(checkpoint.name)
     step = str(int(match.group(1))) if match else "?"
-    return config, weights, {"step": step, "run": str(run), "weights": name.split(".")[0]}
+    info = {"step": step, "run": str(run), "weights": name.split(".")[0]}
+    return config, weights, {**info, "skipped_checkpoints": "; ".join(skipped)} if skipped else info
 
 
 def load_generator(name_or_path: str | Path, device: str | torch.device = "cpu") -> LoadedGenerator:
@@ -199,7 +222,7 @@ def load_generator(name_or_path: str | Path, device: str | torch.device = "cpu")
     if missing or unexpected:
         raise WeightsError(f"not a Recapture model: {path} (weights do not fit the model config: missing "
                            f"{missing[:3]}, unexpected {unexpected[:3]})")
-    generator.to(device).eval().requires_grad_(False)
+    prepare_for_inference(generator.to(device))  # eval, spectral norm folded into plain weights, no grad
     return LoadedGenerator(generator=generator, config=config, source=str(path), metadata=metadata)
 
 

@@ -11,6 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import signal
+import stat
+import tempfile
+import threading
+import time
 from functools import wraps
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -22,6 +28,7 @@ import gradio as gr  # noqa: E402  (after the analytics switch above)
 from recapture.app.inputs import AppError, PoseRows, UploadGuard, UploadLimits, demo_samples  # noqa: E402
 from recapture.app.state import KEEP, POSE_KINDS, SLIDER_RANGE, EditChoice, Editor, PoseChoice  # noqa: E402
 from recapture.body.edits import CLOTHING_SLOTS, FIGURE_GROUPS  # noqa: E402
+from recapture.devices import check_device  # noqa: E402
 from recapture.pipelines.recapture import Recapturer  # noqa: E402
 from recapture.hub import bundled_models, describe  # noqa: E402
 
@@ -146,18 +153,58 @@ def build_app(editor: Editor) -> gr.Blocks:
     return demo
 
 
+#: Prefix of the editor's own temporary folders (results to download, pose photos) in the system temp folder.
+WORK_PREFIX = "recapture-app-"
+#: Such folders older than this (seconds) are left-overs of a server that was killed: removed at start.
+STALE_AFTER = 24 * 3600
+
+
+def clean_stale_work_dirs(root: str | Path | None = None, max_age: float = STALE_AFTER) -> list[Path]:
+    """Remove this user's ``recapture-app-*`` folders under ``root`` (the system temp folder) that were
+    last modified more than ``max_age`` seconds ago; returns what was removed."""
+    root = Path(root or tempfile.gettempdir())
+    removed = []
+    for folder in root.glob(f"{WORK_PREFIX}*"):
+        try:
+            info = folder.lstat()
+        except OSError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and time.time() - info.st_mtime > max_age:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def serve(model: str | Path = "synthhumans", host: str = "127.0.0.1", port: int = 7860,
           pose_files: Sequence[str | Path] = (), device: str = "cpu", limits: UploadLimits = UploadLimits()) -> None:
-    """Start the editor and block until interrupted."""
+    """Start the editor and block until interrupted (Ctrl-C or SIGTERM); its temporary folder is removed
+    on the way out, and stale ones of killed servers (older than a day) at start."""
+    check_device(device)
+    if not 1 <= int(port) <= 65535:
+        raise AppError(f"port {port} is outside 1-65535")
     if str(model) == "synthhumans" and "synthhumans" not in bundled_models() and not Path(model).exists():
         raise AppError("the bundled 'synthhumans' weights are not installed in this copy; start with "
                        "--model FILE.safetensors (exported weights) or a training run directory")
-    editor = create_editor(model, pose_files, device, limits=limits)
-    demo = build_app(editor)
-    demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
+    for folder in clean_stale_work_dirs():
+        log.info("removed stale work folder %s", folder)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
+    editor = None
     try:
+        editor = create_editor(model, pose_files, device, limits=limits)
+        demo = build_app(editor)
+        demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
         demo.launch(server_name=host, server_port=port, max_file_size=limits.max_bytes, show_error=False,
                     share=False, ssr_mode=False, inbrowser=False, theme=gr.themes.Default(**_LOCAL_FONTS),
                     footer_links=[])
+    except KeyboardInterrupt:
+        pass
     finally:
-        editor.close()
+        if editor is not None:
+            editor.close()
+        if main:
+            signal.signal(signal.SIGTERM, previous)

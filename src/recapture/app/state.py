@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import cv2
 import numpy as np
@@ -26,6 +26,9 @@ from recapture.body.edits import CLOTHING_SLOTS, FIGURE_GROUPS, LayoutEdits
 from recapture.body.keypoints import LIMBS, missing_mask
 from recapture.pipelines.poses import PoseSourceError, fit_keypoints, preset_library, target_keypoints
 from recapture.pipelines.recapture import Recapturer, Result, SourceInput
+
+if TYPE_CHECKING:
+    from recapture.pipelines.photo import PhotoModels
 
 #: What the clothing controls offer besides the categories: leave the slot as predicted.
 KEEP = "keep"
@@ -137,7 +140,9 @@ class Editor:
         height = recapturer.image_size[0]
         self.display_scale = max(1, round(DISPLAY_HEIGHT / height))
         self._lock = threading.Lock()
-        self._wild: tuple[object, object] | None = None
+        self._photo_models: PhotoModels | None = None
+        #: Framing and people messages of the last upload, for the page.
+        self.messages: tuple[str, ...] = ()
 
     # ------------------------------------------------------------ sources
     def view(self, source: SourceInput) -> SourceView:
@@ -153,26 +158,21 @@ class Editor:
         return self.view(self.samples[name].source)
 
     def upload(self, path: str | None) -> SourceView:
-        """An uploaded portrait: decoded, its person found, cropped to the model frame and parsed."""
+        """An uploaded portrait through the real-photo stages (decode .. frame): its person found,
+        cropped to the model frame and parsed (the parser of the photo path)."""
         photo = decode_upload(self.guard.check(path), self.limits)
-        from recapture.pipelines.wild import PoseMaskLayoutParser, WildPhotoError, prepare_wild_input
+        from recapture.pipelines.photo import PhotoModels, prepare_photo
+        from recapture.pipelines.photo_io import WildPhotoError
 
         with self._lock:
-            estimator, segmenter = self._wild_models()
+            if self._photo_models is None:
+                self._photo_models = PhotoModels(self.recapturer)
             try:
-                prepared = prepare_wild_input(photo, self.recapturer.image_size, self.recapturer.label_set,
-                                              estimator, segmenter, PoseMaskLayoutParser())  # type: ignore[arg-type]
+                prepared = prepare_photo(self._photo_models, photo)
             except WildPhotoError as err:
                 raise AppError(f"cannot use this portrait: {err}") from None
-        source = self.recapturer.prepare_source(prepared.model_image, prepared.model_keypoints, prepared.layout)
-        return self.view(source)
-
-    def _wild_models(self) -> tuple[object, object]:
-        if self._wild is None:
-            from recapture.pipelines.wild import PersonSegmenter, PoseEstimator
-
-            self._wild = (PoseEstimator(), PersonSegmenter())
-        return self._wild
+        self.messages = prepared.messages
+        return self.view(prepared.framed.source)
 
     # ------------------------------------------------------------ target pose
     def target_pose(self, choice: PoseChoice) -> np.ndarray:
@@ -258,8 +258,8 @@ class Editor:
     def close(self) -> None:
         """Release the pose estimator and segmenter (if an upload started them) and the work folder
         (when the editor made it)."""
-        for model in self._wild or ():
-            model.close()  # type: ignore[attr-defined]
-        self._wild = None
+        if self._photo_models is not None:
+            self._photo_models.close()
+        self._photo_models = None
         if self._own_work_dir:
             shutil.rmtree(self.work_dir, ignore_errors=True)

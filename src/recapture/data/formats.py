@@ -3,7 +3,7 @@
 * annotation CSV: ``name:keypoints_y:keypoints_x`` header, rows ``name: [18 ints]: [18 ints]``;
 * pairs CSV: ``from,to`` header, one pair of image names a row;
 * layout PNG: one single-channel (``L`` or palette ``P``) label map per image;
-* images: any format Pillow reads, returned as ``(H, W, 3)`` uint8 RGB.
+* images: any format Pillow reads, returned as ``(H, W, 3)`` uint8 RGB (:func:`read_image`, the one decoder).
 
 Every malformed input raises :class:`FormatError` naming the file, the 1-based line (the header is
 line 1) and the field (:mod:`recapture.data.errors`). The manifest lives in :mod:`recapture.data.manifest`.
@@ -17,16 +17,17 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from recapture.body.keypoints import NUM_KEYPOINTS
 from recapture.body.parts import LabelSet
 from recapture.data.errors import FormatError
+from recapture.fileio import atomic_path, atomic_write_text
 
 __all__ = [
     "ANNOTATION_HEADER", "PAIRS_HEADER", "FormatError", "AnnotationTable", "read_annotations",
     "write_annotations", "read_pairs", "write_pairs", "read_layout", "write_layout", "layout_name",
-    "pair_name", "read_image",
+    "pair_name", "read_image", "MAX_IMAGE_PIXELS", "open_image", "to_rgb",
 ]
 
 ANNOTATION_HEADER = "name:keypoints_y:keypoints_x"
@@ -189,7 +190,7 @@ def write_annotations(path: str | Path, names: Sequence[str], keypoints: np.ndar
         ys = ", ".join(str(v) for v in row[:, 0].tolist())
         xs = ", ".join(str(v) for v in row[:, 1].tolist())
         out.append(f"{name}: [{ys}]: [{xs}]")
-    Path(path).write_text("\n".join(out) + "\n", encoding="utf-8")
+    atomic_write_text(path, "\n".join(out) + "\n")
 
 
 def _check_names(names: Sequence[str], forbidden: str, unique: bool = True) -> None:
@@ -231,7 +232,7 @@ def write_pairs(path: str | Path, pairs: Sequence[tuple[str, str]]) -> None:
             raise ValueError(f"a pair needs 2 names, got {pair!r}")
         _check_names(pair, forbidden=",\n\r", unique=False)
         out.append(f"{pair[0]},{pair[1]}")
-    Path(path).write_text("\n".join(out) + "\n", encoding="utf-8")
+    atomic_write_text(path, "\n".join(out) + "\n")
 
 
 def layout_name(image_name: str) -> str:
@@ -244,23 +245,70 @@ def pair_name(source_name: str, target_name: str) -> str:
     return f"{Path(source_name).stem}___{Path(target_name).stem}.png"
 
 
-def _open_image(path: Path) -> Image.Image:
-    """Open and fully decode an image, or FormatError naming the file."""
+#: Largest image decoded, in pixels (100 megapixels, 300 MB as RGB; the photo limit too): checked from the header
+#: before any pixel is decoded, so a hostile or mistaken 20000x20000 file is refused, not decoded.
+MAX_IMAGE_PIXELS = 100_000_000
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def open_image(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Open an image, check its size from the header, then decode it fully; FormatError naming the file."""
     try:
         image = Image.open(path)
-        image.load()
     except FileNotFoundError:
         raise FormatError(path, "file not found") from None
+    except IsADirectoryError:
+        raise FormatError(path, "is a folder, not an image") from None
+    except Image.DecompressionBombError as exc:  # Pillow's own header check, far above ours
+        raise FormatError(path, f"image is over {max_pixels / 1e6:.0f} megapixels ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise FormatError(path, f"cannot decode image ({exc})") from None
+    width, height = image.size
+    if width < 1 or height < 1 or width * height > max_pixels:
+        image.close()
+        raise FormatError(path, f"image is {width}x{height} pixels; images must be non-empty and at most "
+                                f"{max_pixels / 1e6:.0f} megapixels")
+    try:
+        image.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        image.close()
         raise FormatError(path, f"cannot decode image ({exc})") from None
     return image
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB pixels of an image file; FormatError if missing or corrupt."""
+def to_rgb(image: Image.Image, path: Path | None = None) -> np.ndarray:
+    """``(H, W, 3)`` uint8 of any decoded mode: 16-bit and 32-bit integer greyscale scaled by their bit
+    depth, float greyscale read as [0, 1], transparency composited on white."""
+    if image.mode in _SIXTEEN_BIT or image.mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise FormatError(path, f"{int((~np.isfinite(values)).sum())} pixels are NaN or infinite")
+        if image.mode == "F":
+            values = values * 255.0 if values.size and values.max() <= 1.0 else values
+        elif image.mode == "I":
+            values = values / 257.0 if values.size and values.max() > 255 else values
+        else:
+            values = values / 257.0
+        grey = np.clip(np.round(values), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return np.array(image.convert("RGB"), dtype=np.uint8)
+
+
+def read_image(path: str | Path, orient: bool = False) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB pixels of an image file: the project's one image decoder.
+
+    Any format Pillow reads (and HEIC); grey, palette, CMYK and 16-bit images become RGB at their true
+    intensities; transparent pixels are composited on white; ``orient`` applies the EXIF orientation
+    (photos). FormatError for a missing, truncated or corrupt file, or one over :data:`MAX_IMAGE_PIXELS`.
+    """
     path = Path(path)
-    with _open_image(path) as image:
-        return np.array(image.convert("RGB"))
+    with open_image(path) as image:
+        if orient:
+            image = ImageOps.exif_transpose(image)
+        return to_rgb(image, path)
 
 
 def read_layout(path: str | Path, num_parts: int | None = None) -> np.ndarray:
@@ -269,7 +317,7 @@ def read_layout(path: str | Path, num_parts: int | None = None) -> np.ndarray:
     Palette PNGs are read by their indices. With ``num_parts``, labels ``>= num_parts`` raise FormatError.
     """
     path = Path(path)
-    with _open_image(path) as image:
+    with open_image(path) as image:
         if image.mode not in ("L", "P"):
             raise FormatError(path, f"layout must be a single-channel L or P image, got mode {image.mode}")
         labels = np.array(image, dtype=np.uint8)
@@ -295,4 +343,5 @@ def write_layout(path: str | Path, labels: np.ndarray, label_set: LabelSet | Non
     else:
         image = Image.frombytes("P", (width, height), data.tobytes())
         image.putpalette([channel for colour in label_set.palette for channel in colour])
-    image.save(Path(path), format="PNG")
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")

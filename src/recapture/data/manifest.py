@@ -15,11 +15,15 @@ import yaml
 
 from recapture.body.parts import LABEL_SETS
 from recapture.data.errors import FormatError
+from recapture.fileio import atomic_write_text, load_yaml
 
-__all__ = ["FrozenMapping", "SplitSpec", "Manifest", "read_manifest", "write_manifest", "SPLIT_FIELDS"]
+__all__ = ["FrozenMapping", "SplitSpec", "Manifest", "read_manifest", "write_manifest", "SPLIT_FIELDS",
+           "SPLIT_EXTRAS"]
 
-#: The folders/files every split names; any other key of a split is an extra (e.g. ``invisible``).
+#: The folders/files every split names.
 SPLIT_FIELDS: tuple[str, ...] = ("images", "layouts", "annotations", "pairs")
+#: Optional keys of a split (SynthHumans: an ``invisible`` mask folder, an ``edits`` CSV); any other is an error.
+SPLIT_EXTRAS: tuple[str, ...] = ("invisible", "edits")
 _TOP_FIELDS: tuple[str, ...] = ("name", "label_set", "image_size", "keypoint_offset", "splits")
 
 
@@ -152,7 +156,7 @@ class _Parser:
     def split(self, name: str, value: Any) -> SplitSpec:
         prefix = f"splits.{name}."
         data = self.mapping(value, f"splits.{name}")
-        self.fields(data, SPLIT_FIELDS, None, prefix)
+        self.fields(data, SPLIT_FIELDS, SPLIT_FIELDS + SPLIT_EXTRAS, prefix)
         values = {str(k): self.string(v, f"{prefix}{k}") for k, v in data.items()}
         extras = {k: v for k, v in values.items() if k not in SPLIT_FIELDS}
         return SplitSpec(*(values[k] for k in SPLIT_FIELDS), extras=extras)
@@ -188,7 +192,7 @@ def read_manifest(path: str | Path) -> Manifest:
         raise FormatError(path, f"cannot read manifest ({exc})") from None
     try:
         lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader))
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = None if mark is None else mark.line + 1
@@ -218,4 +222,4 @@ def write_manifest(path: str | Path, name: str, label_set: str, image_size: tupl
                         tuple(operator.index(v) for v in keypoint_offset), splits)
     content = manifest_dict(manifest)
     _Parser(path, {}).manifest(content)
-    path.write_text(yaml.safe_dump(content, sort_keys=False), encoding="utf-8")
+    atomic_write_text(path, yaml.safe_dump(content, sort_keys=False))

@@ -31,8 +31,9 @@ from recapture.data.errors import FormatError
 from recapture.data.formats import pair_name, read_layout
 from recapture.data.manifest import Manifest, read_manifest
 from recapture.data.synthetic import EditRecord, read_edits
-from recapture.evaluation.metrics import (EvaluationOptions, MetricAccumulator, add_reference_folder,
-                                          build_accumulator, report_settings)
+from recapture.evaluation.folders import add_reference_folder
+from recapture.evaluation.metrics import MetricAccumulator
+from recapture.evaluation.options import EvaluationOptions, build_accumulator, report_settings
 from recapture.evaluation.report import EvaluationReport
 from recapture.evaluation.ssim import to_uint8
 from recapture.evaluation.synthetic import EDIT_KINDS, ExtraScoreAccumulator
@@ -96,10 +97,13 @@ def image_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate(generator: RecaptureGenerator, batch: PairBatch, target_layout: torch.Tensor | None = None) -> Generated:
-    """Recapture a batch: the appearance network sees ``target_layout`` ``(B, H, W)`` labels, or Ŝ_B if None."""
+def generate(generator: RecaptureGenerator, batch: PairBatch, target_layout: torch.Tensor | None = None,
+             layout_logits: torch.Tensor | None = None) -> Generated:
+    """Recapture a batch: the appearance network sees ``target_layout`` ``(B, H, W)`` labels, or Ŝ_B if None
+    (``layout_logits`` when already computed, else the geometric network's, from the batch's keypoints)."""
     output = generator(batch.source_image, batch.source_layout, batch.source_pose, batch.target_pose,
-                       target_layout=target_layout)
+                       target_layout=target_layout, source_keypoints=batch.source_keypoints,
+                       target_keypoints=batch.target_keypoints, layout_logits=layout_logits)
     return Generated(images=image_uint8(output.image), predicted_labels=output.layout_logits.argmax(dim=1).cpu(),
                      used_labels=output.target_layout.argmax(dim=1).cpu())
 
@@ -151,10 +155,11 @@ class _ModelRun:
         self.label_set = get_label_set(manifest.label_set)
         self.totals: dict[str, int] = {}
         config = loaded.config
-        if tuple(config.image_size) != tuple(manifest.image_size) or config.label_set != manifest.label_set:
-            raise ValueError(f"model {loaded.source} is built for {config.image_size[0]}x{config.image_size[1]} "
-                             f"{config.label_set} but manifest {manifest.path} is {manifest.image_size[0]}x"
-                             f"{manifest.image_size[1]} {manifest.label_set}")
+        if tuple(config.output_size) != tuple(manifest.image_size) or config.label_set != manifest.label_set:
+            raise ValueError(f"model {loaded.source} outputs {config.output_size[0]}x{config.output_size[1]} "
+                             f"{config.label_set} images but manifest {manifest.path} is {manifest.image_size[0]}x"
+                             f"{manifest.image_size[1]} {manifest.label_set}: evaluate it with a model of that "
+                             f"size (--model default is 256x176, synthhumans 128x64)")
 
     def batches(self, split: str) -> Iterator[PairBatch]:
         dataset = PairDataset(self.manifest, split=split, flip=False)
@@ -207,11 +212,13 @@ class _ModelRun:
                 used, edited = truth, None
             else:
                 with torch.no_grad():
-                    logits = self.generator.geometric(batch.source_layout, batch.source_pose, batch.target_pose)
+                    logits = self.generator.geometric(batch.source_layout, batch.source_pose, batch.target_pose,
+                                                      batch.source_keypoints, batch.target_keypoints)
                 edits = [layout_edits(records[p]) for p in zip(batch.source_name, batch.target_name)]
                 used = edited = edited_layouts(logits.argmax(dim=1), edits, batch.target_keypoints,
                                                self.label_set)
-            out = generate(self.generator, batch, used.to(self.device))
+            out = generate(self.generator, batch, used.to(self.device),
+                           None if self.options.target_layout == "ground_truth" else logits)
             extra.update_edit(kind, out.images, image_uint8(batch.target_image), edited, truth)
             if self.options.out_dir is not None:
                 write_images(self.options.out_dir / split, batch, out.images)

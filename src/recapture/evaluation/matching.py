@@ -15,7 +15,10 @@ convention                file name                                       writte
 ========================  ==============================================  ==========================
 
 Every separator (``___``, ``_2_``, ``_``) is tried with and without the ``_vis`` suffix. A pair that
-matches no file, or more than one, is an error naming it.
+matches no file is counted as missing, a generated file that no pair names as unmatched
+(:class:`~recapture.evaluation.report.MatchCounts`; ``--strict`` turns either into an error). A pair
+that matches several files (``a.png`` and ``a.jpg``) is always an error naming them: scoring one of
+them would be a guess, scoring both would count the pair twice.
 """
 
 from __future__ import annotations
@@ -24,11 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-from PIL import Image
-
-from recapture.data.errors import FormatError
-from recapture.data.formats import read_image
+from recapture.evaluation.report import MatchCounts
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 PAIR_SEPARATORS = ("___", "_2_", "_")
@@ -49,6 +48,22 @@ class MatchedPair:
     source_name: str | None = None
 
 
+@dataclass(frozen=True)
+class Matching:
+    """The matched pairs and the counts of what did not match."""
+
+    pairs: tuple[MatchedPair, ...]
+    counts: MatchCounts
+
+    def check_strict(self) -> None:
+        """MatchingError if any pair is missing or any generated file unmatched (``--strict``)."""
+        missing, unmatched = self.counts.missing, self.counts.unmatched
+        if missing or unmatched:
+            raise MatchingError(f"--strict: {self.counts.summary()}"
+                                + (f"; missing e.g. {', '.join(missing[:5])}" if missing else "")
+                                + (f"; unmatched e.g. {', '.join(unmatched[:5])}" if unmatched else ""))
+
+
 def _stem(name: str) -> str:
     """``name`` without an image extension (other suffixes, e.g. ``.jpg_vis``, are kept)."""
     path = Path(name)
@@ -66,7 +81,7 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-class _Index:
+class ImageIndex:
     """Files of a folder by exact name and by stem."""
 
     def __init__(self, folder: str | Path) -> None:
@@ -101,10 +116,23 @@ def split_pair_name(stem: str) -> tuple[str, str] | None:
     return None
 
 
-def match_by_name(generated_dir: str | Path, real_dir: str | Path) -> list[MatchedPair]:
-    """Pair every generated image with the real image of the same name, stem, or pair-name target."""
-    generated, real = _Index(generated_dir), _Index(real_dir)
-    pairs, unmatched = [], []
+def _refuse_duplicates(found: dict[tuple[str | None, Path], list[Path]], folder: Path) -> None:
+    for (source, target), files in found.items():
+        if len(files) > 1:
+            what = f"pair ({source}, {target.name})" if source is not None else f"real image {target.name}"
+            raise MatchingError(f"{what} matches several files in {folder}: {', '.join(p.name for p in files)}; "
+                                "keep one")
+
+
+def match_by_name(generated_dir: str | Path, real_dir: str | Path) -> Matching:
+    """Pair every generated image with the real image of the same name, stem, or pair-name target.
+
+    Generated files that match nothing are counted as unmatched; two files for one pair (``a.png``,
+    ``a.jpg``) raise MatchingError naming both.
+    """
+    generated, real = ImageIndex(generated_dir), ImageIndex(real_dir)
+    found: dict[tuple[str | None, Path], list[Path]] = {}
+    unmatched = []
     for path in generated.files:
         target = real.find(path.name)
         source = None
@@ -114,12 +142,11 @@ def match_by_name(generated_dir: str | Path, real_dir: str | Path) -> list[Match
         if target is None:
             unmatched.append(path.name)
             continue
-        pairs.append(MatchedPair(generated=path, real=target, target_name=target.name, source_name=source))
-    if unmatched:
-        raise MatchingError(f"{len(unmatched)} generated file(s) in {generated.folder} have no real image in "
-                            f"{real.folder} (by name, stem or pair name): {', '.join(unmatched[:5])}"
-                            " - pass --pairs for pair-named outputs")
-    return pairs
+        found.setdefault((source, target), []).append(path)
+    _refuse_duplicates(found, generated.folder)
+    pairs = tuple(MatchedPair(generated=files[0], real=target, target_name=target.name, source_name=source)
+                  for (source, target), files in found.items())
+    return Matching(pairs, MatchCounts(listed=None, scored=len(pairs), unmatched=tuple(unmatched)))
 
 
 def pair_candidates(source_name: str, target_name: str) -> tuple[str, ...]:
@@ -130,18 +157,19 @@ def pair_candidates(source_name: str, target_name: str) -> tuple[str, ...]:
                                for a in sources for b in targets))
 
 
-def match_pairs(generated_dir: str | Path, real_dir: str | Path,
-                pairs: Sequence[tuple[str, str]]) -> list[MatchedPair]:
-    """Find the generated file of every ``(source_name, target_name)`` pair and the target's real image."""
-    generated, real = _Index(generated_dir), _Index(real_dir)
+def match_pairs(generated_dir: str | Path, real_dir: str | Path, pairs: Sequence[tuple[str, str]]) -> Matching:
+    """Find the generated file of every ``(source_name, target_name)`` pair and the target's real image.
+
+    Pairs without a file are counted as missing, files named by no pair as unmatched. Errors: a pair
+    matching several files, a file matching two pairs, a target absent from ``real_dir``.
+    """
+    generated, real = ImageIndex(generated_dir), ImageIndex(real_dir)
     out, missing = [], []
     used: dict[Path, tuple[str, str]] = {}
     for source_name, target_name in pairs:
         found = [p for stem in pair_candidates(source_name, target_name)
                  for p in generated.by_stem.get(stem, [])]
-        if len(found) > 1:
-            raise MatchingError(f"pair ({source_name}, {target_name}) matches several files in "
-                                f"{generated.folder}: {', '.join(p.name for p in found)}")
+        _refuse_duplicates({(source_name, Path(target_name)): found}, generated.folder)
         if not found:
             missing.append(f"{source_name}->{target_name}")
             continue
@@ -153,32 +181,7 @@ def match_pairs(generated_dir: str | Path, real_dir: str | Path,
             raise MatchingError(f"target image {target_name!r} of pair ({source_name}, {target_name}) "
                                 f"not found in {real.folder}")
         out.append(MatchedPair(generated=found[0], real=target, target_name=target_name, source_name=source_name))
-    if missing:
-        raise MatchingError(f"{len(missing)} pair(s) have no generated file in {generated.folder}: "
-                            f"{', '.join(missing[:5])} (tried e.g. {pair_candidates(*pairs[0])[0]}.png)")
-    return out
+    unmatched = tuple(p.name for p in generated.files if p not in used)
+    return Matching(tuple(out), MatchCounts(listed=len(pairs), scored=len(out), missing=tuple(missing),
+                                            unmatched=unmatched))
 
-
-def last_panel(image: np.ndarray, panel_aspect: float, path: Path) -> np.ndarray:
-    """The right-most panel of a side-by-side strip ``(H, n * w, 3)``, ``w = round(H * panel_aspect)``."""
-    height, width = image.shape[:2]
-    panel = int(round(height * panel_aspect))
-    if panel < 1 or width % panel != 0:
-        raise FormatError(path, f"width {width} is not a whole number of {panel}-px panels "
-                                f"(height {height}, real aspect {panel_aspect:.4f}); --crop-last-panel "
-                                "expects a strip of equal panels")
-    return image[:, width - panel:]
-
-
-def read_generated(path: Path, size: tuple[int, int], crop_last_panel: bool = False) -> np.ndarray:
-    """A generated image as ``(H, W, 3)`` uint8 of the real image's ``size``.
-
-    Optionally takes the last panel of a strip first; then resizes bilinearly (PIL) if needed.
-    """
-    image = read_image(path)
-    height, width = size
-    if crop_last_panel:
-        image = last_panel(image, width / height, path)
-    if image.shape[:2] != (height, width):
-        image = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
-    return image

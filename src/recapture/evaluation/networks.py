@@ -1,25 +1,26 @@
-"""Pretrained networks behind FID, IS and LPIPS, loaded from local files only (nothing downloads).
+"""Pretrained networks behind IS and LPIPS, loaded from local files only (nothing downloads).
 
-* Inception: torch-fidelity's ``inception-v3-compat`` (the TensorFlow 2015-12-05 graph of the FID/IS
-  reference code, ported; TF1-compatible bilinear resize to 299x299). It gives the 2048-d pool3
-  features (FID) and the bias-free logits (IS, as in the original Inception Score code). Its weights
-  file is ``weights-inception-2015-12-05-6726825d.pth``, by default in ``<torch hub dir>/checkpoints``.
+FID, KID and ``inception_distance`` use the bundled Inception of :mod:`recapture.models.inception`
+(always available offline). The two metrics below need files the user provides:
+
+* IS: torch-fidelity's ``inception-v3-compat`` (the TensorFlow 2015-12-05 graph of the FID/IS
+  reference code, ported; TF1-compatible bilinear resize to 299x299), for its bias-free logits (the
+  bundled network has no classifier). Its weights file is ``weights-inception-2015-12-05-6726825d.pth``,
+  by default in ``<torch hub dir>/checkpoints``, or ``--inception-weights``.
 * LPIPS: version 0.1 with the AlexNet backbone (``net='alex'``, the setting of GFLA / NTED / PIDM).
   The backbone is torchvision's ``alexnet-owt-7be5be79.pth`` (same default folder); the linear
   layers are the 6 kB ``alex.pth`` that torchmetrics ships inside its package.
 
 Files are read with ``torch.load(weights_only=True)``: no code in a weights file ever runs.
 A missing file raises :class:`WeightsUnavailable` whose message names the file and where to put it.
-Every feature extractor follows the :class:`FeatureExtractor` protocol, so tests inject tiny ones.
+The metrics take plain callables (``(B, 3, H, W)`` uint8 -> logits), so tests inject tiny networks.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import io
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import torch
 import torch.nn as nn
@@ -36,20 +37,6 @@ _ALEX_CHANNELS = (64, 192, 384, 256, 256)
 
 class WeightsUnavailable(RuntimeError):
     """A metric's pretrained weights are not on this machine; the message says what to put where."""
-
-
-@dataclass(frozen=True)
-class InceptionOutputs:
-    """Features of a batch: ``pool`` ``(B, D)`` for FID, ``logits`` ``(B, K)`` for IS (float32)."""
-
-    pool: torch.Tensor
-    logits: torch.Tensor
-
-
-class FeatureExtractor(Protocol):
-    """Maps ``(B, 3, H, W)`` uint8 RGB images to :class:`InceptionOutputs`."""
-
-    def __call__(self, images: torch.Tensor) -> InceptionOutputs: ...
 
 
 def checkpoint_dir() -> Path:
@@ -85,7 +72,7 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 class TorchFidelityInception(nn.Module):
-    """torch-fidelity's ``inception-v3-compat`` returning pool3 features and bias-free logits."""
+    """torch-fidelity's ``inception-v3-compat`` returning the bias-free logits (IS)."""
 
     def __init__(self, state_dict: dict[str, torch.Tensor]) -> None:
         super().__init__()
@@ -97,20 +84,21 @@ class TorchFidelityInception(nn.Module):
         torch.save(state_dict, buffer)
         buffer.seek(0)
         try:
-            self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
+            self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["logits_unbiased"],
                                                    feature_extractor_weights_path=buffer)
         except RuntimeError as exc:
             raise ValueError(f"not torch-fidelity Inception weights: {str(exc)[:300]}") from None
 
     @torch.no_grad()
-    def forward(self, images: torch.Tensor) -> InceptionOutputs:
-        """``(B, 3, H, W)`` uint8 -> pool ``(B, 2048)`` and logits ``(B, 1008)``."""
-        pool, logits = self.net(images)
-        return InceptionOutputs(pool=pool.float(), logits=logits.float())
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` uint8 -> logits ``(B, 1008)`` float32."""
+        (logits,) = self.net(images)
+        return logits.float()
 
 
-def load_inception(weights: str | Path | None = None, device: torch.device | str = "cpu") -> TorchFidelityInception:
-    """The Inception feature extractor from ``weights`` (default: the torch hub checkpoint folder)."""
+def load_is_inception(weights: str | Path | None = None,
+                      device: torch.device | str = "cpu") -> TorchFidelityInception:
+    """torch-fidelity's Inception (IS logits) from ``weights`` (default: the torch hub checkpoint folder)."""
     path = resolve_weights(weights, INCEPTION_WEIGHTS_NAME, INCEPTION_WEIGHTS_URL, "--inception-weights")
     try:
         model = TorchFidelityInception(load_state_dict(path))

@@ -131,12 +131,13 @@ def level_size(image_size: tuple[int, int], level: int) -> tuple[int, int]:
 
 def validate_model_config(config: ModelConfig) -> None:
     """Raise ValueError naming the ``model.*`` field when sizes/levels are inconsistent."""
-    height, width = config.image_size
+    height, width = config.network_size
     factor = 2 ** config.num_down
     if config.num_down < 1:
         raise ValueError(f"model.num_down must be >= 1, got {config.num_down}")
     if height % factor or width % factor:
-        raise ValueError(f"model.image_size {config.image_size} must be divisible by 2**model.num_down = {factor}")
+        name = "internal_size" if config.internal_size is not None else "image_size"
+        raise ValueError(f"model.{name} {config.network_size} must be divisible by 2**model.num_down = {factor}")
     for name in ("sat_level", "lgr_level"):
         level = getattr(config, name)
         if not 0 <= level <= config.num_down:

@@ -11,19 +11,26 @@ Which target layout the appearance network sees:
 
 The cross-entropy and D1 adversarial terms train the geometric network through ``layout_logits``
 directly (see :mod:`recapture.models.losses`).
+
+Sizes: tensors in and out are at ``model.image_size`` (the output size); with a smaller
+``model.internal_size`` the appearance network sees its inputs area-pooled to that size and its image
+is upsampled back (bilinear). Ŝ_B is computed once per call; a caller that already has it (the
+recapture pipeline, after showing it to the user) passes ``layout_logits`` and the geometric network
+does not run again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from torch import Tensor, nn
 
 from recapture.body.keypoints import NUM_KEYPOINTS
 from recapture.config import ModelConfig
 from recapture.models.appearance import AppearanceGenerator
 from recapture.models.blocks import validate_model_config
-from recapture.models.geometric import GeometricGenerator
+from recapture.models.geometric import GeometricGenerator, to_network_size, to_output_size
 from recapture.models.layout_ops import check_shape, straight_through_one_hot, to_one_hot
 
 
@@ -46,7 +53,7 @@ class SatAttention:
 
     weights: Tensor  # (B, h, w) over source pixels at the SAT level; sums to 1 over the pixel's part
     pixel: tuple[int, int]  # (y, x) of the target pixel at the SAT level
-    level: int  # SAT level: the map is at 1 / 2**level of the image size
+    level: int  # SAT level: the map is at 1 / 2**level of the network size (model.internal_size)
 
 
 class RecaptureGenerator(nn.Module):
@@ -67,7 +74,10 @@ class RecaptureGenerator(nn.Module):
             raise ValueError(f"source_image: expected (B, 3, H, W), got {tuple(source_image.shape)}")
         batch, _, height, width = source_image.shape
         factor = 2 ** self.config.num_down
-        if height % factor or width % factor:
+        if self.config.internal_size is not None and (height, width) != self.config.output_size:
+            raise ValueError(f"source_image: {height}x{width}, but this model takes {self.config.output_size} "
+                             f"(model.image_size)")
+        if self.config.internal_size is None and (height % factor or width % factor):
             raise ValueError(f"source_image: height and width {height}x{width} must be divisible by {factor} "
                              f"(2**model.num_down)")
         layouts = []
@@ -82,14 +92,33 @@ class RecaptureGenerator(nn.Module):
         return layouts[0], layouts[1]
 
     def forward(self, source_image: Tensor, source_layout: Tensor, source_pose: Tensor, target_pose: Tensor,
-                target_layout: Tensor | None = None) -> GeneratorOutput:
-        """Recapture ``source_image`` in ``target_pose`` (and ``target_layout`` when given)."""
+                target_layout: Tensor | None = None, *, source_keypoints: Tensor | np.ndarray | None = None,
+                target_keypoints: Tensor | np.ndarray | None = None,
+                layout_logits: Tensor | None = None) -> GeneratorOutput:
+        """Recapture ``source_image`` in ``target_pose`` (and ``target_layout`` when given).
+
+        ``source_keypoints``/``target_keypoints`` ``(B, 18, 2)`` feed the geometric prior;
+        ``layout_logits`` ``(B, N, H, W)``: a Ŝ_B already computed for these inputs (not recomputed).
+        """
         source_layout, target_layout = self._inputs(source_image, source_layout, source_pose, target_pose,
                                                     target_layout)
-        logits = self.geometric(source_layout, source_pose, target_pose)
-        used = straight_through_one_hot(logits) if target_layout is None else target_layout
-        image = self.appearance(source_image, source_layout, source_pose, used, target_pose)
-        return GeneratorOutput(image=image, layout_logits=logits, target_layout=used)
+        if layout_logits is None:
+            layout_logits = self.geometric(source_layout, source_pose, target_pose, source_keypoints,
+                                           target_keypoints)
+        else:
+            check_shape("layout_logits", layout_logits, tuple(source_layout.shape), "Ŝ_B logits (B, parts, H, W)")
+        used = straight_through_one_hot(layout_logits) if target_layout is None else target_layout
+        image = self.render(source_image, source_layout, source_pose, used, target_pose)
+        return GeneratorOutput(image=image, layout_logits=layout_logits, target_layout=used)
+
+    def render(self, source_image: Tensor, source_layout: Tensor, source_pose: Tensor, target_layout: Tensor,
+               target_pose: Tensor) -> Tensor:
+        """The appearance network at ``model.internal_size``; ``(B, 3, H, W)`` at the input size."""
+        size = tuple(self.config.internal_size or source_image.shape[-2:])
+        inputs = [to_network_size(t, size) for t in (source_image, source_layout)]
+        poses = [to_network_size(p, size, binary=True) for p in (source_pose, target_pose)]
+        image = self.appearance(inputs[0], inputs[1], poses[0], to_network_size(target_layout, size), poses[1])
+        return to_output_size(image, tuple(source_image.shape[-2:]))
 
     def sat_attention(self, source_image: Tensor, source_layout: Tensor, source_pose: Tensor, target_pose: Tensor,
                       pixel: tuple[int, int], target_layout: Tensor | None = None) -> SatAttention:
@@ -102,7 +131,10 @@ class RecaptureGenerator(nn.Module):
             raise ValueError(f"pixel {pixel} outside the {height}x{width} image")
         if target_layout is None:
             target_layout = straight_through_one_hot(self.geometric(source_layout, source_pose, target_pose))
-        at_level = (pixel[0] >> level, pixel[1] >> level)
-        weights = self.appearance.sat_attention(source_image, source_layout, source_pose, target_layout,
-                                                target_pose, at_level)
+        size = tuple(self.config.internal_size or (height, width))
+        at_level = ((pixel[0] * size[0] // height) >> level, (pixel[1] * size[1] // width) >> level)
+        weights = self.appearance.sat_attention(
+            to_network_size(source_image, size), to_network_size(source_layout, size),
+            to_network_size(source_pose, size, True), to_network_size(target_layout, size),
+            to_network_size(target_pose, size, True), at_level)
         return SatAttention(weights=weights, pixel=at_level, level=level)

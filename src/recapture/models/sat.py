@@ -11,7 +11,15 @@ absent from the source layout receives zeros (there is nothing of that part to t
 
 :func:`part_attention` gathers the tokens of each (image, part) segment by sorting pixels by label and
 runs one small matmul per segment, so the cost grows with ``Σ_c |S_A^c| · |Ŝ_B^c|`` rather than
-``(HW)²``. :func:`dense_part_attention` is the dense masked form, kept for tests and benchmarks only.
+``(HW)²``. Its segment sizes depend on the data, so it cannot be traced into a static graph.
+
+:func:`dense_part_attention` is the same map as one dense masked attention: logits for every
+(target, source) pixel pair, ``-inf`` (the dtype's lowest value) where the labels differ, a softmax
+over source pixels, zeros where a target pixel's part is absent from the source. It uses only
+fixed-shape operations, so it exports to ONNX (:attr:`SemanticAttentiveTransfer.dense`, set by
+``recapture export --format onnx``). Its cost is ``2 · (HW)² · (D + C)`` FLOPs per image (query-key
+and weights-value products; ``D`` = ``sat_dim``, ``C`` the value channels) and ``(HW)²`` floats of
+memory: at the DeepFashion preset's SAT level (64x44, D = 64, C = 256) 5.1 GFLOPs and 30 MiB per matrix.
 """
 
 from __future__ import annotations
@@ -20,6 +28,15 @@ import torch
 from torch import Tensor, nn
 
 from recapture.models.blocks import conv2d
+
+
+def identity_grid(batch: int, size: tuple[int, int], device: torch.device | None = None) -> Tensor:
+    """``(B, 2, H, W)`` x/y of every pixel in ``grid_sample``'s [-1, 1] frame (``align_corners=True``)."""
+    height, width = size
+    ys = torch.linspace(-1.0, 1.0, height, device=device) if height > 1 else torch.zeros(1, device=device)
+    xs = torch.linspace(-1.0, 1.0, width, device=device) if width > 1 else torch.zeros(1, device=device)
+    grid = torch.stack([xs.view(1, -1).expand(height, width), ys.view(-1, 1).expand(height, width)])
+    return grid.unsqueeze(0).expand(batch, -1, -1, -1)
 
 
 def _tokens(feature: Tensor) -> Tensor:
@@ -81,7 +98,7 @@ def part_attention(query: Tensor, key: Tensor, value: Tensor, source_labels: Ten
 
 def dense_part_attention(query: Tensor, key: Tensor, value: Tensor, source_labels: Tensor,
                          target_labels: Tensor) -> Tensor:
-    """The same result through a dense ``(HW)²`` masked attention matrix (reference/benchmark only)."""
+    """The same result through a dense ``(HW)²`` masked attention matrix (reference, ONNX export)."""
     _check(query, key, value, source_labels, target_labels)
     batch, channels, height, width = value.shape
     q = query.flatten(2).transpose(1, 2)
@@ -97,6 +114,9 @@ def dense_part_attention(query: Tensor, key: Tensor, value: Tensor, source_label
 class SemanticAttentiveTransfer(nn.Module):
     """SAT: ``(Φ_{L-l} (B, Cd, H, W), Φ_l (B, Ce, H, W), S_A labels, Ŝ_B labels) -> (B, Ce, H, W)``."""
 
+    #: Use the dense masked form in :meth:`forward` (same result; set for ONNX export).
+    dense: bool = False
+
     def __init__(self, decoder_channels: int, encoder_channels: int, dim: int, sn: bool = True) -> None:
         super().__init__()
         self.query = conv2d(decoder_channels, dim, 1, sn=sn)  # g
@@ -105,10 +125,24 @@ class SemanticAttentiveTransfer(nn.Module):
 
     def forward(self, decoder_feature: Tensor, encoder_feature: Tensor, source_labels: Tensor,
                 target_labels: Tensor, dense: bool = False) -> Tensor:
-        """Transferred feature ``Φ̂_{L-l}``; ``dense=True`` uses the dense reference (same result)."""
-        attend = dense_part_attention if dense else part_attention
+        """Transferred feature ``Φ̂_{L-l}``; ``dense=True`` (or :attr:`dense`) uses the dense form (same result)."""
+        attend = dense_part_attention if dense or self.dense else part_attention
         return attend(self.query(decoder_feature), self.key(encoder_feature), encoder_feature,
                       source_labels, target_labels)
+
+    def transfer_with_coordinates(self, decoder_feature: Tensor, encoder_feature: Tensor, source_labels: Tensor,
+                                  target_labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``Φ̂_{L-l}`` and, under the same weights ``W_{j,·}``, the expected source position of every target
+        pixel: ``(transferred (B, Ce, H, W), coordinates (B, 2, H, W) x/y in [-1, 1] (align_corners=True),
+        present (B, 1, H, W))``; ``present`` is 1 where the pixel's part exists in the source (else the
+        coordinates are 0, the centre)."""
+        batch, channels, height, width = encoder_feature.shape
+        grid = identity_grid(batch, (height, width), encoder_feature.device).to(encoder_feature.dtype)
+        ones = encoder_feature.new_ones(batch, 1, height, width)
+        value = torch.cat([encoder_feature, grid, ones], dim=1)
+        attend = dense_part_attention if self.dense else part_attention
+        out = attend(self.query(decoder_feature), self.key(encoder_feature), value, source_labels, target_labels)
+        return out[:, :channels], out[:, channels:channels + 2], out[:, channels + 2:]
 
     def attention_map(self, decoder_feature: Tensor, encoder_feature: Tensor, source_labels: Tensor,
                       target_labels: Tensor, pixel: tuple[int, int]) -> Tensor:

@@ -1,10 +1,12 @@
 """``recapture edit``: one source portrait, a target pose and layout edits -> an image file.
 
-Two routes:
+Both routes run the real-photo stages (:func:`recapture.pipelines.photo.run_photo`) and write the same
+scene at the input's size:
 * the source's pose and layout are given (``--source-pose``, ``--source-layout``: a dataset image):
-  the portrait is recaptured in the model frame and the generated image is written;
-* otherwise the source is a photo in the wild: pose estimation, segmentation, approximate parsing (or
-  ``--source-layout`` as a LIP PNG), generation, inpainting and compositing at full resolution.
+  detection, pose estimation, segmentation and parsing are skipped;
+* otherwise the source is a photo in the wild: people detection, pose estimation, segmentation and
+  parsing (``--parser``, or ``--source-layout`` as a LIP PNG), then framing, generation, inpainting and
+  compositing at full resolution.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
 
 from recapture.body.edits import LayoutEdits
-from recapture.pipelines.photo import dataset_source, recapture_photo
-from recapture.pipelines.poses import target_keypoints
+from recapture.body.keypoints import missing_mask
+from recapture.fileio import check_output_file
+from recapture.pipelines.framing import FrameOptions
+from recapture.pipelines.photo import PhotoModels, PhotoOptions, PhotoRequest, PhotoResult, run_photo
+from recapture.pipelines.photo_io import output_format, write_photo
+from recapture.pipelines.poses import PoseSourceError, load_pose
 from recapture.pipelines.recapture import Recapturer, Result
 
 #: Factors of the ``--thinner GROUP`` / ``--fatter GROUP`` shortcuts.
@@ -41,6 +46,14 @@ class EditRequest:
     layout_out: Path | None = None
     attention: tuple[int, int] | None = None
     attention_out: Path | None = None
+    parser: str | None = None
+    person: int = 0
+    allow_invent: bool = False
+    retarget: bool = True
+    invented_mask: Path | None = None
+    quality: int = 95
+    verbose: bool = False
+    overwrite: bool = False  # allow an output to replace an existing file or an input (the source photo)
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,7 @@ class EditOutcome:
     image: Path
     written: tuple[Path, ...] = field(default_factory=tuple)
     result: Result | None = None
+    photo: PhotoResult | None = None
 
 
 def parse_frame(text: str | None) -> tuple[int, int] | None:
@@ -60,6 +74,8 @@ def parse_frame(text: str | None) -> tuple[int, int] | None:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise ValueError(f"frame must look like HxW (e.g. 256x176), got {text!r}") from None
+    if height < 1 or width < 1:
+        raise ValueError(f"frame must be at least 1x1 pixels, got {text!r}")
     return height, width
 
 
@@ -70,31 +86,50 @@ def layout_edits(request: EditRequest) -> LayoutEdits:
 
 
 def run_edit(request: EditRequest, recapturer: Recapturer | None = None) -> EditOutcome:
-    """Carry out an edit request; raises ValueError (with the reason) on bad input."""
+    """Carry out an edit request; raises ValueError (with the reason) on bad input, having written nothing."""
+    inputs = [request.source, *(p for p in (request.source_layout,) if p is not None)]
+    for path in (request.out, request.invented_mask, request.layout_out, request.attention_out):
+        if path is not None:
+            output_format(path)
+            check_output_file(path, overwrite=request.overwrite, inputs=inputs)
     recapturer = recapturer or Recapturer.from_pretrained(request.model)
     edits = layout_edits(request)
-    target = target_keypoints(request.pose, recapturer.image_size, request.pose_frame)
-    request.out.parent.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    target = load_pose(request.pose, request.pose_frame)
+    if missing_mask(target.keypoints).all():
+        raise PoseSourceError(f"pose {target.source} has no joint")
+    source_pose = source_layout = None
     if request.source_pose is not None:
-        source = dataset_source(recapturer, request.source, request.source_pose, request.source_layout)
-        result = recapturer(source.image, target, source_pose=source.keypoints, source_layout=source.layout,
-                            edits=edits)
-        Image.fromarray(result.image).save(request.out)
+        from recapture.data.formats import read_layout
+        from recapture.pipelines.photo_io import read_photo
+
+        if request.source_layout is None:
+            raise ValueError("--source-pose needs --source-layout too (or give neither for a photo in the wild)")
+        image = read_photo(request.source)
+        source_pose = load_pose(request.source_pose, frame=image.pixels.shape[:2]).keypoints
+        source_layout = read_layout(request.source_layout, recapturer.label_set.num_parts)
+        source: object = image
+        parser: object | None = None
     else:
-        found = recapture_photo(recapturer, request.source, target, edits=edits, layout_path=request.source_layout)
-        result = found.result
-        Image.fromarray(found.composite).save(request.out)
-    written.append(request.out)
+        source = request.source
+        parser = request.source_layout if request.source_layout is not None else request.parser
+    options = PhotoOptions(person=request.person, frame=FrameOptions(retarget=request.retarget,
+                                                                     allow_invent=request.allow_invent))
+    with PhotoModels(recapturer, parser, request.verbose) as models:
+        found = run_photo(PhotoRequest(source=source, target=target.keypoints, edits=edits,  # type: ignore[arg-type]
+                                       source_pose=source_pose, source_layout=source_layout, out=request.out,
+                                       invented_mask_out=request.invented_mask, quality=request.quality,
+                                       options=options), models)
+    result = found.result
+    written: list[Path] = [request.out] + ([request.invented_mask] if request.invented_mask else [])
     if request.layout_out is not None:
-        Image.fromarray(recapturer.label_set.colorize(result.target_layout)).save(request.layout_out)
+        write_photo(request.layout_out, recapturer.label_set.colorize(result.target_layout))
         written.append(request.layout_out)
     if request.attention is not None:
         attention = recapturer.attention(result, request.attention)
         path = request.attention_out or request.out.with_name(request.out.stem + "_attention.png")
-        Image.fromarray(attention.overlay).save(path)
+        write_photo(path, attention.overlay)
         written.append(path)
-    return EditOutcome(image=request.out, written=tuple(written), result=result)
+    return EditOutcome(image=request.out, written=tuple(written), result=result, photo=found)
 
 
 def attention_pixel(text: str | None) -> tuple[int, int] | None:

@@ -1,81 +1,274 @@
-"""In-the-wild recapture (paper §4.5): photo -> pose, person mask, parsing -> crop to the model frame ->
-generate -> inpaint the background where the person was -> composite the new person at full resolution.
+"""The real-photo path, run: one photo (+ a target pose, edits) -> the same scene with the person re-posed.
+
+:func:`run_photo` is the one place that calls the stages of :mod:`recapture.pipelines.stages` and
+:mod:`recapture.pipelines.framing`, each once, in order, timing each (``PhotoResult.timings``, seconds
+per stage name of :data:`STAGES`). :func:`prepare_photo` is its first half (decode .. frame), shared by
+the video path and the web editor; :func:`render_photo` the second (geometric .. composite).
+``recapture edit``, ``recapture video``, ``recapture serve`` and the demo all go through here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Iterator
 
 import numpy as np
 
-from recapture.pipelines.recapture import Recapturer, Result, SourceInput
+from recapture.pipelines.framing import (
+    INVENTED_WARNING, Appearance, Composited, FrameOptions, Framed, appearance, composite_person, frame, geometric,
+)
+from recapture.pipelines.photo_io import PhotoFile, write_photo
+from recapture.pipelines.recapture import LayoutPrediction, Recapturer, Result
+from recapture.pipelines.stages import (
+    STAGES, Decoded, Encoded, Parsed, Posed, Segmented, collected_warnings, decode, detect_people, encode,
+    estimate_pose, given_source, parse, quiet_native_logs, segment,
+)
 
-if TYPE_CHECKING:
-    from recapture.pipelines.wild import WildInput
+__all__ = ["STAGES", "PhotoModels", "PhotoOptions", "PhotoRequest", "PreparedPhoto", "PhotoResult", "prepare_photo",
+           "render_photo", "run_photo", "draw_keypoints"]
+
+
+class PhotoModels:
+    """The models of the photo path, created on first use and reused: the recapturer, BlazePose, the
+    selfie segmenter and the parser (``parser``: a LayoutParser, a :func:`load_parser` spec such as
+    ``ccp``/``pose-mask``/a file, or None for the default). ``estimator``/``segmenter`` replace BlazePose
+    and the selfie segmenter (any callables of their signatures). Close it (or use ``with``) when done."""
+
+    def __init__(self, recapturer: Recapturer, parser: object | None = None, verbose: bool = False,
+                 estimator: object | None = None, segmenter: object | None = None) -> None:
+        self.recapturer = recapturer
+        self.verbose = verbose
+        self._parser = parser
+        self._estimator = estimator
+        self._segmenter = segmenter
+
+    @property
+    def estimator(self):  # noqa: ANN201 - PoseEstimator
+        if self._estimator is None:
+            from recapture.pipelines.pose_estimation import PoseEstimator
+
+            with quiet_native_logs(not self.verbose):
+                self._estimator = PoseEstimator()
+        return self._estimator
+
+    @property
+    def segmenter(self):  # noqa: ANN201 - PersonSegmenter
+        if self._segmenter is None:
+            from recapture.pipelines.pose_estimation import PersonSegmenter
+
+            with quiet_native_logs(not self.verbose):
+                self._segmenter = PersonSegmenter()
+        return self._segmenter
+
+    @property
+    def parser(self):  # noqa: ANN201 - LayoutParser
+        if self._parser is None or isinstance(self._parser, (str, Path)):
+            from recapture.pipelines.human_parsing import default_parser, load_parser
+
+            self._parser = default_parser() if self._parser is None else load_parser(self._parser)
+        return self._parser
+
+    def close(self) -> None:
+        """Release the MediaPipe graphs."""
+        for model in (self._estimator, self._segmenter):
+            if hasattr(model, "close"):
+                model.close()  # type: ignore[union-attr]
+        self._estimator = self._segmenter = None
+
+    def __enter__(self) -> PhotoModels:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class PhotoOptions:
+    """How a photo is handled: person (0 = largest), framing (see :class:`FrameOptions`), the long side
+    of the analysis copy, an optional cap on the photo's long side (``max_side``, e.g. video), the
+    inpainting method and the feathering of the composite (photo pixels; None = 0.5% of the crop)."""
+
+    person: int = 0
+    frame: FrameOptions = FrameOptions()
+    analysis_side: int = 1024
+    max_side: int | None = None
+    inpaint_method: str = "telea"
+    feather_px: float | None = None
+
+
+@dataclass(frozen=True)
+class PreparedPhoto:
+    """decode .. frame of one photo: the stages' outputs, people found, messages for the user, timings."""
+
+    decoded: Decoded
+    posed: Posed
+    segmented: Segmented
+    parsed: Parsed
+    framed: Framed
+    people: int
+    messages: tuple[str, ...]
+    timings: dict[str, float]
 
 
 @dataclass(frozen=True)
 class PhotoResult:
-    """Every intermediate of an in-the-wild recapture, for display and debugging."""
+    """Everything one recapture of a photo produced; ``timings``: seconds per stage (:data:`STAGES`)."""
 
-    photo: np.ndarray  # (H, W, 3) uint8 input photo (EXIF-upright RGB)
-    keypoints: np.ndarray  # (18, 2) estimated source keypoints in the photo frame
-    person_mask: np.ndarray  # (H, W) float person mask
-    background: np.ndarray  # (H, W, 3) uint8 photo with the person inpainted away
-    composite: np.ndarray  # (H, W, 3) uint8 the recaptured photo
-    result: Result  # the model-frame recapture (source crop, layouts, generated person)
+    prepared: PreparedPhoto
+    geometry: LayoutPrediction
+    generated: Appearance
+    composited: Composited
+    encoded: Encoded | None
+    messages: tuple[str, ...]
+    timings: dict[str, float]
 
+    @property
+    def photo(self) -> np.ndarray:
+        return self.prepared.decoded.photo
 
-def dataset_source(recapturer: Recapturer, source: str | Path, source_pose: str,
-                   source_layout: str | Path | None) -> SourceInput:
-    """A source whose keypoints (``FILE.csv:ROW`` or JSON, in the image's frame) and parsing PNG are known."""
-    from recapture.data.formats import read_layout
-    from recapture.pipelines.poses import load_pose
-    from recapture.pipelines.wild import load_photo
+    @property
+    def composite(self) -> np.ndarray:
+        return self.composited.image
 
-    if source_layout is None:
-        raise ValueError("--source-pose needs --source-layout too (or give neither for a photo in the wild)")
-    image = load_photo(source)
-    keypoints = load_pose(source_pose, frame=image.shape[:2]).keypoints
-    layout = read_layout(source_layout, recapturer.label_set.num_parts)
-    return recapturer.prepare_source(image, keypoints, layout)
+    @property
+    def result(self) -> Result:
+        """The model-frame recapture (for attention maps and layout outputs)."""
+        framed = self.prepared.framed
+        return Result(image=self.generated.image, target_layout=self.geometry.target_layout,
+                      predicted_layout=self.geometry.predicted_layout,
+                      target_keypoints=self.geometry.target_keypoints, source=framed.source)
 
-
-def wild_source(recapturer: Recapturer, photo: np.ndarray | str | Path, parser: object | None = None,
-                layout_path: str | Path | None = None) -> WildInput:
-    """Pose, mask, crop and layout of the person in a photo, in the recapturer's model frame.
-
-    Parsing: ``parser`` (any LayoutParser), else a user-supplied LIP-format PNG ``layout_path``, else the
-    approximate pose + mask fallback (see docs/in-the-wild.md).
-    """
-    from recapture.pipelines.wild import (
-        FileLayoutParser, PersonSegmenter, PoseEstimator, PoseMaskLayoutParser, load_photo, prepare_wild_input,
-    )
-
-    image = load_photo(photo) if isinstance(photo, (str, Path)) else np.asarray(photo)
-    if parser is None:
-        parser = FileLayoutParser(layout_path) if layout_path is not None else PoseMaskLayoutParser()
-    with PoseEstimator() as estimator:
-        return prepare_wild_input(image, recapturer.image_size, recapturer.label_set, estimator,
-                                  PersonSegmenter(), parser)
+    def summary(self) -> str:
+        """One line: people found, framing, parser, output size, time."""
+        height, width = self.composited.image.shape[:2]
+        people = self.prepared.people
+        return (f"{people} {'person' if people == 1 else 'people'} found, framing {self.prepared.framed.extent}, "
+                f"parser {self.prepared.parsed.parser}, output {width}x{height}, "
+                f"{sum(self.timings.values()):.1f} s")
 
 
-def recapture_photo(recapturer: Recapturer, photo: np.ndarray | str | Path, target_pose: np.ndarray, *,
-                    edits: object | None = None, parser: object | None = None, layout_path: str | Path | None = None,
-                    inpaint_method: str = "telea") -> PhotoResult:
-    """Recapture the person of a photo into ``target_pose`` ((18, 2) y/x in the model frame); parsing as in
-    :func:`wild_source`."""
-    from recapture.pipelines.wild import composite, inpaint_background, layout_alpha
+@dataclass(frozen=True)
+class PhotoRequest:
+    """One photo recapture. target: ``(18, 2)`` y/x target keypoints in any frame (None: the source's own
+    pose, a round trip); source_pose/source_layout: known photo-frame keypoints and labels of the model's
+    label set (a dataset image: no detection, segmentation or parsing); out: where to write (None: not
+    written); invented_mask_out: a PNG of the invented pixels; quality: JPEG/WebP quality."""
 
-    wild = wild_source(recapturer, photo, parser, layout_path)
-    result = recapturer(wild.model_image, target_pose, source_pose=wild.model_keypoints,
-                        source_layout=wild.layout, edits=edits)
-    background = inpaint_background(wild.photo, wild.person_mask, method=inpaint_method)
-    final = composite(background, result.image, layout_alpha(result.target_layout), wild.crop)
-    return PhotoResult(photo=wild.photo, keypoints=wild.keypoints, person_mask=wild.person_mask,
-                       background=background, composite=final, result=result)
+    source: str | Path | np.ndarray | PhotoFile
+    target: np.ndarray | None = None
+    edits: object | None = None
+    source_pose: np.ndarray | None = None
+    source_layout: np.ndarray | None = None
+    out: Path | None = None
+    invented_mask_out: Path | None = None
+    quality: int = 95
+    options: PhotoOptions = field(default_factory=PhotoOptions)
+
+
+class _Clock:
+    """Per-stage wall time, accumulated (a video adds every frame's)."""
+
+    def __init__(self, timings: dict[str, float] | None = None) -> None:
+        self.timings: dict[str, float] = dict(timings or {})
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+
+def prepare_photo(models: PhotoModels | Recapturer, source: str | Path | np.ndarray | PhotoFile,
+                  targets: np.ndarray | None = None, options: PhotoOptions = PhotoOptions(),
+                  source_pose: np.ndarray | None = None, source_layout: np.ndarray | None = None) -> PreparedPhoto:
+    """decode -> detect -> pose -> segment -> parse -> frame (``targets``: ``(N, 18, 2)`` poses to place)."""
+    if isinstance(models, Recapturer):
+        with PhotoModels(models) as owned:
+            return prepare_photo(owned, source, targets, options, source_pose, source_layout)
+    clock, messages = _Clock(), []
+    recapturer = models.recapturer
+    with clock.stage("decode"):
+        decoded = decode(source, options.max_side, options.analysis_side)
+    people = 1
+    if source_pose is not None or source_layout is not None:
+        if source_pose is None or source_layout is None:
+            raise ValueError("a known source needs both its keypoints and its layout")
+        posed, segmented, parsed = given_source(decoded, source_pose, source_layout, recapturer.label_set)
+        frame_options = replace(options.frame, min_height=0.0)  # a dataset image's person may be small
+    else:
+        with collected_warnings(messages), quiet_native_logs(not models.verbose):
+            with clock.stage("detect"):
+                found = detect_people(decoded, models.segmenter, options.person)
+            with clock.stage("pose"):
+                posed = estimate_pose(decoded, found, models.estimator)
+            with clock.stage("segment"):
+                segmented = segment(decoded, found)
+            with clock.stage("parse"):
+                parsed = parse(decoded, posed, segmented, models.parser, recapturer.label_set)
+        people = found.count
+        if people > 1:
+            messages.append(f"{people} people found; re-posing person {options.person} (0 is the largest; "
+                            f"--person N picks another)")
+        frame_options = options.frame
+    with clock.stage("frame"):
+        framed = frame(decoded.photo, posed, segmented, parsed, np.empty((0, 18, 2)) if targets is None else targets,
+                       recapturer.image_size, frame_options)
+    return PreparedPhoto(decoded=decoded, posed=posed, segmented=segmented, parsed=parsed, framed=framed,
+                         people=people, messages=tuple(messages), timings=clock.timings)
+
+
+def render_photo(models: PhotoModels, prepared: PreparedPhoto, index: int = 0, edits: object | None = None,
+                 background: np.ndarray | None = None, options: PhotoOptions = PhotoOptions(),
+                 timings: dict[str, float] | None = None) -> tuple[LayoutPrediction, Appearance, Composited,
+                                                                   dict[str, float]]:
+    """geometric -> appearance -> composite for placed target ``index``; timings added to ``timings``."""
+    clock = _Clock(timings)
+    with clock.stage("geometric"):
+        geometry = geometric(models.recapturer, prepared.framed, index, edits)
+    with clock.stage("appearance"):
+        generated = appearance(models.recapturer, prepared.framed, geometry)
+    with clock.stage("composite"):
+        composited = composite_person(prepared.decoded.photo, prepared.segmented.person_mask, prepared.framed,
+                                      geometry, generated, background, options.inpaint_method, options.feather_px)
+    return geometry, generated, composited, clock.timings
+
+
+def run_photo(request: PhotoRequest, models: PhotoModels) -> PhotoResult:
+    """Every stage of one photo, once, in order (see the module docstring)."""
+    options = request.options
+    own_pose = request.target is None
+    targets = None if own_pose else np.asarray(request.target, dtype=np.float64)[None]
+    prepared = prepare_photo(models, request.source, targets, options, request.source_pose, request.source_layout)
+    if own_pose:
+        prepared = _own_pose(prepared)
+    geometry, generated, composited, timings = render_photo(models, prepared, 0, request.edits, None, options,
+                                                            prepared.timings)
+    messages = list(prepared.messages)
+    if composited.invented_share > INVENTED_WARNING:
+        messages.append(f"{composited.invented_share:.0%} of the new person is invented rather than copied from "
+                        f"the photo (more than {INVENTED_WARNING:.0%})")
+    encoded = None
+    clock = _Clock(timings)
+    if request.out is not None:
+        with clock.stage("encode"):
+            request.out.parent.mkdir(parents=True, exist_ok=True)
+            encoded = encode(composited.image, request.out, prepared.decoded.file, request.quality)
+    if request.invented_mask_out is not None:
+        write_photo(request.invented_mask_out, (composited.invented * 255).astype(np.uint8))
+    return PhotoResult(prepared=prepared, geometry=geometry, generated=generated, composited=composited,
+                       encoded=encoded, messages=tuple(messages), timings=clock.timings)
+
+
+def _own_pose(prepared: PreparedPhoto) -> PreparedPhoto:
+    """The prepared photo with its own pose as the one target (a round trip)."""
+    framed = prepared.framed
+    framed = replace(framed, targets=framed.source.keypoints[None], targets_photo=prepared.posed.keypoints[None])
+    return replace(prepared, framed=framed)
 
 
 def draw_keypoints(image: np.ndarray, keypoints: np.ndarray, radius: int | None = None) -> np.ndarray:

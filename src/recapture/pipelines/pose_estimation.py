@@ -17,7 +17,7 @@ import sys
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any
 
 import numpy as np
@@ -103,12 +103,48 @@ def blazepose_to_coco18(landmarks: np.ndarray, image_size: tuple[int, int],
     return keypoints, confidence
 
 
-def _mediapipe_root() -> Path:
+#: Modules mediapipe imports only to draw landmarks (``solutions.drawing_utils``), never used here.
+_DRAWING_ONLY = ("matplotlib", "matplotlib.pyplot")
+
+
+class _KeptOut(ModuleType):
+    """Stand-in for a module mediapipe imports but this project never calls (see :func:`import_mediapipe`)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"{self.__name__} was kept out of mediapipe's import; mediapipe's drawing "
+                             f"helpers are unavailable (attribute {name!r})")
+
+
+def import_mediapipe() -> ModuleType:
+    """Import mediapipe without matplotlib: the one place this project imports mediapipe.
+
+    mediapipe 0.10.21's ``__init__`` imports ``solutions``, whose ``drawing_utils`` runs
+    ``import matplotlib.pyplot`` (0.7 s and ~40 MiB, for plotting landmarks, which we never do). While
+    mediapipe imports, placeholders stand in ``sys.modules`` for ``matplotlib`` and
+    ``matplotlib.pyplot``; they are removed right after, so ``matplotlib`` stays absent from
+    ``sys.modules`` and a later ``import matplotlib`` elsewhere loads the real one. When matplotlib is
+    already imported nothing is replaced.
+    """
+    if "mediapipe" in sys.modules:
+        return sys.modules["mediapipe"]
+    placeholders = {}
+    if "matplotlib" not in sys.modules:
+        placeholders = {name: _KeptOut(name) for name in _DRAWING_ONLY}
+        setattr(placeholders["matplotlib"], "pyplot", placeholders["matplotlib.pyplot"])
+        sys.modules.update(placeholders)
     try:
         import mediapipe
     except ImportError as error:
         raise ImportError("in-the-wild photos need mediapipe: pip install mediapipe==0.10.21") from error
-    return Path(mediapipe.__file__).parent
+    finally:
+        for name, placeholder in placeholders.items():
+            if sys.modules.get(name) is placeholder:
+                del sys.modules[name]
+    return mediapipe
+
+
+def _mediapipe_root() -> Path:
+    return Path(str(import_mediapipe().__file__)).parent
 
 
 def pose_model_path(model_complexity: int) -> Path:
@@ -188,6 +224,7 @@ class PoseEstimator(_Solution):
                 f"BlazePose model_complexity={model_complexity} ({model.name}) is not bundled with the "
                 f"installed mediapipe and would be downloaded; use model_complexity=1 or place the file "
                 f"at {model}")
+        import_mediapipe()
         from mediapipe.python.solutions import pose
 
         self.min_visibility = min_visibility
@@ -224,6 +261,7 @@ class PersonSegmenter(_Solution):
         model = _mediapipe_root() / "modules" / "selfie_segmentation" / name
         if not model.is_file():
             raise ModelNotBundledError(f"selfie segmentation model {model} is missing from the mediapipe install")
+        import_mediapipe()
         from mediapipe.python.solutions import selfie_segmentation
 
         self._opened(selfie_segmentation.SelfieSegmentation(model_selection=model_selection))

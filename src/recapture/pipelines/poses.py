@@ -15,18 +15,50 @@ from pathlib import Path
 
 import numpy as np
 
-from recapture.body.keypoints import NUM_KEYPOINTS, Pose, missing_mask
+from recapture.body.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS, Pose, missing_mask
 from recapture.data.formats import read_annotations
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".heic", ".heif")
 
 
 class PoseSourceError(ValueError):
     """A pose specification cannot be resolved; the message names the file/row and the valid forms."""
 
 
+#: Largest keypoint coordinate or frame side accepted from a file (pixels).
+MAX_COORDINATE = 100_000
+
+
+def check_frame(frame: object, source: str) -> tuple[int, int]:
+    """``(H, W)`` of positive integers up to :data:`MAX_COORDINATE`; PoseSourceError naming ``source``."""
+    try:
+        height, width = (int(v) for v in frame)  # type: ignore[union-attr]
+        ok = all(float(v) == int(v) for v in frame) and 0 < height <= MAX_COORDINATE and 0 < width <= MAX_COORDINATE  # type: ignore[union-attr]
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise PoseSourceError(f"{source}: frame must be [H, W], two whole numbers in 1..{MAX_COORDINATE}, got {frame!r}")
+    return height, width
+
+
+def check_keypoints(keypoints: np.ndarray, source: str) -> np.ndarray:
+    """``(18, 2)`` float keypoints, each finite and in [0, MAX_COORDINATE] or -1 (missing); PoseSourceError
+    naming the joint and the value otherwise."""
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    for index, (y, x) in enumerate(keypoints):
+        for axis, value in (("y", y), ("x", x)):
+            if value == -1:
+                continue
+            if not np.isfinite(value) or not 0 <= value <= MAX_COORDINATE:
+                raise PoseSourceError(f"{source}: joint {KEYPOINT_NAMES[index]} (#{index}) has {axis}={value!r}; "
+                                      f"coordinates must be finite pixels in 0..{MAX_COORDINATE}, or -1 for missing")
+    return keypoints
+
+
 def fit_keypoints(keypoints: np.ndarray, frame: tuple[int, int], model_size: tuple[int, int]) -> np.ndarray:
     """Map ``(18, 2)`` keypoints from ``frame`` to ``model_size`` (uniform height scale, centred in x)."""
+    if min(frame) <= 0 or min(model_size) <= 0:
+        raise PoseSourceError(f"frame {tuple(frame)} and model size {tuple(model_size)} must be positive")
     keypoints = np.asarray(keypoints, dtype=np.float64)
     scale = model_size[0] / frame[0]
     out = np.full_like(keypoints, -1.0)
@@ -66,30 +98,35 @@ def _from_csv(path: Path, row: str, frame: tuple[int, int] | None) -> Pose:
 
 def _from_json(path: Path, frame: tuple[int, int] | None) -> Pose:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise PoseSourceError(f"{path}: not a readable JSON file ({err})") from None
     raw = data.get("keypoints") if isinstance(data, dict) else data
-    keypoints = np.asarray(raw, dtype=np.float64) if raw is not None else np.zeros(0)
+    try:
+        keypoints = np.asarray(raw, dtype=np.float64) if raw is not None else np.zeros(0)
+    except (TypeError, ValueError):
+        keypoints = np.zeros(0)
     if keypoints.shape != (NUM_KEYPOINTS, 2):
-        raise PoseSourceError(f"{path}: 'keypoints' must be 18 [y, x] pairs (COCO-18 order, -1 missing), "
-                              f"got shape {keypoints.shape}")
+        raise PoseSourceError(f"{path}: 'keypoints' must be 18 [y, x] number pairs (COCO-18 order, -1 missing), "
+                              f"got {'shape ' + str(keypoints.shape) if keypoints.size else repr(raw)[:60]}")
+    keypoints = check_keypoints(keypoints, str(path))
     if frame is None:
         if not isinstance(data, dict) or "frame" not in data:
             raise PoseSourceError(f"{path}: give the image size as \"frame\": [H, W] (or --pose-frame)")
-        frame = (int(data["frame"][0]), int(data["frame"][1]))
-    return Pose(keypoints, frame, str(path))
+        frame = check_frame(data["frame"], str(path))
+    return Pose(keypoints, check_frame(frame, str(path)), str(path))
 
 
 def _from_photo(path: Path) -> Pose:
-    from recapture.pipelines.wild import PoseEstimator, load_photo
+    from recapture.pipelines.pose_estimation import PoseEstimator
+    from recapture.pipelines.stages import decode, quiet_native_logs, scale_points
 
-    photo = load_photo(path)
-    with PoseEstimator() as estimator:
-        estimate = estimator(photo)
+    decoded = decode(path)
+    with quiet_native_logs(), PoseEstimator() as estimator:
+        estimate = estimator(decoded.analysis)
     if estimate is None:
         raise PoseSourceError(f"{path}: no person found to take the pose from")
-    keypoints = estimate.keypoints.astype(np.float64)
+    keypoints = scale_points(estimate.keypoints, 1.0 / decoded.factor)
     present = ~missing_mask(keypoints)
     top, bottom = keypoints[present, 0].min(), keypoints[present, 0].max()
     centre_x = (keypoints[present, 1].min() + keypoints[present, 1].max()) / 2.0

@@ -43,6 +43,15 @@ class Result:
 
 
 @dataclass(frozen=True)
+class LayoutPrediction:
+    """The geometric step of one recapture (model frame)."""
+
+    predicted_layout: np.ndarray  # (H, W) uint8: Ŝ_B as the geometric network predicted it
+    target_layout: np.ndarray  # (H, W) uint8: what the appearance network will use (after edits)
+    target_keypoints: np.ndarray  # (18, 2) float y/x
+
+
+@dataclass(frozen=True)
 class Attention:
     """SAT attention of one target pixel over the source (paper Fig. 4)."""
 
@@ -62,6 +71,31 @@ def _to_rgb_array(image: np.ndarray | Image.Image | str | Path) -> np.ndarray:
     if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
         raise ValueError(f"source_image must be an (H, W, 3) uint8 RGB array, got {array.shape} {array.dtype}")
     return array
+
+
+def _pad_to_aspect(image: np.ndarray, layout: np.ndarray, keypoints: np.ndarray,
+                   size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pad image (border median colour), layout (0) and keypoints (shifted) to the aspect of ``size``,
+    centred; unchanged when the aspect already matches to within half a pixel."""
+    in_h, in_w = image.shape[:2]
+    want_w = in_h * size[1] / size[0]
+    pad_y = pad_x = 0
+    if want_w > in_w + 0.5:
+        pad_x = int(round(want_w)) - in_w
+    elif in_w * size[0] / size[1] > in_h + 0.5:
+        pad_y = int(round(in_w * size[0] / size[1])) - in_h
+    if not pad_x and not pad_y:
+        return image, layout, keypoints
+    top, left = pad_y // 2, pad_x // 2
+    ring = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    colour = np.median(ring, axis=0).round().astype(np.uint8)
+    padded = np.empty((in_h + pad_y, in_w + pad_x, 3), np.uint8)
+    padded[:] = colour
+    padded[top:top + in_h, left:left + in_w] = image
+    labels = np.zeros(padded.shape[:2], np.uint8)
+    labels[top:top + in_h, left:left + in_w] = layout
+    moved = np.where(missing_mask(keypoints)[:, None], -1.0, keypoints + (top, left))
+    return padded, labels, moved
 
 
 def heat_overlay(image: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -94,36 +128,32 @@ class Recapturer:
     # ------------------------------------------------------------ inputs
     def prepare_source(self, source_image: np.ndarray | Image.Image | str | Path,
                        source_pose: np.ndarray | None = None, source_layout: np.ndarray | None = None) -> SourceInput:
-        """Bring a source portrait into the model frame; estimate its pose / parse it when not given."""
-        image = _to_rgb_array(source_image)
-        height, width = self.image_size
-        in_h, in_w = image.shape[:2]
-        if source_pose is None or source_layout is None:
-            from recapture.pipelines.wild import PersonSegmenter, PoseEstimator, PoseMaskLayoutParser
+        """Bring a source portrait into the model frame; estimate its pose / parse it when not given.
 
-            estimate = None
-            if source_pose is None:
-                with PoseEstimator() as estimator:
-                    estimate = estimator(image)
-                if estimate is None:
-                    raise ValueError("no person found in the source image: give source_pose explicitly")
-                source_pose = estimate.keypoints
-            if source_layout is None:
-                mask = PersonSegmenter()(image)
-                layout = PoseMaskLayoutParser()(image, np.asarray(source_pose, dtype=np.float64), mask)
-                source_layout = self._to_label_set(layout)
+        An image of another aspect ratio is padded (centred, with its border's median colour; layout
+        background) to the model's aspect before resizing: never squashed. Without a pose or layout the
+        photo goes through the real-photo stages (:func:`recapture.pipelines.photo.prepare_photo`).
+        """
+        image = _to_rgb_array(source_image)
+        if source_pose is None or source_layout is None:
+            from recapture.pipelines.photo import prepare_photo
+
+            return prepare_photo(self, image).framed.source
         keypoints = np.asarray(source_pose, dtype=np.float64)
         if keypoints.shape != (18, 2):
             raise ValueError(f"source_pose must be (18, 2) y/x keypoints, got {keypoints.shape}")
         layout = np.asarray(source_layout)
-        if layout.shape != (in_h, in_w):
-            raise ValueError(f"source_layout must be {(in_h, in_w)} like the image, got {layout.shape}")
+        if layout.shape != image.shape[:2]:
+            raise ValueError(f"source_layout must be {image.shape[:2]} like the image, got {layout.shape}")
         if layout.size and int(layout.max()) >= self.label_set.num_parts:
             raise ValueError(f"source_layout has label {int(layout.max())} >= {self.label_set.num_parts} parts "
                              f"of label set {self.label_set.name}")
+        image, layout, keypoints = _pad_to_aspect(image, layout.astype(np.uint8), keypoints, self.image_size)
+        height, width = self.image_size
+        in_h, in_w = image.shape[:2]
         if (in_h, in_w) != (height, width):
             image = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
-            layout = np.asarray(Image.fromarray(layout.astype(np.uint8)).resize((width, height), Image.NEAREST))
+            layout = np.asarray(Image.fromarray(layout).resize((width, height), Image.NEAREST))
             keypoints = scale_keypoints(keypoints, height / in_h, width / in_w)
         return SourceInput(image=image, keypoints=keypoints, layout=layout.astype(np.uint8))
 
@@ -161,27 +191,41 @@ class Recapturer:
 
     # ------------------------------------------------------------ outputs
     @torch.no_grad()
-    def __call__(self, source_image: np.ndarray | Image.Image | str | Path, target_pose: np.ndarray, *,
-                 source_pose: np.ndarray | None = None, source_layout: np.ndarray | None = None,
-                 edits: object | None = None, target_layout: np.ndarray | None = None) -> Result:
-        """Recapture the source in ``target_pose`` ((18, 2) y/x in the model frame).
-
-        ``edits`` (a :class:`recapture.body.edits.LayoutEdits`) change the predicted target layout before
-        the appearance network runs; ``target_layout`` replaces the prediction altogether.
-        """
-        source = self.prepare_source(source_image, source_pose, source_layout)
+    def predict_layout(self, source: SourceInput, target_pose: np.ndarray, edits: object | None = None,
+                       target_layout: np.ndarray | None = None) -> LayoutPrediction:
+        """The geometric network's Ŝ_B for ``source`` in ``target_pose`` ((18, 2) model frame), then
+        ``target_layout`` (replacing it) and ``edits`` (a :class:`recapture.body.edits.LayoutEdits`)."""
         keypoints = self._target_keypoints(target_pose)
-        image, layout, source_heat, target_heat = self._tensors(source, keypoints)
-        logits = self.generator.geometric(layout, source_heat, target_heat)
+        _, layout, source_heat, target_heat = self._tensors(source, keypoints)
+        logits = self.generator.geometric(layout, source_heat, target_heat, source.keypoints[None], keypoints[None])
         predicted = logits.argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
         used = predicted if target_layout is None else self._check_target_layout(target_layout)
         if edits is not None and not edits.is_empty():  # type: ignore[attr-defined]
             used = edits.apply(used, keypoints, self.label_set)  # type: ignore[attr-defined]
-        used_hot = self.label_set.one_hot(torch.from_numpy(used.astype(np.int64))).unsqueeze(0).to(self.device)
-        output = self.generator(image, layout, source_heat, target_heat, target_layout=used_hot)
-        rgb = ((output.image[0].permute(1, 2, 0).float().cpu().numpy() + 1.0) * 127.5).round().clip(0, 255)
-        return Result(image=rgb.astype(np.uint8), target_layout=used, predicted_layout=predicted,
-                      target_keypoints=keypoints, source=source)
+        return LayoutPrediction(predicted_layout=predicted, target_layout=used, target_keypoints=keypoints)
+
+    @torch.no_grad()
+    def render(self, source: SourceInput, target_pose: np.ndarray, target_layout: np.ndarray) -> np.ndarray:
+        """``(H, W, 3)`` uint8: the appearance network's image of ``source`` in ``target_pose`` with
+        ``target_layout`` (``(H, W)`` labels); the geometric network does not run."""
+        keypoints = self._target_keypoints(target_pose)
+        labels = self._check_target_layout(target_layout)
+        image, layout, source_heat, target_heat = self._tensors(source, keypoints)
+        used_hot = self.label_set.one_hot(torch.from_numpy(labels.astype(np.int64))).unsqueeze(0).to(self.device)
+        output = self.generator.render(image, layout, source_heat, used_hot, target_heat)
+        rgb = ((output[0].permute(1, 2, 0).float().cpu().numpy() + 1.0) * 127.5).round().clip(0, 255)
+        return rgb.astype(np.uint8)
+
+    def __call__(self, source_image: np.ndarray | Image.Image | str | Path, target_pose: np.ndarray, *,
+                 source_pose: np.ndarray | None = None, source_layout: np.ndarray | None = None,
+                 edits: object | None = None, target_layout: np.ndarray | None = None) -> Result:
+        """Recapture the source in ``target_pose`` ((18, 2) y/x in the model frame): prepare_source,
+        predict_layout (``edits`` and ``target_layout`` as there), render."""
+        source = self.prepare_source(source_image, source_pose, source_layout)
+        layouts = self.predict_layout(source, target_pose, edits, target_layout)
+        image = self.render(source, layouts.target_keypoints, layouts.target_layout)
+        return Result(image=image, target_layout=layouts.target_layout, predicted_layout=layouts.predicted_layout,
+                      target_keypoints=layouts.target_keypoints, source=source)
 
     @torch.no_grad()
     def attention(self, result: Result, pixel: tuple[int, int]) -> Attention:

@@ -1,13 +1,18 @@
 """Video recapture (paper §4.6, A.3): the pose of every frame of a reference video drives the source
-person; one generated frame per reference frame, written at the reference FPS.
+person; one frame per reference frame, written at the reference FPS with the reference's audio.
 
-Framing: one fixed window for the whole clip (the union of the person's keypoints over all frames,
-padded), so the person moves inside the model frame the way they move in the reference video rather
-than being re-centred every frame.
+:func:`recapture_photo_video` (``recapture video``) composites every frame into the source photo's
+scene through the real-photo stages: decode .. frame run once for the whole clip (one crop window
+holding every placed pose, the background inpainted once), then geometric, appearance and composite
+per frame. The output is the photo's size, capped at ``size`` pixels on the long side.
+:func:`recapture_video` drives a model-frame source (a dataset sample) and writes the raw generated
+frames; its framing is one fixed window for the whole clip (the union of the person's keypoints over
+all frames, padded), so the person moves inside the model frame the way they move in the reference.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -28,6 +33,12 @@ class VideoResult:
     frames: int
     fps: float
     target_keypoints: np.ndarray  # (T, 18, 2) model-frame keypoints that drove each frame
+    #: seconds per photo stage (summed over the frames), plus "track": the reference's pose estimation
+    timings: dict[str, float] | None = None
+    size: tuple[int, int] | None = None  # (H, W) of the written frames
+    #: mean absolute change (0-255) between consecutive frames in the static background (pixels that
+    #: are background in both frames) and inside the person (person in both); None for model-frame videos
+    flicker: tuple[float, float] | None = None
 
 
 def track_to_model(track: np.ndarray, model_size: tuple[int, int], margin: float = 0.12) -> np.ndarray:
@@ -115,13 +126,112 @@ def interpolate_poses(keyframes: list[np.ndarray], steps: int) -> np.ndarray:
     return np.stack(frames)
 
 
-def prepare_video_source(recapturer: Recapturer, source: str | Path, source_pose: str | None = None,
-                         source_layout: str | Path | None = None) -> SourceInput:
-    """The video's source person in the model frame: a dataset image with its pose/layout files, or a
-    photo in the wild (cropped, estimated and parsed like ``recapture edit``)."""
-    from recapture.pipelines.photo import dataset_source, wild_source
+#: Default cap of the composited video's long side (pixels).
+VIDEO_MAX_SIDE = 1080
+_PER_FRAME = ("geometric", "appearance", "composite")
 
+
+def recapture_photo_video(models: object, source: object, reference: str | Path, out: str | Path, *,
+                          size: int = VIDEO_MAX_SIDE, smoothing: bool = True, edits: object | None = None,
+                          progress: bool = True, options: object | None = None, source_pose: np.ndarray | None = None,
+                          source_layout: np.ndarray | None = None, estimator: Callable | None = None) -> VideoResult:
+    """The person of photo ``source`` moving like the person of ``reference``, composited into the photo.
+
+    models: a :class:`recapture.pipelines.photo.PhotoModels`; source: a photo path, array or PhotoFile;
+    options: :class:`recapture.pipelines.photo.PhotoOptions` (its ``max_side`` is set to ``size``);
+    source_pose/source_layout: known photo-frame keypoints and labels (a dataset image).
+    """
+    from dataclasses import replace
+
+    from recapture.pipelines.photo import PhotoOptions, prepare_photo, render_photo
+    from recapture.pipelines.stages import quiet_native_logs
+    from recapture.pipelines.video_io import video_poses, write_video
+    from recapture.pipelines.wild import inpaint_background
+
+    if size < 16:
+        raise ValueError(f"--size must be at least 16 pixels, got {size}")
+    options = replace(options or PhotoOptions(), max_side=size)
+    tracking = time.perf_counter()
+    if estimator is None:
+        from recapture.pipelines.pose_estimation import PoseEstimator
+
+        with quiet_native_logs(not getattr(models, "verbose", False)):
+            with PoseEstimator(static_image_mode=False) as owned:
+                track = video_poses(reference, owned, smoothing=smoothing)
+    else:
+        track = video_poses(reference, estimator, smoothing=smoothing)
+    tracking = time.perf_counter() - tracking
+    prepared = prepare_photo(models, source, track.keypoints, options, source_pose, source_layout)
+    timings = {"track": tracking, **prepared.timings}
+    photo, mask = prepared.decoded.photo, prepared.segmented.person_mask
+    background = inpaint_background(photo, mask, options.inpaint_method)
+    posed = [i for i, keypoints in enumerate(prepared.framed.targets) if not missing_mask(keypoints).all()]
+    if not posed:
+        raise ValueError(f"{reference}: no frame's pose lands inside the photo's frame")
+
+    changes = {"background": [0.0, 0], "person": [0.0, 0]}
+
+    def measure(previous: np.ndarray, current: np.ndarray) -> None:
+        """Accumulate the flicker sums of one pair of consecutive frames."""
+        moved = np.abs(current.astype(np.int16) - previous.astype(np.int16)).mean(axis=2)
+        person = (previous != background).any(axis=2) & (current != background).any(axis=2)
+        still = ~(previous != background).any(axis=2) & ~(current != background).any(axis=2)
+        for name, where in (("person", person), ("background", still)):
+            changes[name][0] += float(moved[where].sum())
+            changes[name][1] += int(where.sum())
+
+    def frames() -> Iterable[np.ndarray]:
+        nonlocal timings
+        last = None
+        with Progress(disable=not progress, transient=True) as bar:
+            task = bar.add_task("recapturing frames", total=len(prepared.framed.targets))
+            for index in range(len(prepared.framed.targets)):
+                if index in posed_set or last is None:
+                    at = index if index in posed_set else posed[0]
+                    _, _, composited, timings = render_photo(models, prepared, at, edits, background,  # type: ignore
+                                                             options, timings)
+                    if last is not None:
+                        measure(last, composited.image)
+                    last = composited.image
+                yield last
+                bar.advance(task)
+
+    posed_set = set(posed)
+    start, rendering = time.perf_counter(), sum(timings.get(name, 0.0) for name in _PER_FRAME)
+    count = write_video(out, frames(), track.fps, audio_from=reference)
+    rendered = sum(timings.get(name, 0.0) for name in _PER_FRAME) - rendering
+    timings["encode"] = timings.get("encode", 0.0) + time.perf_counter() - start - rendered
+    flicker = tuple(total / max(1, pixels) for total, pixels in (changes["background"], changes["person"]))
+    return VideoResult(path=Path(out), frames=count, fps=track.fps, target_keypoints=prepared.framed.targets,
+                       timings=timings, size=tuple(photo.shape[:2]), flicker=flicker)  # type: ignore[arg-type]
+
+
+def run_video_command(source: str | Path, reference: str | Path, out: str | Path, *, model: str = "synthhumans",
+                      source_pose: str | None = None, source_layout: str | Path | None = None, smoothing: bool = True,
+                      size: int = VIDEO_MAX_SIDE, parser: str | None = None, person: int = 0,
+                      allow_invent: bool = False, retarget: bool = True, verbose: bool = False) -> VideoResult:
+    """``recapture video``: load the model, read a dataset source's pose/layout files when given, run
+    :func:`recapture_photo_video`."""
+    from recapture.pipelines.framing import FrameOptions
+    from recapture.pipelines.photo import PhotoModels, PhotoOptions
+    from recapture.pipelines.photo_io import output_format, read_photo
+
+    if Path(out).suffix.lower() not in (".mp4", ".mkv", ".mov", ".avi", ".webm"):
+        output_format(out)  # names the accepted image suffixes; videos take .mp4/.mkv/.mov/.avi/.webm
+    recapturer = Recapturer.from_pretrained(model)
+    photo = read_photo(source)
+    keypoints = labels = None
     if source_pose is not None:
-        return dataset_source(recapturer, source, source_pose, source_layout)
-    wild = wild_source(recapturer, source, layout_path=source_layout)
-    return SourceInput(wild.model_image, wild.model_keypoints, wild.layout)
+        from recapture.data.formats import read_layout
+        from recapture.pipelines.poses import load_pose
+
+        if source_layout is None:
+            raise ValueError("--source-pose needs --source-layout too (or give neither for a photo in the wild)")
+        keypoints = load_pose(source_pose, frame=photo.pixels.shape[:2]).keypoints
+        labels = read_layout(source_layout, recapturer.label_set.num_parts)
+    elif source_layout is not None:
+        parser = str(source_layout)
+    options = PhotoOptions(person=person, frame=FrameOptions(retarget=retarget, allow_invent=allow_invent))
+    with PhotoModels(recapturer, parser, verbose) as models:
+        return recapture_photo_video(models, photo, reference, out, size=size, smoothing=smoothing,
+                                     options=options, source_pose=keypoints, source_layout=labels)

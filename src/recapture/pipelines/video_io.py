@@ -115,11 +115,13 @@ def _even(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
-def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, quality: int = 18) -> int:
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, quality: int = 18,
+                audio_from: str | Path | None = None) -> int:
     """Encode ``(H, W, 3)`` uint8 RGB frames (all the same size) to ``path``; returns the frame count.
 
     H.264 (libx264, CRF ``quality``) when PyAV's FFmpeg has it, else MPEG-4 part 2; yuv420p. Odd sizes
     gain one replicated row/column. The container follows the file suffix (``.mp4``, ``.mkv``, ...).
+    ``audio_from``: a video whose first audio stream is copied (not re-encoded) into the output.
     """
     import av
 
@@ -134,7 +136,7 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, qual
     except (av.error.FFmpegError, OSError, ValueError) as error:
         raise VideoError(f"{path}: cannot create the video ({error})") from None
     try:
-        stream = None
+        stream = audio = None
         for index, frame in enumerate(frames):
             frame = np.asarray(frame)
             if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
@@ -148,6 +150,7 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, qual
                     stream.options = {"crf": str(quality)}
                 else:
                     stream.bit_rate = 8_000_000
+                audio = _audio_stream(Path(audio_from), container) if audio_from is not None else None
             elif frame.shape[:2] != size:
                 raise VideoError(f"{path}: frame {index} is {frame.shape[:2]}, the first frame was {size}")
             video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(_even(frame)), format="rgb24")
@@ -156,9 +159,37 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, qual
         if stream is None:
             raise VideoError(f"{path}: no frames to write")
         container.mux(stream.encode(None))
+        if audio is not None:
+            _copy_audio(Path(audio_from), container, audio)  # type: ignore[arg-type]
     finally:
         container.close()
     return count
+
+
+def _audio_stream(source: Path, container):  # noqa: ANN001, ANN202 - av streams
+    """An output stream copying the first audio stream of ``source`` (None when it has none); it must be
+    added before the first packet is written."""
+    import av
+
+    with av.open(str(source)) as reference:
+        if not reference.streams.audio:
+            return None
+        try:
+            return container.add_stream_from_template(reference.streams.audio[0])
+        except (av.error.FFmpegError, ValueError) as error:
+            raise VideoError(f"{source}: its audio cannot be copied ({error})") from None
+
+
+def _copy_audio(source: Path, container, copied) -> None:  # noqa: ANN001 - av container and stream
+    """Remux the packets of the first audio stream of ``source`` into ``copied``."""
+    import av
+
+    with av.open(str(source)) as reference:
+        for packet in reference.demux(reference.streams.audio[0]):
+            if packet.dts is None:
+                continue
+            packet.stream = copied
+            container.mux(packet)
 
 
 class OneEuroFilter:

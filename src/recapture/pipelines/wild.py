@@ -1,14 +1,17 @@
-"""In-the-wild portraits (paper §4.5): load a photo, find the person, crop it to the model's frame,
-parse it, fill the background where the person was and paste a generated person back.
+"""Photo-frame geometry and compositing for the real-photo path (paper §4.5): the window that maps a
+photo to the model frame, resampling both ways, background inpainting and the feathered composite.
+The stages that use them, in order, live in :mod:`recapture.pipelines.stages`.
 
 Frames: the *photo* frame (full resolution) and the *model* frame (``model_size = (H, W)``, e.g.
 256x176). A :class:`PersonCrop` maps one to the other: a box of the model's aspect ratio around the
 person, ``model = (photo + 0.5 - box_start) * scale - 0.5`` per axis (pixel centres at integers;
 the box's edges land exactly on the model frame's edges). The box may extend past the photo; those
-pixels are filled by replicating the photo's border.
+pixels are filled with one constant colour (by default the median of the photo's border), never by
+replicating edge pixels and never by squashing the photo to another aspect ratio.
 
 The paper inpaints the background with a learned model [41]; here OpenCV's classical Telea / Navier-
-Stokes inpainting stands in (no weights, nothing to download) - smooth, but blurry for large holes.
+Stokes inpainting stands in (no weights, nothing to download) on a reduced copy, with film-grain detail
+matched to the hole's surroundings added back at photo resolution.
 """
 
 from __future__ import annotations
@@ -16,23 +19,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from recapture.body.keypoints import missing_mask
-from recapture.body.parts import LIP20, LabelSet, get_label_set
 from recapture.pipelines.parsing import (FileLayoutParser, LayoutParser, ModelLayoutParser, PoseMaskLayoutParser,
                                          merge_to)
+from recapture.pipelines.photo_io import WildPhotoError, read_photo
 from recapture.pipelines.pose_estimation import PersonSegmenter, PoseEstimate, PoseEstimator, blazepose_to_coco18
 
 __all__ = [
     "MIN_PERSON_HEIGHT", "WildPhotoError", "load_photo", "PersonCrop", "person_crop", "crop_to_model",
     "mask_to_model", "layout_to_model", "keypoints_to_model", "keypoints_to_photo", "model_to_photo",
-    "layout_alpha", "inpaint_background", "composite", "WildInput", "prepare_wild_input",
-    # re-exported so that one import serves the whole in-the-wild pipeline
+    "layout_alpha", "border_colour", "inpaint_background", "composite",
+    # re-exported so that one import serves the photo stages' models
     "PoseEstimate", "PoseEstimator", "PersonSegmenter", "blazepose_to_coco18", "LayoutParser",
     "FileLayoutParser", "ModelLayoutParser", "PoseMaskLayoutParser", "merge_to",
 ]
@@ -41,33 +41,9 @@ __all__ = [
 MIN_PERSON_HEIGHT = 48
 
 
-class WildPhotoError(ValueError):
-    """A photo that cannot be used: unreadable, no person, person too small."""
-
-
 def load_photo(path: str | Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB of an image file, EXIF orientation applied.
-
-    Transparent images are composited on white; grayscale, palette, CMYK and 16-bit images become
-    RGB. A missing, unreadable or truncated file raises :class:`WildPhotoError` naming it.
-    """
-    path = Path(path)
-    try:
-        with Image.open(path) as image:
-            image.load()
-            image = ImageOps.exif_transpose(image)
-    except FileNotFoundError:
-        raise WildPhotoError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise WildPhotoError(f"{path}: cannot read the photo ({error})") from None
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
-        depth = 65535.0 if image.mode.startswith("I;16") else max(1.0, float(np.asarray(image).max()))
-        image = Image.fromarray(np.round(np.asarray(image, np.float64) / depth * 255).astype(np.uint8))
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    """``(H, W, 3)`` uint8 RGB of an image file (see :func:`recapture.pipelines.photo_io.read_photo`)."""
+    return read_photo(path).pixels
 
 
 def _check_photo(photo: np.ndarray) -> np.ndarray:
@@ -132,11 +108,13 @@ def _person_box(keypoints: np.ndarray, person_mask: np.ndarray | None,
 
 
 def person_crop(keypoints: np.ndarray, person_mask: np.ndarray | None, photo_size: tuple[int, int],
-                model_size: tuple[int, int], margin: float = 0.1) -> PersonCrop:
+                model_size: tuple[int, int], margin: float = 0.1, include: np.ndarray | None = None,
+                min_height: float = MIN_PERSON_HEIGHT) -> PersonCrop:
     """Box of the model's aspect ratio centred on the person, ``margin`` x person height on each side.
 
-    WildPhotoError when there is no person (no keypoint and an empty mask) or the person is shorter
-    than ``MIN_PERSON_HEIGHT`` pixels.
+    include: optional ``(N, 2)`` y/x photo points (e.g. placed target joints; -1 rows ignored) the box
+    must also hold. WildPhotoError when there is no person (no keypoint and an empty mask) or the person
+    is shorter than ``min_height`` pixels.
     """
     keypoints = np.asarray(keypoints, dtype=np.float64)
     if keypoints.shape != (18, 2):
@@ -146,12 +124,18 @@ def person_crop(keypoints: np.ndarray, person_mask: np.ndarray | None, photo_siz
         raise WildPhotoError("no person found in the photo (no keypoint and an empty person mask)")
     y0, x0, y1, x1 = person
     person_h = y1 - y0
-    if person_h < MIN_PERSON_HEIGHT:
-        raise WildPhotoError(f"the person is only {person_h:.0f} px tall (minimum {MIN_PERSON_HEIGHT}); "
+    if person_h < min_height:
+        raise WildPhotoError(f"the person is only {person_h:.0f} px tall (minimum {min_height:.0f}); "
                              f"use a larger photo or a closer shot")
+    if include is not None and len(include):
+        points = np.asarray(include, dtype=np.float64).reshape(-1, 2)
+        points = points[~missing_mask(points)]
+        if len(points):
+            y0, x0 = min(y0, points[:, 0].min()), min(x0, points[:, 1].min())
+            y1, x1 = max(y1, points[:, 0].max() + 1), max(x1, points[:, 1].max() + 1)
     aspect = model_size[0] / model_size[1]
     pad = margin * person_h
-    box_h = max(person_h + 2 * pad, (x1 - x0 + 2 * pad) * aspect)
+    box_h = max(y1 - y0 + 2 * pad, (x1 - x0 + 2 * pad) * aspect)
     box_w = box_h / aspect
     cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
     box = (cy - box_h / 2, cx - box_w / 2, cy + box_h / 2, cx + box_w / 2)
@@ -159,7 +143,7 @@ def person_crop(keypoints: np.ndarray, person_mask: np.ndarray | None, photo_siz
 
 
 def _warp_to_model(array: np.ndarray, crop: PersonCrop, interpolation: int, border_mode: int,
-                   antialias: bool) -> np.ndarray:
+                   antialias: bool, fill: float | tuple[float, ...] = 0) -> np.ndarray:
     """Sample the crop box of a photo-frame array into the model frame (only the box's pixels are read).
 
     When shrinking with ``antialias``, the box's pixels are first box-filtered (INTER_AREA) down to
@@ -185,12 +169,34 @@ def _warp_to_model(array: np.ndarray, crop: PersonCrop, interpolation: int, bord
     if antialias and scale < 1:
         region = cv2.GaussianBlur(region, (0, 0), (1.0 / scale - 1.0) / 2)
     out_h, out_w = crop.model_size
-    return cv2.warpAffine(region, matrix, (out_w, out_h), flags=interpolation, borderMode=border_mode, borderValue=0)
+    return cv2.warpAffine(region, matrix, (out_w, out_h), flags=interpolation, borderMode=border_mode,
+                          borderValue=fill)
 
 
-def crop_to_model(photo: np.ndarray, crop: PersonCrop) -> np.ndarray:
-    """``(H, W, 3)`` uint8 model-frame image (anti-aliased when shrinking, photo border replicated)."""
-    return _warp_to_model(_check_photo(photo), crop, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE, antialias=True)
+def _outside_photo(crop: PersonCrop, photo_size: tuple[int, int]) -> np.ndarray:
+    """``(h, w)`` bool: model pixels whose centre lies outside the photo."""
+    out_h, out_w = crop.model_size
+    ys = (np.arange(out_h) + 0.5) / crop.scale + crop.box[0]
+    xs = (np.arange(out_w) + 0.5) / crop.scale + crop.box[1]
+    return ((ys < 0) | (ys > photo_size[0]))[:, None] | ((xs < 0) | (xs > photo_size[1]))[None, :]
+
+
+def border_colour(photo: np.ndarray) -> tuple[float, float, float]:
+    """Median RGB of the photo's outermost rows and columns: the constant that pads a crop past its edges."""
+    photo = _check_photo(photo)
+    ring = np.concatenate([photo[0], photo[-1], photo[:, 0], photo[:, -1]])
+    return tuple(float(v) for v in np.median(ring, axis=0))  # type: ignore[return-value]
+
+
+def crop_to_model(photo: np.ndarray, crop: PersonCrop, fill: tuple[float, float, float] | None = None) -> np.ndarray:
+    """``(H, W, 3)`` uint8 model-frame image (anti-aliased when shrinking); outside the photo: ``fill``
+    (default :func:`border_colour`), never replicated edge pixels."""
+    photo = _check_photo(photo)
+    colour = border_colour(photo) if fill is None else fill
+    image = _warp_to_model(photo, crop, cv2.INTER_LINEAR, cv2.BORDER_CONSTANT, antialias=True, fill=colour)
+    outside = _outside_photo(crop, photo.shape[:2])
+    image[outside] = np.round(colour).astype(np.uint8)
+    return image
 
 
 def mask_to_model(person_mask: np.ndarray, crop: PersonCrop) -> np.ndarray:
@@ -264,12 +270,16 @@ def layout_alpha(layout: np.ndarray) -> np.ndarray:
 
 
 def inpaint_background(photo: np.ndarray, person_mask: np.ndarray, method: str = "telea",
-                       dilate_px: int | None = None, radius: int | None = None, max_side: int = 1024) -> np.ndarray:
+                       dilate_px: int | None = None, radius: int | None = None, max_side: int = 1024,
+                       keep: np.ndarray | None = None, detail: bool = True) -> np.ndarray:
     """Fill where the person was (mask > 0.5, dilated by ``dilate_px``, default 1% of the longer side).
 
-    OpenCV ``cv2.inpaint`` (``"telea"`` or ``"ns"``) runs on a copy shrunk to ``max_side`` pixels at
-    most; the hole is dilated at that size (so by about one working pixel more) and the fill is
-    upsampled back. Only hole pixels change. Returns ``(H, W, 3)`` uint8.
+    OpenCV ``cv2.inpaint`` (``"telea"`` or ``"ns"``) runs on the hole's box plus the ring it reads,
+    shrunk by the factor that brings the whole photo to ``max_side`` pixels at most; the hole is
+    dilated at that size (so by about one working pixel more) and the fill is
+    upsampled back. ``keep`` (``(H, W)`` bool, e.g. where the new person will be opaque) is taken out
+    of the hole: those pixels stay as they are (the reduced hole). With ``detail``, Gaussian grain of
+    the hole's surroundings' detail strength (measured in a ring around the hole; fixed seed) is added to an upsampled fill. Only hole pixels change. Returns ``(H, W, 3)`` uint8.
     """
     photo = _check_photo(photo)
     flags = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
@@ -285,22 +295,62 @@ def inpaint_background(photo: np.ndarray, person_mask: np.ndarray, method: str =
     if not person.any():
         return out
     factor = min(1.0, max_side / max(height, width))
+    radius = 3 if radius is None else int(radius)  # Telea's cost grows with radius^2; 3 is OpenCV's example
+    # Only the hole's box and the ring Telea reads around it are worked on (a small person in a big photo).
+    ys, xs = np.nonzero(person.any(axis=1))[0], np.nonzero(person.any(axis=0))[0]
+    reach = dilate_px + int(math.ceil((radius + 4) / factor))
+    y0, y1 = max(0, ys[0] - reach), min(height, ys[-1] + 1 + reach)
+    x0, x1 = max(0, xs[0] - reach), min(width, xs[-1] + 1 + reach)
+    region = photo[y0:y1, x0:x1]
+    filled, hole = _inpaint_region(region, person[y0:y1, x0:x1], factor, dilate_px, radius, flags[method])
+    hole |= person[y0:y1, x0:x1]
+    if keep is not None:
+        hole &= ~np.asarray(keep, dtype=bool)[y0:y1, x0:x1]
+    if detail and factor < 1 and hole.any():
+        filled = _add_grain(region, filled, hole)
+    np.copyto(out[y0:y1, x0:x1], filled, where=hole[..., None])
+    return out
+
+
+def _inpaint_region(region: np.ndarray, person: np.ndarray, factor: float, dilate_px: int, radius: int,
+                    flag: int) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV inpainting of ``region`` at ``factor`` of its size; returns the upsampled fill and the hole."""
+    height, width = person.shape
     size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    small = cv2.resize(photo, size, interpolation=cv2.INTER_AREA) if factor < 1 else photo
+    small = cv2.resize(region, size, interpolation=cv2.INTER_AREA) if factor < 1 else region
     # The hole is dilated at the working size (any covered working pixel counts), then brought back.
     small_hole = cv2.resize(person.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
     small_dilate = int(math.ceil(dilate_px * factor))
     if small_dilate > 0:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * small_dilate + 1,) * 2)
         small_hole = cv2.dilate(small_hole.astype(np.uint8), kernel) > 0
-    radius = 3 if radius is None else int(radius)  # Telea's cost grows with radius^2; 3 is OpenCV's example
-    filled = cv2.inpaint(np.ascontiguousarray(small), small_hole.astype(np.uint8), radius, flags[method])
+    filled = cv2.inpaint(np.ascontiguousarray(small), small_hole.astype(np.uint8), radius, flag)
     hole = small_hole
     if factor < 1:
         filled = cv2.resize(filled, (width, height), interpolation=cv2.INTER_LINEAR)
         hole = cv2.resize(small_hole.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
-    hole |= person
-    np.copyto(out, filled, where=hole[..., None])
+    return filled, hole
+
+
+def _add_grain(photo: np.ndarray, filled: np.ndarray, hole: np.ndarray, seed: int = 0) -> np.ndarray:
+    """``filled`` plus Gaussian noise in ``hole`` whose per-channel std is the photo's detail strength in a
+    ring around the hole (std of the 4-neighbour Laplacian / sqrt(20), exact for white noise)."""
+    ys, xs = np.nonzero(hole[::4, ::4])
+    if not ys.size:
+        return filled
+    pad = max(4, int(0.05 * 4 * max(ys.max() - ys.min(), xs.max() - xs.min())))
+    y0, x0 = max(0, 4 * ys.min() - pad), max(0, 4 * xs.min() - pad)
+    y1, x1 = min(hole.shape[0], 4 * ys.max() + pad + 4), min(hole.shape[1], 4 * xs.max() + pad + 4)
+    local_hole = hole[y0:y1, x0:x1].astype(np.uint8)
+    ring = (cv2.dilate(local_hole, np.ones((2 * pad + 1,) * 2, np.uint8)) > 0) & (local_hole == 0)
+    if ring.sum() < 16:
+        return filled
+    laplacian = cv2.Laplacian(np.ascontiguousarray(photo[y0:y1, x0:x1]), cv2.CV_16S)
+    std = laplacian[ring].astype(np.float32).std(axis=0) / math.sqrt(20.0)
+    out = filled.copy()
+    where = np.nonzero(hole)
+    noise = np.random.default_rng(seed).standard_normal((where[0].size, 3), dtype=np.float32) * std
+    out[where] = np.clip(out[where].astype(np.float32) + noise, 0, 255).astype(np.uint8)
     return out
 
 
@@ -340,58 +390,3 @@ def composite(background: np.ndarray, generated_rgb: np.ndarray, generated_alpha
     blended = target + share * (rgb.astype(np.float32) - target)
     out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     return out
-
-
-@dataclass(frozen=True)
-class WildInput:
-    """A photo made ready for the models.
-
-    photo ``(H, W, 3)`` uint8, keypoints ``(18, 2)`` and person_mask ``(H, W)`` float in the photo frame;
-    crop: the model-frame window; model_image ``(h, w, 3)`` uint8, model_keypoints ``(18, 2)``,
-    model_person_mask ``(h, w)`` float and layout ``(h, w)`` uint8 labels of ``label_set`` in the model frame.
-    """
-
-    photo: np.ndarray
-    keypoints: np.ndarray
-    person_mask: np.ndarray
-    layout: np.ndarray
-    crop: PersonCrop
-    model_image: np.ndarray
-    model_keypoints: np.ndarray
-    model_person_mask: np.ndarray
-    label_set: LabelSet
-
-
-def prepare_wild_input(photo: np.ndarray, model_size: tuple[int, int], label_set: str | LabelSet,
-                       estimator: Callable[[np.ndarray], PoseEstimate | None],
-                       segmenter: Callable[[np.ndarray], np.ndarray], parser: LayoutParser,
-                       margin: float = 0.1, parse_height: int = 1024) -> WildInput:
-    """Pose, mask, crop and layout of the person in ``photo``.
-
-    The parser runs in the photo frame, on a copy shrunk so the crop box is at most ``parse_height``
-    pixels tall; its labels are merged to ``label_set`` and cropped (nearest) to the model frame.
-    WildPhotoError when no person is detected or the person is too small.
-    """
-    photo = _check_photo(photo)
-    target = label_set if isinstance(label_set, LabelSet) else get_label_set(label_set)
-    estimate = estimator(photo)
-    if estimate is None:
-        raise WildPhotoError("no person detected in the photo")
-    person_mask = np.asarray(segmenter(photo), dtype=np.float32)
-    crop = person_crop(estimate.keypoints, person_mask, photo.shape[:2], model_size, margin)
-    factor = min(1.0, parse_height / (crop.box[2] - crop.box[0]))
-    work_photo, work_mask, work_keypoints, work_crop = photo, person_mask, estimate.keypoints, crop
-    if factor < 1:
-        size = (max(1, round(photo.shape[1] * factor)), max(1, round(photo.shape[0] * factor)))
-        work_photo = cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
-        work_mask = cv2.resize(person_mask, size, interpolation=cv2.INTER_AREA)
-        present = ~missing_mask(estimate.keypoints)
-        work_keypoints = np.where(present[:, None], (estimate.keypoints + 0.5) * factor - 0.5, -1.0)
-        work_crop = PersonCrop(tuple(v * factor for v in crop.box), crop.scale / factor, crop.model_size)
-    labels = parser(work_photo, work_keypoints, work_mask)
-    labels = merge_to(labels, target, getattr(parser, "label_set", LIP20))
-    return WildInput(photo=photo, keypoints=estimate.keypoints, person_mask=person_mask,
-                     layout=layout_to_model(labels, work_crop), crop=crop,
-                     model_image=crop_to_model(photo, crop),
-                     model_keypoints=keypoints_to_model(estimate.keypoints, crop),
-                     model_person_mask=mask_to_model(person_mask, crop), label_set=target)

@@ -4,11 +4,14 @@ without executing code (``torch.load(weights_only=True)``).
 Layout of a run directory::
 
     RUN/config.yaml
-    RUN/checkpoints/step_00000100/{generator,discriminators[,ema]}.safetensors, state.pt
+    RUN/checkpoints/step_00000100/{generator,discriminators[,ema]}.safetensors, state.pt, SHA256SUMS
     RUN/events.out.tfevents...
 
-A checkpoint directory is written under a temporary name, every file fsynced, then renamed into place,
-so a process killed while saving leaves the previous checkpoints intact and no partial one visible.
+A checkpoint directory is written under a temporary name, every file fsynced, its ``SHA256SUMS``
+written, then renamed into place, so a process killed while saving leaves the previous checkpoints
+intact and no partial one visible. Loading verifies the sums: resuming a run takes the newest checkpoint
+that verifies and names the ones it skipped. A full disk (or any write error) while saving removes the
+temporary folder and raises one line naming the step, the folder and the last complete checkpoint.
 """
 
 from __future__ import annotations
@@ -16,15 +19,18 @@ from __future__ import annotations
 import os
 import random
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from recapture.hub import CHECKPOINT_DIR, list_checkpoints
+from recapture.fileio import disk_full, fsync_path, write_sums
+from recapture.hub import CHECKPOINT_DIR, checkpoint_problem, list_checkpoints, newest_checkpoint
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, partial or inconsistent."""
@@ -40,14 +46,7 @@ class Checkpoint:
     discriminators: dict[str, torch.Tensor]
     ema: dict[str, torch.Tensor] | None
     state: dict[str, Any]
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    skipped: tuple[str, ...] = field(default=())  # newer checkpoints passed over, one line each (why)
 
 
 def rng_state() -> dict[str, Any]:
@@ -85,51 +84,87 @@ def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
 
 
+def _last_complete(run_dir: str | Path) -> str:
+    found, _ = newest_checkpoint(run_dir)
+    return f"step {int(found.name.split('_')[1])} ({found})" if found is not None else "none"
+
+
+def _write_files(tmp: Path, files: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> None:
+    for name, tensors in files.items():
+        save_file(_contiguous(tensors), str(tmp / name))
+    torch.save(state, tmp / "state.pt")
+    write_sums(tmp)
+    for child in tmp.iterdir():
+        fsync_path(child)
+    fsync_path(tmp)
+
+
 def save_checkpoint(run_dir: str | Path, step: int, generator: dict[str, torch.Tensor],
                     discriminators: dict[str, torch.Tensor], state: dict[str, Any],
                     ema: dict[str, torch.Tensor] | None = None, keep_last: int = 3) -> Path:
-    """Write ``step_XXXXXXXX`` atomically and prune all but the newest ``keep_last`` checkpoints."""
+    """Write ``step_XXXXXXXX`` atomically and prune all but the newest ``keep_last`` checkpoints.
+
+    CheckpointError (one line: step, folder, last complete checkpoint) when the disk is full or the
+    folder cannot be written; the temporary folder is removed and earlier checkpoints are untouched.
+    """
     root = Path(run_dir) / CHECKPOINT_DIR
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
     tmp = root / f".tmp-step_{step:08d}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
     files = {"generator.safetensors": generator, "discriminators.safetensors": discriminators}
     if ema is not None:
         files["ema.safetensors"] = ema
-    for name, tensors in files.items():
-        save_file(_contiguous(tensors), str(tmp / name))
-    torch.save({**state, "step": step}, tmp / "state.pt")
-    for child in tmp.iterdir():
-        _fsync(child)
-    _fsync(tmp)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        _write_files(tmp, files, {**state, "step": step})
+    except (OSError, SafetensorError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = getattr(err, "strerror", None) or " ".join(str(err).split())
+        what = "disk full" if disk_full(err) else f"cannot write ({reason})"
+        raise CheckpointError(f"{what} while writing checkpoint step {step} to {root}; the last complete "
+                              f"checkpoint is {_last_complete(run_dir)}") from None
     old = root / f".old-step_{step:08d}-{os.getpid()}"
     if final.exists():
         os.replace(final, old)  # an atomic rename: a kill now leaves this step under .old-*, never half-deleted
     os.replace(tmp, final)
-    _fsync(root)
+    fsync_path(root)
     shutil.rmtree(old, ignore_errors=True)
     for old in list_checkpoints(run_dir)[:-max(1, keep_last)]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint directory, or the newest one of a run directory."""
-    path = Path(path)
-    if (path / CHECKPOINT_DIR).is_dir() or not (path / "state.pt").exists():
-        found = list_checkpoints(path)
-        if not found:
-            raise CheckpointError(f"no complete checkpoint under {path} (expected {path}/{CHECKPOINT_DIR}/step_*/state.pt)")
-        path = found[-1]
+def _read(path: Path, skipped: tuple[str, ...] = ()) -> Checkpoint:
+    reason = checkpoint_problem(path)
+    if reason is not None:
+        raise CheckpointError(f"damaged checkpoint {path}: {reason}")
     try:
         state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
         generator = load_file(str(path / "generator.safetensors"))
         discriminators = load_file(str(path / "discriminators.safetensors"))
         ema = load_file(str(path / "ema.safetensors")) if (path / "ema.safetensors").exists() else None
-    except (OSError, RuntimeError, ValueError) as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+    except (OSError, RuntimeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {str(err).splitlines()[0] if str(err) else err!r}") \
+            from None
     return Checkpoint(path=path, step=int(state["step"]), generator=generator,
-                      discriminators=discriminators, ema=ema, state=state)
+                      discriminators=discriminators, ema=ema, state=state, skipped=skipped)
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint directory (verified against its SHA256SUMS), or the newest checkpoint of a run
+    directory that verifies and reads; ``skipped`` names each newer one passed over and why."""
+    path = Path(path)
+    if not ((path / CHECKPOINT_DIR).is_dir() or not (path / "state.pt").exists()):
+        return _read(path)
+    found = list_checkpoints(path)
+    if not found:
+        raise CheckpointError(f"no complete checkpoint under {path} (expected {path}/{CHECKPOINT_DIR}/step_*/state.pt)")
+    skipped: list[str] = []
+    for checkpoint in reversed(found):
+        try:
+            return _read(checkpoint, tuple(skipped))
+        except CheckpointError as err:
+            skipped.append(f"skipped {err}")
+    raise CheckpointError(f"no checkpoint under {path} verifies: {'; '.join(skipped)}")

@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from recapture.devices import check_device
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -35,7 +37,9 @@ class DistributedContext:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` picks this rank's CUDA device when available, else the CPU."""
+    """``auto`` picks this rank's CUDA device when available, else the CPU; DeviceError for a name that is
+    not a device of this machine."""
+    name = check_device(name, allow_auto=True)
     if name == "auto":
         return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(name)

@@ -1,5 +1,11 @@
 """The training loop: per iteration a discriminator phase (eq. 17) then a generator phase (eq. 18).
 
+``train.stage`` picks what a run trains: ``geometric`` (the layout network alone: cross-entropy on Ŝ_B,
+no images, no discriminators), ``appearance`` (the geometric network frozen; the appearance network sees
+the predicted Ŝ_B with chance ``train.predicted_layout`` per pair, else the true layout; always Ŝ_B
+without ``train.teacher_forcing``) or ``joint`` (everything, the paper's setting; the true layout with
+teacher forcing, else the straight-through Ŝ_B). ``train.init_from`` starts from another run's generator weights.
+
 Runs in one process or under ``torchrun`` (DistributedDataParallel; rank 0 alone logs and saves).
 Resume is exact on the CPU: model/optimizer/EMA state, RNG states, and the data position (epoch and
 batch within it; flips are a function of (seed, epoch, index)) are all checkpointed.
@@ -15,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -23,10 +30,10 @@ from recapture.config import ExperimentConfig, save_config, to_dict
 from recapture.data.dataset import PairBatch, PairDataset, collate_pairs
 from recapture.data.manifest import read_manifest
 from recapture.models.discriminators import Discriminators
-from recapture.models.generator import RecaptureGenerator
+from recapture.models.generator import GeneratorOutput, RecaptureGenerator
 from recapture.models.losses import discriminator_objective, generator_objective
 from recapture.models.perceptual import build_perceptual_loss
-from recapture.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from recapture.training.checkpoint import Checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from recapture.training.distributed import DistributedContext, ResumableDistributedSampler, all_reduce_mean
 from recapture.training.tracking import RunLogger, image_grid, layout_to_rgb, pose_to_rgb, to_unit
 
@@ -104,13 +111,17 @@ class Trainer:
             torch.set_num_threads(config.train.threads)
         torch.manual_seed(config.train.seed)
         self.generator = RecaptureGenerator(config.model).to(self.device)
+        if config.train.init_from:
+            self._initialise(config.train.init_from)
+        self._freeze(config.train.stage)
         self.discriminators = Discriminators(config.model).to(self.device)
         self.perceptual = build_perceptual_loss(config.loss)
         if self.perceptual is not None:
             self.perceptual = self.perceptual.to(self.device)
         self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False) if config.train.ema_decay > 0 else None
         betas = tuple(config.train.betas)
-        self.g_optimizer = torch.optim.Adam(self.generator.parameters(), lr=config.train.lr, betas=betas)
+        trained = [p for p in self.generator.parameters() if p.requires_grad]
+        self.g_optimizer = torch.optim.Adam(trained, lr=config.train.lr, betas=betas)
         self.d_optimizer = torch.optim.Adam(self.discriminators.parameters(), lr=config.train.lr, betas=betas)
         self.dataset = dataset if dataset is not None else build_dataset(config)
         self.sampler = ResumableDistributedSampler(len(self.dataset), config.train.batch_size, context.rank,
@@ -129,6 +140,29 @@ class Trainer:
             self.d_model = DistributedDataParallel(self.discriminators, device_ids=ids)
         self.step = 0
 
+    def _initialise(self, source: str) -> None:
+        """Load generator weights from a run directory or model file (same model config required)."""
+        from recapture.hub import WeightsError, list_checkpoints, load_generator, read_model_file
+
+        try:
+            config = load_generator(source).config
+            path = Path(source)
+            if path.is_dir():
+                checkpoint = path if (path / "state.pt").is_file() else list_checkpoints(path)[-1]
+                path = checkpoint / "generator.safetensors"
+            weights, _ = read_model_file(path)
+        except WeightsError as err:
+            raise TrainingError(f"train.init_from: {err}") from None
+        if config != self.config.model:
+            raise TrainingError(f"train.init_from {source}: its model config differs from this run's model config")
+        self.generator.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+
+    def _freeze(self, stage: str) -> None:
+        """Stop gradients to what ``stage`` does not train."""
+        frozen = {"geometric": self.generator.appearance, "appearance": self.generator.geometric}.get(stage)
+        if frozen is not None:
+            frozen.requires_grad_(False)
+
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict:
         return {"g_optimizer": self.g_optimizer.state_dict(), "d_optimizer": self.d_optimizer.state_dict(),
@@ -146,8 +180,9 @@ class Trainer:
             torch.distributed.barrier()
         return path
 
-    def resume(self, path: str | Path) -> None:
-        """Load the newest checkpoint of a run (or a checkpoint directory) and continue from its step."""
+    def resume(self, path: str | Path) -> Checkpoint:
+        """Load the newest checkpoint of a run that verifies (or a checkpoint directory) and continue from
+        its step; returns it (``skipped`` names damaged newer ones)."""
         checkpoint = load_checkpoint(path)
         self.generator.load_state_dict(checkpoint.generator)
         self.discriminators.load_state_dict(checkpoint.discriminators)
@@ -158,6 +193,7 @@ class Trainer:
         if checkpoint.state.get("world_size", 1) == self.context.world_size:
             set_rng_state(checkpoint.state["rng"])
         self.step = checkpoint.step
+        return checkpoint
 
     # ------------------------------------------------------------------ step
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -165,14 +201,58 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def train_step(self, batch: PairBatch) -> StepLosses:
-        """One D phase then one G phase on ``batch``."""
-        cfg = self.config
+    def _teacher(self, batch: PairBatch, logits: torch.Tensor | None) -> torch.Tensor | None:
+        """The layout the appearance network sees: true, predicted (detached one-hot) per pair, or None
+        (the straight-through prediction, joint training without teacher forcing)."""
+        cfg = self.config.train
+        if cfg.stage != "appearance":
+            return batch.target_layout if cfg.teacher_forcing else None
+        if logits is None or cfg.predicted_layout <= 0.0:
+            return batch.target_layout
+        predicted = F.one_hot(logits.detach().argmax(dim=1), logits.shape[1]).permute(0, 3, 1, 2).float()
+        pick = torch.rand(len(batch), device=logits.device) < (1.0 if not cfg.teacher_forcing else cfg.predicted_layout)
+        return torch.where(pick.view(-1, 1, 1, 1), predicted, batch.target_layout)
+
+    def geometric_step(self, batch: PairBatch) -> StepLosses:
+        """Stage ``geometric``: cross-entropy of Ŝ_B against the true target layout (loss.lambda_layout_ce)."""
         labels = batch.target_layout.argmax(dim=1)
-        teacher = batch.target_layout if cfg.train.teacher_forcing else None
+        with self._autocast():
+            logits = self.generator.geometric(batch.source_layout, batch.source_pose, batch.target_pose,
+                                              batch.source_keypoints, batch.target_keypoints)
+        loss = F.cross_entropy(logits.float(), labels)
+        self.g_optimizer.zero_grad(set_to_none=True)
+        (self.config.loss.lambda_layout_ce * loss).backward()
+        self.g_optimizer.step()
+        self._update_ema()
+        value = float(all_reduce_mean(loss.detach().float().view(1), self.context)[0])
+        self._last_output = GeneratorOutput(image=batch.target_image, layout_logits=logits.detach(),
+                                            target_layout=batch.target_layout)
+        return StepLosses(0.0, 0.0, 0.0, 0.0, self.config.loss.lambda_layout_ce * value, 0.0, 0.0, 0.0, 0.0, 0.0,
+                          value)
+
+    def _update_ema(self) -> None:
+        if self.ema is not None:
+            with torch.no_grad():
+                for ema_p, p in zip(self.ema.parameters(), self.generator.parameters()):
+                    ema_p.lerp_(p, 1.0 - self.config.train.ema_decay)
+                for ema_b, b in zip(self.ema.buffers(), self.generator.buffers()):
+                    ema_b.copy_(b)
+
+    def train_step(self, batch: PairBatch) -> StepLosses:
+        """One D phase then one G phase on ``batch`` (stage ``geometric``: the layout step alone)."""
+        cfg = self.config
+        if cfg.train.stage == "geometric":
+            return self.geometric_step(batch)
+        labels = batch.target_layout.argmax(dim=1)
+        logits = None
+        if cfg.train.stage == "appearance":  # frozen: Ŝ_B once, outside the (DDP) forward
+            with torch.no_grad(), self._autocast():
+                logits = self.generator.geometric(batch.source_layout, batch.source_pose, batch.target_pose,
+                                                  batch.source_keypoints, batch.target_keypoints)
         with self._autocast():
             output = self.g_model(batch.source_image, batch.source_layout, batch.source_pose, batch.target_pose,
-                                  target_layout=teacher)
+                                  target_layout=self._teacher(batch, logits), source_keypoints=batch.source_keypoints,
+                                  target_keypoints=batch.target_keypoints, layout_logits=logits)
             d_losses = discriminator_objective(self.d_model, output, batch.source_image, batch.target_image,
                                                labels, batch.target_pose, cfg.loss)
         self.d_optimizer.zero_grad(set_to_none=True)
@@ -184,12 +264,7 @@ class Trainer:
         self.g_optimizer.zero_grad(set_to_none=True)
         g_losses.total.backward()
         self.g_optimizer.step()
-        if self.ema is not None:
-            with torch.no_grad():
-                for ema_p, p in zip(self.ema.parameters(), self.generator.parameters()):
-                    ema_p.lerp_(p, 1.0 - cfg.train.ema_decay)
-                for ema_b, b in zip(self.ema.buffers(), self.generator.buffers()):
-                    ema_b.copy_(b)
+        self._update_ema()
         values = torch.stack([d_losses.total, d_losses.layout, d_losses.pose, d_losses.identity,
                               g_losses.total, g_losses.layout_adversarial, g_losses.pose_adversarial,
                               g_losses.identity_adversarial, g_losses.reconstruction, g_losses.perceptual,
@@ -238,8 +313,10 @@ class Trainer:
                     if cfg.save_every and self.step % cfg.save_every == 0:
                         last_path = self.save() or last_path
                         saved_step = self.step
-                    if self.step >= cfg.steps:
+                    if self.step >= cfg.steps or (cfg.max_seconds and time.monotonic() - start >= cfg.max_seconds):
                         break
+                if cfg.max_seconds and time.monotonic() - start >= cfg.max_seconds:
+                    break
             if saved_step != self.step:
                 last_path = self.save() or last_path
         finally:

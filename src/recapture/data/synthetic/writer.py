@@ -11,6 +11,7 @@ person's left joints blue, right joints red, centre joints yellow).
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,14 +23,19 @@ import numpy as np
 from recapture.body.keypoints import KEYPOINT_NAMES
 from recapture.body.parts import LIP20, get_label_set, merge_lip20
 from recapture.data.formats import layout_name, pair_name, write_annotations, write_layout, write_pairs
-from recapture.data.manifest import SplitSpec, write_manifest
+from recapture.data.errors import FormatError
+from recapture.data.manifest import SplitSpec, read_manifest, write_manifest
 from recapture.data.synthetic.people import Identity, sample_clothing_edit, sample_figure_edit, sample_identity
 from recapture.data.synthetic.articulation import Articulation, sample_articulation
 from recapture.data.synthetic.render import BACKGROUND_KINDS, Background, Rendering, render_person, sample_background
 from recapture.data.synthetic.truth import EditRecord, invisible_mask, write_edits
+from recapture.fileio import atomic_path, check_output_dir, check_output_file
 
 SPLITS: tuple[str, ...] = ("train", "test", "edit_figure", "edit_clothing")
 SIZES: tuple[tuple[int, int], ...] = ((256, 176), (128, 64))
+#: Bounds of each side of ``--size`` (pixels): larger images are not what the renderer is for, and a
+#: 20000x20000 request would be killed for memory.
+MIN_SIDE, MAX_SIDE = 16, 1024
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,8 @@ class SynthConfig:
     ``people`` identities x ``poses`` images each at ``size`` (H, W); ``label_set`` lip20 | market7;
     ``test_fraction`` of the identities (at least one) form the test split; ``edits_per_person`` test
     targets per test identity get a figure and a clothing edit; ``start_method`` of the worker
-    processes (None: fork where available, else spawn; the code is spawn-safe).
+    processes (None: fork where available, else spawn; the code is spawn-safe). ``out`` must be empty or
+    absent; ``overwrite`` clears it first, but only when it holds a SynthHumans manifest.
     """
 
     out: Path
@@ -55,6 +62,7 @@ class SynthConfig:
     crop_probability: float = 0.2
     supersample: int = 2
     start_method: str | None = None
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -65,8 +73,9 @@ class SynthConfig:
             raise ValueError(f"label_set must be lip20 or market7, got {self.label_set!r}")
         if self.background not in BACKGROUND_KINDS:
             raise ValueError(f"background must be one of {', '.join(BACKGROUND_KINDS)}, got {self.background!r}")
-        if min(self.size) < 16 or self.workers < 1 or self.supersample < 1 or not 0 < self.test_fraction < 1:
-            raise ValueError(f"bad size/workers/supersample/test_fraction in {self}")
+        check_size(self.size)
+        if self.workers < 1 or self.supersample < 1 or not 0 < self.test_fraction < 1:
+            raise ValueError(f"bad workers/supersample/test_fraction in {self}")
 
 
 @dataclass(frozen=True)
@@ -207,9 +216,34 @@ def _start_method(config: SynthConfig) -> str:
     return "fork" if fork_ok else "spawn"
 
 
+def prepare_out(out: Path, overwrite: bool) -> None:
+    """Make sure ``out`` is an empty folder to write into (created if absent). A non-empty folder is refused
+    unless ``overwrite`` and it holds a SynthHumans ``manifest.yaml``: then its contents are removed."""
+    check_output_dir(out, "--out")
+    if not out.exists() or not any(out.iterdir()):
+        out.mkdir(parents=True, exist_ok=True)
+        return
+    if not overwrite:
+        raise ValueError(f"--out {out} is not empty; give a new folder, or --overwrite to replace an earlier "
+                         "SynthHumans dataset there")
+    try:
+        name = read_manifest(out / "manifest.yaml").name
+    except FormatError:
+        name = None
+    if name != "synthhumans":
+        raise ValueError(f"--overwrite refused: {out} holds no SynthHumans manifest.yaml, so it is not cleared "
+                         "(it may hold other files); give a new or empty folder")
+    for child in out.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
 def generate(config: SynthConfig) -> SynthSummary:
     """Write the dataset described by ``config`` under ``config.out`` and its ``manifest.yaml``."""
     start = time.perf_counter()
+    prepare_out(config.out, config.overwrite)
     tests = test_people(config.seed, config.people, config.test_fraction)
     splits = {split: split_spec(split) for split in SPLITS}
     for spec in splits.values():
@@ -238,12 +272,20 @@ _SIDE_COLOURS = {"left": (40, 90, 255), "right": (255, 40, 40)}
 _CENTRE_COLOUR = (255, 220, 0)
 
 
+def check_size(size: tuple[int, int]) -> tuple[int, int]:
+    """``size`` if both sides lie in [MIN_SIDE, MAX_SIDE]; ValueError naming the bounds otherwise."""
+    if len(size) != 2 or not all(MIN_SIDE <= int(v) <= MAX_SIDE for v in size):
+        raise ValueError(f"size {size[0]}x{size[1] if len(size) > 1 else '?'} is out of bounds: each side must lie "
+                         f"in {MIN_SIDE}..{MAX_SIDE} pixels (e.g. 256x176 or 128x64)")
+    return int(size[0]), int(size[1])
+
+
 def parse_size(text: str) -> tuple[int, int]:
-    """``"256x176"`` -> ``(256, 176)`` (H x W); ValueError otherwise."""
+    """``"256x176"`` -> ``(256, 176)`` (H x W), each side in [MIN_SIDE, MAX_SIDE]; ValueError otherwise."""
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
         raise ValueError(f"size must look like HxW, e.g. 256x176, got {text!r}")
-    return int(parts[0]), int(parts[1])
+    return check_size((int(parts[0]), int(parts[1])))
 
 
 def draw_keypoints(image: np.ndarray, keypoints: np.ndarray, radius: int = 1) -> np.ndarray:
@@ -278,9 +320,11 @@ def write_preview(path: str | Path, seed: int = 0, size: tuple[int, int] = (256,
                   poses: int = 5, background: str = "plain") -> Path:
     """Write :func:`contact_sheet` as a PNG at ``path``; returns the path."""
     path = Path(path)
-    if path.parent != Path(""):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    sheet = contact_sheet(seed, size, people, poses, background)
-    if not cv2.imwrite(str(path), np.ascontiguousarray(sheet[..., ::-1])):
-        raise OSError(f"cannot write preview {path} (use a .png name)")
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"--preview {path}: use a .png file name")
+    check_output_file(path, "--preview")
+    sheet = contact_sheet(seed, check_size(size), people, poses, background)
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), np.ascontiguousarray(sheet[..., ::-1])):
+            raise OSError(f"cannot write preview {path}")
     return path

@@ -1,0 +1,159 @@
+"""Retargeting a pose onto a person's own skeleton, and the framing anchor of a pose.
+
+A target pose taken from another person (a preset, an annotation row, a video) has that person's
+proportions. :func:`retarget` keeps the *subject's* bone lengths and takes only the target's joint
+angles (bone directions): walking the COCO-18 tree outwards from the neck, each target bone keeps its
+direction and gets the subject's length. Bones the subject does not show (e.g. legs of an upper-body
+photo) take the target's length times the median subject/target ratio of the bones both show.
+
+:func:`anchor` and :func:`torso_length` are the framing rule's measures: a pose is placed by its hip
+centre (the neck when a hip is missing) and scaled by its torso (neck to hip centre; the shoulder span
+or the median bone ratio when a hip is missing). Pure numpy; keypoints are ``(18, 2)`` y/x, -1 missing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recapture.body.keypoints import KEYPOINT_INDEX, LIMBS, NUM_KEYPOINTS, missing_mask
+
+NECK = KEYPOINT_INDEX["neck"]
+HIPS = (KEYPOINT_INDEX["right_hip"], KEYPOINT_INDEX["left_hip"])
+SHOULDERS = (KEYPOINT_INDEX["right_shoulder"], KEYPOINT_INDEX["left_shoulder"])
+
+
+def _tree() -> tuple[tuple[int, int], ...]:
+    """``(parent, child)`` bones in breadth-first order from the neck (the hip-hip bone is not a tree edge)."""
+    order, seen, frontier = [], {NECK}, [NECK]
+    while frontier:
+        nxt = []
+        for parent in frontier:
+            for a, b in LIMBS:
+                child = b if a == parent else a if b == parent else None
+                if child is not None and child not in seen:
+                    seen.add(child)
+                    order.append((parent, child))
+                    nxt.append(child)
+        frontier = nxt
+    return tuple(order)
+
+
+#: Skeleton tree rooted at the neck: every joint but the neck appears once as a child.
+TREE: tuple[tuple[int, int], ...] = _tree()
+
+
+def _check(keypoints: np.ndarray, name: str) -> np.ndarray:
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    if keypoints.shape != (NUM_KEYPOINTS, 2):
+        raise ValueError(f"{name} must be ({NUM_KEYPOINTS}, 2) y/x keypoints, got {keypoints.shape}")
+    return keypoints
+
+
+def _with_neck(keypoints: np.ndarray) -> np.ndarray:
+    """A copy whose missing neck is the shoulders' midpoint when both shoulders are present."""
+    out = keypoints.copy()
+    present = ~missing_mask(out)
+    if not present[NECK] and present[list(SHOULDERS)].all():
+        out[NECK] = out[list(SHOULDERS)].mean(axis=0)
+    return out
+
+
+def bone_lengths(keypoints: np.ndarray) -> np.ndarray:
+    """``(len(TREE),)`` length of each tree bone; NaN where either end is missing."""
+    keypoints = _check(keypoints, "keypoints")
+    present = ~missing_mask(keypoints)
+    lengths = np.full(len(TREE), np.nan)
+    for index, (parent, child) in enumerate(TREE):
+        if present[parent] and present[child]:
+            lengths[index] = float(np.linalg.norm(keypoints[child] - keypoints[parent]))
+    return lengths
+
+
+def scale_ratio(subject: np.ndarray, target: np.ndarray) -> float:
+    """Median subject/target length ratio over the bones both poses show (torso first when both have it)."""
+    subject_torso, target_torso = torso_length(subject), torso_length(target)
+    if subject_torso and target_torso:
+        return subject_torso / target_torso
+    ratios = bone_lengths(subject) / bone_lengths(target)
+    ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
+    if not ratios.size:
+        raise ValueError("the subject and the target pose share no bone: cannot compare their sizes")
+    return float(np.median(ratios))
+
+
+def torso_length(keypoints: np.ndarray) -> float | None:
+    """Neck to hip centre (the shoulder span x 1.5 without both hips); None when neither is available."""
+    keypoints = _with_neck(_check(keypoints, "keypoints"))
+    present = ~missing_mask(keypoints)
+    if present[NECK] and present[list(HIPS)].all():
+        return float(np.linalg.norm(keypoints[list(HIPS)].mean(axis=0) - keypoints[NECK]))
+    if present[list(SHOULDERS)].all():
+        return 1.5 * float(np.linalg.norm(keypoints[SHOULDERS[0]] - keypoints[SHOULDERS[1]]))
+    return None
+
+
+def has_hips(keypoints: np.ndarray) -> bool:
+    """Both hips present."""
+    return bool((~missing_mask(_check(keypoints, "keypoints")))[list(HIPS)].all())
+
+
+def anchor(keypoints: np.ndarray, hips: bool = True) -> np.ndarray | None:
+    """``(2,)`` y/x placement point: the hip centre (when ``hips`` and both are present), else the neck
+    (or the shoulders' midpoint); None if neither."""
+    keypoints = _with_neck(_check(keypoints, "keypoints"))
+    present = ~missing_mask(keypoints)
+    if hips and present[list(HIPS)].all():
+        return keypoints[list(HIPS)].mean(axis=0)
+    if present[NECK]:
+        return keypoints[NECK].copy()
+    return None
+
+
+def retarget(subject: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The target pose with the subject's bone lengths, neck at the target's neck.
+
+    subject, target: ``(18, 2)`` y/x (-1 missing), any frames. Joints missing in the target stay
+    missing; a joint whose tree parent is missing in the target hangs from its nearest present
+    ancestor, along the target's direction, scaled by :func:`scale_ratio`. ValueError when the target
+    has no neck (nor both shoulders) or the two poses share no bone.
+    """
+    subject = _with_neck(_check(subject, "subject"))
+    target = _with_neck(_check(target, "target"))
+    target_present = ~missing_mask(target)
+    if not target_present[NECK]:
+        raise ValueError("the target pose has no neck (nor both shoulders): it cannot be retargeted")
+    ratio = scale_ratio(subject, target)
+    subject_lengths = bone_lengths(subject)
+    target_lengths = bone_lengths(target)
+    out = np.full_like(target, -1.0)
+    out[NECK] = target[NECK]
+    placed = {NECK}
+    parent_of = {child: parent for parent, child in TREE}
+    for index, (parent, child) in enumerate(TREE):
+        if not target_present[child]:
+            continue
+        if parent in placed:
+            offset = target[child] - target[parent]
+            length = subject_lengths[index] if np.isfinite(subject_lengths[index]) else ratio * target_lengths[index]
+            norm = float(np.linalg.norm(offset))
+            out[child] = out[parent] + (offset / norm * length if norm > 1e-9 else 0.0)
+        else:
+            ancestor = parent
+            while ancestor not in placed:
+                ancestor = parent_of[ancestor]
+            out[child] = out[ancestor] + ratio * (target[child] - target[ancestor])
+        placed.add(child)
+    return out
+
+
+def place(keypoints: np.ndarray, at: np.ndarray, scale: float = 1.0, hips: bool = True) -> np.ndarray:
+    """Scale a pose about its :func:`anchor` (``hips`` as there) by ``scale`` and move the anchor to ``at``;
+    missing joints stay -1."""
+    keypoints = _check(keypoints, "keypoints")
+    origin = anchor(keypoints, hips)
+    if origin is None:
+        raise ValueError("the pose has neither hips nor a neck to place it by")
+    present = ~missing_mask(keypoints)
+    out = np.full_like(keypoints, -1.0)
+    out[present] = (keypoints[present] - origin) * scale + np.asarray(at, dtype=np.float64)
+    return out

@@ -1,0 +1,235 @@
+"""Correspondence appearance head: learn geometry small, copy appearance big (docs/correspondence.md).
+
+At a small internal size ``(h, w)`` the networks decide, for every target pixel, *where in the source
+it comes from* (a sampling grid, "flow") and *whether the source shows it* (visibility ``v``); a decoder
+also paints pixels for what the source never showed (the LGR-informed generated image). The pixels
+themselves come from the full-resolution source::
+
+    prior   = keypoint part-affine backward warp (models/keypoint_warp.py), identity where no part covers
+    SAT     = part-restricted attention (models/sat.py) -> expected source position of each target pixel
+    flow    = prior + flow_scale * decoder([..., SAT position - prior])     (last layer zero: starts at prior)
+    image   = v * grid_sample(source at full size, upsample(flow)) + (1 - v) * upsample(generated)
+    image  += refine(image, v, generated)                                 (last layer zero)
+
+Grids are ``grid_sample`` x/y in [-1, 1] with ``align_corners=True``, so an identity grid upsampled
+bilinearly is the identity at any output size (a 1120x840 photo as well as 256x176). Nothing here
+normalises features over the image (no InstanceNorm/BatchNorm), so no single location can dominate
+the output (the "droplet" of the instance-normed decoder).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from recapture.body.keypoints import NUM_KEYPOINTS
+from recapture.body.parts import get_label_set
+from recapture.models.blocks import Merge, PyramidEncoder, activation, conv2d, level_widths
+from recapture.models.keypoint_warp import part_warp
+from recapture.models.layout_ops import labels_at, layout_at
+from recapture.models.lgr import LayoutGraphReasoning
+from recapture.models.sat import SemanticAttentiveTransfer, identity_grid
+
+
+@dataclass(frozen=True)
+class CorrespondenceConfig:
+    """Sizes of the correspondence appearance network (all learned parts run at ``internal_size``)."""
+
+    label_set: str = "lip20"
+    internal_size: tuple[int, int] = (128, 88)  # (h, w) of layouts, poses and the prior grid
+    base_channels: int = 16  # width at level 0 (doubles per level up to max_channels)
+    max_channels: int = 64
+    num_down: int = 2  # SAT and LGR run at the bottleneck, level num_down
+    blocks: int = 1  # residual blocks at the bottleneck
+    sat_dim: int = 32
+    lgr_dim: int = 32
+    lgr_steps: int = 2
+    refine_channels: int = 8  # width of the full-resolution refinement
+    flow_scale: float = 0.1  # grid units per unit of the flow head's output
+    visibility_bias: float = 2.0  # initial visibility logit (sigmoid 0.88: start from the warped source)
+
+    def __post_init__(self) -> None:
+        factor = 2 ** self.num_down
+        height, width = self.internal_size
+        if height % factor or width % factor:
+            raise ValueError(f"correspondence internal_size {self.internal_size} must be divisible by {factor}")
+        for name in ("base_channels", "max_channels", "num_down", "sat_dim", "lgr_dim", "refine_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"correspondence {name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class PriorGrid:
+    """The keypoint part-affine warp as a sampling grid at the internal size."""
+
+    grid: Tensor  # (B, h, w, 2) x/y in [-1, 1] (align_corners=True); identity where no part covers
+    covered: Tensor  # (B, 1, h, w) float: 1 where a body segment supplies the pixel
+    labels: Tensor  # (B, h, w) long: the warped source layout (the prior's target layout)
+
+
+@dataclass(frozen=True)
+class CorrespondenceOutput:
+    """What :class:`CorrespondenceGenerator` returns."""
+
+    image: Tensor  # (B, 3, H, W) in [-1, 1] at the output size
+    flow: Tensor  # (B, H, W, 2) where each output pixel was sampled in the source (x/y in [-1, 1])
+    visibility: Tensor  # (B, 1, H, W) in [0, 1]: weight of the copied source pixel
+    invented: Tensor  # (B, 1, H, W) 1 - visibility: what the network painted
+    generated: Tensor  # (B, 3, h, w) the decoder's own pixels at the internal size
+    coarse_flow: Tensor  # (B, h, w, 2) the flow at the internal size
+    visibility_logits: Tensor  # (B, 1, h, w)
+
+
+def pixel_to_grid(coords: Tensor, size: tuple[int, int]) -> Tensor:
+    """``(..., 2)`` pixel y/x in a ``size`` frame -> ``(..., 2)`` grid x/y in [-1, 1] (align_corners=True)."""
+    height, width = size
+    x = coords[..., 1] * (2.0 / max(width - 1, 1)) - 1.0
+    y = coords[..., 0] * (2.0 / max(height - 1, 1)) - 1.0
+    return torch.stack([x, y], dim=-1)
+
+
+def grid_to_pixel(grid: Tensor, size: tuple[int, int]) -> Tensor:
+    """Inverse of :func:`pixel_to_grid`: ``(..., 2)`` x/y grid -> ``(..., 2)`` pixel y/x."""
+    height, width = size
+    return torch.stack([(grid[..., 1] + 1.0) * (max(height - 1, 1) / 2.0),
+                        (grid[..., 0] + 1.0) * (max(width - 1, 1) / 2.0)], dim=-1)
+
+
+def prior_grid(source_labels: Tensor, source_keypoints: Tensor | np.ndarray, target_keypoints: Tensor | np.ndarray,
+               label_set: str = "lip20") -> PriorGrid:
+    """The part-affine warp's sampling grid for ``(B, h, w)`` source labels and ``(B, 18, 2)`` y/x keypoints
+    in the labels' pixel frame (-1 missing)."""
+    size = (source_labels.shape[-2], source_labels.shape[-1])
+    warp = part_warp(source_labels, source_keypoints, target_keypoints, label_set)
+    covered = warp.segment >= 0
+    identity = identity_grid(source_labels.shape[0], size, source_labels.device).permute(0, 2, 3, 1)
+    grid = torch.where(covered[..., None], pixel_to_grid(warp.source_coords, size), identity)
+    return PriorGrid(grid=grid.float(), covered=covered[:, None].float(), labels=warp.labels)
+
+
+def sample_source(source_image: Tensor, coarse_flow: Tensor, output_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Upsample a ``(B, h, w, 2)`` grid to ``output_size`` and sample the ``(B, C, H', W')`` source (any size)
+    with it: ``(flow (B, H, W, 2), copied (B, C, H, W))``. Parameter-free."""
+    flow = F.interpolate(coarse_flow.permute(0, 3, 1, 2), size=output_size, mode="bilinear",
+                         align_corners=True).permute(0, 2, 3, 1)
+    copied = F.grid_sample(source_image, flow, mode="bilinear", padding_mode="border", align_corners=True)
+    return flow, copied
+
+
+def load_correspondence(path: str) -> CorrespondenceGenerator:
+    """A model from a safetensors file whose metadata holds its config (no code is executed)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(path, framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if "config" not in metadata:
+        raise ValueError(f"{path}: no correspondence config in the file's metadata")
+    fields = json.loads(metadata["config"])
+    fields["internal_size"] = tuple(fields["internal_size"])
+    model = CorrespondenceGenerator(CorrespondenceConfig(**fields))
+    model.load_state_dict(load_file(path))
+    return model.eval()
+
+
+class Refinement(nn.Module):
+    """A light residual refinement at the output size: ``(composite, visibility, generated) -> composite + r``,
+    its last layer zero so it starts as the identity."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(conv2d(7, channels, 3, sn=False), activation(), conv2d(channels, 3, 3, sn=False))
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, composite: Tensor, visibility: Tensor, generated: Tensor) -> Tensor:
+        return composite + self.body(torch.cat([composite, visibility, generated], dim=1))
+
+
+class CorrespondenceGenerator(nn.Module):
+    """``(source_image (B, 3, H, W) any size, source_layout / target_layout (B, N, h, w), source_pose /
+    target_pose (B, 18, h, w), prior: PriorGrid) -> CorrespondenceOutput`` at the output size."""
+
+    def __init__(self, config: CorrespondenceConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.num_parts = get_label_set(config.label_set).num_parts
+        widths = level_widths(config.base_channels, config.max_channels, config.num_down)
+        depth = config.num_down
+        self.encoder = PyramidEncoder(3 + self.num_parts + NUM_KEYPOINTS, widths, False, "none")
+        self.target_encoder = PyramidEncoder(self.num_parts + NUM_KEYPOINTS + 3 + 2 + 1, widths, False, "none")
+        self.bottleneck = Merge(widths[depth], widths[depth], widths[depth], config.blocks, False, False, "none")
+        self.sat = SemanticAttentiveTransfer(widths[depth], widths[depth], config.sat_dim, sn=False)
+        self.sat_fuse = Merge(widths[depth], widths[depth] + 3, widths[depth], 0, False, False, "none")
+        self.lgr = LayoutGraphReasoning(config.label_set, widths[depth], config.lgr_dim, config.lgr_steps,
+                                        config.lgr_dim, False)
+        self.lgr_fuse = Merge(widths[depth], config.lgr_dim, widths[depth], 0, False, False, "none")
+        self.decoder = nn.ModuleList(Merge(widths[k + 1], widths[k], widths[k], 0, True, False, "none")
+                                     for k in reversed(range(depth)))
+        self.flow_head = conv2d(widths[0], 2, 3, sn=False)
+        self.visibility_head = conv2d(widths[0], 1, 3, sn=False)
+        self.image_head = conv2d(widths[0], 3, 3, sn=False)
+        nn.init.zeros_(self.flow_head.weight)
+        nn.init.zeros_(self.flow_head.bias)
+        nn.init.zeros_(self.visibility_head.weight)
+        nn.init.constant_(self.visibility_head.bias, config.visibility_bias)
+        self.refine = Refinement(config.refine_channels)
+
+    def _check(self, source_image: Tensor, tensors: dict[str, tuple[Tensor, int]], prior: PriorGrid) -> None:
+        size = self.config.internal_size
+        if source_image.dim() != 4 or source_image.shape[1] != 3:
+            raise ValueError(f"source_image: expected (B, 3, H, W), got {tuple(source_image.shape)}")
+        batch = source_image.shape[0]
+        for name, (tensor, channels) in tensors.items():
+            if tuple(tensor.shape) != (batch, channels, *size):
+                raise ValueError(f"{name}: expected {(batch, channels, *size)} at the internal size, "
+                                 f"got {tuple(tensor.shape)}")
+        if tuple(prior.grid.shape) != (batch, *size, 2):
+            raise ValueError(f"prior grid: expected {(batch, *size, 2)}, got {tuple(prior.grid.shape)}")
+
+    def forward(self, source_image: Tensor, source_layout: Tensor, source_pose: Tensor, target_layout: Tensor,
+                target_pose: Tensor, prior: PriorGrid, output_size: tuple[int, int] | None = None
+                ) -> CorrespondenceOutput:
+        parts = self.num_parts
+        self._check(source_image, {"source_layout": (source_layout, parts), "source_pose": (source_pose, NUM_KEYPOINTS),
+                                   "target_layout": (target_layout, parts), "target_pose": (target_pose, NUM_KEYPOINTS)},
+                    prior)
+        size = self.config.internal_size
+        output_size = output_size or (source_image.shape[-2], source_image.shape[-1])
+        small = F.interpolate(source_image, size=size, mode="area") if source_image.shape[-2:] != size else source_image
+        prior_map = prior.grid.permute(0, 3, 1, 2)
+        warped = F.grid_sample(small, prior.grid, mode="bilinear", padding_mode="border", align_corners=True)
+        sources = self.encoder(torch.cat([small, source_layout, source_pose], dim=1))
+        targets = self.target_encoder(torch.cat([target_layout, target_pose, warped, prior_map, prior.covered], dim=1))
+        depth = self.config.num_down
+        x = self.bottleneck(sources[depth], targets[depth])
+        level_size = (x.shape[-2], x.shape[-1])
+        transferred, coords, present = self.sat.transfer_with_coordinates(
+            x, sources[depth], labels_at(source_layout, level_size), labels_at(target_layout, level_size))
+        offset = (coords - F.interpolate(prior_map, size=level_size, mode="area")) * present
+        x = self.sat_fuse(x, torch.cat([transferred, offset, present], dim=1))
+        x = self.lgr_fuse(x, self.lgr(x, layout_at(target_layout, level_size)))
+        for level, merge in zip(reversed(range(depth)), self.decoder):
+            x = merge(x, targets[level])
+        coarse_flow = (prior_map + self.config.flow_scale * self.flow_head(x)).permute(0, 2, 3, 1)
+        logits = self.visibility_head(x)
+        generated = torch.tanh(self.image_head(x))
+        return self.compose(source_image, coarse_flow, logits, generated, output_size)
+
+    def compose(self, source_image: Tensor, coarse_flow: Tensor, visibility_logits: Tensor, generated: Tensor,
+                output_size: tuple[int, int]) -> CorrespondenceOutput:
+        """The parameter-free full-resolution step (plus the light refinement)."""
+        flow, copied = sample_source(source_image, coarse_flow, output_size)
+        visibility = F.interpolate(torch.sigmoid(visibility_logits), size=output_size, mode="bilinear",
+                                   align_corners=True)
+        painted = F.interpolate(generated, size=output_size, mode="bilinear", align_corners=True)
+        composite = visibility * copied + (1.0 - visibility) * painted
+        image = self.refine(composite, visibility, painted).clamp(-1.0, 1.0)
+        return CorrespondenceOutput(image=image, flow=flow, visibility=visibility, invented=1.0 - visibility,
+                                    generated=generated, coarse_flow=coarse_flow, visibility_logits=visibility_logits)

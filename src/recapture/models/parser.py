@@ -1,0 +1,183 @@
+"""The learned LIP-20 human parser: frozen Inception-v3 stages + a light head (pose and person mask as extra inputs).
+
+The parser sees a person crop of :data:`INPUT_SIZE` (320x208, the photo's aspect kept, see
+:func:`parser_crop`). The backbone (``models/inception.py``) gives ``conv_4`` (192 ch), ``mixed_2``
+(288 ch) and ``mixed_7`` (768 ch). Inception pads nothing ("valid"), so the stage maps do not span the
+input evenly: the centre of cell ``i`` of a stage lies at input pixel ``stride * i + offset``
+(:data:`STAGE_GRIDS`, derived from the layer list: conv_4 ``4i + 9``, mixed_2 ``8i + 13``, mixed_7
+``16i + 21``). :func:`align` resamples any map onto another grid with these offsets, and the head
+predicts on the conv_4 grid; :func:`upsample_logits` brings its logits back to input pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from recapture.body.keypoints import NUM_KEYPOINTS, missing_mask
+from recapture.body.parts import LIP20
+
+INPUT_SIZE: tuple[int, int] = (320, 208)
+STAGES: tuple[str, ...] = ("conv_4", "mixed_2", "mixed_7")
+STAGE_CHANNELS: dict[str, int] = {"conv_4": 192, "mixed_2": 288, "mixed_7": 768}
+#: ``(stride, offset)``: cell ``i`` of the stage is centred on input pixel ``stride * i + offset``.
+STAGE_GRIDS: dict[str, tuple[int, int]] = {"input": (1, 0), "conv_4": (4, 9), "mixed_2": (8, 13), "mixed_7": (16, 21)}
+#: Gaussian width of the pose heatmaps, in input pixels.
+HEATMAP_SIGMA = 10.0
+
+
+def grid_size(stage: str, size: tuple[int, int] = INPUT_SIZE) -> tuple[int, int]:
+    """``(h, w)`` of a stage's map for an input of ``size`` (e.g. conv_4 of 320x208 -> 76x48)."""
+    if stage == "input":
+        return size
+    if stage == "conv_4":  # conv (3x3 s2), conv_1 (3x3), pool0 (3x3 s2), conv_4 (3x3), all unpadded
+        return tuple(((s - 3) // 2 + 1 - 2 - 3) // 2 + 1 - 2 for s in size)  # type: ignore[return-value]
+    if stage == "mixed_2":
+        return tuple((c - 3) // 2 + 1 for c in grid_size("conv_4", size))  # type: ignore[return-value]
+    return tuple((c - 3) // 2 + 1 for c in grid_size("mixed_2", size))  # type: ignore[return-value]
+
+
+def _coordinates(count: int, target: tuple[int, int], source: tuple[int, int], source_count: int) -> Tensor:
+    """Normalised (align_corners=True) source coordinates of ``count`` target cells."""
+    pixels = target[0] * torch.arange(count, dtype=torch.float32) + target[1]
+    index = (pixels - source[1]) / source[0]
+    return 2.0 * index / max(source_count - 1, 1) - 1.0
+
+
+def align(feature: Tensor, source: str, target: str, size: tuple[int, int] = INPUT_SIZE) -> Tensor:
+    """Bilinearly resample ``(N, C, h, w)`` ``feature`` on the ``source`` grid onto the ``target`` grid
+    (both from :data:`STAGE_GRIDS`, for an input of ``size``); beyond the source's reach, its border."""
+    out_h, out_w = grid_size(target, size)
+    ys = _coordinates(out_h, STAGE_GRIDS[target], STAGE_GRIDS[source], feature.shape[-2]).to(feature.device)
+    xs = _coordinates(out_w, STAGE_GRIDS[target], STAGE_GRIDS[source], feature.shape[-1]).to(feature.device)
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).expand(feature.shape[0], -1, -1, -1)
+    return F.grid_sample(feature, grid.to(feature.dtype), mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def upsample_logits(logits: Tensor, size: tuple[int, int] = INPUT_SIZE) -> Tensor:
+    """``(N, 20, h, w)`` logits on the conv_4 grid -> ``(N, 20, H, W)`` at input pixels."""
+    return align(logits, "conv_4", "input", size)
+
+
+def pose_heatmaps(keypoints: Tensor, stage: str, size: tuple[int, int] = INPUT_SIZE) -> Tensor:
+    """``(N, 18, 2)`` y/x input-pixel keypoints (-1 missing) -> ``(N, 18, h, w)`` Gaussians on a stage grid."""
+    stride, offset = STAGE_GRIDS[stage]
+    height, width = grid_size(stage, size)
+    ys = (stride * torch.arange(height, dtype=torch.float32) + offset).to(keypoints.device).view(1, 1, -1, 1)
+    xs = (stride * torch.arange(width, dtype=torch.float32) + offset).to(keypoints.device).view(1, 1, 1, -1)
+    present = ((keypoints[..., 0] != -1) & (keypoints[..., 1] != -1)).float()[..., None, None]
+    d2 = (ys - keypoints[..., 0, None, None]) ** 2 + (xs - keypoints[..., 1, None, None]) ** 2
+    return torch.exp(-d2 / (2.0 * HEATMAP_SIGMA ** 2)) * present
+
+
+def _block(cin: int, cout: int, kernel: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+@dataclass(frozen=True)
+class ParserHeadConfig:
+    """Widths of the head: deep (mixed_7), middle (mixed_2), shallow (conv_4) and the fine decoder."""
+
+    deep: int = 96
+    middle: int = 96
+    shallow: int = 48
+    fine: int = 64
+    num_parts: int = LIP20.num_parts
+
+
+class ParserHead(nn.Module):
+    """Stage maps + person mask + pose -> LIP-20 logits on the conv_4 grid.
+
+    forward: ``stages`` ``{conv_4: (N,192,..), mixed_2: (N,288,..), mixed_7: (N,768,..)}`` of a
+    :data:`INPUT_SIZE` input, ``mask`` ``(N, 1, H, W)`` person probability at input pixels, ``keypoints``
+    ``(N, 18, 2)`` y/x input pixels (-1 missing) -> ``(N, 20, h4, w4)`` logits.
+    """
+
+    def __init__(self, config: ParserHeadConfig = ParserHeadConfig()) -> None:
+        super().__init__()
+        extra = 1 + NUM_KEYPOINTS
+        c = config
+        self.config = config
+        self.deep = nn.Sequential(_block(STAGE_CHANNELS["mixed_7"], c.deep, 1), _block(c.deep, c.deep, 3))
+        self.middle_in = _block(STAGE_CHANNELS["mixed_2"], c.middle, 1)
+        self.middle = _block(c.deep + c.middle + extra, c.middle, 3)
+        self.shallow_in = _block(STAGE_CHANNELS["conv_4"], c.shallow, 1)
+        self.fine = nn.Sequential(_block(c.middle + c.shallow + extra, c.fine, 3), _block(c.fine, c.fine, 3),
+                                  nn.Conv2d(c.fine, c.num_parts, 1))
+
+    def forward(self, stages: dict[str, Tensor], mask: Tensor, keypoints: Tensor) -> Tensor:
+        size = (mask.shape[-2], mask.shape[-1])
+        deep = align(self.deep(stages["mixed_7"].float()), "mixed_7", "mixed_2", size)
+        extra = torch.cat([align(mask.float(), "input", "mixed_2", size), pose_heatmaps(keypoints, "mixed_2", size)], 1)
+        middle = self.middle(torch.cat([deep, self.middle_in(stages["mixed_2"].float()), extra], 1))
+        extra = torch.cat([align(mask.float(), "input", "conv_4", size), pose_heatmaps(keypoints, "conv_4", size)], 1)
+        middle = align(middle, "mixed_2", "conv_4", size)
+        return self.fine(torch.cat([middle, self.shallow_in(stages["conv_4"].float()), extra], 1))
+
+
+@dataclass(frozen=True)
+class ParserCrop:
+    """A crop of a photo onto :data:`INPUT_SIZE`: crop pixel ``(v, u)`` is photo pixel
+    ``(top + v * scale, left + u * scale)``; it may reach beyond the photo (padded black)."""
+
+    top: float
+    left: float
+    scale: float
+
+    def matrix(self) -> np.ndarray:
+        """``(2, 3)`` OpenCV affine matrix photo (x, y) -> crop (u, v)."""
+        return np.array([[1 / self.scale, 0, -self.left / self.scale], [0, 1 / self.scale, -self.top / self.scale]])
+
+    def keypoints(self, keypoints: np.ndarray) -> np.ndarray:
+        """``(18, 2)`` photo y/x keypoints -> crop y/x (missing stay -1)."""
+        keypoints = np.asarray(keypoints, dtype=np.float64)
+        out = np.full_like(keypoints, -1.0)
+        present = ~missing_mask(keypoints)
+        out[present, 0] = (keypoints[present, 0] - self.top) / self.scale
+        out[present, 1] = (keypoints[present, 1] - self.left) / self.scale
+        return out
+
+    def warp(self, array: np.ndarray, nearest: bool = False, size: tuple[int, int] = INPUT_SIZE) -> np.ndarray:
+        """A photo-sized ``(H, W[, C])`` array -> its crop of ``size`` (zeros outside the photo)."""
+        flag = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+        return cv2.warpAffine(array, self.matrix(), (size[1], size[0]), flags=flag, borderMode=cv2.BORDER_CONSTANT)
+
+    def unwarp(self, array: np.ndarray, photo_size: tuple[int, int], nearest: bool = False) -> np.ndarray:
+        """A crop ``(h, w[, C])`` array (C <= 4) -> photo size; zeros outside the crop."""
+        flag = (cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR) | cv2.WARP_INVERSE_MAP
+        return cv2.warpAffine(array, self.matrix(), (photo_size[1], photo_size[0]), flags=flag,
+                              borderMode=cv2.BORDER_CONSTANT)
+
+
+def parser_crop(keypoints: np.ndarray, mask: np.ndarray, margin: float = 0.06, zoom: float = 1.0,
+                shift: tuple[float, float] = (0.0, 0.0), size: tuple[int, int] = INPUT_SIZE) -> ParserCrop:
+    """The crop around the person mask (> 0.5) and the keypoints, ``margin`` of the box height added on
+    every side, widened or heightened to ``size``'s aspect; ``zoom`` > 1 zooms in and ``shift`` moves
+    the centre by fractions of the crop (augmentation). Whole photo when there is no person."""
+    height, width = mask.shape
+    ys, xs = np.nonzero(mask > 0.5)
+    present = np.asarray(keypoints, dtype=np.float64)[~missing_mask(keypoints)]
+    ys = np.concatenate([ys, present[:, 0]])
+    xs = np.concatenate([xs, present[:, 1]])
+    if ys.size == 0:
+        y0, y1, x0, x1 = 0.0, height - 1.0, 0.0, width - 1.0
+    else:
+        y0, y1, x0, x1 = float(ys.min()), float(ys.max()), float(xs.min()), float(xs.max())
+    box_h = (y1 - y0 + 1) * (1 + 2 * margin)
+    box_w = (x1 - x0 + 1) + 2 * margin * (y1 - y0 + 1)
+    crop_h = max(box_h, box_w * size[0] / size[1]) / zoom
+    centre_y = (y0 + y1) / 2 + shift[0] * crop_h
+    centre_x = (x0 + x1) / 2 + shift[1] * crop_h * size[1] / size[0]
+    scale = crop_h / size[0]
+    return ParserCrop(top=centre_y - crop_h / 2, left=centre_x - scale * size[1] / 2, scale=scale)
+
+
+def image_tensor(crop_rgb: np.ndarray) -> Tensor:
+    """``(H, W, 3)`` uint8 -> ``(1, 3, H, W)`` float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(crop_rgb)).permute(2, 0, 1)[None].float() / 255.0

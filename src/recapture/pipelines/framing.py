@@ -1,0 +1,237 @@
+"""The *frame*, *geometric*, *appearance* and *composite* stages of the real-photo path.
+
+Framing rule (docs/in-the-wild.md): the person stays at the source's scale and position. A target pose
+is first retargeted to the subject's bone lengths (:func:`recapture.body.retarget.retarget`; without
+retargeting it is scaled by the torso-length ratio), then placed so that its hip centre falls on the
+subject's hip centre (the necks when either pose lacks a hip); when both poses show an ankle, it is
+then moved vertically so that its lowest ankle stands on the subject's ground line (lowest ankle). In
+a pose sequence (video) each frame moves by the target's own hip displacement from the first frame,
+scaled the same way, and the first frame's ground shift applies to all.
+
+Visible extent: from the source keypoints, ``full body`` (an ankle), ``to the knees``, ``to the hips`` or
+``upper body``. By default the target is cut to the same extent (its joints below it are dropped) and the
+new person is not drawn below the source person's lowest visible row, so an upper-body photo stays an
+upper-body photo; ``allow_invent`` keeps the whole target and lets the model invent what the photo
+never showed. A source without both shoulders is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from recapture.body.keypoints import KEYPOINT_INDEX, missing_mask
+from recapture.body.retarget import anchor, has_hips, place, retarget, scale_ratio
+from recapture.pipelines.photo_io import WildPhotoError
+from recapture.pipelines.recapture import LayoutPrediction, Recapturer, SourceInput
+from recapture.pipelines.stages import Parsed, Posed, Segmented
+from recapture.pipelines.wild import (
+    MIN_PERSON_HEIGHT, PersonCrop, composite, crop_to_model, inpaint_background, keypoints_to_model,
+    layout_alpha, layout_to_model, model_to_photo, person_crop,
+)
+
+EXTENTS: tuple[str, ...] = ("upper body", "to the hips", "to the knees", "full body")
+#: Joints first seen at each extent (hips, knees, ankles), and so dropped from a target cut above it.
+_LEVELS = tuple(tuple(KEYPOINT_INDEX[f"{side}_{joint}"] for side in ("right", "left"))
+                for joint in ("hip", "knee", "ankle"))
+#: Warn when more than this share of the new person's pixels is invented rather than copied.
+INVENTED_WARNING = 0.3
+
+
+@dataclass(frozen=True)
+class FrameOptions:
+    """retarget: keep the subject's bone lengths; allow_invent: keep target joints beyond the visible
+    extent; margin: crop margin (x person height); min_height: smallest person (photo pixels)."""
+
+    retarget: bool = True
+    allow_invent: bool = False
+    margin: float = 0.1
+    min_height: float = MIN_PERSON_HEIGHT
+
+
+@dataclass(frozen=True)
+class Framed:
+    """crop: the model-frame window; extent: one of :data:`EXTENTS`; source: the model-frame source;
+    targets ``(N, 18, 2)`` model-frame and targets_photo ``(N, 18, 2)`` photo-frame placed target poses;
+    bottom: photo row below which the new person is not drawn (None: no limit)."""
+
+    crop: PersonCrop
+    extent: str
+    source: SourceInput
+    targets: np.ndarray
+    targets_photo: np.ndarray
+    bottom: float | None
+
+
+def visible_extent(keypoints: np.ndarray) -> str:
+    """How much of the body the keypoints show (see the module docstring)."""
+    present = ~missing_mask(np.asarray(keypoints))
+    level = 0
+    for index, joints in enumerate(_LEVELS):
+        if present[list(joints)].any():
+            level = index + 1
+    return EXTENTS[level]
+
+
+def require_shoulders(keypoints: np.ndarray) -> None:
+    """WildPhotoError unless both shoulders are detected (face-only crops are refused)."""
+    present = ~missing_mask(np.asarray(keypoints))
+    found = [side for side in ("right", "left") if present[KEYPOINT_INDEX[f"{side}_shoulder"]]]
+    if len(found) < 2:
+        raise WildPhotoError("too little of the body to re-pose: both shoulders must be visible "
+                             f"(found {' and '.join(found) + ' shoulder' if found else 'no shoulder'}); "
+                             "use a photo showing at least the upper body")
+
+
+def place_targets(subject: np.ndarray, targets: np.ndarray, retargeting: bool = True) -> np.ndarray:
+    """``(N, 18, 2)`` target poses (any frame) -> the subject's photo frame by the framing rule."""
+    targets = np.asarray(targets, dtype=np.float64).reshape(-1, 18, 2)
+    first = targets[0]
+    hips = has_hips(subject) and has_hips(first)
+    home = anchor(subject, hips)
+    start = anchor(first, hips)
+    if home is None or start is None:
+        raise ValueError("the source or the target pose has neither hips nor a neck to place it by")
+    ratio = scale_ratio(subject, first)
+    placed = []
+    for target in targets:
+        where = anchor(target, hips)
+        at = home + (ratio * (where - start) if where is not None else 0.0)
+        if missing_mask(target).all():
+            placed.append(np.full((18, 2), -1.0))
+            continue
+        try:
+            shaped, scale = (retarget(subject, target), 1.0) if retargeting else (target, ratio)
+        except ValueError:
+            shaped, scale = target, ratio  # a frame without a neck: scaled, not retargeted
+        placed.append(place(shaped, at, scale, hips) if anchor(shaped, hips) is not None else
+                      np.full((18, 2), -1.0))
+    placed_array = np.stack(placed)
+    ground, first_ground = _ground(subject), _ground(placed_array[0])
+    if ground is not None and first_ground is not None:  # feet on the subject's ground line
+        present = ~missing_mask(placed_array)
+        placed_array[..., 0] = np.where(present, placed_array[..., 0] + ground - first_ground, -1.0)
+    return placed_array
+
+
+def _ground(keypoints: np.ndarray) -> float | None:
+    """Row of the lowest present ankle; None without one."""
+    ankles = np.asarray(keypoints)[[KEYPOINT_INDEX["right_ankle"], KEYPOINT_INDEX["left_ankle"]]]
+    present = ~missing_mask(ankles)
+    return float(ankles[present, 0].max()) if present.any() else None
+
+
+def _cut_to_extent(targets: np.ndarray, extent: str) -> np.ndarray:
+    level = EXTENTS.index(extent)
+    out = targets.copy()
+    for joints in _LEVELS[level:]:
+        out[:, list(joints)] = -1.0
+    return out
+
+
+def frame(photo: np.ndarray, posed: Posed, segmented: Segmented, parsed: Parsed, targets: np.ndarray,
+          model_size: tuple[int, int], options: FrameOptions = FrameOptions()) -> Framed:
+    """Refuse too little body, find the visible extent, place the targets, crop the model frame."""
+    keypoints = posed.keypoints
+    require_shoulders(keypoints)
+    extent = visible_extent(keypoints)
+    targets = np.asarray(targets, dtype=np.float64).reshape(-1, 18, 2)
+    placed = place_targets(keypoints, targets, options.retarget) if len(targets) else targets
+    if not options.allow_invent and len(placed):
+        placed = _cut_to_extent(placed, extent)
+    crop = person_crop(keypoints, segmented.person_mask, photo.shape[:2], model_size, options.margin,
+                       include=placed.reshape(-1, 2), min_height=options.min_height)
+    parse_crop = PersonCrop(tuple(v * parsed.factor for v in crop.box), crop.scale / parsed.factor,  # type: ignore
+                            crop.model_size)
+    source = SourceInput(image=crop_to_model(photo, crop), keypoints=keypoints_to_model(keypoints, crop),
+                         layout=layout_to_model(parsed.labels, parse_crop))
+    bottom = None
+    if not options.allow_invent and extent != "full body":
+        rows = np.nonzero((segmented.person_mask > 0.5).any(axis=1))[0]
+        present = keypoints[~missing_mask(keypoints)]
+        lowest = max(rows.max() + 1 if rows.size else 0.0, present[:, 0].max() + 1)
+        top = min(rows.min() if rows.size else lowest, present[:, 0].min())
+        bottom = float(lowest + 0.02 * (lowest - top))
+    model_targets = np.stack([keypoints_to_model(t, crop) for t in placed]) if len(placed) else placed
+    return Framed(crop=crop, extent=extent, source=source, targets=model_targets, targets_photo=placed,
+                  bottom=bottom)
+
+
+# ---------------------------------------------------------------- geometric, appearance
+def geometric(recapturer: Recapturer, framed: Framed, index: int = 0, edits: object | None = None) -> LayoutPrediction:
+    """Ŝ_B for target ``index`` of ``framed`` (then ``edits``), in the model frame."""
+    return recapturer.predict_layout(framed.source, framed.targets[index], edits)
+
+
+@dataclass(frozen=True)
+class Appearance:
+    """The generated person ``(h, w, 3)`` uint8 in the model frame."""
+
+    image: np.ndarray
+
+
+def appearance(recapturer: Recapturer, framed: Framed, geometry: LayoutPrediction) -> Appearance:
+    """The appearance network's image for one placed target."""
+    return Appearance(recapturer.render(framed.source, geometry.target_keypoints, geometry.target_layout))
+
+
+# ---------------------------------------------------------------- composite
+@dataclass(frozen=True)
+class Composited:
+    """image and background ``(H, W, 3)`` uint8; invented ``(H, W)`` bool: new-person pixels whose part the
+    source did not show or an edit changed; invented_share: their share of the new person's pixels."""
+
+    image: np.ndarray
+    background: np.ndarray
+    invented: np.ndarray
+    invented_share: float
+
+
+def person_alpha(framed: Framed, target_layout: np.ndarray) -> np.ndarray:
+    """``(h, w)`` float32 model-frame alpha: the layout's foreground, cleared below ``framed.bottom``."""
+    alpha = layout_alpha(target_layout)
+    if framed.bottom is not None:
+        rows = (np.arange(alpha.shape[0]) + 0.5) / framed.crop.scale + framed.crop.box[0]
+        alpha[rows > framed.bottom] = 0.0
+    return alpha
+
+
+def _to_photo_mask(model_mask: np.ndarray, crop: PersonCrop, photo_size: tuple[int, int],
+                   threshold: float) -> np.ndarray:
+    """A model-frame ``(h, w)`` map resampled onto the whole photo frame, thresholded."""
+    region, (y0, x0, y1, x1) = model_to_photo(model_mask.astype(np.float32), crop, photo_size,
+                                              border_mode=cv2.BORDER_CONSTANT)
+    out = np.zeros(photo_size, dtype=bool)
+    out[y0:y1, x0:x1] = region > threshold
+    return out
+
+
+def invented_labels(source_layout: np.ndarray, geometry: LayoutPrediction, min_share: float = 0.002) -> np.ndarray:
+    """``(h, w)`` bool model-frame pixels of parts absent from the source (fewer than ``min_share`` of its
+    person pixels) or changed by an edit."""
+    counts = np.bincount(source_layout.ravel(), minlength=256)
+    floor = max(1.0, min_share * counts[1:].sum())
+    absent = counts < floor
+    absent[0] = False
+    layout = geometry.target_layout
+    return absent[layout] | ((layout != geometry.predicted_layout) & (layout != 0))
+
+
+def composite_person(photo: np.ndarray, person_mask: np.ndarray, framed: Framed, geometry: LayoutPrediction,
+                     generated: Appearance, background: np.ndarray | None = None, method: str = "telea",
+                     feather_px: float | None = None) -> Composited:
+    """Inpaint where the person was (unless ``background`` is given, e.g. once per video) on the hole
+    reduced by where the new person is opaque, then paste the new person with its feathered alpha."""
+    alpha = person_alpha(framed, geometry.target_layout)
+    size = photo.shape[:2]
+    if background is None:
+        opaque = cv2.erode(alpha, np.ones((3, 3), np.uint8))
+        background = inpaint_background(photo, person_mask, method, keep=_to_photo_mask(opaque, framed.crop, size,
+                                                                                         0.99))
+    image = composite(background, generated.image, alpha, framed.crop, feather_px)
+    invented_model = invented_labels(framed.source.layout, geometry) & (alpha > 0)
+    invented = _to_photo_mask(invented_model.astype(np.float32), framed.crop, size, 0.5)
+    share = float(invented_model.sum() / max(1.0, float((alpha > 0).sum())))
+    return Composited(image=image, background=background, invented=invented, invented_share=share)

@@ -1,0 +1,373 @@
+"""Human parsing of a photo: the bundled CCP parser, the choice of parser, people counting and
+:func:`parse_photo`, the one entry point that turns a photo into a LIP-20 layout and the keypoints it used.
+
+People are the connected components of the person mask (> 0.5) at least :data:`MIN_PERSON_SHARE` of the
+largest one, a component holding several detected faces split between them, numbered from 0 by decreasing
+area; this numbering is the one the real-photo path uses.
+Person ``n`` is parsed with its own pose (BlazePose run on a crop around its component) and its own
+mask; pixels of the other people are background in its layout.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+
+from recapture.body.keypoints import missing_mask
+from recapture.body.parts import LIP20
+from recapture.config import ConfigError, from_dict
+from recapture.hub import REGISTRY, WeightsError, bundled_models, bundled_path, read_model_file
+from recapture.models.inception import load_inception
+from recapture.models.parser import INPUT_SIZE, STAGES, ParserHead, ParserHeadConfig, image_tensor, parser_crop, \
+    upsample_logits
+from recapture.pipelines.parsing import FileLayoutParser, LayoutParser, ModelLayoutParser, PoseMaskLayoutParser
+from recapture.pipelines.pose_estimation import PersonSegmenter, PoseEstimate, PoseEstimator, _Solution, \
+    import_mediapipe
+
+#: A mask component smaller than this share of the largest one is not a person (a hand, a bag, noise).
+MIN_PERSON_SHARE = 0.15
+#: ... nor one smaller than this share of the photo.
+MIN_PERSON_AREA = 0.002
+PARSER_CHOICES = ("ccp", "pose-mask")
+
+
+class NoPersonError(ValueError):
+    """No person in the photo (or no person with the requested number)."""
+
+
+class CcpParser:
+    """The learned LIP-20 parser (frozen Inception stages + head trained on CCP; see docs/parser.md).
+
+    ``weights``: the bundled name ``parser-ccp`` or a ``.safetensors`` file written by
+    ``recapture.training.parser``. Called like every :class:`LayoutParser`.
+    """
+
+    label_set = LIP20
+
+    def __init__(self, weights: str | Path = "parser-ccp", device: str | torch.device = "cpu") -> None:
+        path = bundled_path(str(weights)) if str(weights) in REGISTRY else Path(weights)
+        tensors, metadata = read_model_file(path)
+        if metadata.get("kind") != "parser" or "head" not in metadata:
+            raise WeightsError(f"not a Recapture parser: {path} (metadata kind {metadata.get('kind')!r})")
+        try:
+            config = from_dict(ParserHeadConfig, json.loads(metadata["head"]))
+        except (ConfigError, json.JSONDecodeError) as err:
+            raise WeightsError(f"not a Recapture parser: {path} (bad head config: {err})") from None
+        self.head = ParserHead(config)
+        try:
+            self.head.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
+        except RuntimeError as err:
+            raise WeightsError(f"not a Recapture parser: {path} ({str(err).splitlines()[0]})") from None
+        self.device = torch.device(device)
+        self.head.to(self.device).eval().requires_grad_(False)
+        self.backbone = load_inception(self.device)
+        self.source = str(path)
+        self.metadata = metadata
+
+    @torch.no_grad()
+    def probabilities(self, image_rgb: np.ndarray, keypoints: np.ndarray, person_mask: np.ndarray) -> np.ndarray:
+        """``(20, H, W)`` float32 part probabilities in the photo frame (0 outside the person crop)."""
+        image_rgb = np.asarray(image_rgb)
+        mask = np.asarray(person_mask, dtype=np.float32)
+        crop = parser_crop(keypoints, mask)
+        stages = self.backbone.stages(image_tensor(crop.warp(image_rgb)).to(self.device), STAGES)
+        crop_mask = torch.from_numpy(crop.warp(mask))[None, None].to(self.device)
+        crop_keypoints = torch.from_numpy(crop.keypoints(keypoints).astype(np.float32))[None].to(self.device)
+        logits = upsample_logits(self.head(stages, crop_mask, crop_keypoints), INPUT_SIZE)
+        crop_probs = torch.softmax(logits[0], dim=0).permute(1, 2, 0).cpu().numpy()
+        chunks = [crop.unwarp(np.ascontiguousarray(crop_probs[..., c:c + 4]), image_rgb.shape[:2])
+                  for c in range(0, crop_probs.shape[-1], 4)]
+        return np.concatenate([c.reshape(*image_rgb.shape[:2], -1) for c in chunks], axis=-1).transpose(2, 0, 1)
+
+    def __call__(self, image_rgb: np.ndarray, keypoints: np.ndarray, person_mask: np.ndarray) -> np.ndarray:
+        return self.probabilities(image_rgb, keypoints, person_mask).argmax(axis=0).astype(np.uint8)
+
+
+def load_parser(spec: str | Path = "ccp") -> LayoutParser:
+    """``ccp`` (bundled learned parser), ``pose-mask`` (the pose + mask drawing), or a file: a parser
+    ``.safetensors``, a LIP-format ``.png`` layout, or a TorchScript / torch.export / ONNX network."""
+    name = str(spec)
+    if name == "ccp":
+        return CcpParser()
+    if name == "pose-mask":
+        return PoseMaskLayoutParser()
+    path = Path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"parser {name!r} is neither one of {', '.join(PARSER_CHOICES)} nor a file")
+    if path.suffix.lower() == ".safetensors":
+        return CcpParser(path)
+    if path.suffix.lower() == ".png":
+        return FileLayoutParser(path)
+    return ModelLayoutParser(path)
+
+
+def default_parser() -> LayoutParser:
+    """The parser of the real-photo path: the bundled CCP parser, or the pose-mask drawing when the
+    parser's weights or the Inception wheel are missing (with a warning)."""
+    if "parser-ccp" in bundled_models("parser"):
+        try:
+            return CcpParser()
+        except (WeightsError, RuntimeError) as err:
+            warnings.warn(f"CCP parser unavailable ({err}); using the pose-mask fallback", stacklevel=2)
+    else:
+        warnings.warn("bundled parser-ccp not found; using the pose-mask fallback", stacklevel=2)
+    return PoseMaskLayoutParser()
+
+
+class FaceDetector(_Solution):
+    """MediaPipe face detection (the bundled full-range model) -> ``(K, 4)`` face boxes ``y0, x0, y1, x1``
+    in pixels, for telling apart people whose masks touch."""
+
+    def __init__(self, min_confidence: float = 0.6) -> None:
+        self._graph = None
+        import_mediapipe()
+        from mediapipe.python.solutions import face_detection
+
+        self._opened(face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_confidence))
+
+    def __call__(self, image_rgb: np.ndarray) -> np.ndarray:
+        height, width = image_rgb.shape[:2]
+        result = self._require_open().process(np.ascontiguousarray(image_rgb))
+        boxes = [(b.ymin * height, b.xmin * width, (b.ymin + b.height) * height, (b.xmin + b.width) * width)
+                 for b in (d.location_data.relative_bounding_box for d in result.detections or [])]
+        return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+@dataclass(frozen=True)
+class Person:
+    """One person of a photo: ``mask`` ``(H, W)`` bool component, ``area`` in pixels, ``box`` (y0, x0, y1, x1)."""
+
+    mask: np.ndarray
+    area: int
+    box: tuple[int, int, int, int]
+
+
+def _person(mask: np.ndarray) -> Person:
+    ys, xs = np.nonzero(mask)
+    return Person(mask, int(ys.size), (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1))
+
+
+def _split_by_faces(component: np.ndarray, centres_x: np.ndarray) -> list[np.ndarray]:
+    """Split one mask component holding several faces into vertical bands, one per face (nearest face x)."""
+    columns = np.argmin(np.abs(np.arange(component.shape[1])[:, None] - np.sort(centres_x)[None]), axis=1)
+    return [component & (columns == k)[None, :] for k in range(len(centres_x))]
+
+
+def find_people(person_mask: np.ndarray, faces: np.ndarray | None = None) -> list[Person]:
+    """People of a photo, largest first, from its ``(H, W)`` person probability and optional ``(K, 4)``
+    face boxes (see module docstring): a component holding several face centres is split between them."""
+    binary = (np.asarray(person_mask) > 0.5).astype(np.uint8)
+    count, components, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    if count <= 1:
+        return []
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    floor = max(MIN_PERSON_SHARE * areas.max(), MIN_PERSON_AREA * binary.size)
+    faces = np.zeros((0, 4)) if faces is None else np.asarray(faces, dtype=np.float64).reshape(-1, 4)
+    centres = np.clip(np.round((faces[:, :2] + faces[:, 2:]) / 2).astype(int), 0, np.array(binary.shape) - 1)
+    owner = components[centres[:, 0], centres[:, 1]] if len(centres) else np.zeros(0, int)
+    masks = []
+    for label in range(1, count):
+        if stats[label, cv2.CC_STAT_AREA] < floor:
+            continue
+        inside = centres[owner == label, 1]
+        component = components == label
+        masks += _split_by_faces(component, inside) if len(inside) > 1 else [component]
+    people = [_person(m) for m in masks if m.sum() >= MIN_PERSON_AREA * binary.size]
+    return sorted(people, key=lambda p: -p.area)
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    """The parse of one person of a photo.
+
+    labels ``(H, W)`` uint8 LIP-20; keypoints ``(18, 2)`` y/x photo pixels (-1 missing); person_mask
+    ``(H, W)`` float32 of this person; confidence ``(20,)`` mean probability of each part over the pixels
+    given that part (NaN where no pixel; the pose-mask parser gives 1); people: how many were found;
+    person: which one this is (0 = largest).
+    """
+
+    labels: np.ndarray
+    keypoints: np.ndarray
+    person_mask: np.ndarray
+    confidence: np.ndarray
+    people: int
+    person: int
+
+
+def _pose_of(person: Person, image: np.ndarray, estimator: Callable[[np.ndarray], PoseEstimate | None],
+             alone: bool) -> np.ndarray:
+    """Keypoints of one person: BlazePose on the photo when alone, else on a crop around its component."""
+    if alone:
+        estimate = estimator(image)
+        return np.full((18, 2), -1.0) if estimate is None else estimate.keypoints
+    y0, x0, y1, x1 = person.box
+    pad = int(0.15 * (y1 - y0))
+    y0, x0 = max(0, y0 - pad), max(0, x0 - pad)
+    y1, x1 = min(image.shape[0], y1 + pad), min(image.shape[1], x1 + pad)
+    estimate = estimator(np.ascontiguousarray(image[y0:y1, x0:x1]))
+    if estimate is None:
+        return np.full((18, 2), -1.0)
+    keypoints = estimate.keypoints.copy()
+    present = ~missing_mask(keypoints)
+    keypoints[present] += (y0, x0)
+    return keypoints
+
+
+@dataclass(frozen=True)
+class PersonModels:
+    """What :func:`parse_photo` runs besides the parser: pose estimator, person segmenter, face detector
+    (any callables of the same signatures; ``faces`` None skips face splitting). Open once, reuse, close."""
+
+    estimator: Callable[[np.ndarray], PoseEstimate | None]
+    segmenter: Callable[[np.ndarray], np.ndarray]
+    faces: Callable[[np.ndarray], np.ndarray] | None = None
+
+    @classmethod
+    def open(cls) -> PersonModels:
+        """The bundled MediaPipe models."""
+        return cls(PoseEstimator(), PersonSegmenter(), FaceDetector())
+
+    def close(self) -> None:
+        for model in (self.estimator, self.segmenter, self.faces):
+            if isinstance(model, _Solution):
+                model.close()
+
+    def __enter__(self) -> PersonModels:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def parse_photo(image: np.ndarray, parser: LayoutParser | str = "ccp", person: int = 0,
+                models: PersonModels | None = None) -> ParseResult:
+    """Parse person ``person`` (0 = largest) of an ``(H, W, 3)`` uint8 RGB photo (``models``: default
+    :meth:`PersonModels.open`, closed after).
+
+    Warns naming the count when there are several people. NoPersonError when there is no person or
+    no person numbered ``person``.
+    """
+    image = np.ascontiguousarray(image)
+    layout_parser = load_parser(parser) if isinstance(parser, (str, Path)) else parser
+    own = models is None
+    models = PersonModels.open() if models is None else models
+    try:
+        mask = np.asarray(models.segmenter(image), dtype=np.float32)
+        people = find_people(mask, models.faces(image) if models.faces is not None else None)
+        if not people:
+            raise NoPersonError("no person found in the photo")
+        if not 0 <= person < len(people):
+            raise NoPersonError(f"no person {person}: {len(people)} {'person' if len(people) == 1 else 'people'} "
+                                f"found (numbered 0-{len(people) - 1} by decreasing size)")
+        if len(people) > 1:
+            warnings.warn(f"{len(people)} people found; parsing person {person} (0 is the largest)", stacklevel=2)
+        keypoints = _pose_of(people[person], image, models.estimator, alone=len(people) == 1)
+    finally:
+        if own:
+            models.close()
+    others = np.zeros(mask.shape, dtype=bool)
+    for index, other in enumerate(people):
+        if index != person:
+            others |= other.mask
+    own_mask = np.where(others, 0.0, mask).astype(np.float32)
+    if isinstance(layout_parser, CcpParser):
+        probabilities = layout_parser.probabilities(image, keypoints, own_mask)
+        labels = probabilities.argmax(axis=0).astype(np.uint8)
+        best = probabilities.max(axis=0)
+        confidence = np.array([best[labels == c].mean() if (labels == c).any() else np.nan
+                               for c in range(LIP20.num_parts)], dtype=np.float32)
+    else:
+        labels = np.asarray(layout_parser(image, keypoints, own_mask), dtype=np.uint8)
+        confidence = np.where(np.bincount(labels.ravel(), minlength=LIP20.num_parts) > 0, 1.0, np.nan)
+    labels[others] = 0
+    return ParseResult(labels=labels, keypoints=keypoints, person_mask=own_mask,
+                       confidence=confidence.astype(np.float32), people=len(people), person=person)
+
+
+@dataclass(frozen=True)
+class ParsedPhoto:
+    """What ``recapture parse`` wrote for one photo (``error`` set and nothing written when it failed)."""
+
+    photo: Path
+    layout: Path | None
+    keypoints: Path | None
+    overlay: Path | None
+    people: int
+    person: int
+    confidence: dict[str, float]
+    error: str | None = None
+
+
+def photo_paths(inputs: list[str | Path]) -> list[Path]:
+    """Photos named by ``inputs`` (files, or folders: their photos sorted by name); ValueError if none."""
+    from recapture.pipelines.poses import PHOTO_SUFFIXES
+
+    found: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found += sorted(p for p in item.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+        elif item.is_file():
+            found.append(item)
+        else:
+            raise FileNotFoundError(f"{item}: no such photo or folder")
+    if not found:
+        raise ValueError(f"no photo ({', '.join(PHOTO_SUFFIXES)}) in {', '.join(map(str, inputs))}")
+    return found
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    write(temporary)
+    temporary.replace(path)
+
+
+def overlay(image: np.ndarray, result: ParseResult) -> np.ndarray:
+    """The photo with the layout's colours blended in (50%) and the skeleton drawn."""
+    from recapture.pipelines.photo import draw_keypoints
+
+    colours = LIP20.colorize(result.labels).astype(np.float32)
+    blended = np.where(result.labels[..., None] > 0, 0.5 * image + 0.5 * colours, image).astype(np.uint8)
+    return draw_keypoints(blended, result.keypoints)
+
+
+def parse_files(inputs: list[str | Path], out: str | Path, parser: str = "ccp", person: int = 0,
+                visualize: bool = False) -> list[ParsedPhoto]:
+    """``recapture parse``: for each photo write ``STEM.png`` (LIP-20 palette PNG of the photo's size),
+    ``STEM.json`` (keypoints for ``recapture edit --source-pose``) and with ``visualize``
+    ``STEM-overlay.jpg``. A photo without person (number ``person``) gets an error and no file."""
+    from recapture.data.formats import write_layout
+    from recapture.pipelines.wild import load_photo
+
+    paths = photo_paths(inputs)
+    layout_parser = load_parser(parser)
+    out = Path(out)
+    done = []
+    with PersonModels.open() as models:
+        for path in paths:
+            image = load_photo(path)
+            try:
+                result = parse_photo(image, layout_parser, person, models)
+            except NoPersonError as err:
+                done.append(ParsedPhoto(path, None, None, None, 0, person, {}, f"{path}: {err}"))
+                continue
+            out.mkdir(parents=True, exist_ok=True)
+            layout_path, keypoints_path = out / f"{path.stem}.png", out / f"{path.stem}.json"
+            _write_atomic(layout_path, lambda p: write_layout(p, result.labels, LIP20))
+            pose = {"keypoints": np.round(result.keypoints, 2).tolist(), "frame": list(image.shape[:2]),
+                    "source": str(path), "people": result.people, "person": result.person}
+            _write_atomic(keypoints_path, lambda p: p.write_text(json.dumps(pose) + "\n"))
+            overlay_path = None
+            if visualize:
+                overlay_path = out / f"{path.stem}-overlay.jpg"
+                picture = cv2.cvtColor(overlay(image, result), cv2.COLOR_RGB2BGR)
+                _write_atomic(overlay_path, lambda p: cv2.imwrite(str(p), picture) or None)
+            confidence = {n: round(float(c), 4) for n, c in zip(LIP20.names, result.confidence) if np.isfinite(c)}
+            done.append(ParsedPhoto(path, layout_path, keypoints_path, overlay_path, result.people, person, confidence))
+    return done

@@ -1,0 +1,296 @@
+"""ONNX export of the generator and an ONNX Runtime backend with the torch generator's call signature.
+
+One ``.onnx`` file holds both networks as one graph (opset 17, batch 1, the model's image size)::
+
+    inputs   source_image (1, 3, H, W) in [-1, 1], source_layout (1, N, H, W) one-hot,
+             source_pose (1, 18, H, W), target_pose (1, 18, H, W), target_layout (1, N, H, W) one-hot
+             [with model.geometric_prior: warped_layout (1, N, H, W), unexplained (1, 1, H, W)]
+    outputs  image (1, 3, H, W)            render(source_image, source_layout, source_pose,
+                                                  target_layout, target_pose)
+             layout_logits (1, N, H, W)    geometric(source_layout, source_pose, target_pose)
+
+With ``model.geometric_prior`` the keypoint part warp (:func:`recapture.models.keypoint_warp.warp_layout`,
+data-dependent NumPy) stays outside the graph: :class:`OnnxGenerator` computes it in torch and feeds its
+``layout`` and ``unexplained`` maps; the graph holds the U-Net and the learned gains.
+
+The two outputs share no node, so :class:`OnnxGenerator` cuts the graph into two ONNX Runtime sessions
+(``onnx.utils.Extractor``): the geometric network runs alone, the caller edits its layout, then the
+appearance network runs - the same flow as :class:`recapture.models.generator.RecaptureGenerator`.
+The file's metadata carries ``model_config`` (YAML), so it is self-contained.
+
+SAT's fast path sorts pixels into data-dependent segments, which a static graph cannot hold; the export
+switches SAT to its dense masked form (:attr:`recapture.models.sat.SemanticAttentiveTransfer.dense`,
+same result, ``2 (HW)² (D + C)`` FLOPs at the SAT level: see docs/performance.md). Spectral norm is
+folded before tracing (:func:`recapture.models.inference.prepare_for_inference`).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import Tensor, nn
+
+from recapture.body.keypoints import NUM_KEYPOINTS
+from recapture.config import ConfigError, ModelConfig, from_dict, to_dict
+from recapture.hub import LoadedGenerator, WeightsError, load_generator
+from recapture.models.generator import GeneratorOutput, RecaptureGenerator
+from recapture.models.inference import is_folded, prepare_for_inference
+from recapture.models.layout_ops import check_shape, to_one_hot
+from recapture.models.sat import SemanticAttentiveTransfer
+from recapture.pipelines.recapture import Recapturer
+
+INPUTS = ("source_image", "source_layout", "source_pose", "target_pose", "target_layout")
+PRIOR_INPUTS = ("warped_layout", "unexplained")
+OUTPUTS = ("image", "layout_logits")
+GEOMETRIC_INPUTS = ("source_layout", "source_pose", "target_pose")
+OPSET = 17
+KIND = "recapture-generator-onnx"
+
+
+class _Graph(nn.Module):
+    """What is traced: both networks side by side, the appearance network fed the given target layout
+    and (prior models) the geometric network fed the given keypoint warp."""
+
+    def __init__(self, generator: RecaptureGenerator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, source_image: Tensor, source_layout: Tensor, source_pose: Tensor, target_pose: Tensor,
+                target_layout: Tensor, *prior: Tensor) -> tuple[Tensor, Tensor]:
+        image = self.generator.render(source_image, source_layout, source_pose, target_layout, target_pose)
+        geometric = self.generator.geometric
+        if prior:  # the warp becomes two graph inputs (its own computation is data-dependent NumPy)
+            from recapture.models.keypoint_warp import WarpedLayout
+
+            validity = prior[0].new_ones(prior[0].shape[:2])  # not read by the network
+            warped = WarpedLayout(layout=prior[0], validity=validity, unexplained=prior[1])
+            geometric.warp = lambda *args, **kwargs: warped  # type: ignore[method-assign]
+        try:
+            return image, geometric(source_layout, source_pose, target_pose)
+        finally:
+            geometric.__dict__.pop("warp", None)
+
+
+@contextmanager
+def dense_sat(module: nn.Module) -> Iterator[None]:
+    """Within the block every SAT under ``module`` uses its dense, exportable form."""
+    sats = [m for m in module.modules() if isinstance(m, SemanticAttentiveTransfer)]
+    before = [m.dense for m in sats]
+    for sat in sats:
+        sat.dense = True
+    try:
+        yield
+    finally:
+        for sat, value in zip(sats, before):
+            sat.dense = value
+
+
+def graph_inputs(config: ModelConfig) -> tuple[str, ...]:
+    """Input names of the exported graph of a model with ``config``."""
+    return INPUTS + (PRIOR_INPUTS if config.geometric_prior else ())
+
+
+def example_inputs(config: ModelConfig, seed: int = 0) -> tuple[Tensor, ...]:
+    """A fixed, valid batch-1 input in :data:`INPUTS` order (random one-hot layouts, sparse poses)."""
+    from recapture.body.parts import get_label_set
+    from recapture.models.layout_ops import blob_labels
+
+    generator = torch.Generator().manual_seed(seed)
+    height, width = config.image_size
+    parts = get_label_set(config.label_set).num_parts
+    layouts = [to_one_hot(blob_labels(1, parts, (height, width), generator), parts) for _ in range(2)]
+    poses = [(torch.rand(1, NUM_KEYPOINTS, height, width, generator=generator) > 0.99).float() for _ in range(2)]
+    image = torch.rand(1, 3, height, width, generator=generator) * 2 - 1
+    return image, layouts[0], poses[0], poses[1], layouts[1]
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """What :func:`export_onnx` wrote."""
+
+    path: Path
+    config: ModelConfig
+    seconds: float
+
+
+def export_onnx(model: str | Path | LoadedGenerator, out: str | Path) -> OnnxExport:
+    """Write the generator of ``model`` (bundled name, ``.safetensors`` file, run directory or loaded) to
+    ``out`` as ONNX, atomically, with its ``model_config`` in the metadata."""
+    import onnx
+
+    start = time.perf_counter()
+    loaded = model if isinstance(model, LoadedGenerator) else load_generator(model)
+    if not isinstance(loaded.generator, RecaptureGenerator):
+        raise WeightsError(f"{loaded.source}: only a torch generator can be exported")
+    generator = loaded.generator
+    if not is_folded(generator):
+        generator = prepare_for_inference(copy.deepcopy(generator))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        with dense_sat(generator), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on shape checks that are constant here
+            inputs = example_inputs(loaded.config)
+            if loaded.config.geometric_prior:
+                inputs += (inputs[4], torch.zeros_like(inputs[4][:, :1]))
+            torch.onnx.export(_Graph(generator), inputs, tmp, dynamo=False,
+                              input_names=list(graph_inputs(loaded.config)), output_names=list(OUTPUTS),
+                              opset_version=OPSET)
+        graph = onnx.load(tmp)
+        info = {"kind": KIND, "model_config": yaml.safe_dump(to_dict(loaded.config), sort_keys=False),
+                "source": loaded.source, "sat": "dense", **{k: v for k, v in loaded.metadata.items()
+                                                            if k in ("trained_on", "step", "tensors_sha256")}}
+        onnx.helper.set_model_props(graph, info)
+        onnx.save(graph, tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return OnnxExport(path=out, config=loaded.config, seconds=time.perf_counter() - start)
+
+
+class _Session:
+    """One ONNX Runtime session called with torch tensors, one batch item at a time (the graph is batch 1)."""
+
+    def __init__(self, model: object, inputs: tuple[str, ...], output: str, threads: int) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = onnxruntime.InferenceSession(model.SerializeToString(), options,  # type: ignore[attr-defined]
+                                                    providers=["CPUExecutionProvider"])
+        self.inputs, self.output = inputs, output
+
+    def __call__(self, *tensors: Tensor) -> Tensor:
+        pieces = []
+        for item in range(tensors[0].shape[0]):
+            feeds = {name: t[item:item + 1].detach().float().cpu().contiguous().numpy()
+                     for name, t in zip(self.inputs, tensors)}
+            pieces.append(torch.from_numpy(self.session.run([self.output], feeds)[0]))
+        return torch.cat(pieces)
+
+
+class _Geometric:
+    """``geometric(source_layout, source_pose, target_pose, source_keypoints=None, target_keypoints=None)``
+    as :class:`recapture.models.geometric.GeometricGenerator` computes it (keypoint warp in torch)."""
+
+    def __init__(self, session: _Session, config: ModelConfig) -> None:
+        self.session, self.config = session, config
+
+    def __call__(self, source_layout: Tensor, source_pose: Tensor, target_pose: Tensor,
+                 source_keypoints: Tensor | np.ndarray | None = None,
+                 target_keypoints: Tensor | np.ndarray | None = None) -> Tensor:
+        if not self.config.geometric_prior:
+            return self.session(source_layout, source_pose, target_pose)
+        from recapture.models.geometric import keypoints_from_heatmaps
+        from recapture.models.keypoint_warp import warp_layout
+
+        source = keypoints_from_heatmaps(source_pose) if source_keypoints is None else source_keypoints
+        target = keypoints_from_heatmaps(target_pose) if target_keypoints is None else target_keypoints
+        warped = warp_layout(source_layout.detach().float(), source, target, self.config.label_set)
+        return self.session(source_layout, source_pose, target_pose, warped.layout, warped.unexplained)
+
+
+class OnnxGenerator(nn.Module):
+    """ONNX Runtime stand-in for :class:`RecaptureGenerator` at inference (CPU): ``generator(...)`` and
+    ``generator.geometric(...)`` take and return the same tensors. SAT attention maps need torch."""
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        super().__init__()
+        import onnx
+        from google.protobuf.message import DecodeError
+        from onnx.utils import Extractor
+
+        path = Path(path)
+        try:
+            graph = onnx.load(str(path))
+        except (OSError, ValueError, DecodeError) as err:
+            raise WeightsError(f"not an ONNX model: {path} ({str(err).splitlines()[0] if str(err) else err})") from None
+        self.metadata = {p.key: p.value for p in graph.metadata_props}
+        if self.metadata.get("kind") != KIND or "model_config" not in self.metadata:
+            raise WeightsError(f"not a Recapture ONNX generator: {path} (export one with "
+                               f"`recapture export MODEL --format onnx --out FILE.onnx`)")
+        try:
+            self.config = from_dict(ModelConfig, yaml.safe_load(self.metadata["model_config"]))
+        except (ConfigError, yaml.YAMLError) as err:
+            raise WeightsError(f"not a Recapture ONNX generator: {path} (bad model_config: {err})") from None
+        threads = threads or torch.get_num_threads()
+        cut = Extractor(graph)
+        geometric_inputs = GEOMETRIC_INPUTS + (PRIOR_INPUTS if self.config.geometric_prior else ())
+        self.geometric = _Geometric(_Session(cut.extract_model(list(geometric_inputs), ["layout_logits"]),
+                                             geometric_inputs, "layout_logits", threads), self.config)
+        self.appearance = _Session(cut.extract_model(list(INPUTS), ["image"]), INPUTS, "image", threads)
+        from recapture.body.parts import get_label_set
+
+        self.num_parts = get_label_set(self.config.label_set).num_parts
+        self.source = str(path)
+
+    def _layout(self, name: str, layout: Tensor, batch: int) -> Tensor:
+        if not layout.dtype.is_floating_point:
+            layout = to_one_hot(layout, self.num_parts)
+        check_shape(name, layout, (batch, self.num_parts, *self.config.image_size), "a one-hot layout (B, parts, H, W)")
+        return layout
+
+    def forward(self, source_image: Tensor, source_layout: Tensor, source_pose: Tensor, target_pose: Tensor,
+                target_layout: Tensor | None = None, *, source_keypoints: Tensor | np.ndarray | None = None,
+                target_keypoints: Tensor | np.ndarray | None = None,
+                layout_logits: Tensor | None = None) -> GeneratorOutput:
+        """As :meth:`RecaptureGenerator.forward` (the predicted layout is used as a hard one-hot)."""
+        batch = source_image.shape[0]
+        check_shape("source_image", source_image, (batch, 3, *self.config.image_size), "an image (B, 3, H, W)")
+        for name, pose in (("source_pose", source_pose), ("target_pose", target_pose)):
+            check_shape(name, pose, (batch, NUM_KEYPOINTS, *self.config.image_size), "pose heatmaps (B, 18, H, W)")
+        source_layout = self._layout("source_layout", source_layout, batch)
+        if layout_logits is None:
+            layout_logits = self.geometric(source_layout, source_pose, target_pose, source_keypoints,
+                                           target_keypoints)
+        used = (to_one_hot(layout_logits.argmax(dim=1), self.num_parts) if target_layout is None
+                else self._layout("target_layout", target_layout, batch))
+        image = self.render(source_image, source_layout, source_pose, used, target_pose)
+        return GeneratorOutput(image=image, layout_logits=layout_logits, target_layout=used)
+
+    def render(self, source_image: Tensor, source_layout: Tensor, source_pose: Tensor, target_layout: Tensor,
+               target_pose: Tensor) -> Tensor:
+        """The appearance network's image ``(B, 3, H, W)`` (as :meth:`RecaptureGenerator.render`)."""
+        return self.appearance(source_image, source_layout, source_pose, target_pose, target_layout)
+
+    def sat_attention(self, *args: object, **kwargs: object) -> None:
+        """Not available: the exported graph has no attention output."""
+        raise ValueError("SAT attention maps need the torch backend (drop --backend onnxruntime)")
+
+
+def load_onnx_generator(model: str | Path, threads: int | None = None) -> LoadedGenerator:
+    """An :class:`OnnxGenerator` from an ``.onnx`` file, or from any model ``load_generator`` reads (exported
+    to a temporary ONNX file first, which takes a few seconds)."""
+    path = Path(model)
+    if path.suffix == ".onnx":
+        if not path.is_file():
+            raise WeightsError(f"no ONNX model at {path}")
+        generator = OnnxGenerator(path, threads)
+    else:
+        with tempfile.TemporaryDirectory(prefix="recapture-onnx-") as folder:
+            generator = OnnxGenerator(export_onnx(model, Path(folder) / "generator.onnx").path, threads)
+        generator.source = str(model)
+    return LoadedGenerator(generator=generator, config=generator.config,  # type: ignore[arg-type]
+                           source=generator.source, metadata=generator.metadata)
+
+
+def onnx_recapturer(model: str | Path, threads: int | None = None) -> Recapturer:
+    """A :class:`Recapturer` whose generator runs in ONNX Runtime (see :func:`load_onnx_generator`)."""
+    loaded = load_onnx_generator(model, threads)
+    return Recapturer(loaded.generator, loaded.config, "cpu", loaded)  # type: ignore[arg-type]

@@ -1,0 +1,313 @@
+"""Training of the correspondence appearance model on self-supervised CCP pairs (CPU-sized).
+
+``python -m recapture.training.correspondence --run runs/appearance-real`` trains in the foreground
+(start it with nohup), saves an atomic checkpoint every ``save_every_s`` seconds and resumes from the
+newest one. Objective per step (batch of fresh pairs from :mod:`recapture.data.ccp_pairs`)::
+
+    L1(image, target) + perceptual * |Inc(image) - Inc(target)|_1 / |Inc(target)|_1     (conv_2, internal size)
+    + flow * |flow - flow_truth|_1 (pixels at the internal size, visible pixels)
+    + visibility * BCE(visibility logits, visible truth) + generated * L1(generated, target) on invisible pixels
+    + adversarial * (D2(image | target_pose) + D3(image | source_image)) at the internal size
+
+Half the pairs give the network the true target layout, half the part-affine warp of the source layout
+(what a predicted Ŝ_B looks like at test time). Validation (photos drawn from 0001-0904, fixed pairs)
+selects the kept model; the held-out photos are never read here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from recapture.body.parts import get_label_set
+from recapture.body.keypoints import NUM_KEYPOINTS, keypoints_to_heatmaps, missing_mask
+from recapture.data.ccp_pairs import CcpPair, CcpPhotos, make_pair, training_ids
+from recapture.models.blocks import level_widths
+from recapture.models.correspondence import CorrespondenceConfig, CorrespondenceGenerator, PriorGrid, prior_grid
+from recapture.models.discriminators import PatchDiscriminator
+from recapture.models.keypoint_warp import warp_image
+from recapture.models.inception import load_inception
+from recapture.models.layout_ops import to_one_hot
+from recapture.models.losses import discriminator_loss, generator_adversarial_loss
+from recapture.training.checkpoint import load_checkpoint, save_checkpoint
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """One correspondence training run."""
+
+    photos: str = "runs/appearance-real/ccp-256x176.npz"
+    steps: int = 6000
+    batch_size: int = 8
+    lr: float = 4e-4
+    seed: int = 0
+    l1: float = 1.0
+    perceptual: float = 0.3
+    flow: float = 0.02
+    visibility: float = 0.1
+    generated: float = 0.5
+    adversarial: float = 0.01
+    true_layout_fraction: float = 0.5
+    save_every_s: float = 600.0
+    validate_every: int = 250
+    validation_pairs: int = 48
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Network inputs (internal size) and truth (output size / internal size) of a batch of pairs."""
+
+    source_image: Tensor  # (B, 3, H, W)
+    target_image: Tensor  # (B, 3, H, W)
+    source_layout: Tensor  # (B, N, h, w)
+    source_pose: Tensor  # (B, 18, h, w)
+    target_layout: Tensor  # (B, N, h, w)
+    target_pose: Tensor  # (B, 18, h, w)
+    prior: PriorGrid
+    flow: Tensor  # (B, h, w, 2)
+    visible: Tensor  # (B, 1, h, w)
+    source_labels: Tensor  # (B, H, W) long, at the output size
+    target_labels: Tensor  # (B, H, W) long, at the output size
+    source_keypoints: np.ndarray  # (B, 18, 2) at the output size
+    target_keypoints: np.ndarray  # (B, 18, 2) at the output size
+
+
+def to_internal(keypoints: np.ndarray, output: tuple[int, int], internal: tuple[int, int]) -> np.ndarray:
+    """Keypoints ``(..., 18, 2)`` from the output pixel frame to the internal one (align_corners=True)."""
+    out = np.asarray(keypoints, dtype=np.float64).copy()
+    present = ~missing_mask(out)
+    out[..., 0] = np.where(present, out[..., 0] * (internal[0] - 1) / (output[0] - 1), -1.0)
+    out[..., 1] = np.where(present, out[..., 1] * (internal[1] - 1) / (output[1] - 1), -1.0)
+    return out
+
+
+def layout_small(labels: Tensor, num_parts: int, size: tuple[int, int]) -> Tensor:
+    """``(B, H, W)`` labels -> ``(B, N, h, w)`` one-hot of the majority part per internal pixel."""
+    fractions = F.interpolate(to_one_hot(labels, num_parts), size=size, mode="area")
+    return to_one_hot(fractions.argmax(dim=1), num_parts)
+
+
+def collate(pairs: list[CcpPair], config: CorrespondenceConfig, true_layout: list[bool]) -> Batch:
+    """Stack pairs into network inputs; ``true_layout[i]`` False gives pair ``i`` the warped source layout."""
+    size = config.internal_size
+    output = tuple(pairs[0].target_image.shape[-2:])
+    parts = get_label_set(config.label_set).num_parts
+    source_labels = torch.stack([p.source_labels for p in pairs])
+    source_layout = layout_small(source_labels, parts, size)
+    source_points = to_internal(np.stack([p.source_keypoints for p in pairs]), output, size)
+    target_points = to_internal(np.stack([p.target_keypoints for p in pairs]), output, size)
+    prior = prior_grid(source_layout.argmax(dim=1), source_points, target_points, config.label_set)
+    target_labels = torch.stack([p.target_labels for p in pairs])
+    truth = layout_small(target_labels, parts, size)
+    warped = to_one_hot(prior.labels, parts)
+    choose = torch.tensor(true_layout, dtype=torch.bool).view(-1, 1, 1, 1)
+    return Batch(source_image=torch.stack([p.source_image for p in pairs]),
+                 target_image=torch.stack([p.target_image for p in pairs]),
+                 source_layout=source_layout, source_pose=keypoints_to_heatmaps(source_points, size),
+                 target_layout=torch.where(choose, truth, warped),
+                 target_pose=keypoints_to_heatmaps(target_points, size), prior=prior,
+                 flow=torch.stack([p.flow for p in pairs]), visible=torch.stack([p.visible for p in pairs])[:, None],
+                 source_labels=source_labels, target_labels=target_labels, source_keypoints=np.stack([p.source_keypoints for p in pairs]),
+                 target_keypoints=np.stack([p.target_keypoints for p in pairs]))
+
+
+class Perceptual:
+    """Normalised L1 distance of Inception ``conv_2`` maps (the bundled backbone, frozen)."""
+
+    def __init__(self) -> None:
+        self.backbone = load_inception("cpu")
+
+    def __call__(self, image: Tensor, target: Tensor) -> Tensor:
+        both = torch.cat([image, target]).add(1.0).mul(0.5).clamp(0.0, 1.0)
+        maps = self.backbone.stages(both, ["conv_2"])["conv_2"]
+        made, real = maps.chunk(2)
+        real = real.detach()
+        return (made - real).abs().mean() / real.abs().mean().clamp_min(1e-6)
+
+
+def _discriminators(config: CorrespondenceConfig) -> torch.nn.ModuleDict:
+    width = level_widths(config.base_channels, config.max_channels, 0)[0]
+    return torch.nn.ModuleDict({"pose": PatchDiscriminator(3, NUM_KEYPOINTS, width, 3, True),
+                                "identity": PatchDiscriminator(3, 3, width, 3, True)})
+
+
+def pixel_flow_error(flow: Tensor, truth: Tensor, visible: Tensor) -> Tensor:
+    """Mean end-point error in internal pixels over visible pixels."""
+    height, width = flow.shape[1:3]
+    scale = torch.tensor([(width - 1) / 2.0, (height - 1) / 2.0])
+    error = ((flow - truth) * scale).norm(dim=-1)[:, None]
+    return (error * visible).sum() / visible.sum().clamp_min(1.0)
+
+
+def make_batch(photos: CcpPhotos, indices: np.ndarray, rng: np.random.Generator, config: CorrespondenceConfig,
+               fraction: float) -> Batch:
+    pairs = [make_pair(photos.images[i], photos.labels[i], photos.keypoints[i], rng, config.internal_size)
+             for i in indices]
+    return collate(pairs, config, [bool(rng.random() < fraction) for _ in indices])
+
+
+def warp_floor(batch: Batch) -> Tensor:
+    """The part-affine warp of the source at the output size (the floor every model must beat)."""
+    return warp_image(batch.source_image, batch.source_labels, batch.source_keypoints, batch.target_keypoints,
+                      "lip20")
+
+
+def validate(model: CorrespondenceGenerator, batches: list[Batch], floors: list[Tensor]) -> tuple[float, float]:
+    """``(L1 of the model, L1 of the part-affine warp floor)`` on the [0, 1] scale."""
+    model.eval()
+    ours, floor = [], []
+    with torch.no_grad():
+        for batch, warped in zip(batches, floors):
+            out = model(batch.source_image, batch.source_layout, batch.source_pose, batch.target_layout,
+                        batch.target_pose, batch.prior)
+            ours.append((out.image - batch.target_image).abs().mean().item() / 2)
+            floor.append((warped - batch.target_image).abs().mean().item() / 2)
+    model.train()
+    return float(np.mean(ours)), float(np.mean(floor))
+
+
+class Trainer:
+    """Model, discriminators, optimisers and the step; state saved with :mod:`recapture.training.checkpoint`."""
+
+    def __init__(self, config: CorrespondenceConfig, settings: TrainSettings, perceptual: Perceptual | None) -> None:
+        self.config, self.settings, self.perceptual = config, settings, perceptual
+        self.model = CorrespondenceGenerator(config)
+        self.discriminators = _discriminators(config)
+        self.g_optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr, betas=(0.5, 0.999))
+        self.d_optimizer = torch.optim.Adam(self.discriminators.parameters(), lr=settings.lr, betas=(0.5, 0.999))
+        self.step = 0
+
+    def _judge(self, image: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
+        size = self.config.internal_size
+        small = F.interpolate(image, size=size, mode="area")
+        source = F.interpolate(batch.source_image, size=size, mode="area")
+        return self.discriminators["pose"](small, batch.target_pose), self.discriminators["identity"](small, source)
+
+    def train_step(self, batch: Batch) -> dict[str, float]:
+        """One D step then one G step; returns the loss terms."""
+        s = self.settings
+        out = self.model(batch.source_image, batch.source_layout, batch.source_pose, batch.target_layout,
+                         batch.target_pose, batch.prior)
+        terms: dict[str, Tensor] = {}
+        if s.adversarial > 0:
+            fake = self._judge(out.image.detach(), batch)
+            real = self._judge(batch.target_image, batch)
+            d_loss = sum(discriminator_loss(r, f, "nonsaturating") for r, f in zip(real, fake))
+            self.d_optimizer.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.d_optimizer.step()
+            for p in self.discriminators.parameters():
+                p.requires_grad_(False)
+            terms["adversarial"] = sum(generator_adversarial_loss(f, "nonsaturating")
+                                       for f in self._judge(out.image, batch))
+            for p in self.discriminators.parameters():
+                p.requires_grad_(True)
+        size = self.config.internal_size
+        small_target = F.interpolate(batch.target_image, size=size, mode="area")
+        terms["l1"] = (out.image - batch.target_image).abs().mean()
+        if self.perceptual is not None and s.perceptual > 0:
+            terms["perceptual"] = self.perceptual(F.interpolate(out.image, size=size, mode="area"), small_target)
+        terms["flow"] = pixel_flow_error(out.coarse_flow, batch.flow, batch.visible)
+        terms["visibility"] = F.binary_cross_entropy_with_logits(out.visibility_logits, batch.visible)
+        invisible = 1.0 - batch.visible
+        terms["generated"] = ((out.generated - small_target).abs() * invisible).sum() / (
+            3 * invisible.sum()).clamp_min(1.0)
+        loss = sum(getattr(s, name) * value for name, value in terms.items())
+        self.g_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.g_optimizer.step()
+        self.step += 1
+        return {name: float(value.detach()) for name, value in terms.items()}
+
+    def state(self) -> dict:
+        return {"step": self.step, "g_optimizer": self.g_optimizer.state_dict(),
+                "d_optimizer": self.d_optimizer.state_dict(), "config": json.dumps(asdict(self.config)),
+                "settings": json.dumps(asdict(self.settings))}
+
+    def save(self, run_dir: Path, extra: dict | None = None) -> None:
+        state = self.state() | (extra or {})
+        save_checkpoint(run_dir, self.step, self.model.state_dict(), self.discriminators.state_dict(), state)
+
+    def resume(self, run_dir: Path) -> dict:
+        checkpoint = load_checkpoint(run_dir)
+        self.model.load_state_dict(checkpoint.generator)
+        self.discriminators.load_state_dict(checkpoint.discriminators)
+        self.g_optimizer.load_state_dict(checkpoint.state["g_optimizer"])
+        self.d_optimizer.load_state_dict(checkpoint.state["d_optimizer"])
+        self.step = int(checkpoint.state["step"])
+        return checkpoint.state
+
+
+def save_best(model: CorrespondenceGenerator, path: Path, info: dict) -> None:
+    """The selected weights as safetensors (with the config and validation scores as metadata), atomically."""
+    from safetensors.torch import save_file
+
+    temporary = path.with_suffix(".tmp")
+    metadata = {"config": json.dumps(asdict(model.config)), **{k: str(v) for k, v in info.items()}}
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(temporary), metadata=metadata)
+    temporary.replace(path)
+
+
+def train(run_dir: Path, config: CorrespondenceConfig, settings: TrainSettings, log: callable = print) -> None:
+    """The loop: resumable, validated every ``validate_every`` steps, checkpointed every ``save_every_s``."""
+    torch.manual_seed(settings.seed)
+    photos = CcpPhotos.load(settings.photos)
+    train_ids, valid_ids = training_ids()
+    position = {int(i): n for n, i in enumerate(photos.ids)}
+    train_rows = np.array([position[i] for i in train_ids if i in position])
+    valid_rows = np.array([position[i] for i in valid_ids if i in position])
+    rng_valid = np.random.default_rng(1234)
+    chosen = valid_rows[: settings.validation_pairs]
+    valid_batches = [make_batch(photos, chosen[i:i + 8], rng_valid, config, 0.0) for i in range(0, len(chosen), 8)]
+    floors = [warp_floor(b) for b in valid_batches]
+    trainer = Trainer(config, settings, Perceptual() if settings.perceptual > 0 else None)
+    best = float("inf")
+    if (run_dir / "checkpoints").is_dir():
+        state = trainer.resume(run_dir)
+        best = float(state.get("best", best))
+        log(f"resumed at step {trainer.step}")
+    rng = np.random.default_rng(settings.seed + 7919 * trainer.step)
+    last_save, started, seen = time.monotonic(), time.monotonic(), 0
+    while trainer.step < settings.steps:
+        batch = make_batch(photos, rng.choice(train_rows, settings.batch_size), rng, config,
+                           settings.true_layout_fraction)
+        terms = trainer.train_step(batch)
+        seen += settings.batch_size
+        if trainer.step % 25 == 0:
+            rate = seen / (time.monotonic() - started)
+            log(f"step {trainer.step} " + " ".join(f"{k} {v:.4f}" for k, v in terms.items()) + f" img/s {rate:.2f}")
+        if trainer.step % settings.validate_every == 0 or trainer.step == settings.steps:
+            ours, floor = validate(trainer.model, valid_batches, floors)
+            log(f"validation step {trainer.step}: L1 {ours:.4f} (part-affine warp {floor:.4f})")
+            if ours < best:
+                best = ours
+                save_best(trainer.model, run_dir / "best.safetensors",
+                          {"step": trainer.step, "validation_l1": ours, "warp_l1": floor})
+        if time.monotonic() - last_save > settings.save_every_s or trainer.step == settings.steps:
+            trainer.save(run_dir, {"best": best})
+            last_save = time.monotonic()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="train the correspondence appearance model on CCP pairs")
+    parser.add_argument("--run", default="runs/appearance-real")
+    parser.add_argument("--steps", type=int, default=TrainSettings.steps)
+    parser.add_argument("--photos", default=TrainSettings.photos)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    run_dir = Path(args.run)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    train(run_dir, CorrespondenceConfig(), TrainSettings(steps=args.steps, photos=args.photos),
+          lambda line: print(time.strftime("%H:%M:%S"), line, flush=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Training of the LIP-20 parser head on CCP (frozen Inception stages read from a feature cache).
+
+``python -m recapture.training.parser --config configs/parser-ccp.yaml [key=value ...]``: builds (or
+resumes) the caches of ``training/parser_data.py``, trains the head with class-balanced cross entropy
+(ignore label 255), validates on the validation split every ``validate_every`` steps, keeps the best
+head by validation coarse mIoU, checkpoints atomically every ``checkpoint_minutes`` (resumed on restart),
+logs to TensorBoard, and exports the best head as safetensors. The held-out photos are never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+from recapture.body.parts import LIP20
+from recapture.config import load_config, to_dict
+from recapture.data.ccp import COARSE_GROUPS, HELD_OUT_IDS, IGNORE, CcpDataset, coarse_table, confusion, \
+    iou_per_class, split_ids
+from recapture.data.formats import read_annotations
+from recapture.hub import write_model_file
+from recapture.models.inception import BACKBONE_NAME
+from recapture.models.parser import STAGES, ParserHead, ParserHeadConfig, upsample_logits
+from recapture.training.parser_data import FeatureCache, ViewMaker, build_cache
+
+
+@dataclass(frozen=True)
+class ParserTrainConfig:
+    """Everything a parser training run depends on (``configs/parser-ccp.yaml``)."""
+
+    ccp: str = "../shared/data/ccp"  # CCP folder
+    keypoints: str = "src/recapture/assets/ccp-keypoints.csv"  # cached BlazePose keypoints
+    run_dir: str = "runs/parser-ccp"  # masks/, cache/, checkpoints, TensorBoard events
+    export: str = "src/recapture/assets/weights/parser-ccp.safetensors"  # best head, written at the end
+    validation_photos: int = 100  # drawn from 0001-0904 with split_seed
+    split_seed: int = 0
+    random_views: int = 2  # random augmented views per training photo (plus the plain view and its mirror)
+    head: ParserHeadConfig = ParserHeadConfig()
+    steps: int = 1400
+    batch_size: int = 10
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    class_weight_power: float = 0.5  # weight of a part = (median frequency / frequency) ** power, clipped
+    validate_every: int = 200
+    checkpoint_minutes: float = 5.0
+    threads: int = 1
+    seed: int = 0
+
+
+def load_parser_config(path: str | Path | None, overrides: list[str] | None = None) -> ParserTrainConfig:
+    """Read a YAML preset (or the defaults) and apply dotted ``key=value`` overrides."""
+    return load_config(path, overrides, cls=ParserTrainConfig)  # one YAML loader: duplicate keys are errors
+
+
+def class_weights(labels: np.ndarray, power: float) -> torch.Tensor:
+    """``(20,)`` loss weights from the label frequencies of the training views (ignore excluded)."""
+    counts = np.bincount(labels[labels != IGNORE].ravel(), minlength=LIP20.num_parts)[:LIP20.num_parts] + 1.0
+    frequency = counts / counts.sum()
+    weights = (np.median(frequency) / frequency) ** power
+    return torch.tensor(np.clip(weights, 0.2, 5.0), dtype=torch.float32)
+
+
+Batch = tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def batch(cache: FeatureCache, rows: np.ndarray) -> Batch:
+    """``(stages, mask (B,1,H,W) float, keypoints (B,18,2), labels (B,H,W) int64)`` of cache ``rows``."""
+    rows = np.sort(rows)
+    stages = {name: torch.from_numpy(np.asarray(cache.arrays[name][rows])) for name in STAGES}
+    mask = torch.from_numpy(np.asarray(cache.arrays["masks"][rows])).float()[:, None] / 255.0
+    keypoints = torch.from_numpy(np.asarray(cache.arrays["keypoints"][rows]))
+    labels = torch.from_numpy(np.asarray(cache.arrays["labels"][rows])).long()
+    return stages, mask, keypoints, labels
+
+
+@torch.no_grad()
+def validate(head: ParserHead, cache: FeatureCache, batch_size: int = 20) -> tuple[float, np.ndarray]:
+    """Coarse-group mIoU and per-group IoU of the head on a cache (crop resolution)."""
+    head.eval()
+    groups = len(COARSE_GROUPS)
+    table = torch.from_numpy(coarse_table())
+    matrix = np.zeros((groups, groups + 1), dtype=np.int64)
+    for start in range(0, len(cache), batch_size):
+        stages, mask, keypoints, labels = batch(cache, np.arange(start, min(start + batch_size, len(cache))))
+        predicted = upsample_logits(head(stages, mask, keypoints)).argmax(dim=1)
+        matrix += confusion(table[labels].numpy(), table[predicted].numpy(), groups)
+    head.train()
+    ious = iou_per_class(matrix)
+    return float(np.nanmean(ious)), ious
+
+
+def _warm_cosine(step: int, steps: int, warmup: int = 100) -> float:
+    """Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``steps``."""
+    return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+
+
+def _save_atomic(state: dict, path: Path) -> None:
+    temporary = path.with_suffix(".tmp")
+    torch.save(state, temporary)
+    with open(temporary, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def export_head(head_state: dict[str, torch.Tensor], config: ParserTrainConfig, scores: dict, path: Path) -> None:
+    """Write the head's weights as a model file (safetensors) with its config and validation scores."""
+    metadata = {"kind": "parser", "head": json.dumps(to_dict(config.head)), "validation": json.dumps(scores),
+                "label_set": LIP20.name, "backbone": BACKBONE_NAME,
+                "trained_on": f"CCP 0001-0904 minus {config.validation_photos} validation photos "
+                              f"(split seed {config.split_seed}); held-out 0905-1004 unused"}
+    # BatchNorm's step counters are not weights (and are 0-d, which the model file digest refuses).
+    write_model_file({k: v for k, v in head_state.items() if not k.endswith("num_batches_tracked")}, path, metadata)
+
+
+def training_datasets(config: ParserTrainConfig) -> tuple[CcpDataset, CcpDataset]:
+    """The training and validation photos: 0001-0904 split by :func:`split_ids`; never the held-out set."""
+    train_ids, validation_ids = split_ids(config.validation_photos, config.split_seed)
+    if set(train_ids + validation_ids) & set(HELD_OUT_IDS):
+        raise AssertionError("held-out photos in the training or validation split")
+    return CcpDataset(Path(config.ccp), train_ids), CcpDataset(Path(config.ccp), validation_ids)
+
+
+def prepare_caches(config: ParserTrainConfig) -> tuple[FeatureCache, FeatureCache]:
+    """Build or resume the training and validation caches."""
+    run = Path(config.run_dir)
+    train_set, validation_set = training_datasets(config)
+    maker = ViewMaker(CcpDataset(Path(config.ccp)), read_annotations(config.keypoints), run / "masks")
+    validation = build_cache(maker, run / "cache" / "validation", validation_set.ids, -1, config.seed)
+    train = build_cache(maker, run / "cache" / "train", train_set.ids, config.random_views, config.seed)
+    return train, validation
+
+
+def train(config: ParserTrainConfig) -> dict:
+    """Train (or resume) the head; returns the best validation scores."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    run = Path(config.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    train_cache, validation_cache = prepare_caches(config)
+    weights = class_weights(np.asarray(train_cache.arrays["labels"]), config.class_weight_power)
+    head = ParserHead(config.head)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _warm_cosine(s, config.steps))
+    state = {"step": 0, "best": -1.0, "best_head": None, "best_scores": {}, "seconds": 0.0}
+    checkpoint = run / "checkpoint.pt"
+    if checkpoint.is_file():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        head.load_state_dict(saved["head"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        state = saved["state"]
+        print(f"resumed at step {state['step']}", flush=True)
+    rng = np.random.default_rng(config.seed + state["step"])
+    writer = SummaryWriter(str(run / "tensorboard"))
+    last_save, started = time.time(), time.time() - state["seconds"]
+
+    def save() -> None:
+        state["seconds"] = time.time() - started
+        _save_atomic({"head": head.state_dict(), "optimizer": optimizer.state_dict(),
+                      "schedule": schedule.state_dict(), "state": state}, checkpoint)
+
+    head.train()
+    while state["step"] < config.steps:
+        rows = rng.choice(len(train_cache), config.batch_size, replace=False)
+        stages, mask, keypoints, labels = batch(train_cache, rows)
+        logits = upsample_logits(head(stages, mask, keypoints))
+        loss = F.cross_entropy(logits, labels, weight=weights, ignore_index=IGNORE)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        state["step"] += 1
+        step = state["step"]
+        writer.add_scalar("train/loss", loss.item(), step)
+        if step % 20 == 0:
+            print(f"step {step} loss {loss.item():.4f} ({time.time() - started:.0f} s)", flush=True)
+        if step % config.validate_every == 0 or step == config.steps:
+            miou, ious = validate(head, validation_cache)
+            writer.add_scalar("validation/coarse_miou", miou, step)
+            print(f"validation step {step}: coarse mIoU {miou:.4f} " +
+                  " ".join(f"{n}={v:.3f}" for (n, _), v in zip(COARSE_GROUPS, ious)), flush=True)
+            if miou > state["best"]:
+                scores = {"step": step, "coarse_miou": miou, **{n: float(v) for (n, _), v in zip(COARSE_GROUPS, ious)}}
+                state.update(best=miou, best_head={k: v.clone() for k, v in head.state_dict().items()},
+                             best_scores=scores)
+            save()
+            last_save = time.time()
+        elif time.time() - last_save > 60 * config.checkpoint_minutes:
+            save()
+            last_save = time.time()
+    state["seconds"] = time.time() - started
+    scores = {**state["best_scores"], "training_seconds": round(state["seconds"]), "steps": config.steps}
+    export_head(state["best_head"], config, scores, Path(config.export))
+    writer.close()
+    print(f"exported {config.export}: {scores}", flush=True)
+    return scores
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train the CCP LIP-20 parser head.")
+    parser.add_argument("--config", type=Path, default=None, help="YAML preset, e.g. configs/parser-ccp.yaml")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. steps=100")
+    args = parser.parse_args(argv)
+    train(load_parser_config(args.config, args.overrides))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Preparation of CCP for the parser: BlazePose keypoints (committed CSV), person masks, and the cache of
+augmented views with their frozen backbone features (training reads only the cache).
+
+``python -m recapture.training.parser_data --ccp ../shared/data/ccp --keypoints src/recapture/assets/ccp-keypoints.csv
+--masks runs/parser-ccp/masks`` runs the pose estimator and the selfie segmenter once over the labelled
+photos, so that training never runs them again. Keypoints are rounded to integer pixels of the photo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from recapture.body.keypoints import NUM_KEYPOINTS, flip_keypoints
+from recapture.body.parts import LIP20
+from recapture.data.ccp import CcpDataset
+from recapture.data.formats import AnnotationTable, write_annotations
+from recapture.models.inception import load_inception
+from recapture.models.parser import INPUT_SIZE, STAGE_CHANNELS, STAGES, grid_size, image_tensor, parser_crop
+
+
+def estimate_keypoints_and_masks(dataset: CcpDataset, keypoints_csv: Path, mask_dir: Path) -> None:
+    """Run BlazePose and the selfie segmenter over every photo of ``dataset``; write the CSV and mask PNGs."""
+    from recapture.pipelines.pose_estimation import PersonSegmenter, PoseEstimator  # mediapipe: this step only
+
+    mask_dir.mkdir(parents=True, exist_ok=True)
+    names, rows = [], []
+    with PoseEstimator() as estimator, PersonSegmenter() as segmenter:
+        for i, photo_id in enumerate(dataset.ids):
+            image = dataset.photo(photo_id)
+            pose = estimator(image)
+            keypoints = np.full((NUM_KEYPOINTS, 2), -1, dtype=np.int64)
+            if pose is not None:
+                present = (pose.keypoints != -1).all(axis=1)
+                keypoints[present] = np.round(pose.keypoints[present]).astype(np.int64)
+            names.append(dataset.photo_name(photo_id))
+            rows.append(keypoints)
+            mask_path = mask_dir / f"{photo_id:04d}.png"
+            if not mask_path.is_file():
+                mask = np.round(segmenter(image) * 255).astype(np.uint8)
+                cv2.imwrite(str(mask_path) + ".tmp.png", mask)
+                os.replace(str(mask_path) + ".tmp.png", mask_path)
+            if i % 50 == 0:
+                print(f"{i}/{len(dataset.ids)} {names[-1]} pose={'yes' if pose is not None else 'no'}", flush=True)
+    temporary = keypoints_csv.with_suffix(".tmp")
+    write_annotations(temporary, names, np.stack(rows))
+    os.replace(temporary, keypoints_csv)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """One training view of a photo: crop jitter, mirror, colour jitter and background swap."""
+
+    zoom: float = 1.0
+    shift: tuple[float, float] = (0.0, 0.0)
+    flip: bool = False
+    brightness: float = 1.0
+    contrast: float = 1.0
+    saturation: float = 1.0
+    hue: float = 0.0
+    background: int | None = None  # id of the photo whose background replaces this one's
+
+
+def random_augmentation(rng: np.random.Generator, background_ids: tuple[int, ...]) -> Augmentation:
+    """A random :class:`Augmentation`: zoom 0.8-1.25, shift up to 8%, mirror half of the time, colour
+    jitter, and half of the time another photo's background."""
+    return Augmentation(
+        zoom=float(np.exp(rng.uniform(np.log(0.8), np.log(1.25)))),
+        shift=(float(rng.uniform(-0.08, 0.08)), float(rng.uniform(-0.08, 0.08))), flip=bool(rng.random() < 0.5),
+        brightness=float(rng.uniform(0.7, 1.3)), contrast=float(rng.uniform(0.7, 1.3)),
+        saturation=float(rng.uniform(0.6, 1.4)), hue=float(rng.uniform(-10, 10)),
+        background=int(rng.choice(background_ids)) if rng.random() < 0.5 else None)
+
+
+def _flip_lut() -> np.ndarray:
+    lut = np.arange(256, dtype=np.uint8)
+    lut[:LIP20.num_parts] = LIP20.flip_permutation
+    return lut
+
+
+def _jitter(image: np.ndarray, aug: Augmentation) -> np.ndarray:
+    """Brightness, contrast, saturation and hue jitter of a uint8 RGB image."""
+    x = image.astype(np.float32) * aug.brightness
+    x = (x - x.mean()) * aug.contrast + x.mean()
+    grey = x.mean(axis=2, keepdims=True)
+    x = np.clip((x - grey) * aug.saturation + grey, 0, 255).astype(np.uint8)
+    if aug.hue:
+        hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)
+        hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + int(round(aug.hue / 2))) % 180).astype(np.uint8)
+        x = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    return x
+
+
+@dataclass(frozen=True)
+class TrainingView:
+    """One cached view: crop ``(320, 208, 3)`` uint8, LIP-20 labels (255 ignore), mask uint8, keypoints (18, 2)."""
+
+    image: np.ndarray
+    labels: np.ndarray
+    mask: np.ndarray
+    keypoints: np.ndarray
+
+
+class ViewMaker:
+    """Builds :class:`TrainingView` s of CCP photos from the cached keypoints and person masks."""
+
+    def __init__(self, dataset: CcpDataset, keypoints: AnnotationTable, mask_dir: Path) -> None:
+        self.dataset, self.table, self.mask_dir = dataset, keypoints, mask_dir
+        self._flip = _flip_lut()
+
+    def keypoints(self, photo_id: int) -> np.ndarray:
+        return self.table.get(self.dataset.photo_name(photo_id)).astype(np.float64)
+
+    def mask(self, photo_id: int) -> np.ndarray:
+        path = self.mask_dir / f"{photo_id:04d}.png"
+        mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if mask is None:
+            raise FileNotFoundError(f"{path}: person mask missing; run python -m recapture.training.parser_data")
+        return mask
+
+    def view(self, photo_id: int, aug: Augmentation = Augmentation()) -> TrainingView:
+        keypoints, mask = self.keypoints(photo_id), self.mask(photo_id)
+        crop = parser_crop(keypoints, mask.astype(np.float32) / 255.0, zoom=aug.zoom, shift=aug.shift)
+        photo = self.dataset.photo(photo_id)
+        image = crop.warp(photo)
+        labels = crop.warp(self.dataset.lip20_labels(photo_id, keypoints), nearest=True)
+        crop_mask = crop.warp(mask)
+        crop_keypoints = crop.keypoints(keypoints)
+        if aug.background is not None:
+            other = self.view(aug.background)
+            person = (crop.warp(self.dataset.ccp_labels(photo_id), nearest=True) > 0).astype(np.float32)
+            alpha = cv2.GaussianBlur(cv2.dilate(person, np.ones((3, 3), np.uint8)), (5, 5), 0)[..., None]
+            image = (alpha * image + (1 - alpha) * other.image).astype(np.uint8)
+        if aug.flip:
+            image, crop_mask = image[:, ::-1], crop_mask[:, ::-1]
+            labels = self._flip[labels[:, ::-1]]
+            crop_keypoints = flip_keypoints(crop_keypoints, INPUT_SIZE[1])
+        image = _jitter(np.ascontiguousarray(image), aug)
+        return TrainingView(image, np.ascontiguousarray(labels), np.ascontiguousarray(crop_mask),
+                            crop_keypoints.astype(np.float32))
+
+
+class FeatureCache:
+    """Backbone stages, labels, masks and keypoints of many views in ``.npy`` memory maps under ``folder``
+    (float16 stages); ``done.npy`` records finished rows so that filling resumes after a stop."""
+
+    def __init__(self, folder: Path, count: int | None = None) -> None:
+        self.folder = folder
+        shapes = {name: (STAGE_CHANNELS[name], *grid_size(name)) for name in STAGES}
+        shapes.update(labels=INPUT_SIZE, masks=INPUT_SIZE, keypoints=(NUM_KEYPOINTS, 2), photo_ids=(), done=())
+        types = {"labels": np.uint8, "masks": np.uint8, "keypoints": np.float32, "photo_ids": np.int32, "done": bool}
+        if count is not None and not (folder / "done.npy").is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, shape in shapes.items():
+                np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=types.get(name, np.float16),
+                                          shape=(count, *shape)).flush()
+        self.arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r+") for name in shapes}
+
+    def __len__(self) -> int:
+        return len(self.arrays["done"])
+
+    def fill(self, row: int, photo_id: int, view: TrainingView, stages: dict[str, torch.Tensor]) -> None:
+        for name in STAGES:
+            self.arrays[name][row] = stages[name][0].numpy().astype(np.float16)
+        self.arrays["labels"][row] = view.labels
+        self.arrays["masks"][row] = view.mask
+        self.arrays["keypoints"][row] = view.keypoints
+        self.arrays["photo_ids"][row] = photo_id
+        self.arrays["done"][row] = True
+
+    def flush(self) -> None:
+        for array in self.arrays.values():
+            array.flush()
+
+
+def build_cache(maker: ViewMaker, folder: Path, ids: tuple[int, ...], random_views: int, seed: int) -> FeatureCache:
+    """Cache, for each photo of ``ids``, the plain view, its mirror and ``random_views`` random views
+    (``random_views < 0``: the plain view only, for validation). Resumes a partly filled cache."""
+    plans = [(i, Augmentation()) for i in ids]
+    if random_views >= 0:
+        rng = np.random.default_rng(seed)
+        plans += [(i, Augmentation(flip=True)) for i in ids]
+        plans += [(i, random_augmentation(rng, ids)) for _ in range(random_views) for i in ids]
+    cache = FeatureCache(folder, len(plans))
+    backbone = load_inception()
+    started = time.time()
+    for row, (photo_id, aug) in enumerate(plans):
+        if cache.arrays["done"][row]:
+            continue
+        view = maker.view(photo_id, aug)
+        with torch.no_grad():
+            stages = backbone.stages(image_tensor(view.image), STAGES)
+        cache.fill(row, photo_id, view, stages)
+        if row % 100 == 0:
+            cache.flush()
+            print(f"cache {folder.name}: {row}/{len(plans)} ({time.time() - started:.0f} s)", flush=True)
+    cache.flush()
+    return cache
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ccp", type=Path, required=True, help="CCP folder (photos/, annotations/)")
+    parser.add_argument("--keypoints", type=Path, required=True, help="output annotation CSV")
+    parser.add_argument("--masks", type=Path, required=True, help="output folder of person-mask PNGs")
+    args = parser.parse_args(argv)
+    estimate_keypoints_and_masks(CcpDataset(args.ccp), args.keypoints, args.masks)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

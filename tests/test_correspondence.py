@@ -1,0 +1,186 @@
+"""The correspondence appearance head: known warps recovered, exact copy at full resolution, absent parts,
+no droplet; SAT's expected coordinates; the self-supervised CCP pairs' truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recapture.body.parts import LIP20
+from recapture.data.ccp import HELD_OUT_IDS
+from recapture.data.ccp_pairs import fit_photo, make_pair, training_ids
+from recapture.models.correspondence import (CorrespondenceConfig, CorrespondenceGenerator, PriorGrid, grid_to_pixel,
+                                             pixel_to_grid, prior_grid)
+from recapture.models.layout_ops import blob_labels, to_one_hot
+from recapture.models.sat import SemanticAttentiveTransfer, identity_grid
+
+CCP = Path(__file__).resolve().parents[2] / "shared" / "data" / "ccp"
+SIZE = (16, 12)
+CONFIG = CorrespondenceConfig(internal_size=SIZE, base_channels=8, max_channels=16, sat_dim=8, lgr_dim=8,
+                              refine_channels=4)
+
+
+def _inputs(batch: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    labels = blob_labels(batch, 20, SIZE, generator)
+    layout = to_one_hot(labels, 20)
+    pose = torch.zeros(batch, 18, *SIZE)
+    return {"source_layout": layout, "source_pose": pose, "target_layout": layout, "target_pose": pose}
+
+
+def _identity_prior(batch: int) -> PriorGrid:
+    grid = identity_grid(batch, SIZE).permute(0, 2, 3, 1).contiguous()
+    return PriorGrid(grid=grid, covered=torch.ones(batch, 1, *SIZE), labels=torch.zeros(batch, *SIZE, dtype=torch.long))
+
+
+def _texture(batch: int, size: tuple[int, int], seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(batch, 3, 6, 5, generator=generator) * 2 - 1
+    return F.interpolate(coarse, size=size, mode="bicubic", align_corners=True).clamp(-1, 1)
+
+
+def test_pixel_grid_round_trip() -> None:
+    coords = torch.tensor([[0.0, 0.0], [15.0, 11.0], [3.5, 7.25]])
+    assert torch.allclose(grid_to_pixel(pixel_to_grid(coords, SIZE), SIZE), coords, atol=1e-5)
+    assert torch.allclose(pixel_to_grid(coords, SIZE)[1], torch.tensor([1.0, 1.0]))
+
+
+def test_identity_pose_with_full_visibility_returns_the_full_resolution_source_exactly() -> None:
+    torch.manual_seed(0)
+    model = CorrespondenceGenerator(CONFIG).eval()
+    torch.nn.init.constant_(model.visibility_head.bias, 60.0)
+    source = torch.rand(2, 3, 97, 71) * 2 - 1  # full resolution, not a multiple of the internal size
+    with torch.no_grad():
+        out = model(source, **_inputs(2), prior=_identity_prior(2))
+    assert out.image.shape == source.shape
+    assert float((out.image - source).abs().max()) < 1e-4  # float32 rounding of the sampling positions
+    assert float(out.invented.max()) < 1e-6
+
+
+def test_prior_grid_with_identical_poses_is_the_identity() -> None:
+    labels = torch.zeros(1, 32, 24, dtype=torch.long)
+    labels[0, 4:10, 9:15] = LIP20.index("face")
+    labels[0, 10:22, 7:17] = LIP20.index("upper_clothes")
+    keypoints = np.full((1, 18, 2), -1.0)
+    keypoints[0, [0, 1, 2, 5, 8, 11]] = [[7, 12], [10, 12], [11, 8], [11, 16], [21, 9], [21, 15]]
+    prior = prior_grid(labels, keypoints, keypoints)
+    identity = identity_grid(1, (32, 24)).permute(0, 2, 3, 1)
+    assert torch.allclose(prior.grid, identity, atol=1e-4)
+    assert prior.covered[0, 0, 15, 12] == 1 and prior.covered[0, 0, 0, 0] == 0
+
+
+@pytest.mark.parametrize("shift", [(1.5, -2.0), (-3.0, 2.5)])
+def test_head_recovers_a_known_translation_to_sub_pixel_error(shift: tuple[float, float]) -> None:
+    torch.manual_seed(0)
+    model = CorrespondenceGenerator(CONFIG)
+    prior = _identity_prior(2)
+    truth = pixel_to_grid(grid_to_pixel(prior.grid, SIZE) + torch.tensor(shift), SIZE)
+    inputs = _inputs(2)
+    source = _texture(2, (32, 24))
+    optimizer = torch.optim.Adam(model.flow_head.parameters(), lr=0.05)
+    scale = torch.tensor([(SIZE[1] - 1) / 2.0, (SIZE[0] - 1) / 2.0])
+    for _ in range(60):
+        out = model(source, **inputs, prior=prior)
+        error = ((out.coarse_flow - truth) * scale).norm(dim=-1).mean()
+        optimizer.zero_grad()
+        error.backward()
+        optimizer.step()
+    assert float(error.detach()) < 0.5
+    start = ((prior.grid - truth) * scale).norm(dim=-1).mean()
+    assert float(start) > 1.5  # the prior alone was off by more than a pixel
+
+
+def test_head_recovers_a_mirror_through_its_prior_grid() -> None:
+    model = CorrespondenceGenerator(CONFIG).eval()
+    torch.nn.init.constant_(model.visibility_head.bias, 60.0)
+    source = _texture(1, (64, 48))
+    mirror = identity_grid(1, SIZE).permute(0, 2, 3, 1) * torch.tensor([-1.0, 1.0])
+    prior = PriorGrid(grid=mirror.contiguous(), covered=torch.ones(1, 1, *SIZE), labels=torch.zeros(1, *SIZE).long())
+    with torch.no_grad():
+        out = model(source, **_inputs(1), prior=prior)
+    assert float((out.image - source.flip(-1)).abs().max()) < 1e-4
+
+
+def test_no_nan_with_parts_absent_from_the_source() -> None:
+    torch.manual_seed(0)
+    model = CorrespondenceGenerator(CONFIG)
+    inputs = _inputs(2)
+    source_labels = torch.zeros(2, *SIZE, dtype=torch.long)
+    source_labels[1, 4:8, 4:8] = 5  # image 0: nothing but background; image 1: one part
+    inputs["source_layout"] = to_one_hot(source_labels, 20)
+    keypoints = np.full((2, 18, 2), -1.0)
+    prior = prior_grid(source_labels, keypoints, keypoints)
+    out = model(torch.rand(2, 3, 32, 24) * 2 - 1, **inputs, prior=prior)
+    out.image.mean().backward()
+    assert torch.isfinite(out.image).all() and torch.isfinite(out.coarse_flow).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_no_droplet_for_a_plain_input() -> None:
+    """No feature normalisation over the image, and a plain input gives a plain output: the corners'
+    statistics stay within the range of the rest of the image (an instance-normed decoder's droplet is a
+    corner many standard deviations away)."""
+    torch.manual_seed(0)
+    model = CorrespondenceGenerator(CONFIG).eval()
+    assert not any(isinstance(m, (torch.nn.InstanceNorm2d, torch.nn.BatchNorm2d)) for m in model.modules())
+    torch.nn.init.constant_(model.visibility_head.bias, -60.0)  # the painted pixels only
+    torch.nn.init.normal_(model.refine.body[-1].weight, std=0.1)
+    plain = torch.full((1, 3, 64, 48), 0.2)
+    layout = to_one_hot(torch.zeros(1, *SIZE, dtype=torch.long), 20)
+    pose = torch.zeros(1, 18, *SIZE)
+    with torch.no_grad():
+        out = model(plain, layout, pose, layout, pose, _identity_prior(1))
+    patches = F.avg_pool2d(out.image, 8)  # (1, 3, 8, 6) patch means
+    interior = patches[..., 1:-1, 1:-1]
+    low, high = interior.amin(dim=(2, 3)), interior.amax(dim=(2, 3))
+    spread = (high - low).clamp_min(0.02)
+    for corner in (patches[..., 0, 0], patches[..., 0, -1], patches[..., -1, 0], patches[..., -1, -1]):
+        assert bool(((corner >= low - spread) & (corner <= high + spread)).all())
+
+
+def test_sat_expected_coordinates_are_the_attention_weighted_source_positions() -> None:
+    torch.manual_seed(0)
+    sat = SemanticAttentiveTransfer(4, 4, 3, sn=False)
+    torch.nn.init.zeros_(sat.query.weight)
+    torch.nn.init.zeros_(sat.query.bias)  # zero queries: uniform attention over the part
+    source = torch.zeros(1, 6, 5, dtype=torch.long)
+    source[0, 1:3, 1:4] = 2
+    target = torch.zeros(1, 6, 5, dtype=torch.long)
+    target[0, 4, 0] = 2
+    target[0, 5, 4] = 7  # absent from the source
+    feature = torch.randn(1, 4, 6, 5)
+    transferred, coords, present = sat.transfer_with_coordinates(feature, feature, source, target)
+    grid = identity_grid(1, (6, 5))[0]
+    expected = grid[:, 1:3, 1:4].mean(dim=(1, 2))
+    assert torch.allclose(coords[0, :, 4, 0], expected, atol=1e-6)
+    assert present[0, 0, 4, 0] == 1 and present[0, 0, 5, 4] == 0
+    assert torch.allclose(transferred, sat(feature, feature, source, target), atol=1e-6)
+
+
+def test_held_out_photos_never_reach_training_or_validation() -> None:
+    train, valid = training_ids()
+    assert not (set(train) | set(valid)) & set(HELD_OUT_IDS)
+    assert len(train) + len(valid) == 904
+
+
+@pytest.mark.skipif(not (CCP / "photos").is_dir(), reason="CCP not present")
+def test_self_supervised_pair_truth_reconstructs_the_target() -> None:
+    from recapture.data.ccp import CcpDataset
+    from recapture.data.formats import read_annotations
+
+    table = read_annotations(Path(__file__).resolve().parents[1] / "src/recapture/assets/ccp-keypoints.csv")
+    dataset = CcpDataset(CCP, (3,))
+    keypoints = table.get("0003.jpg").astype(float)
+    image, labels, points = fit_photo(dataset.photo(3), dataset.lip20_labels(3, keypoints).clip(0, 19), keypoints,
+                                      (128, 88))
+    pair = make_pair(image, labels, points, np.random.default_rng(0), (64, 44))
+    rebuilt = F.grid_sample(pair.source_image[None], pair.flow[None], align_corners=True)[0]
+    target = F.interpolate(pair.target_image[None], size=(64, 44), mode="area")[0]
+    error = ((rebuilt - target).abs().mean(0) * pair.visible).sum() / pair.visible.sum()
+    assert float(pair.visible.mean()) > 0.6
+    assert float(error) < 0.08  # [-1, 1] scale: the copy of a real photo through its truth correspondence
+    assert float((pair.source_image - pair.target_image).abs().mean()) > float(error)
