@@ -24,16 +24,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from recapture.body.keypoints import missing_mask
 from recapture.data.ccp import HELD_OUT_IDS, CcpDataset
 from recapture.data.ccp_pairs import CcpPhotos, fill_ignored, make_pair, training_ids
 from recapture.data.formats import read_annotations
 from recapture.evaluation.ssim import psnr, ssim
-from recapture.models.correspondence import CorrespondenceConfig, CorrespondenceGenerator, load_correspondence
+from recapture.models.correspondence import (CorrespondenceConfig, CorrespondenceGenerator, load_correspondence,
+                                             majority_layout, repose)
 from recapture.models.keypoint_warp import warp_image
-from recapture.training.correspondence import Batch, collate, layout_small
+from recapture.training.correspondence import Batch, collate
 
 HEAD = (0, 14, 15, 16, 17)
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -95,7 +95,7 @@ def pair_table(model: CorrespondenceGenerator, batches: list[Batch]) -> dict[str
             inputs = (batch.source_image, batch.source_layout, batch.source_pose)
             add("model (warped source layout)", model(*inputs, batch.target_layout, batch.target_pose,
                                                       batch.prior).image, batch)
-            oracle = layout_small(batch.target_labels, model.num_parts, size)
+            oracle = majority_layout(batch.target_labels, model.num_parts, size)
             add("model (true target layout)", model(*inputs, oracle, batch.target_pose, batch.prior).image, batch)
         add("part-affine warp (floor)", warp_image(batch.source_image, batch.source_labels, batch.source_keypoints,
                                                     batch.target_keypoints, "lip20"), batch)
@@ -109,18 +109,13 @@ def round_trip(model: CorrespondenceGenerator, root: Path, keypoints_csv: Path, 
     """Photos re-posed into their own pose at native resolution: PSNR over the person box."""
     dataset = CcpDataset(root, ids)
     table = read_annotations(keypoints_csv)
-    size = model.config.internal_size
     out: dict[str, list[float]] = {"model": [], "part-affine warp (floor)": []}
     for photo_id in dataset.ids:
         keypoints = table.get(dataset.photo_name(photo_id)).astype(np.float64)[None]
         labels = torch.as_tensor(fill_ignored(dataset.lip20_labels(photo_id, keypoints[0])).astype(np.int64))[None]
         image = torch.as_tensor(dataset.photo(photo_id)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
-        full = tuple(image.shape[-2:])
-        small = F.interpolate(image, size=size, mode="area")
-        pair = _self_pair(small, labels, keypoints, full, model.config)
         with torch.no_grad():
-            made = model(image, pair.source_layout, pair.source_pose, pair.target_layout, pair.target_pose,
-                         pair.prior, full).image
+            made = repose(model, image, labels, keypoints, keypoints).image
         warped = warp_image(image, labels, keypoints, keypoints, "lip20")
         rows, cols = torch.nonzero(labels[0] > 0, as_tuple=True)
         box = (slice(None), slice(None), slice(int(rows.min()), int(rows.max()) + 1),
@@ -128,21 +123,6 @@ def round_trip(model: CorrespondenceGenerator, root: Path, keypoints_csv: Path, 
         out["model"].append(float(psnr(_uint8(made)[box], _uint8(image)[box])))
         out["part-affine warp (floor)"].append(float(psnr(_uint8(warped)[box], _uint8(image)[box])))
     return out
-
-
-def _self_pair(small: torch.Tensor, labels: torch.Tensor, keypoints: np.ndarray, full: tuple[int, int],
-               config: CorrespondenceConfig) -> Batch:
-    """Network inputs of a photo and its own pose (through the training collation at the internal size)."""
-    from recapture.data.ccp_pairs import CcpPair
-
-    size = config.internal_size
-    resized = F.interpolate(labels[None].float(), size=size, mode="nearest")[0].long()
-    scale = np.array([(size[0] - 1) / (full[0] - 1), (size[1] - 1) / (full[1] - 1)])
-    points = np.where(missing_mask(keypoints[0])[:, None], -1.0, keypoints[0] * scale)
-    pair = CcpPair(source_image=small[0], target_image=small[0], source_labels=resized[0], target_labels=resized[0],
-                   source_keypoints=points, target_keypoints=points, flow=torch.zeros(*size, 2),
-                   visible=torch.ones(size))
-    return collate([pair], config, [True])
 
 
 def _mean(values: list[float]) -> float | None:

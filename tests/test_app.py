@@ -180,7 +180,7 @@ def test_bad_uploads_give_clean_errors(editor: Editor) -> None:
 
 
 @pytest.mark.slow
-def test_uploaded_portrait_and_pose_photo(editor: Editor) -> None:
+def test_uploaded_portrait_and_pose_photo(editor: Editor, monkeypatch: pytest.MonkeyPatch) -> None:
     data = pytest.importorskip("skimage.data")
     path = uploaded(editor, "astronaut.jpg", data.astronaut())
     view = editor.upload(path)
@@ -191,6 +191,11 @@ def test_uploaded_portrait_and_pose_photo(editor: Editor) -> None:
     assert not list(editor.work_dir.glob("pose-*.png"))  # the server's copy is removed
     with pytest.raises(AppError, match="no person"):
         editor.upload(uploaded(editor, "empty.png", np.full((96, 64, 3), 200, np.uint8)))
+    small = data.astronaut()[::2, ::2]
+    pair = np.concatenate([small, np.full((256, 32, 3), 255, np.uint8), small], axis=1)
+    monkeypatch.setattr(editor, "limits", UploadLimits(2_000_000, 1024))  # a PNG of two people
+    editor.upload(uploaded(editor, "two.png", pair))
+    assert any("people found" in message for message in editor.messages), editor.messages
 
 
 def test_attention_of_a_clicked_pixel(editor: Editor) -> None:

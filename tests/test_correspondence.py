@@ -14,7 +14,7 @@ from recapture.body.parts import LIP20
 from recapture.data.ccp import HELD_OUT_IDS
 from recapture.data.ccp_pairs import fit_photo, make_pair, training_ids
 from recapture.models.correspondence import (CorrespondenceConfig, CorrespondenceGenerator, PriorGrid, grid_to_pixel,
-                                             pixel_to_grid, prior_grid)
+                                             pixel_to_grid, prior_grid, with_full_prior)
 from recapture.models.layout_ops import blob_labels, to_one_hot
 from recapture.models.sat import SemanticAttentiveTransfer, identity_grid
 
@@ -59,6 +59,11 @@ def test_identity_pose_with_full_visibility_returns_the_full_resolution_source_e
     assert out.image.shape == source.shape
     assert float((out.image - source).abs().max()) < 1e-4  # float32 rounding of the sampling positions
     assert float(out.invented.max()) < 1e-6
+    full = PriorGrid(grid=identity_grid(2, (97, 71)).permute(0, 2, 3, 1), covered=torch.ones(2, 1, 97, 71),
+                     labels=torch.zeros(2, 97, 71, dtype=torch.long))
+    with torch.no_grad():
+        sharp = model(source, **_inputs(2), prior=with_full_prior(_identity_prior(2), full))
+    assert float((sharp.image - source).abs().max()) < 1e-4
 
 
 def test_prior_grid_with_identical_poses_is_the_identity() -> None:

@@ -27,7 +27,7 @@ PRIOR = ("model.geometric_prior=true", "model.internal_size=[16,12]", "model.num
          "model.lgr_level=2")
 
 
-def tiny(manifest: Path | str = "", run_dir: Path | str = "runs/x", *overrides: str):
+def tiny(manifest: Path | str = "none", run_dir: Path | str = "runs/x", *overrides: str):
     return load_config(ROOT / "configs" / "tiny.yaml", [f"data.manifest={manifest}", f"train.run_dir={run_dir}",
                                                         *PRIOR, *overrides])
 
@@ -36,11 +36,11 @@ def test_config_sizes_and_stages_are_checked() -> None:
     config = tiny()
     assert config.model.output_size == (32, 24) and config.model.network_size == (16, 12)
     with pytest.raises(ConfigError, match="internal_size"):
-        tiny("", "r", "model.internal_size=[64,24]")
+        tiny("none", "r", "model.internal_size=[64,24]")
     with pytest.raises(ConfigError, match="train.stage"):
-        tiny("", "r", "train.stage=layout")
+        tiny("none", "r", "train.stage=layout")
     with pytest.raises(ValueError, match="divisible"):
-        RecaptureGenerator(tiny("", "r", "model.internal_size=[18,12]").model)
+        RecaptureGenerator(tiny("none", "r", "model.internal_size=[18,12]").model)
 
 
 def test_untrained_prior_network_starts_at_the_warp_and_learns_a_residual(tiny_manifest: Path) -> None:

@@ -60,7 +60,7 @@ def train(config: str | None = typer.Option(None, help="YAML preset, e.g. config
         raise typer.Exit(2)
     try:
         result = run_training(config, overrides, resume, force, say=lambda line: typer.echo(line, err=True))
-    except (ConfigError, FormatError, TrainingError, CheckpointError, DeviceError) as exc:
+    except (ConfigError, FormatError, TrainingError, CheckpointError, DeviceError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"trained to step {result.step} in {result.wall_seconds:.0f} s; checkpoint {result.last_checkpoint}")
@@ -87,6 +87,8 @@ def evaluate(generated: str | None = typer.Option(None, help="Folder of generate
              panels: int = typer.Option(1, min=1, help="Strips: N equal panels side by side (1 = whole image)."),
              panel_gap: int = typer.Option(0, min=0, help="Strips: px between panels (width = N*panel + (N-1)*gap)."),
              baselines: bool = typer.Option(False, help="Also score the floors (all-white, copy-source, ...)."),
+             source_layouts: str | None = typer.Option(None, help="Floors: sources' layout PNGs (the warp floor)."),
+             label_set: str = typer.Option("lip20", help="Floors: label set of --source-layouts."),
              strict: bool = typer.Option(False, help="Fail when a pair has no file or a file no pair."),
              cache_dir: str | None = typer.Option(None, help="Feature cache (default ~/.cache/recapture/features)."),
              cache: bool = typer.Option(True, help="--no-cache: do not read or write the feature cache."),
@@ -111,6 +113,8 @@ def evaluate(generated: str | None = typer.Option(None, help="Folder of generate
                                     lpips_weights=Path(lpips_weights) if lpips_weights else None,
                                     fid_reference=Path(fid_reference) if fid_reference else None,
                                     keypoint_offset=keypoint_offset, baselines=baselines, strict=strict,
+                                    source_layouts=Path(source_layouts) if source_layouts else None,
+                                    label_set=label_set,
                                     cache_dir=Path(cache_dir) if cache_dir else None, use_cache=cache)
         _runtime(threads, backend)
         check_device(device)

@@ -135,9 +135,10 @@ def _sha256(path: Path) -> str:
 
 
 def write_sums(folder: str | Path) -> Path:
-    """Write ``folder/SHA256SUMS`` (``sha256sum`` format) over every other file of ``folder``, fsynced."""
+    """Write ``folder/SHA256SUMS`` (``sha256sum`` format) over every other visible file of ``folder``, fsynced."""
     folder = Path(folder)
-    names = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != SUMS_NAME)
+    names = sorted(p.name for p in folder.iterdir()
+                   if p.is_file() and p.name != SUMS_NAME and not p.name.startswith("."))
     sums = folder / SUMS_NAME
     sums.write_text("".join(f"{_sha256(folder / n)}  {n}\n" for n in names), encoding="utf-8")
     fsync_path(sums)
@@ -145,7 +146,7 @@ def write_sums(folder: str | Path) -> Path:
 
 
 def verify_sums(folder: str | Path) -> str | None:
-    """None if every file listed in ``folder/SHA256SUMS`` exists with its digest (and no file is
+    """None if every file listed in ``folder/SHA256SUMS`` exists with its digest (and no visible file is
     unlisted); else the reason. A folder without the sidecar returns ``"no SHA256SUMS"``."""
     folder = Path(folder)
     sums = folder / SUMS_NAME
@@ -161,7 +162,8 @@ def verify_sums(folder: str | Path) -> str | None:
         if len(digest) != 64 or not name:
             return f"malformed {SUMS_NAME} line {line[:80]!r}"
         listed[name] = digest
-    present = {p.name for p in folder.iterdir() if p.is_file() and p.name != SUMS_NAME}
+    present = {p.name for p in folder.iterdir() if p.is_file() and p.name != SUMS_NAME
+               and not p.name.startswith(".")}  # hidden files (a desktop's index) are not part of it
     if present - set(listed):
         return f"file(s) not in {SUMS_NAME}: {', '.join(sorted(present - set(listed)))}"
     for name, digest in listed.items():

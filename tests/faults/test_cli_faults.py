@@ -172,3 +172,13 @@ def test_demo_failure_leaves_the_earlier_demo_and_no_partial_folder(tmp_path: Pa
     other.mkdir()
     (other / "a.txt").write_text("mine")
     _one_line_error(_run("demo", "--out", other))
+
+
+@pytest.mark.parametrize("shape", [(0, 0, 3), (0, 10, 3), (10, 0, 3)])
+def test_empty_images_are_refused_by_the_python_api(tiny_model_file: Path, shape: tuple[int, int, int]) -> None:
+    from recapture.pipelines.recapture import Recapturer
+
+    keypoints = np.full((18, 2), 5.0)
+    with pytest.raises(ValueError, match="non-empty"):
+        Recapturer.from_pretrained(tiny_model_file)(np.zeros(shape, np.uint8), keypoints, source_pose=keypoints,
+                                                    source_layout=np.zeros(shape[:2], np.uint8))

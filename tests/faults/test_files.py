@@ -92,6 +92,20 @@ def test_sixteen_bit_grey_png_keeps_its_intensities(tmp_path: Path) -> None:
     assert abs(float(pixels.mean()) - 127.5) < 1.0  # was 254.5 (almost all white) before
 
 
+@pytest.mark.parametrize("mode", ["I;16", "RGBA", "LA", "L", "P", "CMYK"])
+def test_photos_and_dataset_images_share_one_decoder(tmp_path: Path, mode: str) -> None:
+    from recapture.pipelines.photo_io import read_photo
+
+    rng = np.random.default_rng(2)
+    if mode == "I;16":
+        image = Image.fromarray(rng.integers(0, 65536, (6, 5), dtype=np.uint16))
+    else:
+        image = Image.fromarray(rng.integers(0, 256, (6, 5, 4), dtype=np.uint8), "RGBA").convert(mode)
+    path = tmp_path / ("x.jpg" if mode == "CMYK" else "x.png")
+    image.save(path)
+    assert np.array_equal(read_photo(path).pixels, read_image(path))
+
+
 def test_transparent_pixels_become_white_and_palette_images_rgb(tmp_path: Path) -> None:
     rgba = np.zeros((4, 4, 4), dtype=np.uint8)
     rgba[..., 0] = 200

@@ -100,6 +100,8 @@ def test_cli_resume_names_the_skipped_checkpoint(tiny_manifest: Path, tmp_path: 
     data = bytearray(target.read_bytes())
     data[-7] ^= 0x40
     target.write_bytes(bytes(data))
+    loaded = load_generator(run)  # inference falls back too, and says so in the weights' description
+    assert loaded.metadata["step"] == "1" and newest.name in loaded.metadata["skipped_checkpoints"]
     result = CliRunner().invoke(app, ["train", "--resume", str(run), "--set", "train.steps=3"])
     assert result.exit_code == 0, result.output
     assert f"skipped damaged checkpoint {newest}" in result.output

@@ -87,6 +87,7 @@ def build_app(editor: Editor) -> gr.Blocks:
                                  type="filepath", elem_id="upload")
                 source_image = gr.Image(label="Source and keypoints", elem_id="source-image", **image)
                 source_layout = gr.Image(label="Source layout", elem_id="source-layout", **image)
+                source_notes = gr.Markdown(elem_id="source-notes")
             with gr.Column():
                 gr.Markdown("### 2. Target pose and edits")
                 pose_kind = gr.Radio(kinds, value="preset", label="Target pose from", elem_id="pose-kind")
@@ -112,21 +113,22 @@ def build_app(editor: Editor) -> gr.Blocks:
                                            elem_id="attention", **image)
                 download = gr.File(label="Download the result (PNG, model resolution)", interactive=False,
                                    elem_id="download")
-        source_outputs = [source_state, source_image, source_layout]
+        source_outputs = [source_state, source_image, source_layout, source_notes]
 
         @user_errors
         def on_sample(name: str | None) -> tuple[Any, ...]:
             if not name:
-                return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             view = editor.sample(name)
-            return view.source, view.keypoints_image, view.layout_image, None
+            return view.source, view.keypoints_image, view.layout_image, "", None
 
         @user_errors
         def on_upload(path: str | None) -> tuple[Any, ...]:
             if not path:
-                return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             view = editor.upload(path)
-            return view.source, view.keypoints_image, view.layout_image, None
+            notes = "\n".join(f"- {message}" for message in editor.messages)
+            return view.source, view.keypoints_image, view.layout_image, notes, None
 
         def on_pose_kind(kind: str) -> tuple[Any, ...]:
             return tuple(gr.update(visible=kind == name) for name in ("preset", "annotation row", "pose photo"))

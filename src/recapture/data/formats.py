@@ -11,13 +11,14 @@ line 1) and the field (:mod:`recapture.data.errors`). The manifest lives in :mod
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 
 from recapture.body.keypoints import NUM_KEYPOINTS
 from recapture.body.parts import LabelSet
@@ -278,7 +279,8 @@ def open_image(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
 
 def to_rgb(image: Image.Image, path: Path | None = None) -> np.ndarray:
     """``(H, W, 3)`` uint8 of any decoded mode: 16-bit and 32-bit integer greyscale scaled by their bit
-    depth, float greyscale read as [0, 1], transparency composited on white."""
+    depth, float greyscale read as [0, 1], transparency composited on white, CMYK through its ICC profile
+    (to sRGB) when it has one."""
     if image.mode in _SIXTEEN_BIT or image.mode in ("I", "F"):
         values = np.asarray(image, dtype=np.float64)
         if not np.isfinite(values).all():
@@ -294,6 +296,12 @@ def to_rgb(image: Image.Image, path: Path | None = None) -> np.ndarray:
     if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    if image.mode == "CMYK" and image.info.get("icc_profile"):
+        try:
+            profile = ImageCms.ImageCmsProfile(io.BytesIO(image.info["icc_profile"]))
+            image = ImageCms.profileToProfile(image, profile, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError):
+            pass  # a broken profile: Pillow's plain conversion below
     return np.array(image.convert("RGB"), dtype=np.uint8)
 
 

@@ -7,11 +7,11 @@ A method that does not beat them has not learned what the metric is meant to rew
 | ``all_white`` | every pixel 255 | SSIM rewards DeepFashion's white background (0.6+ for a blank image) |
 | ``copy_source`` | the source photo, unchanged (resized to the target's size) | FID/KID ignore the pose: a copied source scores like a good method |
 | ``mean_colour`` | the target pose mask filled with the target's mean colour inside it, the rest with its mean colour outside | pixel metrics reward a blurry average |
-| ``part_affine_warp`` | the source warped part by part to the target keypoints (training-free), when the layout prior provides it | the floor a learned model must beat |
+| ``part_affine_warp`` | the source warped part by part to the target keypoints by the training-free keypoint prior (:func:`recapture.models.keypoint_warp.warp_image`, which needs the source layouts) | the floor a learned model must beat |
 
-Each floor is a :class:`Floor`: a name, a description, what it needs (source images, keypoints) and
-a function of a :class:`FloorBatch`. :func:`available_floors` lists them; the warp row joins when
-``recapture.models.layout_ops`` provides ``part_affine_warp_image``.
+Each floor is a :class:`Floor`: a name, a description, what it needs (``"source"`` images, target
+``"keypoints"``, ``"source_keypoints"``, source ``"layouts"``) and a function of a :class:`FloorBatch`.
+:func:`available_floors` lists them; the warp row joins when its function can be imported.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-WARP_MODULE, WARP_FUNCTION = "recapture.models.layout_ops", "part_affine_warp_image"
+WARP_MODULE, WARP_FUNCTION = "recapture.models.keypoint_warp", "warp_image"
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ class FloorBatch:
         target_keypoints, source_keypoints: ``(B, 18, 2)`` y/x (-1 missing), or None.
         sources: ``(B, 3, H, W)`` uint8 source images, or None.
         source_keys: feature-cache keys of the sources (file hash and size), or None.
+        source_layouts: ``(B, H, W)`` int64 part labels of the sources, or None.
+        label_set: name of the layouts' label set.
     """
 
     real: Tensor
@@ -45,6 +47,8 @@ class FloorBatch:
     sources: Tensor | None = None
     source_keypoints: np.ndarray | None = None
     source_keys: Sequence[str | None] | None = None
+    source_layouts: Tensor | None = None
+    label_set: str = "lip20"
 
 
 FloorImages = tuple[Tensor, Sequence[str | None] | None]
@@ -52,12 +56,12 @@ FloorImages = tuple[Tensor, Sequence[str | None] | None]
 
 @dataclass(frozen=True)
 class Floor:
-    """A floor row: ``make(batch) -> (images uint8 (B, 3, H, W), feature-cache keys or None)``."""
+    """A floor row: ``make(batch) -> (images uint8 (B, 3, H, W), feature-cache keys or None)``; ``needs``
+    names the :class:`FloorBatch` inputs it uses (source, keypoints, source_keypoints, layouts)."""
 
     name: str
     description: str
-    needs_source: bool
-    needs_keypoints: bool
+    needs: frozenset[str]
     make: Callable[[FloorBatch], FloorImages]
 
 
@@ -96,22 +100,23 @@ def _warp_function() -> Callable | None:
 
 
 def part_affine_warp(batch: FloorBatch) -> FloorImages:
-    """The source warped part by part (keypoint affine per limb) to the target keypoints."""
+    """The source warped part by part to the target keypoints by the keypoint prior."""
     warp = _warp_function()
-    assert warp is not None and batch.sources is not None
+    assert warp is not None and batch.sources is not None and batch.source_layouts is not None
     assert batch.source_keypoints is not None and batch.target_keypoints is not None
-    images = warp(batch.sources.float() / 255.0, torch.as_tensor(batch.source_keypoints, dtype=torch.float32),
-                  torch.as_tensor(batch.target_keypoints, dtype=torch.float32))
-    return (images.clamp(0, 1) * 255).round().to(torch.uint8), None
+    images = warp(batch.sources.float(), batch.source_layouts, torch.as_tensor(batch.source_keypoints).float(),
+                  torch.as_tensor(batch.target_keypoints).float(), label_set=batch.label_set)
+    return images.round().clamp(0, 255).to(torch.uint8), None
 
 
-ALL_WHITE = Floor("all_white", "every pixel 255", False, False, all_white)
-COPY_SOURCE = Floor("copy_source", "the source image unchanged (resized to the target size)", True, False,
-                    copy_source)
+ALL_WHITE = Floor("all_white", "every pixel 255", frozenset(), all_white)
+COPY_SOURCE = Floor("copy_source", "the source image unchanged (resized to the target size)",
+                    frozenset({"source"}), copy_source)
 MEAN_COLOUR = Floor("mean_colour", "target pose mask filled with the target's mean colour inside, mean colour "
-                    "outside elsewhere", False, True, mean_colour)
+                    "outside elsewhere", frozenset({"keypoints"}), mean_colour)
 PART_AFFINE_WARP = Floor("part_affine_warp", "source warped part by part to the target keypoints (training-free "
-                         "layout prior)", True, True, part_affine_warp)
+                         "keypoint prior, models/keypoint_warp.py)",
+                         frozenset({"source", "keypoints", "source_keypoints", "layouts"}), part_affine_warp)
 
 
 def available_floors() -> tuple[tuple[Floor, ...], dict[str, str]]:

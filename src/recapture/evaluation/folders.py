@@ -15,8 +15,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
-from recapture.data.formats import AnnotationTable, read_annotations, read_pairs
+from recapture.data.formats import AnnotationTable, read_annotations, read_layout, read_pairs
 from recapture.evaluation.baselines import Floor, FloorBatch, available_floors
 from recapture.evaluation.cache import file_digest
 from recapture.evaluation.matching import (ImageIndex, MatchedPair, Matching, MatchingError, list_images,
@@ -27,13 +28,18 @@ from recapture.evaluation.options import (EvaluationOptions, build_accumulator, 
 from recapture.evaluation.report import EvaluationReport
 from recapture.evaluation.strips import fit_to, read_generated, read_rgb
 
+NEED_REASONS = {"source": "the source images", "keypoints": "--annotations (target keypoints)",
+                "source_keypoints": "the sources' keypoints in --annotations",
+                "layouts": "--source-layouts DIR (a layout PNG per source image, same stem)"}
+
 
 @dataclass(frozen=True)
 class Source:
-    """A pair's source image file and its keypoints (None without annotations)."""
+    """A pair's source image file, its keypoints and its layout file (None when not given)."""
 
     path: Path
     keypoints: np.ndarray | None
+    layout: Path | None = None
 
 
 def keypoints_of(table: AnnotationTable, name: str) -> np.ndarray | None:
@@ -91,22 +97,36 @@ class _Batches:
                                    keys=[file_digest(p.real) for p in pairs])
             floor = FloorBatch(real=real.images, masks=real.masks, target_keypoints=keypoints)
             if self.sources is not None:
-                images, keys, points = [], [], []
-                for i in index:
-                    source = self.sources[i]
-                    image = read_rgb(source.path)
-                    images.append(fit_to(image, size))
-                    keys.append(_digest_key(source.path, size, image.shape[:2]))
-                    if source.keypoints is not None:
-                        points.append(_scaled(source.keypoints, image.shape[:2], size))
-                floor = replace(floor, sources=_chw(images), source_keys=keys,
-                                source_keypoints=np.stack(points) if len(points) == len(index) else None)
+                floor = self._with_sources(floor, [self.sources[i] for i in index], size)
             yield generated, real, floor
 
+    def _with_sources(self, floor: FloorBatch, sources: list[Source], size: tuple[int, int]) -> FloorBatch:
+        images, keys, points, layouts = [], [], [], []
+        for source in sources:
+            image = read_rgb(source.path)
+            images.append(fit_to(image, size))
+            keys.append(_digest_key(source.path, size, image.shape[:2]))
+            if source.keypoints is not None:
+                points.append(_scaled(source.keypoints, image.shape[:2], size))
+            if source.layout is not None:
+                labels = read_layout(source.layout)
+                layouts.append(np.asarray(Image.fromarray(labels).resize(size[::-1], Image.NEAREST)))
+        whole = len(sources)
+        return replace(floor, sources=_chw(images), source_keys=keys, label_set=self.options.label_set,
+                       source_keypoints=np.stack(points) if len(points) == whole else None,
+                       source_layouts=torch.from_numpy(np.stack(layouts)).long() if len(layouts) == whole else None)
 
-def _sources(matched: Sequence[MatchedPair], real_dir: str | Path,
-             table: AnnotationTable | None) -> tuple[list[Source] | None, str | None]:
-    """Every pair's source (or None and the reason), with keypoints when all are annotated."""
+
+def _layout_file(folder: Path | None, source: Path) -> Path | None:
+    if folder is None:
+        return None
+    path = Path(folder) / f"{source.stem}.png"
+    return path if path.is_file() else None
+
+
+def _sources(matched: Sequence[MatchedPair], real_dir: str | Path, table: AnnotationTable | None,
+             layouts: Path | None) -> tuple[list[Source] | None, str | None]:
+    """Every pair's source (or None and the reason), with keypoints and layouts when all have them."""
     index = ImageIndex(real_dir)
     found = []
     for pair in matched:
@@ -115,9 +135,12 @@ def _sources(matched: Sequence[MatchedPair], real_dir: str | Path,
             what = "no source name (pass --pairs)" if pair.source_name is None else \
                 f"source {pair.source_name!r} not in {real_dir}"
             return None, f"pair with target {pair.target_name}: {what}"
-        found.append(Source(path, None if table is None else keypoints_of(table, pair.source_name)))
+        found.append(Source(path, None if table is None else keypoints_of(table, pair.source_name),
+                            _layout_file(layouts, path)))
     if any(s.keypoints is None for s in found):
-        found = [Source(s.path, None) for s in found]
+        found = [replace(s, keypoints=None) for s in found]
+    if any(s.layout is None for s in found):
+        found = [replace(s, layout=None) for s in found]
     return found, None
 
 
@@ -126,15 +149,16 @@ def _floor_rows(options: EvaluationOptions, matched: Sequence[MatchedPair], real
     if not options.baselines:
         return [], {}, None
     floors, reasons = available_floors()
-    sources, why = _sources(matched, real_dir, table)
+    sources, why = _sources(matched, real_dir, table, options.source_layouts)
+    have = {"source": sources is not None, "keypoints": table is not None,
+            "source_keypoints": bool(sources) and sources[0].keypoints is not None,  # type: ignore[index]
+            "layouts": bool(sources) and sources[0].layout is not None}  # type: ignore[index]
     usable = []
     for floor in floors:
-        if floor.needs_source and sources is None:
-            reasons[floor.name] = f"needs the source images: {why}"
-        elif floor.needs_keypoints and table is None:
-            reasons[floor.name] = "needs --annotations (target keypoints)"
-        elif floor.needs_source and floor.needs_keypoints and sources and sources[0].keypoints is None:
-            reasons[floor.name] = "needs the source keypoints: a source is missing from --annotations"
+        lacking = sorted(need for need in floor.needs if not have[need])
+        if lacking:
+            reasons[floor.name] = "needs " + "; ".join(NEED_REASONS[need] for need in lacking) + \
+                (f" ({why})" if "source" in lacking and why else "")
         else:
             usable.append(floor)
     return usable, reasons, sources

@@ -26,13 +26,21 @@ from recapture.evaluation.paired import MIN_SIDE, PAIRED_DESCRIPTION, InceptionD
 from recapture.evaluation.report import EvaluationReport, EvaluationSettings
 from recapture.evaluation.ssim import l1_distance, literature_pose_mask, psnr, ssim, to_uint8
 
-__all__ = ["MetricAccumulator", "MetricNetworks", "RealBatch", "literature_pose_mask", "run_chunks"]
+__all__ = ["MetricAccumulator", "MetricNetworks", "RealBatch", "WorkerPool", "literature_pose_mask", "run_chunks"]
 
 FeatureFunction = Callable[[Tensor], Tensor]
 LpipsFunction = Callable[[Tensor, Tensor], Tensor]
 MASKED_KEYS = ("masked_ssim", "masked_is")
 _FIELD_OF_KEY = {"is": "inception_score", "is_std": "inception_score_std", "masked_is": "masked_inception_score",
                  "masked_is_std": "masked_inception_score_std"}
+
+
+class WorkerPool(ThreadPoolExecutor):
+    """A thread pool that knows its size: :func:`run_chunks` cuts each batch into ``workers`` slices."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers)
+        self.workers = workers
 
 
 @dataclass(frozen=True)
@@ -55,14 +63,14 @@ class MetricNetworks:
     lpips: LpipsFunction | None = None
     unavailable: Mapping[str, str] = field(default_factory=dict)
     cache: FeatureCache = field(default_factory=lambda: FeatureCache(None, "memory"))
-    pool: ThreadPoolExecutor | None = None
+    pool: WorkerPool | None = None
 
 
 def run_chunks(function: Callable[[Tensor], Tensor | StageMaps], images: Tensor,
-               pool: ThreadPoolExecutor | None) -> Tensor | StageMaps:
+               pool: WorkerPool | None) -> Tensor | StageMaps:
     """``function(images)``, computed as one slice of the batch per pool thread (results concatenated)."""
-    workers = 1 if pool is None else pool._max_workers
-    if workers < 2 or len(images) < 2:
+    workers = 1 if pool is None else pool.workers
+    if pool is None or workers < 2 or len(images) < 2:
         return function(images)
     parts = list(pool.map(function, torch.tensor_split(images, min(workers, len(images)))))
     if isinstance(parts[0], dict):
@@ -70,7 +78,7 @@ def run_chunks(function: Callable[[Tensor], Tensor | StageMaps], images: Tensor,
     return torch.cat(parts)
 
 
-def pixel_metrics(generated: Tensor, real: Tensor, pool: ThreadPoolExecutor | None) -> Tensor:
+def pixel_metrics(generated: Tensor, real: Tensor, pool: WorkerPool | None) -> Tensor:
     """``(B, 3)`` SSIM, L1 and PSNR of each pair, one slice of the batch per pool thread."""
     def scores(pairs: Tensor) -> Tensor:
         g, r = pairs[:, :3], pairs[:, 3:]
@@ -112,7 +120,7 @@ class RealBatch:
             masks = (masks > 0.5).to(device=images.device, dtype=torch.uint8)
         return RealBatch(images, masks, ids, keys)
 
-    def paired_maps(self, paired: InceptionDistance, pool: ThreadPoolExecutor | None) -> StageMaps:
+    def paired_maps(self, paired: InceptionDistance, pool: WorkerPool | None) -> StageMaps:
         if self._maps is None:
             self._maps = run_chunks(paired.maps, self.images, pool)  # type: ignore[assignment]
         assert self._maps is not None

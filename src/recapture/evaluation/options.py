@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -11,7 +10,7 @@ from typing import Iterator
 import torch
 
 from recapture.evaluation.cache import FeatureCache, default_cache_dir
-from recapture.evaluation.metrics import MetricAccumulator, MetricNetworks
+from recapture.evaluation.metrics import MetricAccumulator, MetricNetworks, WorkerPool
 from recapture.evaluation.networks import (ALEXNET_WEIGHTS_NAME, ALEXNET_WEIGHTS_URL, INCEPTION_WEIGHTS_NAME,
                                            INCEPTION_WEIGHTS_URL, WeightsUnavailable, load_is_inception, load_lpips,
                                            resolve_weights)
@@ -31,7 +30,9 @@ class EvaluationOptions:
     ``threads``: Inception runs on that many slices of each batch in a thread pool, one torch thread
     each (None: ``torch.get_num_threads()``); ``cache_dir``: feature cache (None: the default folder,
     :func:`~recapture.evaluation.cache.default_cache_dir`); ``use_cache=False``: memory only.
-    ``baselines``: also score the floors; ``strict``: fail when a pair or a file is unmatched.
+    ``baselines``: also score the floors; ``source_layouts``: folder of the sources' layout PNGs (same
+    stem as the image; needed by the warp floor) in ``label_set``; ``strict``: fail when a pair or a file
+    is unmatched.
     """
 
     batch_size: int = 32
@@ -43,13 +44,15 @@ class EvaluationOptions:
     is_splits: int = 10
     device: str = "cpu"
     baselines: bool = False
+    source_layouts: Path | None = None
+    label_set: str = "lip20"
     strict: bool = False
     cache_dir: Path | None = None
     use_cache: bool = True
     threads: int | None = None
 
 
-def build_networks(options: EvaluationOptions, pool: ThreadPoolExecutor | None = None) -> MetricNetworks:
+def build_networks(options: EvaluationOptions, pool: WorkerPool | None = None) -> MetricNetworks:
     """The documented networks; one whose weights are missing makes its metrics unavailable with the reason."""
     unavailable: dict[str, str] = {}
     features = paired = logits = lpips = None
@@ -79,7 +82,7 @@ def build_accumulator(options: EvaluationOptions, networks: MetricNetworks | Non
 
 
 @contextlib.contextmanager
-def inference_pool(threads: int | None) -> Iterator[ThreadPoolExecutor | None]:
+def inference_pool(threads: int | None) -> Iterator[WorkerPool | None]:
     """A pool of ``threads`` workers with torch limited to one thread each (restored after);
     None for a single thread. Two one-thread workers run Inception ~20% faster than one two-thread call."""
     count = threads or torch.get_num_threads()
@@ -89,7 +92,7 @@ def inference_pool(threads: int | None) -> Iterator[ThreadPoolExecutor | None]:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(count) as pool:
+        with WorkerPool(count) as pool:
             yield pool
     finally:
         torch.set_num_threads(before)

@@ -17,7 +17,7 @@ backbone.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -31,7 +31,6 @@ PAIRED_DESCRIPTION = ("unweighted LPIPS form (unit-normalised channels, squared 
                       "summed over channels, spatial mean, sum over stages) on bundled Inception-v3 stages "
                       f"{', '.join(PAIRED_STAGES)} at the real image size; not LPIPS")
 StageMaps = dict[str, Tensor]
-MapFunction = Callable[[Tensor], StageMaps]
 
 
 def unit_normalise(features: Tensor, eps: float = 1e-10) -> Tensor:

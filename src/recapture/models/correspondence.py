@@ -8,7 +8,9 @@ themselves come from the full-resolution source::
     prior   = keypoint part-affine backward warp (models/keypoint_warp.py), identity where no part covers
     SAT     = part-restricted attention (models/sat.py) -> expected source position of each target pixel
     flow    = prior + flow_scale * decoder([..., SAT position - prior])     (last layer zero: starts at prior)
-    image   = v * grid_sample(source at full size, upsample(flow)) + (1 - v) * upsample(generated)
+    full    = full-size prior + upsample(flow - prior)    (the prior grid at the output size keeps part edges
+                                                           sharp; without it: upsample(flow))
+    image   = v * grid_sample(source at full size, full) + (1 - v) * upsample(generated)
     image  += refine(image, v, generated)                                 (last layer zero)
 
 Grids are ``grid_sample`` x/y in [-1, 1] with ``align_corners=True``, so an identity grid upsampled
@@ -26,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recapture.body.keypoints import NUM_KEYPOINTS
+from recapture.body.keypoints import NUM_KEYPOINTS, keypoints_to_heatmaps, missing_mask
 from recapture.body.parts import get_label_set
 from recapture.models.blocks import Merge, PyramidEncoder, activation, conv2d, level_widths
 from recapture.models.keypoint_warp import part_warp
-from recapture.models.layout_ops import labels_at, layout_at
+from recapture.models.layout_ops import labels_at, layout_at, to_one_hot
 from recapture.models.lgr import LayoutGraphReasoning
 from recapture.models.sat import SemanticAttentiveTransfer, identity_grid
 
@@ -50,7 +52,7 @@ class CorrespondenceConfig:
     lgr_steps: int = 2
     refine_channels: int = 8  # width of the full-resolution refinement
     flow_scale: float = 0.1  # grid units per unit of the flow head's output
-    visibility_bias: float = 2.0  # initial visibility logit (sigmoid 0.88: start from the warped source)
+    visibility_bias: float = 4.0  # initial visibility logit (sigmoid 0.98: start from the warped source)
 
     def __post_init__(self) -> None:
         factor = 2 ** self.num_down
@@ -69,6 +71,7 @@ class PriorGrid:
     grid: Tensor  # (B, h, w, 2) x/y in [-1, 1] (align_corners=True); identity where no part covers
     covered: Tensor  # (B, 1, h, w) float: 1 where a body segment supplies the pixel
     labels: Tensor  # (B, h, w) long: the warped source layout (the prior's target layout)
+    full: Tensor | None = None  # (B, H, W, 2) the same warp's grid at the output size, when computed
 
 
 @dataclass(frozen=True)
@@ -111,11 +114,24 @@ def prior_grid(source_labels: Tensor, source_keypoints: Tensor | np.ndarray, tar
     return PriorGrid(grid=grid.float(), covered=covered[:, None].float(), labels=warp.labels)
 
 
-def sample_source(source_image: Tensor, coarse_flow: Tensor, output_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """Upsample a ``(B, h, w, 2)`` grid to ``output_size`` and sample the ``(B, C, H', W')`` source (any size)
-    with it: ``(flow (B, H, W, 2), copied (B, C, H, W))``. Parameter-free."""
-    flow = F.interpolate(coarse_flow.permute(0, 3, 1, 2), size=output_size, mode="bilinear",
+def with_full_prior(prior: PriorGrid, full: PriorGrid) -> PriorGrid:
+    """``prior`` (internal size) carrying ``full``'s grid (the same keypoints' warp at the output size)."""
+    return PriorGrid(grid=prior.grid, covered=prior.covered, labels=prior.labels, full=full.grid)
+
+
+def sample_source(source_image: Tensor, coarse_flow: Tensor, output_size: tuple[int, int],
+                  prior: PriorGrid | None = None) -> tuple[Tensor, Tensor]:
+    """Upsample a ``(B, h, w, 2)`` grid to ``output_size`` (as a residual over ``prior.full`` when given) and
+    sample the ``(B, C, H', W')`` source (any size) with it: ``(flow (B, H, W, 2), copied (B, C, H, W))``.
+    Parameter-free."""
+    full = prior.full if prior is not None and prior.full is not None else None
+    if full is not None and tuple(full.shape[1:3]) != tuple(output_size):
+        raise ValueError(f"prior grid at the output size is {tuple(full.shape[1:3])}, output size {output_size}")
+    residual = coarse_flow - prior.grid if full is not None else coarse_flow
+    flow = F.interpolate(residual.permute(0, 3, 1, 2), size=output_size, mode="bilinear",
                          align_corners=True).permute(0, 2, 3, 1)
+    if full is not None:
+        flow = flow + full
     copied = F.grid_sample(source_image, flow, mode="bilinear", padding_mode="border", align_corners=True)
     return flow, copied
 
@@ -220,12 +236,12 @@ class CorrespondenceGenerator(nn.Module):
         coarse_flow = (prior_map + self.config.flow_scale * self.flow_head(x)).permute(0, 2, 3, 1)
         logits = self.visibility_head(x)
         generated = torch.tanh(self.image_head(x))
-        return self.compose(source_image, coarse_flow, logits, generated, output_size)
+        return self.compose(source_image, coarse_flow, logits, generated, output_size, prior)
 
     def compose(self, source_image: Tensor, coarse_flow: Tensor, visibility_logits: Tensor, generated: Tensor,
-                output_size: tuple[int, int]) -> CorrespondenceOutput:
+                output_size: tuple[int, int], prior: PriorGrid | None = None) -> CorrespondenceOutput:
         """The parameter-free full-resolution step (plus the light refinement)."""
-        flow, copied = sample_source(source_image, coarse_flow, output_size)
+        flow, copied = sample_source(source_image, coarse_flow, output_size, prior)
         visibility = F.interpolate(torch.sigmoid(visibility_logits), size=output_size, mode="bilinear",
                                    align_corners=True)
         painted = F.interpolate(generated, size=output_size, mode="bilinear", align_corners=True)
@@ -233,3 +249,55 @@ class CorrespondenceGenerator(nn.Module):
         image = self.refine(composite, visibility, painted).clamp(-1.0, 1.0)
         return CorrespondenceOutput(image=image, flow=flow, visibility=visibility, invented=1.0 - visibility,
                                     generated=generated, coarse_flow=coarse_flow, visibility_logits=visibility_logits)
+
+
+@dataclass(frozen=True)
+class CorrespondenceInputs:
+    """The network inputs at the internal size, built from full-size labels and keypoints."""
+
+    source_layout: Tensor  # (B, N, h, w) one-hot
+    source_pose: Tensor  # (B, 18, h, w)
+    target_layout: Tensor  # (B, N, h, w) one-hot: the given target labels, else the warped source layout
+    target_pose: Tensor  # (B, 18, h, w)
+    prior: PriorGrid  # at the internal size, with the grid at the full size
+
+
+def keypoints_to_size(keypoints: np.ndarray, size: tuple[int, int], new_size: tuple[int, int]) -> np.ndarray:
+    """``(..., 18, 2)`` y/x from a ``size`` pixel frame to a ``new_size`` one (align_corners=True); -1 kept."""
+    out = np.asarray(keypoints, dtype=np.float64).copy()
+    present = ~missing_mask(out)
+    for axis in (0, 1):
+        ratio = (new_size[axis] - 1) / max(size[axis] - 1, 1)
+        out[..., axis] = np.where(present, out[..., axis] * ratio, -1.0)
+    return out
+
+
+def majority_layout(labels: Tensor, num_parts: int, size: tuple[int, int]) -> Tensor:
+    """``(B, H, W)`` labels -> ``(B, N, h, w)`` one-hot of the majority part of each internal pixel."""
+    fractions = F.interpolate(to_one_hot(labels, num_parts), size=size, mode="area")
+    return to_one_hot(fractions.argmax(dim=1), num_parts)
+
+
+def prepare_inputs(config: CorrespondenceConfig, source_labels: Tensor, source_keypoints: np.ndarray,
+                   target_keypoints: np.ndarray, target_labels: Tensor | None = None) -> CorrespondenceInputs:
+    """Inputs for re-posing within one ``(H, W)`` frame: ``(B, H, W)`` labels, ``(B, 18, 2)`` y/x keypoints."""
+    size, full = config.internal_size, (source_labels.shape[-2], source_labels.shape[-1])
+    parts = get_label_set(config.label_set).num_parts
+    source_layout = majority_layout(source_labels, parts, size)
+    source_points = keypoints_to_size(source_keypoints, full, size)
+    target_points = keypoints_to_size(target_keypoints, full, size)
+    prior = prior_grid(source_layout.argmax(dim=1), source_points, target_points, config.label_set)
+    prior = with_full_prior(prior, prior_grid(source_labels, source_keypoints, target_keypoints, config.label_set))
+    target_layout = (to_one_hot(prior.labels, parts) if target_labels is None
+                     else majority_layout(target_labels, parts, size))
+    return CorrespondenceInputs(source_layout=source_layout, source_pose=keypoints_to_heatmaps(source_points, size),
+                                target_layout=target_layout, target_pose=keypoints_to_heatmaps(target_points, size),
+                                prior=prior)
+
+
+def repose(model: CorrespondenceGenerator, source_image: Tensor, source_labels: Tensor, source_keypoints: np.ndarray,
+           target_keypoints: np.ndarray, target_labels: Tensor | None = None) -> CorrespondenceOutput:
+    """Re-pose ``(B, 3, H, W)`` [-1, 1] photos at their own size (any size; the networks run small)."""
+    inputs = prepare_inputs(model.config, source_labels, source_keypoints, target_keypoints, target_labels)
+    return model(source_image, inputs.source_layout, inputs.source_pose, inputs.target_layout, inputs.target_pose,
+                 inputs.prior)

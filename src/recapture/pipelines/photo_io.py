@@ -13,18 +13,18 @@ take ``quality``. The file appears atomically (a temporary file in the same fold
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
+from recapture.data.formats import MAX_IMAGE_PIXELS, to_rgb
 from recapture.fileio import atomic_path
 
-#: Photos with more pixels than this are refused (about a 100-megapixel camera).
-MAX_PIXELS = 100_000_000
+#: Photos with more pixels than this are refused (about a 100-megapixel camera; the project's one limit).
+MAX_PIXELS = MAX_IMAGE_PIXELS
 #: Output suffix -> Pillow format.
 OUTPUT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF",
                   ".tiff": "TIFF", ".bmp": "BMP"}
@@ -64,23 +64,9 @@ class PhotoFile:
 
 
 def _to_rgb(image: Image.Image) -> tuple[Image.Image, bool]:
-    """RGB image and whether the ICC profile still describes it."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        depth = 65535.0 if image.mode.startswith("I;16") or (image.mode == "I" and values.max() > 255) else 255.0
-        scaled = np.clip(np.round(values / depth * 255), 0, 255).astype(np.uint8)
-        return Image.fromarray(scaled).convert("RGB"), True
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB"), True
-    if image.mode == "CMYK" and image.info.get("icc_profile"):
-        try:
-            profile = ImageCms.ImageCmsProfile(io.BytesIO(image.info["icc_profile"]))
-            return ImageCms.profileToProfile(image, profile, ImageCms.createProfile("sRGB"), outputMode="RGB"), False
-        except (ImageCms.PyCMSError, OSError):
-            return image.convert("RGB"), False
-    return image.convert("RGB"), image.mode != "CMYK"
+    """RGB image (the project's one pixel decoder, :func:`recapture.data.formats.to_rgb`) and whether the
+    ICC profile still describes it (not after CMYK was converted)."""
+    return Image.fromarray(to_rgb(image)), image.mode != "CMYK"
 
 
 def read_photo(path: str | Path) -> PhotoFile:

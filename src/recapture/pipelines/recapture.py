@@ -68,8 +68,8 @@ def _to_rgb_array(image: np.ndarray | Image.Image | str | Path) -> np.ndarray:
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"))
     array = np.asarray(image)
-    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-        raise ValueError(f"source_image must be an (H, W, 3) uint8 RGB array, got {array.shape} {array.dtype}")
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8 or 0 in array.shape:
+        raise ValueError(f"source_image must be a non-empty (H, W, 3) uint8 RGB array, got {array.shape} {array.dtype}")
     return array
 
 
@@ -120,8 +120,9 @@ class Recapturer:
         self.loaded = loaded
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path = "synthhumans", device: str | torch.device = "cpu") -> Recapturer:
-        """Bundled weights by name, an exported ``.safetensors`` file, or a training run directory."""
+    def from_pretrained(cls, name_or_path: str | Path = "default", device: str | torch.device = "cpu") -> Recapturer:
+        """Bundled weights by name (``default``: 256x176 output, for real photos; ``synthhumans``: 128x64,
+        the demo's synthetic tour), an exported ``.safetensors`` file, or a training run directory."""
         loaded = load_generator(name_or_path, device)
         return cls(loaded.generator, loaded.config, device, loaded)
 

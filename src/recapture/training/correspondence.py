@@ -27,15 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from recapture.body.parts import get_label_set
-from recapture.body.keypoints import NUM_KEYPOINTS, keypoints_to_heatmaps, missing_mask
+from recapture.body.keypoints import NUM_KEYPOINTS
 from recapture.data.ccp_pairs import CcpPair, CcpPhotos, make_pair, training_ids
 from recapture.models.blocks import level_widths
-from recapture.models.correspondence import CorrespondenceConfig, CorrespondenceGenerator, PriorGrid, prior_grid
+from recapture.models.correspondence import (CorrespondenceConfig, CorrespondenceGenerator, PriorGrid,
+                                             majority_layout, prepare_inputs)
 from recapture.models.discriminators import PatchDiscriminator
-from recapture.models.keypoint_warp import warp_image
 from recapture.models.inception import load_inception
-from recapture.models.layout_ops import to_one_hot
+from recapture.models.keypoint_warp import warp_image
 from recapture.models.losses import discriminator_loss, generator_adversarial_loss
 from recapture.training.checkpoint import load_checkpoint, save_checkpoint
 
@@ -80,43 +79,22 @@ class Batch:
     target_keypoints: np.ndarray  # (B, 18, 2) at the output size
 
 
-def to_internal(keypoints: np.ndarray, output: tuple[int, int], internal: tuple[int, int]) -> np.ndarray:
-    """Keypoints ``(..., 18, 2)`` from the output pixel frame to the internal one (align_corners=True)."""
-    out = np.asarray(keypoints, dtype=np.float64).copy()
-    present = ~missing_mask(out)
-    out[..., 0] = np.where(present, out[..., 0] * (internal[0] - 1) / (output[0] - 1), -1.0)
-    out[..., 1] = np.where(present, out[..., 1] * (internal[1] - 1) / (output[1] - 1), -1.0)
-    return out
-
-
-def layout_small(labels: Tensor, num_parts: int, size: tuple[int, int]) -> Tensor:
-    """``(B, H, W)`` labels -> ``(B, N, h, w)`` one-hot of the majority part per internal pixel."""
-    fractions = F.interpolate(to_one_hot(labels, num_parts), size=size, mode="area")
-    return to_one_hot(fractions.argmax(dim=1), num_parts)
-
-
 def collate(pairs: list[CcpPair], config: CorrespondenceConfig, true_layout: list[bool]) -> Batch:
     """Stack pairs into network inputs; ``true_layout[i]`` False gives pair ``i`` the warped source layout."""
-    size = config.internal_size
-    output = tuple(pairs[0].target_image.shape[-2:])
-    parts = get_label_set(config.label_set).num_parts
     source_labels = torch.stack([p.source_labels for p in pairs])
-    source_layout = layout_small(source_labels, parts, size)
-    source_points = to_internal(np.stack([p.source_keypoints for p in pairs]), output, size)
-    target_points = to_internal(np.stack([p.target_keypoints for p in pairs]), output, size)
-    prior = prior_grid(source_layout.argmax(dim=1), source_points, target_points, config.label_set)
     target_labels = torch.stack([p.target_labels for p in pairs])
-    truth = layout_small(target_labels, parts, size)
-    warped = to_one_hot(prior.labels, parts)
+    source_points = np.stack([p.source_keypoints for p in pairs])
+    target_points = np.stack([p.target_keypoints for p in pairs])
+    inputs = prepare_inputs(config, source_labels, source_points, target_points)
+    truth = majority_layout(target_labels, inputs.source_layout.shape[1], config.internal_size)
     choose = torch.tensor(true_layout, dtype=torch.bool).view(-1, 1, 1, 1)
     return Batch(source_image=torch.stack([p.source_image for p in pairs]),
                  target_image=torch.stack([p.target_image for p in pairs]),
-                 source_layout=source_layout, source_pose=keypoints_to_heatmaps(source_points, size),
-                 target_layout=torch.where(choose, truth, warped),
-                 target_pose=keypoints_to_heatmaps(target_points, size), prior=prior,
-                 flow=torch.stack([p.flow for p in pairs]), visible=torch.stack([p.visible for p in pairs])[:, None],
-                 source_labels=source_labels, target_labels=target_labels, source_keypoints=np.stack([p.source_keypoints for p in pairs]),
-                 target_keypoints=np.stack([p.target_keypoints for p in pairs]))
+                 source_layout=inputs.source_layout, source_pose=inputs.source_pose,
+                 target_layout=torch.where(choose, truth, inputs.target_layout), target_pose=inputs.target_pose,
+                 prior=inputs.prior, flow=torch.stack([p.flow for p in pairs]),
+                 visible=torch.stack([p.visible for p in pairs])[:, None], source_labels=source_labels,
+                 target_labels=target_labels, source_keypoints=source_points, target_keypoints=target_points)
 
 
 class Perceptual:

@@ -158,10 +158,11 @@ class Trainer:
         self.generator.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
 
     def _freeze(self, stage: str) -> None:
-        """Stop gradients to what ``stage`` does not train."""
+        """Stop gradients to what ``stage`` does not train, and keep it in eval mode (spectral norm's
+        power iteration would otherwise still move its weights)."""
         frozen = {"geometric": self.generator.appearance, "appearance": self.generator.geometric}.get(stage)
         if frozen is not None:
-            frozen.requires_grad_(False)
+            frozen.requires_grad_(False).eval()
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -293,6 +294,7 @@ class Trainer:
         last, last_path = None, None
         saved_step = -1  # the same on every rank, so all ranks agree on the final save (barrier inside)
         self.generator.train()
+        self._freeze(self.config.train.stage)
         self.discriminators.train()
         try:
             while self.step < cfg.steps:
