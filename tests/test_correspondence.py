@@ -14,7 +14,7 @@ from recapture.body.parts import LIP20
 from recapture.data.ccp import HELD_OUT_IDS
 from recapture.data.ccp_pairs import fit_photo, make_pair, training_ids
 from recapture.models.correspondence import (CorrespondenceConfig, CorrespondenceGenerator, PriorGrid, grid_to_pixel,
-                                             pixel_to_grid, prior_grid, with_full_prior)
+                                             pixel_to_grid, prior_grid, repose, with_full_prior)
 from recapture.models.layout_ops import blob_labels, to_one_hot
 from recapture.models.sat import SemanticAttentiveTransfer, identity_grid
 
@@ -76,6 +76,22 @@ def test_prior_grid_with_identical_poses_is_the_identity() -> None:
     identity = identity_grid(1, (32, 24)).permute(0, 2, 3, 1)
     assert torch.allclose(prior.grid, identity, atol=1e-4)
     assert prior.covered[0, 0, 15, 12] == 1 and prior.covered[0, 0, 0, 0] == 0
+
+
+def test_repose_into_the_own_pose_returns_the_photo_at_its_size() -> None:
+    torch.manual_seed(0)
+    model = CorrespondenceGenerator(CONFIG).eval()
+    torch.nn.init.constant_(model.visibility_head.bias, 60.0)
+    labels = torch.zeros(1, 66, 50, dtype=torch.long)
+    labels[0, 8:20, 18:30] = LIP20.index("face")
+    labels[0, 20:44, 14:36] = LIP20.index("upper_clothes")
+    keypoints = np.full((1, 18, 2), -1.0)
+    keypoints[0, [0, 1, 2, 5, 8, 11]] = [[14, 24], [21, 24], [22, 16], [22, 32], [42, 18], [42, 30]]
+    photo = _texture(1, (66, 50), seed=3)
+    with torch.no_grad():
+        out = repose(model, photo, labels, keypoints, keypoints)
+    assert out.image.shape == photo.shape
+    assert float((out.image - photo).abs().max()) < 1e-3
 
 
 @pytest.mark.parametrize("shift", [(1.5, -2.0), (-3.0, 2.5)])
@@ -164,6 +180,28 @@ def test_sat_expected_coordinates_are_the_attention_weighted_source_positions() 
     assert torch.allclose(coords[0, :, 4, 0], expected, atol=1e-6)
     assert present[0, 0, 4, 0] == 1 and present[0, 0, 5, 4] == 0
     assert torch.allclose(transferred, sat(feature, feature, source, target), atol=1e-6)
+
+
+def test_generator_with_correspondence_appearance_copies_the_source() -> None:
+    from recapture.config import ModelConfig
+    from recapture.models.generator import RecaptureGenerator
+
+    config = ModelConfig(image_size=(32, 24), num_down=2, sat_level=2, lgr_level=2, base_channels=8, max_channels=16,
+                         sat_dim=8, lgr_dim=8, layout_channels=8, geometric_channels=8, appearance="correspondence")
+    torch.manual_seed(0)
+    generator = RecaptureGenerator(config).eval()
+    assert isinstance(generator.appearance, CorrespondenceGenerator)
+    torch.nn.init.constant_(generator.appearance.visibility_head.bias, 60.0)
+    labels = blob_labels(1, 20, (32, 24), torch.Generator().manual_seed(1))
+    keypoints = np.full((1, 18, 2), -1.0)
+    pose = torch.zeros(1, 18, 32, 24)
+    source = _texture(1, (32, 24), seed=2)
+    with torch.no_grad():
+        out = generator(source, labels, pose, pose, to_one_hot(labels, 20), source_keypoints=keypoints,
+                        target_keypoints=keypoints)
+    assert float((out.image - source).abs().max()) < 1e-3  # no keypoints: identity grid, everything visible
+    with pytest.raises(ValueError, match="model.appearance"):
+        ModelConfig(appearance="painted")
 
 
 def test_held_out_photos_never_reach_training_or_validation() -> None:

@@ -47,6 +47,8 @@ class ModelConfig:
     image_size: tuple[int, int] = (256, 176)  # (H, W) output size: images in and out, manifests
     internal_size: tuple[int, int] | None = None  # (H, W) the networks run at; None = image_size
     geometric_prior: bool = False  # geometric net predicts residual logits over the keypoint part warp
+    appearance: str = "generative"  # generative (image painted at internal_size) | correspondence (flow +
+    # visibility at internal_size, pixels copied from the full-size source: models/correspondence.py)
     base_channels: int = 64  # appearance encoder/decoder width at level 0 (doubles per level)
     max_channels: int = 256  # width cap of every encoder/decoder level
     num_down: int = 4  # number of downsamplings (levels 0..num_down)
@@ -67,6 +69,8 @@ class ModelConfig:
     discriminator_layers: int = 3  # strided layers of each PatchGAN
 
     def __post_init__(self) -> None:
+        if self.appearance not in ("generative", "correspondence"):
+            raise ConfigError(f"model.appearance must be generative or correspondence, got {self.appearance!r}")
         if self.internal_size is not None:
             if min(self.internal_size) < 1 or any(i > o for i, o in zip(self.internal_size, self.image_size)):
                 raise ConfigError(f"model.internal_size {self.internal_size} must be positive and at most "

@@ -91,6 +91,18 @@ def test_damaged_checkpoint_is_refused_and_resume_takes_the_newest_good_one(tmp_
         load_generator(newest)
 
 
+def test_temporary_folders_of_killed_savers_are_removed_by_the_next_save(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _save(run, 1, 1.0)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftover = run / "checkpoints" / f".tmp-step_00000002-{dead.pid}"
+    leftover.mkdir()
+    (leftover / "generator.safetensors").write_bytes(b"half")
+    _save(run, 2, 2.0)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000001", "step_00000002"]
+
+
 def test_cli_resume_names_the_skipped_checkpoint(tiny_manifest: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert CliRunner().invoke(app, _train_args(tiny_manifest, run, "--set", "train.steps=2",

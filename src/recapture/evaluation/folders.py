@@ -42,15 +42,20 @@ class Source:
     layout: Path | None = None
 
 
-def keypoints_of(table: AnnotationTable, name: str) -> np.ndarray | None:
-    """``(18, 2)`` keypoints of ``name`` by exact name, else by stem; None if absent."""
-    if name in table:
-        return table.get(name)
-    stem = Path(name).stem
-    for candidate in table.names:
-        if Path(candidate).stem == stem:
-            return table.get(candidate)
-    return None
+class KeypointLookup:
+    """``(18, 2)`` keypoints of an image name in an annotation table: by exact name, else by stem."""
+
+    def __init__(self, table: AnnotationTable) -> None:
+        self.table = table
+        self.stems: dict[str, str] = {}
+        for name in table.names:
+            self.stems.setdefault(Path(name).stem, name)
+
+    def __call__(self, name: str) -> np.ndarray | None:
+        if name in self.table:
+            return self.table.get(name)
+        found = self.stems.get(Path(name).stem)
+        return None if found is None else self.table.get(found)
 
 
 def _digest_key(path: Path, size: tuple[int, int], native: tuple[int, int]) -> str:
@@ -124,7 +129,7 @@ def _layout_file(folder: Path | None, source: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def _sources(matched: Sequence[MatchedPair], real_dir: str | Path, table: AnnotationTable | None,
+def _sources(matched: Sequence[MatchedPair], real_dir: str | Path, table: KeypointLookup | None,
              layouts: Path | None) -> tuple[list[Source] | None, str | None]:
     """Every pair's source (or None and the reason), with keypoints and layouts when all have them."""
     index = ImageIndex(real_dir)
@@ -135,7 +140,7 @@ def _sources(matched: Sequence[MatchedPair], real_dir: str | Path, table: Annota
             what = "no source name (pass --pairs)" if pair.source_name is None else \
                 f"source {pair.source_name!r} not in {real_dir}"
             return None, f"pair with target {pair.target_name}: {what}"
-        found.append(Source(path, None if table is None else keypoints_of(table, pair.source_name),
+        found.append(Source(path, None if table is None else table(pair.source_name),
                             _layout_file(layouts, path)))
     if any(s.keypoints is None for s in found):
         found = [replace(s, keypoints=None) for s in found]
@@ -145,7 +150,7 @@ def _sources(matched: Sequence[MatchedPair], real_dir: str | Path, table: Annota
 
 
 def _floor_rows(options: EvaluationOptions, matched: Sequence[MatchedPair], real_dir: str | Path,
-                table: AnnotationTable | None) -> tuple[list[Floor], dict[str, str], list[Source] | None]:
+                table: KeypointLookup | None) -> tuple[list[Floor], dict[str, str], list[Source] | None]:
     if not options.baselines:
         return [], {}, None
     floors, reasons = available_floors()
@@ -164,10 +169,13 @@ def _floor_rows(options: EvaluationOptions, matched: Sequence[MatchedPair], real
     return usable, reasons, sources
 
 
-def add_reference_folder(accumulator: MetricAccumulator, options: EvaluationOptions) -> None:
-    """Feed every image of ``options.fid_reference`` (if set) to the accumulator's FID/KID reference set."""
+def add_reference_folder(accumulator: MetricAccumulator, options: EvaluationOptions,
+                         also: Sequence[MetricAccumulator] = ()) -> None:
+    """Feed every image of ``options.fid_reference`` (if set) to the accumulator's FID/KID reference set
+    (and the same features to the accumulators ``also``)."""
     if options.fid_reference is None or accumulator.networks.features is None:
         return
+    before = len(accumulator.features["real"])
     files = list_images(options.fid_reference)
     for start in range(0, len(files), options.batch_size):
         chunk = files[start:start + options.batch_size]
@@ -175,6 +183,8 @@ def add_reference_folder(accumulator: MetricAccumulator, options: EvaluationOpti
         for shape in dict.fromkeys(image.shape for image in images):
             picked = [i for i, image in enumerate(images) if image.shape == shape]
             accumulator.add_fid_reference(_chw([images[i] for i in picked]), [file_digest(chunk[i]) for i in picked])
+    for other in also:
+        other.features["real"].extend(accumulator.features["real"][before:])
 
 
 def match_files(generated_dir: str | Path, real_dir: str | Path, pairs_csv: str | Path | None,
@@ -203,10 +213,11 @@ def evaluate_folders(generated_dir: str | Path, real_dir: str | Path, pairs_csv:
     start = time.perf_counter()
     matching = match_files(generated_dir, real_dir, pairs_csv, options.strict)
     matched = matching.pairs
-    table = read_annotations(annotations_csv, offset=options.keypoint_offset) if annotations_csv else None
+    table = (KeypointLookup(read_annotations(annotations_csv, offset=options.keypoint_offset))
+             if annotations_csv else None)
     targets = None
     if table is not None:
-        points = [keypoints_of(table, p.target_name) for p in matched]
+        points = [table(p.target_name) for p in matched]
         absent = [p.target_name for p, k in zip(matched, points) if k is None]
         if absent:
             raise MatchingError(f"{annotations_csv}: no keypoints for target(s) {', '.join(absent[:5])}")
@@ -224,9 +235,8 @@ def evaluate_folders(generated_dir: str | Path, real_dir: str | Path, pairs_csv:
             for floor in floors:
                 images, keys = floor.make(floor_batch)
                 rows[floor.name].update_batch(images, real, keys)
-        for accumulator in rows.values():
-            add_reference_folder(accumulator, options)
         main = rows.pop("scored")
+        add_reference_folder(main, options, list(rows.values()))
         settings = report_settings(options, main)
         reports = {name: accumulator.compute(settings) for name, accumulator in rows.items()}
         report = main.compute(settings)

@@ -220,12 +220,16 @@ def report_from_dict(data: Mapping[str, Any], settings: EvaluationSettings | Non
                             baselines_unavailable=dict(data.get("baselines_unavailable", {})), **values)
 
 
+def _write_atomically(path: str | Path, text: str) -> None:
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
 def write_json(report: EvaluationReport, path: str | Path) -> None:
     """Write :func:`report_to_dict` as indented JSON (strict: no NaN/Infinity), atomically."""
-    path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(report_to_dict(report), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    _write_atomically(path, json.dumps(report_to_dict(report), indent=2, allow_nan=False) + "\n")
 
 
 def read_json(path: str | Path) -> EvaluationReport:
@@ -273,5 +277,5 @@ def to_markdown(report: EvaluationReport, title: str = "Evaluation") -> str:
 
 
 def write_markdown(report: EvaluationReport, path: str | Path, title: str = "Evaluation") -> None:
-    """Write :func:`to_markdown` to ``path``."""
-    Path(path).write_text(to_markdown(report, title), encoding="utf-8")
+    """Write :func:`to_markdown` to ``path``, atomically."""
+    _write_atomically(path, to_markdown(report, title))

@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recapture.body.keypoints import NUM_KEYPOINTS, keypoints_to_heatmaps, missing_mask
+from recapture.body.keypoints import NUM_KEYPOINTS, heatmaps_to_keypoints, keypoints_to_heatmaps, missing_mask
 from recapture.body.parts import get_label_set
+from recapture.config import ModelConfig
 from recapture.models.blocks import Merge, PyramidEncoder, activation, conv2d, level_widths
 from recapture.models.keypoint_warp import part_warp
 from recapture.models.layout_ops import labels_at, layout_at, to_one_hot
@@ -238,6 +239,11 @@ class CorrespondenceGenerator(nn.Module):
         generated = torch.tanh(self.image_head(x))
         return self.compose(source_image, coarse_flow, logits, generated, output_size, prior)
 
+    def sat_attention(self, *_: object, **__: object) -> Tensor:
+        """Not kept by this head: a clear error for :meth:`RecaptureGenerator.sat_attention`."""
+        raise ValueError("sat_attention needs model.appearance=generative (the correspondence head does not keep "
+                         "per-pixel SAT maps)")
+
     def compose(self, source_image: Tensor, coarse_flow: Tensor, visibility_logits: Tensor, generated: Tensor,
                 output_size: tuple[int, int], prior: PriorGrid | None = None) -> CorrespondenceOutput:
         """The parameter-free full-resolution step (plus the light refinement)."""
@@ -301,3 +307,31 @@ def repose(model: CorrespondenceGenerator, source_image: Tensor, source_labels: 
     inputs = prepare_inputs(model.config, source_labels, source_keypoints, target_keypoints, target_labels)
     return model(source_image, inputs.source_layout, inputs.source_pose, inputs.target_layout, inputs.target_pose,
                  inputs.prior)
+
+
+def correspondence_config(config: ModelConfig) -> CorrespondenceConfig:
+    """The correspondence network of a ``model.appearance: correspondence`` generator (SAT/LGR at the
+    bottleneck, level ``model.sat_level``; everything at ``model.internal_size``)."""
+    return CorrespondenceConfig(label_set=config.label_set, internal_size=tuple(config.network_size),
+                                base_channels=config.base_channels, max_channels=config.max_channels,
+                                num_down=config.sat_level, sat_dim=config.sat_dim, lgr_dim=config.lgr_dim,
+                                lgr_steps=config.lgr_steps)
+
+
+def _keypoints(given: Tensor | np.ndarray | None, pose: Tensor) -> np.ndarray:
+    if given is not None:
+        return np.asarray(given.detach().cpu() if isinstance(given, Tensor) else given, dtype=np.float64)
+    return np.stack([heatmaps_to_keypoints(p.detach().cpu()) for p in pose]).astype(np.float64)
+
+
+def render_layouts(model: CorrespondenceGenerator, source_image: Tensor, source_layout: Tensor, source_pose: Tensor,
+                   target_layout: Tensor, target_pose: Tensor, source_keypoints: Tensor | np.ndarray | None = None,
+                   target_keypoints: Tensor | np.ndarray | None = None) -> CorrespondenceOutput:
+    """The generator's call shape: ``(B, 3, H, W)`` image, ``(B, N, H, W)`` layouts (the target layout may be a
+    straight-through one-hot: its gradient is kept), ``(B, 18, H, W)`` poses, all at the output size;
+    keypoints ``(B, 18, 2)`` in that frame (default: the centroids of the pose heatmaps)."""
+    source_points = _keypoints(source_keypoints, source_pose)
+    target_points = _keypoints(target_keypoints, target_pose)
+    inputs = prepare_inputs(model.config, source_layout.argmax(dim=1), source_points, target_points)
+    target = layout_at(target_layout, model.config.internal_size)
+    return model(source_image, inputs.source_layout, inputs.source_pose, target, inputs.target_pose, inputs.prior)

@@ -30,6 +30,7 @@ from recapture.body.keypoints import NUM_KEYPOINTS
 from recapture.config import ModelConfig
 from recapture.models.appearance import AppearanceGenerator
 from recapture.models.blocks import validate_model_config
+from recapture.models.correspondence import CorrespondenceGenerator, correspondence_config, render_layouts
 from recapture.models.geometric import GeometricGenerator, to_network_size, to_output_size
 from recapture.models.layout_ops import check_shape, straight_through_one_hot, to_one_hot
 
@@ -64,7 +65,9 @@ class RecaptureGenerator(nn.Module):
         validate_model_config(config)
         self.config = config
         self.geometric = GeometricGenerator(config)
-        self.appearance = AppearanceGenerator(config)
+        self.appearance: AppearanceGenerator | CorrespondenceGenerator = (
+            CorrespondenceGenerator(correspondence_config(config)) if config.appearance == "correspondence"
+            else AppearanceGenerator(config))
         self.num_parts = self.geometric.num_parts
 
     def _inputs(self, source_image: Tensor, source_layout: Tensor, source_pose: Tensor, target_pose: Tensor,
@@ -108,12 +111,19 @@ class RecaptureGenerator(nn.Module):
         else:
             check_shape("layout_logits", layout_logits, tuple(source_layout.shape), "Ŝ_B logits (B, parts, H, W)")
         used = straight_through_one_hot(layout_logits) if target_layout is None else target_layout
-        image = self.render(source_image, source_layout, source_pose, used, target_pose)
+        image = self.render(source_image, source_layout, source_pose, used, target_pose,
+                            source_keypoints=source_keypoints, target_keypoints=target_keypoints)
         return GeneratorOutput(image=image, layout_logits=layout_logits, target_layout=used)
 
     def render(self, source_image: Tensor, source_layout: Tensor, source_pose: Tensor, target_layout: Tensor,
-               target_pose: Tensor) -> Tensor:
-        """The appearance network at ``model.internal_size``; ``(B, 3, H, W)`` at the input size."""
+               target_pose: Tensor, *, source_keypoints: Tensor | np.ndarray | None = None,
+               target_keypoints: Tensor | np.ndarray | None = None) -> Tensor:
+        """The appearance network at ``model.internal_size``; ``(B, 3, H, W)`` at the input size.
+        ``model.appearance: correspondence`` copies pixels from the full-size source along the keypoints'
+        part warp (keypoints default to the pose heatmaps' centroids)."""
+        if isinstance(self.appearance, CorrespondenceGenerator):
+            return render_layouts(self.appearance, source_image, source_layout, source_pose, target_layout,
+                                  target_pose, source_keypoints, target_keypoints).image
         size = tuple(self.config.internal_size or source_image.shape[-2:])
         inputs = [to_network_size(t, size) for t in (source_image, source_layout)]
         poses = [to_network_size(p, size, binary=True) for p in (source_pose, target_pose)]

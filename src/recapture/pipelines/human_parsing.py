@@ -36,6 +36,8 @@ MIN_PERSON_SHARE = 0.15
 #: ... nor one smaller than this share of the photo.
 MIN_PERSON_AREA = 0.002
 PARSER_CHOICES = ("ccp", "pose-mask")
+#: The CCP parser works on photos at most this tall (taller ones are shrunk, the labels enlarged back).
+MAX_PARSE_HEIGHT = 1280
 
 
 class NoPersonError(ValueError):
@@ -86,8 +88,31 @@ class CcpParser:
                   for c in range(0, crop_probs.shape[-1], 4)]
         return np.concatenate([c.reshape(*image_rgb.shape[:2], -1) for c in chunks], axis=-1).transpose(2, 0, 1)
 
+    def predict(self, image_rgb: np.ndarray, keypoints: np.ndarray,
+                person_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(labels (H, W) uint8, confidence (20,))``: confidence is the mean probability of each part over
+        the pixels given that part (NaN where none). Photos taller than :data:`MAX_PARSE_HEIGHT` are parsed
+        on a shrunk copy and the labels enlarged (nearest), to bound memory."""
+        image_rgb = np.asarray(image_rgb)
+        height, width = image_rgb.shape[:2]
+        factor = min(1.0, MAX_PARSE_HEIGHT / height)
+        keypoints = np.asarray(keypoints, dtype=np.float64)
+        if factor < 1:
+            size = (max(1, round(width * factor)), max(1, round(height * factor)))
+            image_rgb = cv2.resize(image_rgb, size, interpolation=cv2.INTER_AREA)
+            person_mask = cv2.resize(np.asarray(person_mask, np.float32), size, interpolation=cv2.INTER_AREA)
+            keypoints = np.where(missing_mask(keypoints)[:, None], -1.0, (keypoints + 0.5) * factor - 0.5)
+        probabilities = self.probabilities(image_rgb, keypoints, person_mask)
+        labels = probabilities.argmax(axis=0).astype(np.uint8)
+        best = probabilities.max(axis=0)
+        confidence = np.array([best[labels == c].mean() if (labels == c).any() else np.nan
+                               for c in range(LIP20.num_parts)], dtype=np.float32)
+        if factor < 1:
+            labels = cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
+        return labels, confidence
+
     def __call__(self, image_rgb: np.ndarray, keypoints: np.ndarray, person_mask: np.ndarray) -> np.ndarray:
-        return self.probabilities(image_rgb, keypoints, person_mask).argmax(axis=0).astype(np.uint8)
+        return self.predict(image_rgb, keypoints, person_mask)[0]
 
 
 def load_parser(spec: str | Path = "ccp") -> LayoutParser:
@@ -278,11 +303,7 @@ def parse_photo(image: np.ndarray, parser: LayoutParser | str = "ccp", person: i
             others |= other.mask
     own_mask = np.where(others, 0.0, mask).astype(np.float32)
     if isinstance(layout_parser, CcpParser):
-        probabilities = layout_parser.probabilities(image, keypoints, own_mask)
-        labels = probabilities.argmax(axis=0).astype(np.uint8)
-        best = probabilities.max(axis=0)
-        confidence = np.array([best[labels == c].mean() if (labels == c).any() else np.nan
-                               for c in range(LIP20.num_parts)], dtype=np.float32)
+        labels, confidence = layout_parser.predict(image, keypoints, own_mask)
     else:
         labels = np.asarray(layout_parser(image, keypoints, own_mask), dtype=np.uint8)
         confidence = np.where(np.bincount(labels.ravel(), minlength=LIP20.num_parts) > 0, 1.0, np.nan)

@@ -89,6 +89,24 @@ def _last_complete(run_dir: str | Path) -> str:
     return f"step {int(found.name.split('_')[1])} ({found})" if found is not None else "none"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_leftovers(root: Path) -> None:
+    """Delete ``.tmp-step_*`` folders of processes that died while saving (killed, or out of disk)."""
+    for folder in root.glob(".tmp-step_*-*"):
+        pid = folder.name.rsplit("-", 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _write_files(tmp: Path, files: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> None:
     for name, tensors in files.items():
         save_file(_contiguous(tensors), str(tmp / name))
@@ -115,6 +133,7 @@ def save_checkpoint(run_dir: str | Path, step: int, generator: dict[str, torch.T
         files["ema.safetensors"] = ema
     try:
         root.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(root)
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
