@@ -182,13 +182,15 @@ def test_cli_train_writes_run_directory_and_resumes(tiny_manifest: Path, tmp_pat
     exported = CliRunner().invoke(app, ["export", str(run), "--out", str(tmp_path / "g.safetensors"),
                                         "--meta", "trained_on=tiny"])
     assert exported.exit_code == 0, exported.output
-    from recapture.hub import load_generator
+    from recapture.hub import load_generator, read_model_file
 
     loaded = load_generator(tmp_path / "g.safetensors")
     assert loaded.metadata["trained_on"] == "tiny" and loaded.metadata["step"] == "3"
     weights = load_checkpoint(run).generator
-    for key, value in loaded.generator.state_dict().items():
-        torch.testing.assert_close(value, weights[key].half().float(), msg=key)
+    stored, _ = read_model_file(tmp_path / "g.safetensors")
+    assert set(stored) == set(weights)
+    for key, value in stored.items():
+        torch.testing.assert_close(value.float(), weights[key].half().float(), msg=key)
 
 
 def test_rng_state_round_trip_keeps_cached_gaussians() -> None:
