@@ -4,7 +4,8 @@
   model): the photo deformed part by part is the source, the photo the target (data/ccp_pairs.py).
   Rows: the model given the part-affine warp of the source layout as its target layout (what it gets at
   test time without a learned Ŝ_B), the model given the true target layout (an upper bound), the
-  training-free part-affine warp of the source (``warp_image``), the source copied, all-white.
+  training-free part-affine warp of the source (``warp_image``: the floor), the model's own training-free
+  prior (the same warp with the background on the torso's map), the source copied, all-white.
   L1 (on [0, 1]), PSNR, SSIM (evaluation/ssim.py, the literature's settings) over the 256x176 image, and
   L1/PSNR over the face box (from the target's head keypoints).
 * Own-pose round trip at full resolution: a held-out photo re-posed into its own pose (identical keypoints,
@@ -24,12 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from recapture.body.keypoints import missing_mask
+from recapture.body.keypoints import keypoints_to_heatmaps, missing_mask
 from recapture.data.ccp import HELD_OUT_IDS, CcpDataset
 from recapture.data.ccp_pairs import CcpPhotos, fill_ignored, make_pair, training_ids
 from recapture.data.formats import read_annotations
 from recapture.evaluation.ssim import psnr, ssim
+from recapture.hub import LoadedGenerator, load_generator
 from recapture.models.correspondence import (CorrespondenceConfig, CorrespondenceGenerator, load_correspondence,
                                              majority_layout, repose)
 from recapture.models.keypoint_warp import warp_image
@@ -81,8 +84,9 @@ def pairs_of(photos: CcpPhotos, ids: tuple[int, ...], config: CorrespondenceConf
     return [collate(pairs[i:i + 10], config, [False] * len(pairs[i:i + 10])) for i in range(0, len(pairs), 10)]
 
 
-def pair_table(model: CorrespondenceGenerator, batches: list[Batch]) -> dict[str, dict[str, list[float]]]:
-    """Scores of the model and the floors on the same pairs."""
+def pair_table(model: CorrespondenceGenerator, batches: list[Batch], generators: dict[str, LoadedGenerator]
+               ) -> dict[str, dict[str, list[float]]]:
+    """Scores of the model, whole generators (their own predicted Ŝ_B) and the floors on the same pairs."""
     rows: dict[str, dict[str, list[float]]] = {}
 
     def add(name: str, made: torch.Tensor, batch: Batch) -> None:
@@ -97,8 +101,20 @@ def pair_table(model: CorrespondenceGenerator, batches: list[Batch]) -> dict[str
                                                       batch.prior).image, batch)
             oracle = majority_layout(batch.target_labels, model.num_parts, size)
             add("model (true target layout)", model(*inputs, oracle, batch.target_pose, batch.prior).image, batch)
+        for name, loaded in generators.items():
+            size = tuple(batch.target_image.shape[-2:])
+            with torch.no_grad():
+                made = loaded.generator(batch.source_image, batch.source_labels,
+                                        keypoints_to_heatmaps(batch.source_keypoints, size),
+                                        keypoints_to_heatmaps(batch.target_keypoints, size),
+                                        source_keypoints=batch.source_keypoints,
+                                        target_keypoints=batch.target_keypoints).image
+            add(name, made, batch)
         add("part-affine warp (floor)", warp_image(batch.source_image, batch.source_labels, batch.source_keypoints,
                                                     batch.target_keypoints, "lip20"), batch)
+        add("the model's prior alone: part-affine warp, background on the torso's map (no network)",
+            F.grid_sample(batch.source_image, batch.prior.full, mode="bilinear", padding_mode="border",
+                          align_corners=True), batch)
         add("source copied (floor)", batch.source_image, batch)
         add("all-white (floor)", torch.ones_like(batch.target_image), batch)
     return rows
@@ -137,6 +153,8 @@ def main() -> None:
     parser.add_argument("--keypoints", default="src/recapture/assets/ccp-keypoints.csv")
     parser.add_argument("--round-trip", type=int, default=20, help="held-out photos for the full-size round trip")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--generator", action="append", default=[], metavar="NAME=MODEL",
+                        help="also score a whole generator (bundled name or file) with its own predicted layout")
     parser.add_argument("--split", choices=("held-out", "validation"), default="held-out",
                         help="validation: the 60 validation photos of 0001-0904 (for development runs)")
     parser.add_argument("--name", default="appearance")
@@ -146,7 +164,8 @@ def main() -> None:
     model = load_correspondence(args.weights)
     photos = CcpPhotos.load(args.photos)
     ids = tuple(HELD_OUT_IDS) if args.split == "held-out" else training_ids()[1]
-    table = pair_table(model, pairs_of(photos, ids, model.config, args.seed))
+    generators = {name: load_generator(where) for name, where in (item.split("=", 1) for item in args.generator)}
+    table = pair_table(model, pairs_of(photos, ids, model.config, args.seed), generators)
     trip = round_trip(model, Path(args.ccp), Path(args.keypoints), ids[:args.round_trip])
     result = {
         "weights": args.weights, "split": args.split, "pairs": len(table["all-white (floor)"]["l1"]), "seed": args.seed,

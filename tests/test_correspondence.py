@@ -14,7 +14,7 @@ from recapture.body.parts import LIP20
 from recapture.data.ccp import HELD_OUT_IDS
 from recapture.data.ccp_pairs import fit_photo, make_pair, training_ids
 from recapture.models.correspondence import (CorrespondenceConfig, CorrespondenceGenerator, PriorGrid, grid_to_pixel,
-                                             pixel_to_grid, prior_grid, repose, with_full_prior)
+                                             pixel_to_grid, prior_grid, repose, torso_grid, with_full_prior)
 from recapture.models.layout_ops import blob_labels, to_one_hot
 from recapture.models.sat import SemanticAttentiveTransfer, identity_grid
 
@@ -92,6 +92,15 @@ def test_repose_into_the_own_pose_returns_the_photo_at_its_size() -> None:
         out = repose(model, photo, labels, keypoints, keypoints)
     assert out.image.shape == photo.shape
     assert float((out.image - photo).abs().max()) < 1e-3
+
+
+def test_background_follows_a_translated_torso() -> None:
+    source = np.full((1, 18, 2), -1.0)
+    source[0, [1, 2, 5, 8, 11]] = [[10, 12], [11, 8], [11, 16], [21, 9], [21, 15]]
+    target = np.where(source >= 0, source + np.array([2.0, -3.0]), -1.0)
+    coords = grid_to_pixel(torso_grid(source, target, (32, 24)), (32, 24))
+    ys, xs = torch.meshgrid(torch.arange(32.0), torch.arange(24.0), indexing="ij")
+    assert torch.allclose(coords[0], torch.stack([ys - 2.0, xs + 3.0], dim=-1), atol=1e-3)
 
 
 @pytest.mark.parametrize("shift", [(1.5, -2.0), (-3.0, 2.5)])
@@ -202,6 +211,22 @@ def test_generator_with_correspondence_appearance_copies_the_source() -> None:
     assert float((out.image - source).abs().max()) < 1e-3  # no keypoints: identity grid, everything visible
     with pytest.raises(ValueError, match="model.appearance"):
         ModelConfig(appearance="painted")
+
+
+def test_bundled_geometry_joins_a_correspondence_appearance(tmp_path: Path) -> None:
+    from recapture.hub import bundled_models, bundled_path, load_generator, save_generator
+    from recapture.training.correspondence import with_geometric
+
+    if "default" not in bundled_models():
+        pytest.skip("no bundled default in this copy")
+    model = CorrespondenceGenerator(CorrespondenceConfig())
+    config, weights, metadata = with_geometric(bundled_path("default"), model)
+    save_generator(weights, config, tmp_path / "joined.safetensors", metadata, half=False)
+    loaded = load_generator(tmp_path / "joined.safetensors")
+    assert loaded.config.appearance == "correspondence" and "CCP" in loaded.metadata["trained_on"]
+    assert torch.equal(loaded.generator.appearance.flow_head.bias, model.flow_head.bias)
+    with pytest.raises(ValueError, match="does not fit"):
+        with_geometric(bundled_path("default"), CorrespondenceGenerator(CorrespondenceConfig(internal_size=(64, 44))))
 
 
 def test_held_out_photos_never_reach_training_or_validation() -> None:

@@ -124,7 +124,7 @@ def test_datasets_without_synthhumans_extras_report_why(tiny_manifest: Path, tmp
     assert report.layout_iou is not None and report.texture_l1 is not None
     wrong = replace(config, image_size=(64, 32))
     other = save_generator(RecaptureGenerator(wrong).state_dict(), wrong, tmp_path / "w.safetensors")
-    with pytest.raises(ValueError, match="64x32 lip20 but manifest .* is 32x24"):
+    with pytest.raises(ValueError, match="64x32 lip20 images but manifest .* is 32x24"):
         evaluate_model(other, tiny_manifest, ModelEvaluationOptions(split="train", progress=False))
 
 

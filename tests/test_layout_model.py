@@ -17,6 +17,7 @@ from recapture.data.formats import pair_name, read_pairs
 from recapture.evaluation.generate import ModelEvaluationOptions, evaluate_model
 from recapture.evaluation.options import EvaluationOptions
 from recapture.hub import save_generator
+from recapture.models.keypoint_warp import part_warp
 from recapture.models.generator import RecaptureGenerator
 from recapture.training.distributed import DistributedContext
 from recapture.training.trainer import Trainer, TrainingError
@@ -100,6 +101,7 @@ def padded_manifest(tmp_path: Path) -> Path:
     return build_tiny_dataset(tmp_path / "padded", count=4, pad=8)
 
 
+@pytest.mark.slow  # ~45 s of it is FID's 2048x2048 eigendecomposition in the metrics pipeline
 def test_evaluate_writes_every_pair_at_the_output_size_and_honours_the_offset(padded_manifest: Path,
                                                                             tmp_path: Path) -> None:
     dataset = PairDataset(padded_manifest, "train")
@@ -113,7 +115,9 @@ def test_evaluate_writes_every_pair_at_the_output_size_and_honours_the_offset(pa
     model = save_generator(RecaptureGenerator(config).state_dict(), config, tmp_path / "m.safetensors", half=False)
     out = tmp_path / "generated"
     options = ModelEvaluationOptions(split="train", out_dir=out, edits=False, progress=False,
-                                     metrics=EvaluationOptions(batch_size=3))
+                                     metrics=EvaluationOptions(batch_size=3, use_cache=False, threads=1,
+                                                               inception_weights=tmp_path / "absent.pth",
+                                                               lpips_weights=tmp_path / "absent.pth"))
     report = evaluate_model(model, padded_manifest, options)
     pairs = read_pairs(padded_manifest.parent / "pairs.csv")
     written = sorted(p.name for p in out.iterdir())
@@ -137,3 +141,8 @@ def test_the_geometric_network_runs_once_per_recapture(tiny_manifest: Path) -> N
     result = recapturer(image, sample.target_keypoints.numpy(), source_pose=sample.source_keypoints.numpy(),
                         source_layout=sample.source_layout.argmax(0).numpy().astype(np.uint8))
     assert len(calls) == 1 and result.image.shape == (32, 24, 3)
+    still = recapturer.warp(result.source, result.source.keypoints)
+    layout = torch.from_numpy(result.source.layout.astype(np.int64))[None]
+    covered = (part_warp(layout, result.source.keypoints[None], result.source.keypoints[None]).segment[0] >= 0).numpy()
+    assert still.shape == image.shape and covered.sum() >= 20  # the head: the tiny person has no shoulders
+    assert np.array_equal(still[covered], result.source.image[covered])

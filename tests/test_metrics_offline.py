@@ -66,6 +66,8 @@ def test_fid_and_kid_work_offline_and_grow_with_noise(monkeypatch: pytest.Monkey
     networks = build_networks(EvaluationOptions(use_cache=False))
     assert networks.features is not None and networks.paired is not None
     assert "weights-inception-2015-12-05" in networks.unavailable["is"] and "alexnet" in networks.unavailable["lpips"]
+    skipped = build_networks(EvaluationOptions(use_cache=False, inception_distance=False))
+    assert skipped.paired is None and "--no-inception-distance" in skipped.unavailable["inception_distance"]
     real = _images(6, (299, 299), seed=0)
     reference = networks.features(real).double().numpy()
     assert reference.shape == (6, 2048) and np.isfinite(reference).all()

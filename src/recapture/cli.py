@@ -86,6 +86,7 @@ def evaluate(generated: str | None = typer.Option(None, help="Folder of generate
              panel: int = typer.Option(1, help="Strips: score panel K (1-based; -1 = last) of --panels N."),
              panels: int = typer.Option(1, min=1, help="Strips: N equal panels side by side (1 = whole image)."),
              panel_gap: int = typer.Option(0, min=0, help="Strips: px between panels (width = N*panel + (N-1)*gap)."),
+             inception_distance: bool = typer.Option(True, help="--no-inception-distance: skip the paired distance."),
              baselines: bool = typer.Option(False, help="Also score the floors (all-white, copy-source, ...)."),
              source_layouts: str | None = typer.Option(None, help="Floors: sources' layout PNGs (the warp floor)."),
              label_set: str = typer.Option("lip20", help="Floors: label set of --source-layouts."),
@@ -113,6 +114,7 @@ def evaluate(generated: str | None = typer.Option(None, help="Folder of generate
                                     lpips_weights=Path(lpips_weights) if lpips_weights else None,
                                     fid_reference=Path(fid_reference) if fid_reference else None,
                                     keypoint_offset=keypoint_offset, baselines=baselines, strict=strict,
+                                    inception_distance=inception_distance,
                                     source_layouts=Path(source_layouts) if source_layouts else None,
                                     label_set=label_set,
                                     cache_dir=Path(cache_dir) if cache_dir else None, use_cache=cache)

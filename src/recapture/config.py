@@ -47,6 +47,8 @@ class ModelConfig:
     image_size: tuple[int, int] = (256, 176)  # (H, W) output size: images in and out, manifests
     internal_size: tuple[int, int] | None = None  # (H, W) the networks run at; None = image_size
     geometric_prior: bool = False  # geometric net predicts residual logits over the keypoint part warp
+    layout_flip_average: bool = False  # inference: average Ŝ_B with that of the mirrored pair (L/R swapped)
+    layout_min_area: int = 0  # inference: a label covering fewer Ŝ_B pixels gives way to the next best
     appearance: str = "generative"  # generative (image painted at internal_size) | correspondence (flow +
     # visibility at internal_size, pixels copied from the full-size source: models/correspondence.py)
     base_channels: int = 64  # appearance encoder/decoder width at level 0 (doubles per level)
@@ -71,6 +73,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.appearance not in ("generative", "correspondence"):
             raise ConfigError(f"model.appearance must be generative or correspondence, got {self.appearance!r}")
+        if self.layout_min_area < 0:
+            raise ConfigError(f"model.layout_min_area must be >= 0, got {self.layout_min_area}")
         if self.internal_size is not None:
             if min(self.internal_size) < 1 or any(i > o for i, o in zip(self.internal_size, self.image_size)):
                 raise ConfigError(f"model.internal_size {self.internal_size} must be positive and at most "

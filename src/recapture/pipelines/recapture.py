@@ -206,6 +206,18 @@ class Recapturer:
         return LayoutPrediction(predicted_layout=predicted, target_layout=used, target_keypoints=keypoints)
 
     @torch.no_grad()
+    def warp(self, source: SourceInput, target_pose: np.ndarray) -> np.ndarray:
+        """``(H, W, 3)`` uint8: the training-free keypoint warp of ``source`` into ``target_pose`` (no network;
+        the floor every model must beat, :func:`recapture.models.keypoint_warp.warp_image`)."""
+        from recapture.models.keypoint_warp import warp_image
+
+        keypoints = self._target_keypoints(target_pose)
+        image = torch.from_numpy(np.array(source.image)).permute(2, 0, 1).float()[None]
+        layout = torch.from_numpy(source.layout.astype(np.int64))[None]
+        moved = warp_image(image, layout, source.keypoints[None], keypoints[None], self.label_set)
+        return moved[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+    @torch.no_grad()
     def render(self, source: SourceInput, target_pose: np.ndarray, target_layout: np.ndarray) -> np.ndarray:
         """``(H, W, 3)`` uint8: the appearance network's image of ``source`` in ``target_pose`` with
         ``target_layout`` (``(H, W)`` labels); the geometric network does not run."""

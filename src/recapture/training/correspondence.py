@@ -17,6 +17,7 @@ selects the kept model; the held-out photos are never read here.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -24,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
+from safetensors import safe_open
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -31,8 +34,11 @@ from recapture.body.keypoints import NUM_KEYPOINTS
 from recapture.data.ccp_pairs import CcpPair, CcpPhotos, make_pair, training_ids
 from recapture.models.blocks import level_widths
 from recapture.models.correspondence import (CorrespondenceConfig, CorrespondenceGenerator, PriorGrid,
-                                             majority_layout, prepare_inputs)
+                                             load_correspondence, majority_layout, prepare_inputs)
+from recapture.config import ModelConfig, from_dict
+from recapture.hub import bundled_path, read_model_file, save_generator
 from recapture.models.discriminators import PatchDiscriminator
+from recapture.models.generator import RecaptureGenerator
 from recapture.models.inception import load_inception
 from recapture.models.keypoint_warp import warp_image
 from recapture.models.losses import discriminator_loss, generator_adversarial_loss
@@ -55,6 +61,7 @@ class TrainSettings:
     generated: float = 0.5
     adversarial: float = 0.01
     true_layout_fraction: float = 0.5
+    unchanged_fraction: float = 0.1  # pairs whose pose does not change (own-pose round trip)
     save_every_s: float = 600.0
     validate_every: int = 250
     validation_pairs: int = 48
@@ -126,9 +133,12 @@ def pixel_flow_error(flow: Tensor, truth: Tensor, visible: Tensor) -> Tensor:
 
 
 def make_batch(photos: CcpPhotos, indices: np.ndarray, rng: np.random.Generator, config: CorrespondenceConfig,
-               fraction: float) -> Batch:
-    pairs = [make_pair(photos.images[i], photos.labels[i], photos.keypoints[i], rng, config.internal_size)
-             for i in indices]
+               fraction: float, unchanged: float = 0.0) -> Batch:
+    """Fresh pairs of the photos ``indices``; a share ``unchanged`` of them keeps the pose (strength 0: the
+    source is the photo itself, so the model learns to return it untouched)."""
+    strengths = [0.0 if rng.random() < unchanged else 1.0 for _ in indices]
+    pairs = [make_pair(photos.images[i], photos.labels[i], photos.keypoints[i], rng, config.internal_size, strength)
+             for i, strength in zip(indices, strengths)]
     return collate(pairs, config, [bool(rng.random() < fraction) for _ in indices])
 
 
@@ -256,7 +266,7 @@ def train(run_dir: Path, config: CorrespondenceConfig, settings: TrainSettings, 
     last_save, started, seen = time.monotonic(), time.monotonic(), 0
     while trainer.step < settings.steps:
         batch = make_batch(photos, rng.choice(train_rows, settings.batch_size), rng, config,
-                           settings.true_layout_fraction)
+                           settings.true_layout_fraction, settings.unchanged_fraction)
         terms = trainer.train_step(batch)
         seen += settings.batch_size
         if trainer.step % 25 == 0:
@@ -274,13 +284,47 @@ def train(run_dir: Path, config: CorrespondenceConfig, settings: TrainSettings, 
             last_save = time.monotonic()
 
 
+def with_geometric(default_file: Path, model: CorrespondenceGenerator
+                   ) -> tuple[ModelConfig, dict[str, Tensor], dict[str, str]]:
+    """The configuration, weights and metadata of a generator made of ``default_file``'s geometric network and
+    ``model`` as its appearance network (``model.appearance: correspondence``); ValueError when they do not fit."""
+    tensors, metadata = read_model_file(default_file)
+    base = from_dict(ModelConfig, yaml.safe_load(metadata["model_config"]))
+    config = dataclasses.replace(base, appearance="correspondence", base_channels=model.config.base_channels,
+                                 sat_level=model.config.num_down, sat_dim=model.config.sat_dim,
+                                 lgr_dim=model.config.lgr_dim, lgr_steps=model.config.lgr_steps)
+    if (model.config.internal_size, model.config.label_set) != (tuple(config.network_size), config.label_set):
+        raise ValueError(f"the correspondence model ({model.config.internal_size}, {model.config.label_set}) does not "
+                         f"fit {default_file} (internal size {config.network_size}, label set {config.label_set})")
+    weights = {k: v.float() for k, v in tensors.items() if k.startswith("geometric.")}
+    weights |= {f"appearance.{k}": v for k, v in model.state_dict().items()}
+    expected = {k: tuple(v.shape) for k, v in RecaptureGenerator(config).state_dict().items()}
+    if expected != {k: tuple(v.shape) for k, v in weights.items()}:
+        raise ValueError(f"the correspondence model does not fit {default_file}: "
+                         f"{sorted(set(expected.items()) ^ {(k, tuple(v.shape)) for k, v in weights.items()})[:4]}")
+    kept = {k: v for k, v in metadata.items() if k not in ("kind", "model_config", "tensors_sha256")}
+    kept["trained_on"] = (f"{metadata.get('trained_on', '?')} (geometric); CCP photos 0001-0904 self-supervised "
+                          f"pairs (appearance: correspondence, docs/correspondence.md)")
+    return config, weights, kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="train the correspondence appearance model on CCP pairs")
     parser.add_argument("--run", default="runs/appearance-real")
     parser.add_argument("--steps", type=int, default=TrainSettings.steps)
     parser.add_argument("--photos", default=TrainSettings.photos)
+    parser.add_argument("--export-default", metavar="OUT", default="",
+                        help="write RUN/best.safetensors joined with the bundled default's geometric network to OUT")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.export_default:
+        best = Path(args.run) / "best.safetensors"
+        config, weights, metadata = with_geometric(bundled_path("default"), load_correspondence(str(best)))
+        with safe_open(str(best), framework="pt") as handle:
+            metadata["appearance_step"] = (handle.metadata() or {}).get("step", "?")
+        save_generator(weights, config, args.export_default, metadata, half=False)
+        print(f"wrote {args.export_default}")
+        return
     run_dir = Path(args.run)
     run_dir.mkdir(parents=True, exist_ok=True)
     train(run_dir, CorrespondenceConfig(), TrainSettings(steps=args.steps, photos=args.photos),

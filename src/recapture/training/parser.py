@@ -255,9 +255,13 @@ def train(config: ParserTrainConfig) -> dict:
         head.load_state_dict(best_head)
         offsets, calibrated = calibrate_offsets(head, validation_cache)
         best_head["fine.2.bias"] = best_head["fine.2.bias"] + torch.from_numpy(offsets)
-        scores.update(calibrated_coarse_miou_grid=calibrated,
+        head.load_state_dict(best_head)
+        miou, ious = validate(head, validation_cache)
+        scores.update(calibration_objective=calibrated, calibrated_coarse_miou=miou,
+                      calibrated_groups={n: float(v) for (n, _), v in zip(COARSE_GROUPS, ious)},
                       logit_offsets={n: float(v) for n, v in zip(LIP20.names, offsets) if v})
-        print(f"calibrated logit offsets on validation: {scores['logit_offsets']} -> {calibrated:.4f}", flush=True)
+        print(f"calibrated logit offsets on validation: {scores['logit_offsets']} -> coarse mIoU {miou:.4f}",
+              flush=True)
     export_head(best_head, config, scores, Path(config.export))
     writer.close()
     print(f"exported {config.export}: {scores}", flush=True)
