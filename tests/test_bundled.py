@@ -19,8 +19,8 @@ from recapture.hub import REGISTRY, bundled_models
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("RECAPTURE_UPDATE_GOLDEN") == "1"
-#: Tolerances: thumbnail pixels (0-255), layout label fractions, channel statistics (0-255).
-THUMB_ATOL, FRACTION_ATOL, STAT_ATOL = 1.5, 0.005, 0.5
+#: Tolerances: thumbnail pixels (0-255), layout label fractions, channel statistics (0-255), parser confidence.
+THUMB_ATOL, FRACTION_ATOL, STAT_ATOL, CONFIDENCE_ATOL = 1.5, 0.005, 0.5, 0.01
 
 
 def thumbnail(image: np.ndarray, cells: tuple[int, int] = (8, 4)) -> np.ndarray:
@@ -51,12 +51,25 @@ def generator_statistics(name: str) -> dict[str, object]:
     }
 
 
-STATISTICS = {"generator": generator_statistics}
+def parser_statistics(name: str) -> dict[str, object]:
+    """Parse a SynthHumans showcase person (256x176, exact keypoints, its body as the person mask)."""
+    from recapture.app.inputs import demo_samples
+    from recapture.body.parts import LIP20
+    from recapture.pipelines.human_parsing import CcpParser
+
+    source = demo_samples((256, 176), LIP20, count=1)[0].source
+    labels, confidence = CcpParser(name).predict(source.image, source.keypoints, (source.layout > 0).astype(np.float32))
+    counts = np.bincount(labels.ravel(), minlength=LIP20.num_parts)
+    return {"layout_fractions": (counts / counts.sum()).round(5).tolist(),
+            "confidence": np.nan_to_num(confidence, nan=-1.0).round(4).tolist()}
+
+
+STATISTICS = {"generator": generator_statistics, "parser": parser_statistics}
 
 
 def compare(found: dict[str, object], expected: dict[str, object]) -> None:
     tolerances = {"thumbnail": THUMB_ATOL, "channel_mean": STAT_ATOL, "channel_std": STAT_ATOL,
-                  "layout_fractions": FRACTION_ATOL}
+                  "layout_fractions": FRACTION_ATOL, "confidence": CONFIDENCE_ATOL}
     assert set(found) == set(expected)
     for key, value in expected.items():
         np.testing.assert_allclose(np.asarray(found[key]), np.asarray(value), atol=tolerances[key], rtol=0, err_msg=key)
