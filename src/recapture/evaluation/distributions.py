@@ -4,7 +4,7 @@ Both take ``(N, D)`` feature arrays (e.g. the 2048-d Inception pool features of
 :mod:`recapture.models.inception`), computed in float64.
 
 * FID: ``|mu_1 - mu_2|² + tr(S_1 + S_2 - 2 (S_1 S_2)^½)`` with unbiased covariances, the formula of
-  the TTUR / pytorch-fid code (matrix square root computed by symmetric eigendecompositions).
+  the TTUR / pytorch-fid code (trace of the matrix square root from an SVD or eigendecompositions).
 * KID (Bińkowski et al. 2018): the unbiased MMD² estimate with the polynomial kernel
   ``k(x, y) = (x·y / D + 1)³``, averaged over ``subsets`` random subsets of ``subset_size`` features
   of each set (drawn without replacement, seeded), with the standard deviation over subsets. The
@@ -50,20 +50,29 @@ def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
 def frechet_distance(features_1: np.ndarray, features_2: np.ndarray) -> float:
     """FID between two ``(N, D)`` feature sets (N >= 2 each).
 
-    ``tr((S_1 S_2)^½)`` is the sum of the square roots of the eigenvalues of the symmetric PSD matrix
-    ``S_1^½ S_2 S_1^½`` (same spectrum as ``S_1 S_2``): two symmetric eigendecompositions, ~10x faster
-    than ``scipy.linalg.sqrtm`` at D = 2048 and equal to it to ~1e-9 relative.
+    ``tr((S_1 S_2)^½)`` is the sum of the square roots of the eigenvalues of ``S_1 S_2``. With centred
+    features ``A``, ``B`` those non-zero eigenvalues are the squared singular values of
+    ``A Bᵀ / sqrt((N_1 - 1)(N_2 - 1))``, used when both sets have at most D features (an N_1 x N_2
+    SVD); larger sets use the symmetric PSD matrix ``S_1^½ S_2 S_1^½`` (two D x D eigendecompositions).
+    Both equal ``scipy.linalg.sqrtm`` to ~1e-9 relative and are ~10x faster at D = 2048.
     """
     a, b = _check(features_1, "features_1", 2), _check(features_2, "features_2", 2)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"feature sizes differ: {a.shape[1]} and {b.shape[1]}")
     mu_1, mu_2 = a.mean(axis=0), b.mean(axis=0)
-    sigma_1, sigma_2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root_1 = _sqrt_psd(sigma_1)
-    product = root_1 @ sigma_2 @ root_1
-    trace_root = np.sqrt(np.clip(np.linalg.eigvalsh((product + product.T) / 2.0), 0.0, None)).sum()
+    centred_1, centred_2 = a - mu_1, b - mu_2
+    scale_1, scale_2 = len(a) - 1.0, len(b) - 1.0
+    trace_1, trace_2 = (centred_1 ** 2).sum() / scale_1, (centred_2 ** 2).sum() / scale_2
+    if max(len(a), len(b)) <= a.shape[1]:
+        cross = centred_1 @ centred_2.T / np.sqrt(scale_1 * scale_2)
+        trace_root = np.linalg.svd(cross, compute_uv=False).sum()
+    else:
+        sigma_1, sigma_2 = centred_1.T @ centred_1 / scale_1, centred_2.T @ centred_2 / scale_2
+        root_1 = _sqrt_psd(sigma_1)
+        product = root_1 @ sigma_2 @ root_1
+        trace_root = np.sqrt(np.clip(np.linalg.eigvalsh((product + product.T) / 2.0), 0.0, None)).sum()
     diff = mu_1 - mu_2
-    value = diff @ diff + np.trace(sigma_1) + np.trace(sigma_2) - 2.0 * trace_root
+    value = diff @ diff + trace_1 + trace_2 - 2.0 * trace_root
     return float(max(value, 0.0))
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from recapture.data.formats import AnnotationTable, read_annotations, read_layout, read_pairs
+from recapture.data.formats import AnnotationTable, read_annotations, read_image, read_layout, read_pairs
 from recapture.evaluation.baselines import Floor, FloorBatch, available_floors
 from recapture.evaluation.cache import file_digest
 from recapture.evaluation.matching import (ImageIndex, MatchedPair, Matching, MatchingError, list_images,
@@ -26,7 +26,7 @@ from recapture.evaluation.metrics import MetricAccumulator, RealBatch
 from recapture.evaluation.options import (EvaluationOptions, build_accumulator, build_networks, inference_pool,
                                           report_settings)
 from recapture.evaluation.report import EvaluationReport
-from recapture.evaluation.strips import fit_to, read_generated, read_rgb
+from recapture.evaluation.strips import fit_to, read_generated
 
 NEED_REASONS = {"source": "the source images", "keypoints": "--annotations (target keypoints)",
                 "source_keypoints": "the sources' keypoints in --annotations",
@@ -83,7 +83,7 @@ class _Batches:
     def _group(self) -> Iterator[list[tuple[int, np.ndarray]]]:
         group: list[tuple[int, np.ndarray]] = []
         for i, pair in enumerate(self.matched):
-            real = read_rgb(pair.real)
+            real = read_image(pair.real)
             if group and (real.shape != group[0][1].shape or len(group) == self.options.batch_size):
                 yield group
                 group = []
@@ -108,7 +108,7 @@ class _Batches:
     def _with_sources(self, floor: FloorBatch, sources: list[Source], size: tuple[int, int]) -> FloorBatch:
         images, keys, points, layouts = [], [], [], []
         for source in sources:
-            image = read_rgb(source.path)
+            image = read_image(source.path)
             images.append(fit_to(image, size))
             keys.append(_digest_key(source.path, size, image.shape[:2]))
             if source.keypoints is not None:
@@ -179,7 +179,7 @@ def add_reference_folder(accumulator: MetricAccumulator, options: EvaluationOpti
     files = list_images(options.fid_reference)
     for start in range(0, len(files), options.batch_size):
         chunk = files[start:start + options.batch_size]
-        images = [read_rgb(p) for p in chunk]
+        images = [read_image(p) for p in chunk]
         for shape in dict.fromkeys(image.shape for image in images):
             picked = [i for i, image in enumerate(images) if image.shape == shape]
             accumulator.add_fid_reference(_chw([images[i] for i in picked]), [file_digest(chunk[i]) for i in picked])

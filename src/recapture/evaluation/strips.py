@@ -1,4 +1,5 @@
-"""Reading scored images: float images checked for NaN, and one panel cut out of side-by-side strips.
+"""Reading scored images (through the project's one decoder, which refuses NaN pixels of float TIFFs
+naming the file), and one panel cut out of side-by-side strips.
 
 Published outputs are often strips (source | target | generated, PATN's 5 panels, ...). ``--panel K
 --panels N [--panel-gap G]`` scores panel K (1-based; -1 is the last) of a strip of N equal panels
@@ -16,9 +17,7 @@ import numpy as np
 from PIL import Image
 
 from recapture.data.errors import FormatError
-
-#: PIL modes holding floats or wide integers, checked for non-finite values before conversion.
-_NUMERIC_MODES = ("F", "I", "I;16", "I;16B", "I;16L")
+from recapture.data.formats import read_image
 
 
 @dataclass(frozen=True)
@@ -58,27 +57,6 @@ class Panels:
         return x0, x0 + panel_width
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB of an image file. FormatError naming the file if it is missing, corrupt,
-    or a float/integer image (e.g. a float TIFF) holding NaN or infinite values."""
-    path = Path(path)
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in _NUMERIC_MODES:
-                values = np.asarray(image)
-                if values.dtype.kind == "f" and not np.isfinite(values).all():
-                    bad = int((~np.isfinite(values)).sum())
-                    raise FormatError(path, f"{bad} NaN or infinite pixel value(s); refusing to score it")
-            return np.array(image.convert("RGB"))
-    except FileNotFoundError:
-        raise FormatError(path, "file not found") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        if isinstance(exc, FormatError):
-            raise
-        raise FormatError(path, f"cannot decode image ({exc})") from None
-
-
 def fit_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``image`` resized to ``size`` (H, W) with PIL bilinear if it differs."""
     height, width = size
@@ -90,7 +68,7 @@ def fit_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def read_generated(path: Path, size: tuple[int, int], panels: Panels = Panels()) -> np.ndarray:
     """A generated image as ``(H, W, 3)`` uint8 of the real image's ``size``: the chosen panel of a strip,
     resized bilinearly (PIL) if needed."""
-    image = read_rgb(path)
+    image = read_image(path)
     if not panels.whole:
         x0, x1 = panels.bounds(image.shape[1], path)
         image = image[:, x0:x1]

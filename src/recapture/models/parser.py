@@ -89,10 +89,15 @@ class ParserHeadConfig:
     shallow: int = 48
     fine: int = 64
     num_parts: int = LIP20.num_parts
+    context: int = 0  # hidden width of the global-context branch (0: none, the first shipped head)
+    bands: int = 4  # horizontal bands of the crop pooled separately by the context branch
 
 
 class ParserHead(nn.Module):
     """Stage maps + person mask + pose -> LIP-20 logits on the conv_4 grid.
+
+    With ``config.context`` > 0, a global-context vector (:meth:`pooled_context`) is added to every cell
+    of the middle (mixed_2-grid) features.
 
     forward: ``stages`` ``{conv_4: (N,192,..), mixed_2: (N,288,..), mixed_7: (N,768,..)}`` of a
     :data:`INPUT_SIZE` input, ``mask`` ``(N, 1, H, W)`` person probability at input pixels, ``keypoints``
@@ -110,12 +115,30 @@ class ParserHead(nn.Module):
         self.shallow_in = _block(STAGE_CHANNELS["conv_4"], c.shallow, 1)
         self.fine = nn.Sequential(_block(c.middle + c.shallow + extra, c.fine, 3), _block(c.fine, c.fine, 3),
                                   nn.Conv2d(c.fine, c.num_parts, 1))
+        if c.context > 0:
+            self.context = nn.Sequential(nn.Linear(c.deep * (1 + c.bands), c.context), nn.ReLU(inplace=True),
+                                         nn.Linear(c.context, c.middle))
+            nn.init.zeros_(self.context[2].weight)  # starts as a no-op: a head without context can be extended
+            nn.init.zeros_(self.context[2].bias)
+
+    def pooled_context(self, deep: Tensor, mask: Tensor) -> Tensor:
+        """``(N, deep, h7, w7)`` deep features and ``(N, 1, H, W)`` person mask -> ``(N, middle)``: the
+        features averaged over the person (mask-weighted), over the whole person and over each of
+        ``bands`` horizontal bands of the crop, through a small MLP (one garment vs. top + skirt)."""
+        weight = align(mask.float(), "input", "mixed_7", (mask.shape[-2], mask.shape[-1])) + 1e-3
+        rows = torch.tensor_split(torch.arange(deep.shape[-2], device=deep.device), self.config.bands)
+        regions = [torch.arange(deep.shape[-2], device=deep.device), *rows]
+        pooled = [(deep[:, :, r] * weight[:, :, r]).sum((2, 3)) / weight[:, :, r].sum((2, 3)) for r in regions]
+        return self.context(torch.cat(pooled, 1))
 
     def forward(self, stages: dict[str, Tensor], mask: Tensor, keypoints: Tensor) -> Tensor:
         size = (mask.shape[-2], mask.shape[-1])
-        deep = align(self.deep(stages["mixed_7"].float()), "mixed_7", "mixed_2", size)
+        deep7 = self.deep(stages["mixed_7"].float())
+        deep = align(deep7, "mixed_7", "mixed_2", size)
         extra = torch.cat([align(mask.float(), "input", "mixed_2", size), pose_heatmaps(keypoints, "mixed_2", size)], 1)
         middle = self.middle(torch.cat([deep, self.middle_in(stages["mixed_2"].float()), extra], 1))
+        if self.config.context > 0:
+            middle = middle + self.pooled_context(deep7, mask)[:, :, None, None]
         extra = torch.cat([align(mask.float(), "input", "conv_4", size), pose_heatmaps(keypoints, "conv_4", size)], 1)
         middle = align(middle, "mixed_2", "conv_4", size)
         return self.fine(torch.cat([middle, self.shallow_in(stages["conv_4"].float()), extra], 1))

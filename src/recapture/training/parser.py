@@ -49,6 +49,9 @@ class ParserTrainConfig:
     steps: int = 1400
     batch_size: int = 10
     learning_rate: float = 2e-3
+    warmup: int = 100  # linear warm-up steps before the cosine decay
+    group_loss: float = 0.0  # weight of the auxiliary cross entropy on the 7 coarse groups (summed probabilities)
+    init: str = ""  # a checkpoint whose best head starts this run (parts the new head adds start fresh)
     weight_decay: float = 1e-4
     class_weight_power: float = 0.5  # weight of a part = (median frequency / frequency) ** power, clipped
     calibrate: bool = True  # tune per-part logit offsets on the validation split (folded into the last bias)
@@ -69,6 +72,17 @@ def class_weights(labels: np.ndarray, power: float) -> torch.Tensor:
     frequency = counts / counts.sum()
     weights = (np.median(frequency) / frequency) ** power
     return torch.tensor(np.clip(weights, 0.2, 5.0), dtype=torch.float32)
+
+
+def group_loss(logits: torch.Tensor, labels: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Cross entropy of the coarse groups: ``(B, 20, H, W)`` logits, their probabilities summed per group
+    (``table`` ``(256,)`` part -> group, ``len(COARSE_GROUPS)`` for none); pixels of no group are skipped."""
+    groups = len(COARSE_GROUPS)
+    probabilities = logits.softmax(dim=1)
+    member = F.one_hot(table[:LIP20.num_parts], groups + 1)[:, :groups].to(logits.dtype)  # (20, groups)
+    grouped = F.conv2d(probabilities, member.t()[:, :, None, None].contiguous()).clamp_min(1e-6).log()
+    target = table[labels.clamp(max=255)]
+    return F.nll_loss(grouped, target.masked_fill(target == groups, IGNORE), ignore_index=IGNORE)
 
 
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]
@@ -200,7 +214,7 @@ def train(config: ParserTrainConfig) -> dict:
     weights = class_weights(np.asarray(train_cache.arrays["labels"]), config.class_weight_power)
     head = ParserHead(config.head)
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _warm_cosine(s, config.steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _warm_cosine(s, config.steps, config.warmup))
     state = {"step": 0, "best": -1.0, "best_head": None, "best_scores": {}, "seconds": 0.0}
     checkpoint = run / "checkpoint.pt"
     if checkpoint.is_file():
@@ -210,6 +224,13 @@ def train(config: ParserTrainConfig) -> dict:
         schedule.load_state_dict(saved["schedule"])
         state = saved["state"]
         print(f"resumed at step {state['step']}", flush=True)
+    elif config.init:
+        start = torch.load(config.init, map_location="cpu", weights_only=True)["state"]["best_head"]
+        missing, unexpected = head.load_state_dict(start, strict=False)
+        if unexpected:
+            raise ValueError(f"{config.init}: head weights the config does not have: {', '.join(unexpected)}")
+        print(f"started from {config.init} (fresh: {', '.join(missing) or 'nothing'})", flush=True)
+    table = torch.from_numpy(coarse_table())
     rng = np.random.default_rng(config.seed + state["step"])
     writer = SummaryWriter(str(run / "tensorboard"))
     last_save, started = time.time(), time.time() - state["seconds"]
@@ -225,6 +246,8 @@ def train(config: ParserTrainConfig) -> dict:
         stages, mask, keypoints, labels = batch(train_cache, rows)
         logits = upsample_logits(head(stages, mask, keypoints))
         loss = F.cross_entropy(logits, labels, weight=weights, ignore_index=IGNORE)
+        if config.group_loss > 0:
+            loss = loss + config.group_loss * group_loss(logits, labels, table)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
