@@ -102,11 +102,11 @@ def pair_table(model: CorrespondenceGenerator, batches: list[Batch], generators:
             oracle = majority_layout(batch.target_labels, model.num_parts, size)
             add("model (true target layout)", model(*inputs, oracle, batch.target_pose, batch.prior).image, batch)
         for name, loaded in generators.items():
-            size = tuple(batch.target_image.shape[-2:])
+            output = tuple(batch.target_image.shape[-2:])
             with torch.no_grad():
                 made = loaded.generator(batch.source_image, batch.source_labels,
-                                        keypoints_to_heatmaps(batch.source_keypoints, size),
-                                        keypoints_to_heatmaps(batch.target_keypoints, size),
+                                        keypoints_to_heatmaps(batch.source_keypoints, output),
+                                        keypoints_to_heatmaps(batch.target_keypoints, output),
                                         source_keypoints=batch.source_keypoints,
                                         target_keypoints=batch.target_keypoints).image
             add(name, made, batch)

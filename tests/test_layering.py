@@ -27,8 +27,9 @@ LAYERS = {
 #: and training prepares real data with the photo stages (pose estimation of CCP photos).
 ALLOWED_ACROSS = {("evaluation", "pipelines"), ("training", "pipelines")}
 #: Scoring two folders must not pull in model loading or generation.
-FOLDER_SCORING = ("recapture.evaluation.metrics", "recapture.evaluation.matching", "recapture.evaluation.report",
-                  "recapture.evaluation.ssim")
+FOLDER_SCORING = tuple(f"recapture.evaluation.{name}" for name in (
+    "metrics", "matching", "report", "ssim", "folders", "options", "baselines", "strips", "cache", "paired",
+    "distributions"))
 
 
 def module_name(path: Path) -> str:
