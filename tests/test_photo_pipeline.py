@@ -350,3 +350,23 @@ def test_cli_reference_lists_every_option() -> None:
         for param in command.commands[name].params:  # type: ignore[attr-defined]
             if isinstance(param, click.Option):
                 assert param.opts[0] in text, f"{name} {param.opts[0]} missing from docs/cli.md"
+
+
+def test_warp_method_moves_the_source_pixels_with_the_keypoint_prior(recapturer: Recapturer) -> None:
+    from recapture.models.keypoint_warp import warp_image
+
+    photo = draw_people([(5, 0, 190)])
+    target = preset_library()["walking"].keypoints
+    found = run_photo(PhotoRequest(source=photo, target=target, options=PhotoOptions(method="warp")),
+                      models(recapturer))
+    framed, result = found.prepared.framed, found.result
+    source = framed.source
+    expected = warp_image(torch.from_numpy(source.image.copy()).permute(2, 0, 1).float()[None],
+                          torch.from_numpy(source.layout.astype(np.int64))[None], source.keypoints[None],
+                          result.target_keypoints[None], recapturer.label_set)
+    expected = expected[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+    assert np.array_equal(result.image, expected)
+    same = recapturer.warp(source, source.keypoints)
+    assert np.abs(same.astype(int) - source.image.astype(int))[source.layout > 0].mean() < 2.0
+    with pytest.raises(ValueError, match="unknown method"):
+        PhotoOptions(method="paint")

@@ -205,6 +205,8 @@ def edit(source: str = typer.Argument(..., help="Source portrait (a dataset imag
          overwrite: bool = typer.Option(False, help="Allow --out to replace the source photo itself."),
          backend: str = typer.Option("torch", help="torch | onnxruntime (CPU, no attention maps)."),
          threads: int | None = typer.Option(None, min=1, help="Threads (default: $RECAPTURE_THREADS or free cores)."),
+         method: str = typer.Option("model", help="model (the networks) | warp (training-free keypoint part-affine "
+                                    "warp of the source: the floor)."),
          ) -> None:
     """Recapture a portrait in a new pose, with figure and clothing edits (docs/cli.md)."""
     from pathlib import Path
@@ -220,7 +222,7 @@ def edit(source: str = typer.Argument(..., help="Source portrait (a dataset imag
                               attention=attention_pixel(attention), parser=parser, person=person,
                               allow_invent=allow_invent, retarget=not no_retarget,
                               invented_mask=Path(invented_mask) if invented_mask else None, quality=quality,
-                              verbose=verbose, overwrite=overwrite)
+                              verbose=verbose, overwrite=overwrite, method=method)
         _runtime(threads, backend)
         if backend == "onnxruntime":
             from recapture.pipelines.onnx_backend import onnx_recapturer

@@ -54,6 +54,7 @@ class EditRequest:
     quality: int = 95
     verbose: bool = False
     overwrite: bool = False  # allow an output to replace an existing file or an input (the source photo)
+    method: str = "model"  # "model" or "warp": the training-free keypoint part-affine warp of the source
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ def run_edit(request: EditRequest, recapturer: Recapturer | None = None) -> Edit
         source = request.source
         parser = request.source_layout if request.source_layout is not None else request.parser
     options = PhotoOptions(person=request.person, frame=FrameOptions(retarget=request.retarget,
-                                                                     allow_invent=request.allow_invent))
+                                                                     allow_invent=request.allow_invent),
+                           method=request.method)
     with PhotoModels(recapturer, parser, request.verbose) as models:
         found = run_photo(PhotoRequest(source=source, target=target.keypoints, edits=edits,  # type: ignore[arg-type]
                                        source_pose=source_pose, source_layout=source_layout, out=request.out,

@@ -160,9 +160,11 @@ def frame(photo: np.ndarray, posed: Posed, segmented: Segmented, parsed: Parsed,
 
 
 # ---------------------------------------------------------------- geometric, appearance
-def geometric(recapturer: Recapturer, framed: Framed, index: int = 0, edits: object | None = None) -> LayoutPrediction:
-    """Ŝ_B for target ``index`` of ``framed`` (then ``edits``), in the model frame."""
-    return recapturer.predict_layout(framed.source, framed.targets[index], edits)
+def geometric(recapturer: Recapturer, framed: Framed, index: int = 0, edits: object | None = None,
+              method: str = "model") -> LayoutPrediction:
+    """Ŝ_B for target ``index`` of ``framed`` (then ``edits``), in the model frame (``method``: see
+    :data:`recapture.pipelines.recapture.METHODS`)."""
+    return recapturer.predict_layout(framed.source, framed.targets[index], edits, method=method)
 
 
 @dataclass(frozen=True)
@@ -172,8 +174,10 @@ class Appearance:
     image: np.ndarray
 
 
-def appearance(recapturer: Recapturer, framed: Framed, geometry: LayoutPrediction) -> Appearance:
-    """The appearance network's image for one placed target."""
+def appearance(recapturer: Recapturer, framed: Framed, geometry: LayoutPrediction, method: str = "model") -> Appearance:
+    """The person's image for one placed target: the appearance network's, or the keypoint warp's."""
+    if method == "warp":
+        return Appearance(recapturer.warp(framed.source, geometry.target_keypoints))
     return Appearance(recapturer.render(framed.source, geometry.target_keypoints, geometry.target_layout))
 
 

@@ -21,7 +21,7 @@ from recapture.pipelines.framing import (
     INVENTED_WARNING, Appearance, Composited, FrameOptions, Framed, appearance, composite_person, frame, geometric,
 )
 from recapture.pipelines.photo_io import PhotoFile, write_photo
-from recapture.pipelines.recapture import LayoutPrediction, Recapturer, Result
+from recapture.pipelines.recapture import LayoutPrediction, Recapturer, Result, check_method
 from recapture.pipelines.stages import (
     STAGES, Decoded, Encoded, Parsed, Posed, Segmented, collected_warnings, decode, detect_people, encode,
     estimate_pose, given_source, parse, quiet_native_logs, segment,
@@ -97,6 +97,10 @@ class PhotoOptions:
     max_side: int | None = None
     inpaint_method: str = "telea"
     feather_px: float | None = None
+    method: str = "model"  # "model" or "warp" (the training-free keypoint warp; see recapture.METHODS)
+
+    def __post_init__(self) -> None:
+        check_method(self.method)
 
 
 @dataclass(frozen=True)
@@ -229,9 +233,9 @@ def render_photo(models: PhotoModels, prepared: PreparedPhoto, index: int = 0, e
     """geometric -> appearance -> composite for placed target ``index``; timings added to ``timings``."""
     clock = _Clock(timings)
     with clock.stage("geometric"):
-        geometry = geometric(models.recapturer, prepared.framed, index, edits)
+        geometry = geometric(models.recapturer, prepared.framed, index, edits, options.method)
     with clock.stage("appearance"):
-        generated = appearance(models.recapturer, prepared.framed, geometry)
+        generated = appearance(models.recapturer, prepared.framed, geometry, options.method)
     with clock.stage("composite"):
         composited = composite_person(prepared.decoded.photo, prepared.segmented.person_mask, prepared.framed,
                                       geometry, generated, background, options.inpaint_method, options.feather_px)

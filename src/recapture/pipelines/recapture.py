@@ -42,6 +42,18 @@ class Result:
     source: SourceInput
 
 
+#: How the target is made: the model (geometric + appearance networks) or the training-free keypoint
+#: part-affine warp of the source (layout and pixels; the floor every model must beat).
+METHODS = ("model", "warp")
+
+
+def check_method(method: str) -> str:
+    """``method`` if it is one of :data:`METHODS`; ValueError listing them otherwise."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    return method
+
+
 @dataclass(frozen=True)
 class LayoutPrediction:
     """The geometric step of one recapture (model frame)."""
@@ -193,12 +205,20 @@ class Recapturer:
     # ------------------------------------------------------------ outputs
     @torch.no_grad()
     def predict_layout(self, source: SourceInput, target_pose: np.ndarray, edits: object | None = None,
-                       target_layout: np.ndarray | None = None) -> LayoutPrediction:
-        """The geometric network's Ŝ_B for ``source`` in ``target_pose`` ((18, 2) model frame), then
+                       target_layout: np.ndarray | None = None, method: str = "model") -> LayoutPrediction:
+        """Ŝ_B for ``source`` in ``target_pose`` ((18, 2) model frame) — the geometric network's
+        (``method="model"``) or the training-free keypoint warp of the source layout (``"warp"``) — then
         ``target_layout`` (replacing it) and ``edits`` (a :class:`recapture.body.edits.LayoutEdits`)."""
+        check_method(method)
         keypoints = self._target_keypoints(target_pose)
         _, layout, source_heat, target_heat = self._tensors(source, keypoints)
-        logits = self.generator.geometric(layout, source_heat, target_heat, source.keypoints[None], keypoints[None])
+        if method == "warp":
+            from recapture.models.keypoint_warp import warp_layout
+
+            logits = warp_layout(layout, source.keypoints[None], keypoints[None], self.label_set).layout
+        else:
+            logits = self.generator.geometric(layout, source_heat, target_heat, source.keypoints[None],
+                                              keypoints[None])
         predicted = logits.argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
         used = predicted if target_layout is None else self._check_target_layout(target_layout)
         if edits is not None and not edits.is_empty():  # type: ignore[attr-defined]
