@@ -183,7 +183,7 @@ def synth(out: str | None = typer.Option(None, help="Output folder of the datase
 def edit(source: str = typer.Argument(..., help="Source portrait (a dataset image or a photo in the wild)."),
          pose: str = typer.Option(..., help="Target pose: preset name, FILE.csv:ROW, FILE.json or a photo."),
          out: str = typer.Option(..., help="Output image (.jpg, .png, .webp, .tif, .bmp)."),
-         model: str = typer.Option("synthhumans", help="Bundled weights name, exported file or run directory."),
+         model: str = typer.Option("default", help="Bundled weights name, exported file or run directory."),
          pose_frame: str | None = typer.Option(None, help="HxW frame of --pose keypoints if not inferable."),
          source_pose: str | None = typer.Option(None, help="Source keypoints (FILE.csv:ROW or JSON) in its frame."),
          source_layout: str | None = typer.Option(None, help="Source parsing PNG (LIP labels)."),
@@ -279,7 +279,7 @@ def parse(images: list[str] = typer.Argument(..., help="Photos, or folders of ph
 def video(source: str = typer.Option(..., help="Source portrait photo (or dataset image with --source-pose)."),
           reference: str = typer.Option(..., help="Reference video whose poses drive the source."),
           out: str = typer.Option(..., help="Output MP4 (same FPS as the reference, its audio copied)."),
-          model: str = typer.Option("synthhumans", help="Bundled weights name, exported file or run directory."),
+          model: str = typer.Option("default", help="Bundled weights name, exported file or run directory."),
           source_pose: str | None = typer.Option(None, help="Source keypoints (FILE.csv:ROW or JSON)."),
           source_layout: str | None = typer.Option(None, help="Source parsing PNG (LIP labels)."),
           smoothing: bool = typer.Option(True, help="One-Euro smoothing of the estimated keypoints."),
@@ -337,7 +337,7 @@ def demo(out: str = typer.Option("demo-out", help="Folder for index.html and its
 
 @app.command("serve")
 def serve(port: int = typer.Option(7860, min=1, max=65535, help="Port of the web editor (1-65535)."),
-          model: str = typer.Option("synthhumans", help="Bundled weights name, exported file or run directory."),
+          model: str = typer.Option("default", help="Bundled weights name, exported file or run directory."),
           host: str = typer.Option("127.0.0.1", help="Address to bind (keep 127.0.0.1 unless you mean it)."),
           pose_file: list[str] = typer.Option([], help="Annotation CSV whose rows the page offers as poses."),
           device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),

@@ -30,7 +30,7 @@ from recapture.app.state import KEEP, POSE_KINDS, SLIDER_RANGE, EditChoice, Edit
 from recapture.body.edits import CLOTHING_SLOTS, FIGURE_GROUPS  # noqa: E402
 from recapture.devices import check_device  # noqa: E402
 from recapture.pipelines.recapture import Recapturer  # noqa: E402
-from recapture.hub import bundled_models, describe  # noqa: E402
+from recapture.hub import REGISTRY, bundled_models, describe  # noqa: E402
 
 log = logging.getLogger("recapture.app")
 #: Requests waiting beyond this are refused (the page says the queue is full).
@@ -181,15 +181,15 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def serve(model: str | Path = "synthhumans", host: str = "127.0.0.1", port: int = 7860,
+def serve(model: str | Path = "default", host: str = "127.0.0.1", port: int = 7860,
           pose_files: Sequence[str | Path] = (), device: str = "cpu", limits: UploadLimits = UploadLimits()) -> None:
     """Start the editor and block until interrupted (Ctrl-C or SIGTERM); its temporary folder is removed
     on the way out, and stale ones of killed servers (older than a day) at start."""
     check_device(device)
     if not 1 <= int(port) <= 65535:
         raise AppError(f"port {port} is outside 1-65535")
-    if str(model) == "synthhumans" and "synthhumans" not in bundled_models() and not Path(model).exists():
-        raise AppError("the bundled 'synthhumans' weights are not installed in this copy; start with "
+    if str(model) in REGISTRY and str(model) not in bundled_models() and not Path(model).exists():
+        raise AppError(f"the bundled {str(model)!r} weights are not installed in this copy; start with "
                        "--model FILE.safetensors (exported weights) or a training run directory")
     for folder in clean_stale_work_dirs():
         log.info("removed stale work folder %s", folder)

@@ -35,7 +35,7 @@ class EditRequest:
     source: Path
     pose: str
     out: Path
-    model: str = "synthhumans"
+    model: str = "default"
     pose_frame: tuple[int, int] | None = None
     source_pose: str | None = None
     source_layout: Path | None = None

@@ -265,8 +265,9 @@ class OnnxGenerator(nn.Module):
         return GeneratorOutput(image=image, layout_logits=layout_logits, target_layout=used)
 
     def render(self, source_image: Tensor, source_layout: Tensor, source_pose: Tensor, target_layout: Tensor,
-               target_pose: Tensor) -> Tensor:
-        """The appearance network's image ``(B, 3, H, W)`` (as :meth:`RecaptureGenerator.render`)."""
+               target_pose: Tensor, *, source_keypoints: object = None, target_keypoints: object = None) -> Tensor:
+        """The appearance network's image ``(B, 3, H, W)`` (as :meth:`RecaptureGenerator.render`; the
+        exported appearance networks take poses as heatmaps, so keypoints are not used)."""
         return self.appearance(source_image, source_layout, source_pose, target_pose, target_layout)
 
     def sat_attention(self, *args: object, **kwargs: object) -> None:

@@ -120,7 +120,7 @@ def heat_overlay(image: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 class Recapturer:
-    """``Recapturer.from_pretrained("synthhumans")(source_image, target_pose, source_pose=..., source_layout=...)``."""
+    """``Recapturer.from_pretrained("default")(source_image, target_pose, source_pose=..., source_layout=...)``."""
 
     def __init__(self, generator: RecaptureGenerator, config: ModelConfig, device: str | torch.device = "cpu",
                  loaded: LoadedGenerator | None = None) -> None:
@@ -245,7 +245,8 @@ class Recapturer:
         labels = self._check_target_layout(target_layout)
         image, layout, source_heat, target_heat = self._tensors(source, keypoints)
         used_hot = self.label_set.one_hot(torch.from_numpy(labels.astype(np.int64))).unsqueeze(0).to(self.device)
-        output = self.generator.render(image, layout, source_heat, used_hot, target_heat)
+        output = self.generator.render(image, layout, source_heat, used_hot, target_heat,
+                                       source_keypoints=source.keypoints[None], target_keypoints=keypoints[None])
         rgb = ((output[0].permute(1, 2, 0).float().cpu().numpy() + 1.0) * 127.5).round().clip(0, 255)
         return rgb.astype(np.uint8)
 

@@ -206,7 +206,7 @@ def recapture_photo_video(models: object, source: object, reference: str | Path,
                        timings=timings, size=tuple(photo.shape[:2]), flicker=flicker)  # type: ignore[arg-type]
 
 
-def run_video_command(source: str | Path, reference: str | Path, out: str | Path, *, model: str = "synthhumans",
+def run_video_command(source: str | Path, reference: str | Path, out: str | Path, *, model: str = "default",
                       source_pose: str | None = None, source_layout: str | Path | None = None, smoothing: bool = True,
                       size: int = VIDEO_MAX_SIDE, parser: str | None = None, person: int = 0,
                       allow_invent: bool = False, retarget: bool = True, verbose: bool = False) -> VideoResult:

@@ -54,6 +54,8 @@ class ParserTrainConfig:
     init: str = ""  # a checkpoint whose best head starts this run (parts the new head adds start fresh)
     weight_decay: float = 1e-4
     class_weight_power: float = 0.5  # weight of a part = (median frequency / frequency) ** power, clipped
+    boost_parts: str = ""  # comma-separated LIP-20 parts whose loss weight is multiplied by boost
+    boost: float = 1.0
     calibrate: bool = True  # tune per-part logit offsets on the validation split (folded into the last bias)
     validate_every: int = 200
     checkpoint_minutes: float = 5.0
@@ -212,6 +214,7 @@ def train(config: ParserTrainConfig) -> dict:
     (run / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     train_cache, validation_cache = prepare_caches(config)
     weights = class_weights(np.asarray(train_cache.arrays["labels"]), config.class_weight_power)
+    weights[[LIP20.index(name.strip()) for name in config.boost_parts.split(",") if name.strip()]] *= config.boost
     head = ParserHead(config.head)
     optimizer = torch.optim.AdamW(head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _warm_cosine(s, config.steps, config.warmup))
