@@ -35,7 +35,7 @@ from recapture.evaluation.ssim import psnr, ssim
 from recapture.hub import LoadedGenerator, load_generator
 from recapture.models.correspondence import (CorrespondenceConfig, CorrespondenceGenerator, load_correspondence,
                                              majority_layout, repose)
-from recapture.models.keypoint_warp import warp_image
+from recapture.body.keypoint_warp import warp_image
 from recapture.training.correspondence import Batch, collate
 
 HEAD = (0, 14, 15, 16, 17)

@@ -31,7 +31,7 @@ from recapture.data.dataset import PairBatch, PairDataset, collate_pairs
 from recapture.evaluation.ssim import l1_distance, psnr, to_uint8
 from recapture.evaluation.synthetic import layout_iou
 from recapture.hub import load_generator
-from recapture.models.keypoint_warp import part_warp, warp_image
+from recapture.body.keypoint_warp import part_warp, warp_image
 
 GROUPS = {"arms": ("left_arm", "right_arm"), "legs": ("left_leg", "right_leg"), "hair": ("hair",),
           "face": ("face",), "shoes": ("left_shoe", "right_shoe")}

@@ -29,7 +29,7 @@ from recapture.body.parts import LIP20
 from recapture.data.ccp import HELD_OUT_IDS
 from recapture.data.ccp_pairs import build_photos, pose_change
 from recapture.hub import load_generator
-from recapture.models.keypoint_warp import part_warp
+from recapture.body.keypoint_warp import part_warp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from layout import scores, write_atomic  # noqa: E402

@@ -17,7 +17,7 @@ from recapture.data.formats import pair_name, read_pairs
 from recapture.evaluation.generate import ModelEvaluationOptions, evaluate_model
 from recapture.evaluation.options import EvaluationOptions
 from recapture.hub import save_generator
-from recapture.models.keypoint_warp import part_warp
+from recapture.body.keypoint_warp import part_warp
 from recapture.models.generator import RecaptureGenerator
 from recapture.training.distributed import DistributedContext
 from recapture.training.trainer import Trainer, TrainingError

@@ -8,8 +8,8 @@ import torch
 
 from recapture.body.keypoints import KEYPOINT_INDEX, flip_keypoints
 from recapture.body.parts import LIP20
-from recapture.models.keypoint_warp import part_warp, warp_image, warp_layout
-from recapture.models.part_maps import BACK, FRONT, SIDE, segment_maps, view_of
+from recapture.body.keypoint_warp import part_warp, warp_image, warp_layout
+from recapture.body.part_maps import BACK, FRONT, SIDE, segment_maps, view_of
 
 SIZE = (64, 44)
 #: A standing mannequin with one arm raised (asymmetric), all 18 joints present, y/x at 64x44.

@@ -353,7 +353,7 @@ def test_cli_reference_lists_every_option() -> None:
 
 
 def test_warp_method_moves_the_source_pixels_with_the_keypoint_prior(recapturer: Recapturer) -> None:
-    from recapture.models.keypoint_warp import warp_image
+    from recapture.body.keypoint_warp import warp_image
 
     photo = draw_people([(5, 0, 190)])
     target = preset_library()["walking"].keypoints

@@ -5,7 +5,7 @@ The deformation (:func:`make_pair`), all at the output size:
 
 1. limbs rotated about their joints along the kinematic chain (shoulder -> elbow -> wrist, hip -> knee ->
    ankle) and the head about the neck; the body is re-drawn with the part-by-part backward warp of
-   :mod:`recapture.models.keypoint_warp` (depth order: limbs in front of the torso as the new pose implies);
+   :mod:`recapture.body.keypoint_warp` (depth order: limbs in front of the torso as the new pose implies);
 2. a global similarity (scale, shift, small rotation) and a smooth random thin-plate-like displacement field.
 
 Half the pairs are mirrored as a whole first (photo, left/right parts and joints swapped): a mirror between
@@ -39,7 +39,7 @@ from recapture.body.keypoints import flip_keypoints, missing_mask
 from recapture.body.parts import LIP20
 from recapture.data.ccp import HELD_OUT_IDS, IGNORE, CcpDataset, split_ids
 from recapture.data.formats import read_annotations
-from recapture.models.keypoint_warp import part_warp, warp_image
+from recapture.body.keypoint_warp import part_warp, warp_image
 
 #: Kinematic chains (joint, child joints moved with it) and the maximum rotation in degrees.
 _CHAINS = (((2, 3), (3, 4), 55.0, 45.0), ((5, 6), (6, 7), 55.0, 45.0),

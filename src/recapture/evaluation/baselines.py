@@ -7,7 +7,7 @@ A method that does not beat them has not learned what the metric is meant to rew
 | ``all_white`` | every pixel 255 | SSIM rewards DeepFashion's white background (0.6+ for a blank image) |
 | ``copy_source`` | the source photo, unchanged (resized to the target's size) | FID/KID ignore the pose: a copied source scores like a good method |
 | ``mean_colour`` | the target pose mask filled with the target's mean colour inside it, the rest with its mean colour outside | pixel metrics reward a blurry average |
-| ``part_affine_warp`` | the source warped part by part to the target keypoints by the training-free keypoint prior (:func:`recapture.models.keypoint_warp.warp_image`, which needs the source layouts) | the floor a learned model must beat |
+| ``part_affine_warp`` | the source warped part by part to the target keypoints by the training-free keypoint prior (:func:`recapture.body.keypoint_warp.warp_image`, which needs the source layouts) | the floor a learned model must beat |
 
 Each floor is a :class:`Floor`: a name, a description, what it needs (``"source"`` images, target
 ``"keypoints"``, ``"source_keypoints"``, source ``"layouts"``) and a function of a :class:`FloorBatch`.
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-WARP_MODULE, WARP_FUNCTION = "recapture.models.keypoint_warp", "warp_image"
+WARP_MODULE, WARP_FUNCTION = "recapture.body.keypoint_warp", "warp_image"
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ COPY_SOURCE = Floor("copy_source", "the source image unchanged (resized to the t
 MEAN_COLOUR = Floor("mean_colour", "target pose mask filled with the target's mean colour inside, mean colour "
                     "outside elsewhere", frozenset({"keypoints"}), mean_colour)
 PART_AFFINE_WARP = Floor("part_affine_warp", "source warped part by part to the target keypoints (training-free "
-                         "keypoint prior, models/keypoint_warp.py)",
+                         "keypoint prior, body/keypoint_warp.py)",
                          frozenset({"source", "keypoints", "source_keypoints", "layouts"}), part_affine_warp)
 
 

@@ -5,7 +5,7 @@ it comes from* (a sampling grid, "flow") and *whether the source shows it* (visi
 also paints pixels for what the source never showed (the LGR-informed generated image). The pixels
 themselves come from the full-resolution source::
 
-    prior   = keypoint part-affine backward warp (models/keypoint_warp.py); the torso's map where no part covers
+    prior   = keypoint part-affine backward warp (body/keypoint_warp.py); the torso's map where no part covers
     SAT     = part-restricted attention (models/sat.py) -> expected source position of each target pixel
     flow    = prior + flow_scale * decoder([..., SAT position - prior])     (last layer zero: starts at prior)
     full    = full-size prior + upsample(flow - prior)    (the prior grid at the output size keeps part edges
@@ -32,8 +32,8 @@ from recapture.body.keypoints import NUM_KEYPOINTS, heatmaps_to_keypoints, keypo
 from recapture.body.parts import get_label_set
 from recapture.config import ModelConfig
 from recapture.models.blocks import Merge, PyramidEncoder, activation, conv2d, level_widths
-from recapture.models.keypoint_warp import part_warp
-from recapture.models.part_maps import TORSO, segment_maps
+from recapture.body.keypoint_warp import part_warp
+from recapture.body.part_maps import TORSO, segment_maps
 from recapture.models.layout_ops import labels_at, layout_at, to_one_hot
 from recapture.models.lgr import LayoutGraphReasoning
 from recapture.models.sat import SemanticAttentiveTransfer, identity_grid

@@ -2,7 +2,7 @@
 layout ``Ŝ_B`` from the source layout and both poses.
 
 With ``model.geometric_prior`` the network does not draw ``Ŝ_B`` from scratch: the keypoint prior
-(:func:`recapture.models.keypoint_warp.warp_layout`) moves the source layout part by part, and the
+(:func:`recapture.body.keypoint_warp.warp_layout`) moves the source layout part by part, and the
 network predicts residual logits over it (newly visible parts, hair and loose clothes, view changes)::
 
     logits = prior_gain * one_hot(warped S_A) + residual_gain * upsample(U-Net(warped S_A, unexplained,
@@ -28,7 +28,7 @@ from recapture.body.keypoints import FLIP_PERMUTATION, NUM_KEYPOINTS, flip_keypo
 from recapture.body.parts import get_label_set
 from recapture.config import ModelConfig
 from recapture.models.blocks import Merge, PyramidEncoder, ResBlock, conv2d, level_widths, validate_model_config
-from recapture.models.keypoint_warp import WarpedLayout, warp_layout
+from recapture.body.keypoint_warp import WarpedLayout, warp_layout
 
 
 def to_network_size(tensor: Tensor, size: tuple[int, int], binary: bool = False) -> Tensor:

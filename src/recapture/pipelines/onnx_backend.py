@@ -9,7 +9,7 @@ One ``.onnx`` file holds both networks as one graph (opset 17, batch 1, the mode
                                                   target_layout, target_pose)
              layout_logits (1, N, H, W)    geometric(source_layout, source_pose, target_pose)
 
-With ``model.geometric_prior`` the keypoint part warp (:func:`recapture.models.keypoint_warp.warp_layout`,
+With ``model.geometric_prior`` the keypoint part warp (:func:`recapture.body.keypoint_warp.warp_layout`,
 data-dependent NumPy) stays outside the graph: :class:`OnnxGenerator` computes it in torch and feeds its
 ``layout`` and ``unexplained`` maps; the graph holds the U-Net and the learned gains.
 
@@ -71,7 +71,7 @@ class _Graph(nn.Module):
         image = self.generator.render(source_image, source_layout, source_pose, target_layout, target_pose)
         geometric = self.generator.geometric
         if prior:  # the warp becomes two graph inputs (its own computation is data-dependent NumPy)
-            from recapture.models.keypoint_warp import WarpedLayout
+            from recapture.body.keypoint_warp import WarpedLayout
 
             validity = prior[0].new_ones(prior[0].shape[:2])  # not read by the network
             warped = WarpedLayout(layout=prior[0], validity=validity, unexplained=prior[1])
@@ -198,7 +198,7 @@ class _Geometric:
         if not self.config.geometric_prior:
             return self.session(source_layout, source_pose, target_pose)
         from recapture.models.geometric import keypoints_from_heatmaps
-        from recapture.models.keypoint_warp import warp_layout
+        from recapture.body.keypoint_warp import warp_layout
 
         source = keypoints_from_heatmaps(source_pose) if source_keypoints is None else source_keypoints
         target = keypoints_from_heatmaps(target_pose) if target_keypoints is None else target_keypoints

@@ -213,7 +213,7 @@ class Recapturer:
         keypoints = self._target_keypoints(target_pose)
         _, layout, source_heat, target_heat = self._tensors(source, keypoints)
         if method == "warp":
-            from recapture.models.keypoint_warp import warp_layout
+            from recapture.body.keypoint_warp import warp_layout
 
             logits = warp_layout(layout, source.keypoints[None], keypoints[None], self.label_set).layout
         else:
@@ -228,8 +228,8 @@ class Recapturer:
     @torch.no_grad()
     def warp(self, source: SourceInput, target_pose: np.ndarray) -> np.ndarray:
         """``(H, W, 3)`` uint8: the training-free keypoint warp of ``source`` into ``target_pose`` (no network;
-        the floor every model must beat, :func:`recapture.models.keypoint_warp.warp_image`)."""
-        from recapture.models.keypoint_warp import warp_image
+        the floor every model must beat, :func:`recapture.body.keypoint_warp.warp_image`)."""
+        from recapture.body.keypoint_warp import warp_image
 
         keypoints = self._target_keypoints(target_pose)
         image = torch.from_numpy(np.array(source.image)).permute(2, 0, 1).float()[None]

@@ -40,7 +40,7 @@ from recapture.hub import bundled_path, read_model_file, save_generator
 from recapture.models.discriminators import PatchDiscriminator
 from recapture.models.generator import RecaptureGenerator
 from recapture.models.inception import load_inception
-from recapture.models.keypoint_warp import warp_image
+from recapture.body.keypoint_warp import warp_image
 from recapture.models.losses import discriminator_loss, generator_adversarial_loss
 from recapture.training.checkpoint import load_checkpoint, save_checkpoint
 

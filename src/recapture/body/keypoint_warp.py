@@ -1,7 +1,7 @@
 """The keypoint prior: a training-free, part-by-part warp of the source layout (and image) into the target
 pose (the geometric transform's starting point, and the ``warp`` baseline every model must beat).
 
-It is a *backward* warp: for every target pixel and every body segment (:mod:`recapture.models.part_maps`)
+It is a *backward* warp: for every target pixel and every body segment (:mod:`recapture.body.part_maps`)
 the segment's map gives a source coordinate; the segment covers the pixel when that source pixel belongs
 to it; of the covering segments the nearest to the camera in the target view wins. The winner's source
 coordinate is where the pixel's label (nearest) and colour (bilinear) come from, so :func:`warp_layout`
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from recapture.body.parts import LABEL_SETS, LabelSet, get_label_set
-from recapture.models.part_maps import (ARMS, BACK, FRONT, HEAD, NUM_SEGMENTS, TORSO, assign_segments, in_torso,
+from recapture.body.part_maps import (ARMS, BACK, FRONT, HEAD, NUM_SEGMENTS, TORSO, assign_segments, in_torso,
                                         limb_strokes, owner_table, segment_maps)
 
 #: Source pixels within this fraction of the image height around the torso quadrilateral belong to the
