@@ -96,3 +96,16 @@ def build_tiny_dataset(root: Path, count: int = 4, pad: int = 0, seed: int = 0) 
 def tiny_manifest(tmp_path: Path) -> Path:
     """Manifest of a 4-image, 4-pair tiny dataset in ``tmp_path``."""
     return build_tiny_dataset(tmp_path / "tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight generator of ``configs/tiny.yaml`` (seed 0) saved as a model file."""
+    from recapture.config import load_config
+    from recapture.hub import save_generator
+    from recapture.models.generator import RecaptureGenerator
+
+    torch.manual_seed(0)
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml").model
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    return save_generator(RecaptureGenerator(config).state_dict(), config, path, {"trained_on": "random init"})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from recapture.body.keypoints import KEYPOINT_INDEX, keypoints_to_heatmaps

@@ -19,8 +19,7 @@ from recapture.body.parts import LIP20
 from recapture.cli import app
 from recapture.config import load_config
 from recapture.data.dataset import PairDataset, collate_pairs
-from recapture.data.formats import pair_name, read_image
-from recapture.data.manifest import read_manifest
+from recapture.data.formats import pair_name
 from recapture.data.synthetic import EditRecord, SynthConfig, generate as write_synthhumans
 from recapture.evaluation import EvaluationReport, EvaluationSettings, read_json, ssim, write_json
 from recapture.evaluation.report import metric_fields

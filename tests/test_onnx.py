@@ -17,7 +17,7 @@ pytest.importorskip("onnxruntime")
 from recapture.cli import app  # noqa: E402
 from recapture.config import load_config  # noqa: E402
 from recapture.data.formats import write_layout  # noqa: E402
-from recapture.hub import WeightsError, load_generator, save_generator  # noqa: E402
+from recapture.hub import WeightsError, load_generator  # noqa: E402
 from recapture.models.generator import RecaptureGenerator  # noqa: E402
 from recapture.models.sat import SemanticAttentiveTransfer, part_attention  # noqa: E402
 from recapture.pipelines.onnx_backend import (OnnxGenerator, dense_sat, example_inputs, export_onnx,  # noqa: E402
@@ -26,14 +26,6 @@ from recapture.pipelines.poses import fit_keypoints, preset_library  # noqa: E40
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SIZE = (32, 24)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    config = load_config(CONFIGS / "tiny.yaml").model
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    return save_generator(RecaptureGenerator(config).state_dict(), config, path, {"trained_on": "random init"})
 
 
 @pytest.fixture(scope="module")

