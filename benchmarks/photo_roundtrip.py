@@ -20,11 +20,11 @@ import json
 import platform
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
 
+from recapture.evaluation.roundtrip import round_trip_scores
 from recapture.pipelines.photo import PhotoModels, PhotoRequest, run_photo
 from recapture.pipelines.poses import load_pose
 from recapture.pipelines.recapture import Recapturer
@@ -36,17 +36,9 @@ HELD_OUT = ("0905.jpg", "0930.jpg", "0960.jpg", "1004.jpg")
 
 
 def scores(photo: np.ndarray, output: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """PSNR over the mask's box and the mask's high-frequency ratio (output / input)."""
-    ys, xs = np.nonzero(mask)
-    box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
-    mse = float(((photo[box].astype(np.float64) - output[box]) ** 2).mean())
-    psnr = 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
-
-    def detail(image: np.ndarray) -> float:
-        gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-        return float(np.abs(cv2.Laplacian(gray, cv2.CV_64F))[mask].mean())
-
-    return round(psnr, 2), round(detail(output) / max(detail(photo), 1e-9), 3)
+    """(PSNR over the mask's box, high-frequency ratio) as :func:`round_trip_scores` gives them."""
+    found = round_trip_scores(photo, output, mask)
+    return found.psnr, found.detail
 
 
 def main() -> None:

@@ -370,3 +370,19 @@ def test_warp_method_moves_the_source_pixels_with_the_keypoint_prior(recapturer:
     assert np.abs(same.astype(int) - source.image.astype(int))[source.layout > 0].mean() < 2.0
     with pytest.raises(ValueError, match="unknown method"):
         PhotoOptions(method="paint")
+
+
+@pytest.mark.slow
+def test_own_pose_round_trip_of_a_real_photo_keeps_its_detail() -> None:
+    """A CCP held-out photo re-posed into its own pose with the bundled models (learned parser, keypoint
+    prior layout, correspondence appearance copying photo-resolution pixels). Measured: 23.6 dB over the
+    person box and 65% of the input's high-frequency energy; the floors pin that level (the issue's target
+    is 24 dB; the 256x176 paint-and-enlarge path gave 12.8-14.1 dB and 12-24%)."""
+    from recapture.evaluation.roundtrip import round_trip_scores
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "ccp" / "photos" / "0930.jpg"
+    with PhotoModels(Recapturer.from_pretrained("default")) as loaded:
+        found = run_photo(PhotoRequest(source=path), loaded)
+    photo = found.prepared.decoded.photo
+    scores = round_trip_scores(photo, found.composite, found.prepared.segmented.person_mask > 0.5)
+    assert scores.psnr >= 22.5 and scores.detail >= 0.55, scores

@@ -207,6 +207,8 @@ def edit(source: str = typer.Argument(..., help="Source portrait (a dataset imag
          threads: int | None = typer.Option(None, min=1, help="Threads (default: $RECAPTURE_THREADS or free cores)."),
          method: str = typer.Option("model", help="model (the networks) | warp (training-free keypoint part-affine "
                                     "warp of the source: the floor)."),
+         layout: str = typer.Option("prior", help="Target layout of a photo: prior (keypoint warp of its parsing) "
+                                    "| network (the geometric network's correction; trained on SynthHumans only)."),
          ) -> None:
     """Recapture a portrait in a new pose, with figure and clothing edits (docs/cli.md)."""
     from pathlib import Path
@@ -222,7 +224,8 @@ def edit(source: str = typer.Argument(..., help="Source portrait (a dataset imag
                               attention=attention_pixel(attention), parser=parser, person=person,
                               allow_invent=allow_invent, retarget=not no_retarget,
                               invented_mask=Path(invented_mask) if invented_mask else None, quality=quality,
-                              verbose=verbose, overwrite=overwrite, method=method)
+                              verbose=verbose, overwrite=overwrite, method=method,
+                              layout=layout)
         _runtime(threads, backend)
         if backend == "onnxruntime":
             from recapture.pipelines.onnx_backend import onnx_recapturer

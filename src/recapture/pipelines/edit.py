@@ -55,6 +55,7 @@ class EditRequest:
     verbose: bool = False
     overwrite: bool = False  # allow an output to replace an existing file or an input (the source photo)
     method: str = "model"  # "model" or "warp": the training-free keypoint part-affine warp of the source
+    layout: str = "prior"  # a photo's Ŝ_B: "prior" (keypoint warp of its parsing) or "network"
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def run_edit(request: EditRequest, recapturer: Recapturer | None = None) -> Edit
         parser = request.source_layout if request.source_layout is not None else request.parser
     options = PhotoOptions(person=request.person, frame=FrameOptions(retarget=request.retarget,
                                                                      allow_invent=request.allow_invent),
-                           method=request.method)
+                           method=request.method, layout=request.layout)
     with PhotoModels(recapturer, parser, request.verbose) as models:
         found = run_photo(PhotoRequest(source=source, target=target.keypoints, edits=edits,  # type: ignore[arg-type]
                                        source_pose=source_pose, source_layout=source_layout, out=request.out,

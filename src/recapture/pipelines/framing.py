@@ -167,18 +167,42 @@ def geometric(recapturer: Recapturer, framed: Framed, index: int = 0, edits: obj
     return recapturer.predict_layout(framed.source, framed.targets[index], edits, method=method)
 
 
+#: Longest side (rows) of the photo-resolution render: bounds time and memory on huge photos.
+MAX_FULL_SIDE = 1280
+
+
 @dataclass(frozen=True)
 class Appearance:
-    """The generated person ``(h, w, 3)`` uint8 in the model frame."""
+    """The generated person: ``image`` ``(h, w, 3)`` uint8 in the model frame; ``full`` the same view at photo
+    resolution (window ``full_crop``) when the model copies its pixels from the full-size source, else None."""
 
     image: np.ndarray
+    full: np.ndarray | None = None
+    full_crop: PersonCrop | None = None
 
 
-def appearance(recapturer: Recapturer, framed: Framed, geometry: LayoutPrediction, method: str = "model") -> Appearance:
-    """The person's image for one placed target: the appearance network's, or the keypoint warp's."""
+def full_window(crop: PersonCrop, max_side: int = MAX_FULL_SIDE) -> PersonCrop:
+    """The model frame's window at photo resolution (at most ``max_side`` rows, at least the model's)."""
+    box_height = crop.box[2] - crop.box[0]
+    height = int(min(max_side, max(crop.model_size[0], round(box_height))))
+    width = int(round(height * crop.model_size[1] / crop.model_size[0]))
+    return PersonCrop(box=crop.box, scale=height / box_height, model_size=(height, width))
+
+
+def appearance(recapturer: Recapturer, framed: Framed, geometry: LayoutPrediction, method: str = "model",
+               photo: np.ndarray | None = None) -> Appearance:
+    """The person's image for one placed target: the keypoint warp's (``method="warp"``) or the appearance
+    network's; a network that copies pixels (correspondence) takes them from ``photo`` at its resolution
+    ("learn geometry small, copy appearance big"), the others paint in the model frame."""
     if method == "warp":
         return Appearance(recapturer.warp(framed.source, geometry.target_keypoints))
-    return Appearance(recapturer.render(framed.source, geometry.target_keypoints, geometry.target_layout))
+    window = None if photo is None or not recapturer.copies_full_resolution else full_window(framed.crop)
+    if window is None or window.model_size[0] <= framed.crop.model_size[0]:
+        return Appearance(recapturer.render(framed.source, geometry.target_keypoints, geometry.target_layout))
+    full = recapturer.render_full(framed.source, geometry.target_keypoints, geometry.target_layout,
+                                  crop_to_model(photo, window))
+    small = cv2.resize(full, framed.crop.model_size[::-1], interpolation=cv2.INTER_AREA)
+    return Appearance(small, full, window)
 
 
 # ---------------------------------------------------------------- composite
@@ -234,7 +258,12 @@ def composite_person(photo: np.ndarray, person_mask: np.ndarray, framed: Framed,
         opaque = cv2.erode(alpha, np.ones((3, 3), np.uint8))
         background = inpaint_background(photo, person_mask, method, keep=_to_photo_mask(opaque, framed.crop, size,
                                                                                          0.99))
-    image = composite(background, generated.image, alpha, framed.crop, feather_px)
+    if generated.full is not None and generated.full_crop is not None:
+        window = generated.full_crop
+        big_alpha = np.clip(cv2.resize(alpha, window.model_size[::-1], interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
+        image = composite(background, generated.full, big_alpha, window, feather_px)
+    else:
+        image = composite(background, generated.image, alpha, framed.crop, feather_px)
     invented_model = invented_labels(framed.source.layout, geometry) & (alpha > 0)
     invented = _to_photo_mask(invented_model.astype(np.float32), framed.crop, size, 0.5)
     share = float(invented_model.sum() / max(1.0, float((alpha > 0).sum())))

@@ -85,6 +85,10 @@ class PhotoModels:
         self.close()
 
 
+#: Where a photo's target layout Ŝ_B comes from (see :attr:`PhotoOptions.layout`).
+LAYOUT_SOURCES = ("prior", "network")
+
+
 @dataclass(frozen=True)
 class PhotoOptions:
     """How a photo is handled: person (0 = largest), framing (see :class:`FrameOptions`), the long side
@@ -98,9 +102,15 @@ class PhotoOptions:
     inpaint_method: str = "telea"
     feather_px: float | None = None
     method: str = "model"  # "model" or "warp" (the training-free keypoint warp; see recapture.METHODS)
+    #: Ŝ_B of a real photo: "prior" (the keypoint part-affine warp of the parsed layout) or "network" (the
+    #: geometric network's correction of it). The bundled geometric network learned its correction on
+    #: SynthHumans only and makes real layouts worse (docs/models.md), so photos use the prior by default.
+    layout: str = "prior"
 
     def __post_init__(self) -> None:
         check_method(self.method)
+        if self.layout not in LAYOUT_SOURCES:
+            raise ValueError(f"unknown layout source {self.layout!r}; choose one of {', '.join(LAYOUT_SOURCES)}")
 
 
 @dataclass(frozen=True)
@@ -233,9 +243,10 @@ def render_photo(models: PhotoModels, prepared: PreparedPhoto, index: int = 0, e
     """geometric -> appearance -> composite for placed target ``index``; timings added to ``timings``."""
     clock = _Clock(timings)
     with clock.stage("geometric"):
-        geometry = geometric(models.recapturer, prepared.framed, index, edits, options.method)
+        layout_method = "warp" if options.method == "warp" or options.layout == "prior" else "model"
+        geometry = geometric(models.recapturer, prepared.framed, index, edits, layout_method)
     with clock.stage("appearance"):
-        generated = appearance(models.recapturer, prepared.framed, geometry, options.method)
+        generated = appearance(models.recapturer, prepared.framed, geometry, options.method, prepared.decoded.photo)
     with clock.stage("composite"):
         composited = composite_person(prepared.decoded.photo, prepared.segmented.person_mask, prepared.framed,
                                       geometry, generated, background, options.inpaint_method, options.feather_px)

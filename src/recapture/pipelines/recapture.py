@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -236,6 +237,46 @@ class Recapturer:
         layout = torch.from_numpy(source.layout.astype(np.int64))[None]
         moved = warp_image(image, layout, source.keypoints[None], keypoints[None], self.label_set)
         return moved[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+    @property
+    def copies_full_resolution(self) -> bool:
+        """Whether the appearance network copies pixels along a flow (``model.appearance: correspondence``),
+        so :meth:`render_full` can take them from a larger image of the same view."""
+        from recapture.models.correspondence import CorrespondenceGenerator
+
+        return isinstance(getattr(self.generator, "appearance", None), CorrespondenceGenerator)
+
+    @torch.no_grad()
+    def render_full(self, source: SourceInput, target_pose: np.ndarray, target_layout: np.ndarray,
+                    source_full: np.ndarray) -> np.ndarray:
+        """``(H', W', 3)`` uint8 at the size of ``source_full``, a larger ``(H', W', 3)`` uint8 image of exactly the
+        model frame's view (same aspect): the networks run at their internal size, the pixels are sampled
+        from ``source_full`` (layouts enlarged nearest, keypoints scaled). Needs :attr:`copies_full_resolution`."""
+        from recapture.models.correspondence import repose
+
+        if not self.copies_full_resolution:
+            raise ValueError("this model paints its pixels (model.appearance: generative): use render()")
+        height, width = self.image_size
+        full_size = source_full.shape[:2]
+        if abs(full_size[1] / full_size[0] - width / height) > 0.02:
+            raise ValueError(f"source_full {full_size} does not have the model frame's aspect {height}x{width}")
+        factor = full_size[0] / height
+        keypoints = self._target_keypoints(target_pose)
+        labels = self._check_target_layout(target_layout)
+
+        def enlarge_labels(values: np.ndarray) -> torch.Tensor:
+            big = cv2.resize(values.astype(np.uint8), full_size[::-1], interpolation=cv2.INTER_NEAREST)
+            return torch.from_numpy(big.astype(np.int64))[None].to(self.device)
+
+        def enlarge_points(points: np.ndarray) -> np.ndarray:
+            points = np.asarray(points, dtype=np.float64)
+            return np.where(missing_mask(points)[:, None], -1.0, (points + 0.5) * factor - 0.5)[None]
+
+        image = torch.from_numpy(np.ascontiguousarray(source_full)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+        output = repose(self.generator.appearance, image[None].to(self.device), enlarge_labels(source.layout),
+                        enlarge_points(source.keypoints), enlarge_points(keypoints), enlarge_labels(labels))
+        rgb = ((output.image[0].permute(1, 2, 0).float().cpu().numpy() + 1.0) * 127.5).round().clip(0, 255)
+        return rgb.astype(np.uint8)
 
     @torch.no_grad()
     def render(self, source: SourceInput, target_pose: np.ndarray, target_layout: np.ndarray) -> np.ndarray:
