@@ -161,3 +161,11 @@ def test_evaluation_generates_the_same_batch_with_either_backend(tiny_model: Pat
         torch_out, onnx_out = (generate(g, batch, target_layout) for g in generators)
         assert torch.equal(torch_out.used_labels, onnx_out.used_labels)
         assert (torch_out.images.int() - onnx_out.images.int()).abs().max() <= 1
+
+
+def test_a_correspondence_model_is_refused_with_the_reason(tmp_path: Path) -> None:
+    from recapture.pipelines.onnx_backend import export_onnx
+
+    with pytest.raises(WeightsError, match="correspondence.*ONNX export does not cover"):
+        export_onnx("default", tmp_path / "default.onnx")
+    assert not list(tmp_path.iterdir())

@@ -133,6 +133,10 @@ def export_onnx(model: str | Path | LoadedGenerator, out: str | Path) -> OnnxExp
     loaded = model if isinstance(model, LoadedGenerator) else load_generator(model)
     if not isinstance(loaded.generator, RecaptureGenerator):
         raise WeightsError(f"{loaded.source}: only a torch generator can be exported")
+    if loaded.config.appearance != "generative":
+        raise WeightsError(f"{loaded.source}: its appearance network ({loaded.config.appearance}) samples the source "
+                           "along a keypoint prior computed outside the network, which ONNX export does not cover yet; "
+                           "export a model with model.appearance: generative")
     generator = loaded.generator
     if not is_folded(generator):
         generator = prepare_for_inference(copy.deepcopy(generator))
