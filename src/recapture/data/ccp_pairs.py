@@ -22,8 +22,6 @@ never returns them.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +37,7 @@ from recapture.body.keypoints import flip_keypoints, missing_mask
 from recapture.body.parts import LIP20
 from recapture.data.ccp import HELD_OUT_IDS, IGNORE, CcpDataset, split_ids
 from recapture.data.formats import read_annotations
+from recapture.fileio import atomic_path
 from recapture.body.keypoint_warp import part_warp, warp_image
 
 #: Kinematic chains (joint, child joints moved with it) and the maximum rotation in degrees.
@@ -70,10 +69,8 @@ class CcpPhotos:
         """Write an ``.npz`` atomically."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-        os.close(handle)
-        np.savez(temporary, images=self.images, labels=self.labels, keypoints=self.keypoints, ids=self.ids)
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            np.savez(temporary, images=self.images, labels=self.labels, keypoints=self.keypoints, ids=self.ids)
 
     @staticmethod
     def load(path: str | Path) -> CcpPhotos:

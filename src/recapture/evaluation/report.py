@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
+
+from recapture.fileio import atomic_write_text
 
 
 def metric(key: str, label: str, higher_is_better: bool | None, core: bool = False, digits: int = 4) -> Any:
@@ -220,16 +221,9 @@ def report_from_dict(data: Mapping[str, Any], settings: EvaluationSettings | Non
                             baselines_unavailable=dict(data.get("baselines_unavailable", {})), **values)
 
 
-def _write_atomically(path: str | Path, text: str) -> None:
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def write_json(report: EvaluationReport, path: str | Path) -> None:
     """Write :func:`report_to_dict` as indented JSON (strict: no NaN/Infinity), atomically."""
-    _write_atomically(path, json.dumps(report_to_dict(report), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(path, json.dumps(report_to_dict(report), indent=2, allow_nan=False) + "\n")
 
 
 def read_json(path: str | Path) -> EvaluationReport:
@@ -278,4 +272,4 @@ def to_markdown(report: EvaluationReport, title: str = "Evaluation") -> str:
 
 def write_markdown(report: EvaluationReport, path: str | Path, title: str = "Evaluation") -> None:
     """Write :func:`to_markdown` to ``path``, atomically."""
-    _write_atomically(path, to_markdown(report, title))
+    atomic_write_text(path, to_markdown(report, title))

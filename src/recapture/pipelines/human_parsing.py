@@ -23,6 +23,7 @@ import torch
 from recapture.body.keypoints import missing_mask
 from recapture.body.parts import LIP20
 from recapture.config import ConfigError, from_dict
+from recapture.fileio import atomic_path, atomic_write_text
 from recapture.hub import REGISTRY, WeightsError, bundled_models, bundled_path, read_model_file
 from recapture.models.inception import load_inception
 from recapture.models.parser import INPUT_SIZE, STAGES, ParserHead, ParserHeadConfig, image_tensor, parser_crop, \
@@ -343,12 +344,6 @@ def photo_paths(inputs: list[str | Path]) -> list[Path]:
     return found
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    write(temporary)
-    temporary.replace(path)
-
-
 def overlay(image: np.ndarray, result: ParseResult) -> np.ndarray:
     """The photo with the layout's colours blended in (50%) and the skeleton drawn."""
     from recapture.pipelines.photo import draw_keypoints
@@ -380,15 +375,16 @@ def parse_files(inputs: list[str | Path], out: str | Path, parser: str = "ccp", 
                 continue
             out.mkdir(parents=True, exist_ok=True)
             layout_path, keypoints_path = out / f"{path.stem}.png", out / f"{path.stem}.json"
-            _write_atomic(layout_path, lambda p: write_layout(p, result.labels, LIP20))
+            write_layout(layout_path, result.labels, LIP20)
             pose = {"keypoints": np.round(result.keypoints, 2).tolist(), "frame": list(image.shape[:2]),
                     "source": str(path), "people": result.people, "person": result.person}
-            _write_atomic(keypoints_path, lambda p: p.write_text(json.dumps(pose) + "\n"))
+            atomic_write_text(keypoints_path, json.dumps(pose) + "\n")
             overlay_path = None
             if visualize:
                 overlay_path = out / f"{path.stem}-overlay.jpg"
                 picture = cv2.cvtColor(overlay(image, result), cv2.COLOR_RGB2BGR)
-                _write_atomic(overlay_path, lambda p: cv2.imwrite(str(p), picture) or None)
+                with atomic_path(overlay_path) as temporary:
+                    cv2.imwrite(str(temporary), picture)
             confidence = {n: round(float(c), 4) for n, c in zip(LIP20.names, result.confidence) if np.isfinite(c)}
             done.append(ParsedPhoto(path, layout_path, keypoints_path, overlay_path, result.people, person, confidence))
     return done

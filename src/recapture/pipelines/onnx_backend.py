@@ -27,7 +27,6 @@ folded before tracing (:func:`recapture.models.inference.prepare_for_inference`)
 from __future__ import annotations
 
 import copy
-import os
 import tempfile
 import time
 import warnings
@@ -43,6 +42,7 @@ from torch import Tensor, nn
 
 from recapture.body.keypoints import NUM_KEYPOINTS
 from recapture.config import ConfigError, ModelConfig, from_dict, to_dict
+from recapture.fileio import atomic_path
 from recapture.hub import LoadedGenerator, WeightsError, load_generator
 from recapture.models.generator import GeneratorOutput, RecaptureGenerator
 from recapture.models.inference import is_folded, prepare_for_inference
@@ -142,9 +142,7 @@ def export_onnx(model: str | Path | LoadedGenerator, out: str | Path) -> OnnxExp
         generator = prepare_for_inference(copy.deepcopy(generator))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         with dense_sat(generator), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's notes on shape checks that are constant here
             inputs = example_inputs(loaded.config)
@@ -159,10 +157,6 @@ def export_onnx(model: str | Path | LoadedGenerator, out: str | Path) -> OnnxExp
                                                             if k in ("trained_on", "step", "tensors_sha256")}}
         onnx.helper.set_model_props(graph, info)
         onnx.save(graph, tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return OnnxExport(path=out, config=loaded.config, seconds=time.perf_counter() - start)
 
 

@@ -13,7 +13,6 @@ take ``quality``. The file appears atomically (a temporary file in the same fold
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +30,6 @@ OUTPUT_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP
 SOFTWARE = "Recapture"
 EDITED = "edited with Recapture"
 _ORIENTATION, _SOFTWARE, _DESCRIPTION = 0x0112, 0x0131, 0x010E
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 class WildPhotoError(ValueError):
@@ -148,7 +145,6 @@ def write_photo(path: str | Path, pixels: np.ndarray, like: PhotoFile | None = N
         options["quality"] = int(quality)
     with atomic_path(path) as temporary:
         image.save(temporary, format=kind, **options)
-        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
     return path
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from recapture.config import load_config, to_dict
 from recapture.data.ccp import COARSE_GROUPS, HELD_OUT_IDS, IGNORE, CcpDataset, coarse_table, confusion, \
     iou_per_class, split_ids
 from recapture.data.formats import read_annotations
+from recapture.fileio import atomic_path
 from recapture.hub import write_model_file
 from recapture.models.inception import BACKBONE_NAME
 from recapture.models.parser import STAGES, ParserHead, ParserHeadConfig, upsample_logits
@@ -168,11 +168,8 @@ def _warm_cosine(step: int, steps: int, warmup: int = 100) -> float:
 
 
 def _save_atomic(state: dict, path: Path) -> None:
-    temporary = path.with_suffix(".tmp")
-    torch.save(state, temporary)
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        torch.save(state, temporary)
 
 
 def export_head(head_state: dict[str, torch.Tensor], config: ParserTrainConfig, scores: dict, path: Path) -> None:
