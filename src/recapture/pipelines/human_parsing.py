@@ -227,8 +227,8 @@ class ParseResult:
     person: int
 
 
-def _pose_of(person: Person, image: np.ndarray, estimator: Callable[[np.ndarray], PoseEstimate | None],
-             alone: bool) -> np.ndarray:
+def pose_of_person(person: Person, image: np.ndarray, estimator: Callable[[np.ndarray], PoseEstimate | None],
+                   alone: bool) -> np.ndarray:
     """Keypoints of one person: BlazePose on the photo when alone, else on a crop around its component."""
     if alone:
         estimate = estimator(image)
@@ -294,7 +294,7 @@ def parse_photo(image: np.ndarray, parser: LayoutParser | str = "ccp", person: i
                                 f"found (numbered 0-{len(people) - 1} by decreasing size)")
         if len(people) > 1:
             warnings.warn(f"{len(people)} people found; parsing person {person} (0 is the largest)", stacklevel=2)
-        keypoints = _pose_of(people[person], image, models.estimator, alone=len(people) == 1)
+        keypoints = pose_of_person(people[person], image, models.estimator, alone=len(people) == 1)
     finally:
         if own:
             models.close()

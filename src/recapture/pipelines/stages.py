@@ -26,7 +26,7 @@ import numpy as np
 
 from recapture.body.keypoints import missing_mask
 from recapture.body.parts import LabelSet
-from recapture.pipelines.human_parsing import Person, _pose_of, find_people
+from recapture.pipelines.human_parsing import Person, find_people, pose_of_person
 from recapture.pipelines.parsing import LayoutParser, merge_to
 from recapture.pipelines.photo_io import PhotoFile, WildPhotoError, as_photo_file, write_photo
 from recapture.pipelines.pose_estimation import PoseEstimate
@@ -143,7 +143,7 @@ class Posed:
 def estimate_pose(decoded: Decoded, people: People,
                   estimator: Callable[[np.ndarray], PoseEstimate | None]) -> Posed:
     """BlazePose on the analysis copy (on a crop around the person when there are several)."""
-    found = _pose_of(people.people[people.chosen], decoded.analysis, estimator, alone=people.count == 1)
+    found = pose_of_person(people.people[people.chosen], decoded.analysis, estimator, alone=people.count == 1)
     keypoints = np.asarray(found, dtype=np.float64)
     return Posed(keypoints=scale_points(keypoints, 1.0 / decoded.factor), analysis_keypoints=keypoints)
 
