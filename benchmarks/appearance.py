@@ -36,7 +36,8 @@ from recapture.hub import LoadedGenerator, load_generator
 from recapture.models.correspondence import (CorrespondenceConfig, CorrespondenceGenerator, load_correspondence,
                                              majority_layout, repose)
 from recapture.body.keypoint_warp import warp_image
-from recapture.training.correspondence import Batch, collate
+from recapture.training.correspondence_data import Batch, collate
+from recapture.training.parsed_photos import ParsedLayouts
 
 HEAD = (0, 14, 15, 16, 17)
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -75,18 +76,21 @@ def score(made: torch.Tensor, real: torch.Tensor, keypoints: np.ndarray) -> dict
     return out
 
 
-def pairs_of(photos: CcpPhotos, ids: tuple[int, ...], config: CorrespondenceConfig, seed: int) -> list[Batch]:
-    """One self-supervised pair per photo id, batched by 10."""
+def pairs_of(photos: CcpPhotos, ids: tuple[int, ...], config: CorrespondenceConfig, seed: int,
+             parsed: np.ndarray | None = None) -> list[Batch]:
+    """One self-supervised pair per photo id, batched by 10 (``parsed``: the parser's layouts in the row order of
+    ``photos``, carried through the deformation as the source layouts; None: CCP's ground truth)."""
     rows = [int(np.flatnonzero(photos.ids == i)[0]) for i in ids]
     rng = np.random.default_rng(seed)
-    pairs = [make_pair(photos.images[r], photos.labels[r], photos.keypoints[r], rng, config.internal_size)
-             for r in rows]
+    pairs = [make_pair(photos.images[r], photos.labels[r], photos.keypoints[r], rng, config.internal_size,
+                       parsed=None if parsed is None else parsed[r]) for r in rows]
     return [collate(pairs[i:i + 10], config, [False] * len(pairs[i:i + 10])) for i in range(0, len(pairs), 10)]
 
 
-def pair_table(model: CorrespondenceGenerator, batches: list[Batch], generators: dict[str, LoadedGenerator]
-               ) -> dict[str, dict[str, list[float]]]:
-    """Scores of the model, whole generators (their own predicted Ŝ_B) and the floors on the same pairs."""
+def pair_table(model: CorrespondenceGenerator, batches: list[Batch], generators: dict[str, LoadedGenerator],
+               others: dict[str, CorrespondenceGenerator] | None = None) -> dict[str, dict[str, list[float]]]:
+    """Scores of the model, other correspondence weights (warped source layout), whole generators (their own
+    predicted Ŝ_B) and the floors on the same pairs."""
     rows: dict[str, dict[str, list[float]]] = {}
 
     def add(name: str, made: torch.Tensor, batch: Batch) -> None:
@@ -101,6 +105,8 @@ def pair_table(model: CorrespondenceGenerator, batches: list[Batch], generators:
                                                       batch.prior).image, batch)
             oracle = majority_layout(batch.target_labels, model.num_parts, size)
             add("model (true target layout)", model(*inputs, oracle, batch.target_pose, batch.prior).image, batch)
+            for name, other in (others or {}).items():
+                add(name, other(*inputs, batch.target_layout, batch.target_pose, batch.prior).image, batch)
         for name, loaded in generators.items():
             output = tuple(batch.target_image.shape[-2:])
             with torch.no_grad():
@@ -158,6 +164,10 @@ def main() -> None:
     parser.add_argument("--split", choices=("held-out", "validation"), default="held-out",
                         help="validation: the 60 validation photos of 0001-0904 (for development runs)")
     parser.add_argument("--name", default="appearance")
+    parser.add_argument("--parsed", default="", help="the parser's layouts (training/parsed_photos.py) as the pairs' "
+                        "source layouts, for every row (the test-time input); default: CCP's ground truth")
+    parser.add_argument("--compare", action="append", default=[], metavar="NAME=WEIGHTS",
+                        help="also score other correspondence weights (warped source layout)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.time()
@@ -165,16 +175,20 @@ def main() -> None:
     photos = CcpPhotos.load(args.photos)
     ids = tuple(HELD_OUT_IDS) if args.split == "held-out" else training_ids()[1]
     generators = {name: load_generator(where) for name, where in (item.split("=", 1) for item in args.generator)}
-    table = pair_table(model, pairs_of(photos, ids, model.config, args.seed), generators)
+    parsed = ParsedLayouts.load(args.parsed).for_photos(photos) if args.parsed else None
+    others = {name: load_correspondence(where) for name, where in (item.split("=", 1) for item in args.compare)}
+    table = pair_table(model, pairs_of(photos, ids, model.config, args.seed, parsed), generators, others)
     trip = round_trip(model, Path(args.ccp), Path(args.keypoints), ids[:args.round_trip])
     result = {
-        "weights": args.weights, "split": args.split, "pairs": len(table["all-white (floor)"]["l1"]), "seed": args.seed,
+        "weights": args.weights, "split": args.split, "source_layouts": args.parsed or "CCP ground truth", "pairs": len(table["all-white (floor)"]["l1"]), "seed": args.seed,
         "pair_scores": {name: {key: _mean(values) for key, values in scores.items()} | {
             "face_pairs": len(scores["face_l1"])} for name, scores in table.items()},
         "round_trip_person_psnr": {name: _mean(values) for name, values in trip.items()},
         "round_trip_photos": args.round_trip, "seconds": round(time.time() - started, 1),
     }
     lines = [f"# Appearance on real photos ({result['pairs']} {args.split} CCP self-supervised pairs, 256x176)", "",
+             f"Source layouts: {result['source_layouts']}; target layout of the correspondence rows: the part-affine "
+             "warp of the source layout unless named.", "",
              "| method | L1 | PSNR | SSIM | face L1 | face PSNR |", "|---|---|---|---|---|---|"]
     for name, scores in result["pair_scores"].items():
         lines.append(f"| {name} | {scores['l1']:.4f} | {scores['psnr']:.2f} | {scores['ssim']:.3f} | "

@@ -30,7 +30,8 @@ from recapture.data.ccp import COARSE_GROUPS, HELD_OUT_IDS, CcpDataset, coarse_t
 from recapture.data.formats import read_annotations
 from recapture.hub import bundled_path
 from recapture.models.inception import weights_path
-from recapture.pipelines.human_parsing import PersonModels, find_people, load_parser, parse_files
+from recapture.pipelines.human_parsing import PersonModels, load_parser, parse_files
+from recapture.pipelines.people import find_people
 
 KEYPOINTS = Path(__file__).resolve().parents[1] / "src" / "recapture" / "assets" / "ccp-keypoints.csv"
 PARSERS = ("ccp", "pose-mask")

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from recapture.evaluation.roundtrip import round_trip_scores
+from recapture.fileio import atomic_path, atomic_write_text
 from recapture.pipelines.photo import PhotoModels, PhotoRequest, run_photo
 from recapture.pipelines.poses import load_pose
 from recapture.pipelines.recapture import Recapturer
@@ -72,17 +73,18 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {"model": args.model, "pose": args.pose, "machine": platform.processor() or platform.machine(),
               "threads": 1, "photos": rows}
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    atomic_write_text(args.out.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
     lines = ["| photo | framing | people | parser | time (s) | PSNR (dB) | HF ratio | crop ceiling PSNR | ceiling HF |",
              "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['photo']} | {r['framing']} | {r['people']} | {r['parser']} | {r['seconds']} | {r['psnr_hf'][0]} | "
               f"{r['psnr_hf'][1]} | {r['ceiling_psnr_hf'][0]} | {r['ceiling_psnr_hf'][1]} |" for r in rows]
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     width = max(s.shape[1] for s in sheet)
     padded = [np.pad(s, ((0, 4), (0, width - s.shape[1]), (0, 0)), constant_values=255) for s in sheet]
     picture = Image.fromarray(np.concatenate(padded, axis=0))
     picture.thumbnail((1800, 4000))
-    picture.save(args.out.with_suffix(".jpg"), quality=85)
+    with atomic_path(args.out.with_suffix(".jpg")) as temporary:
+        picture.save(temporary, format="JPEG", quality=85)
     print("\n".join(lines))
 
 

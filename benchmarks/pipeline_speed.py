@@ -6,8 +6,12 @@
 Sections (all medians; the load average is recorded beside each, since the 2-core machine is shared):
 
 * cold ``recapture edit`` on a 560x420 (H x W) photo: wall time of a fresh process (interpreter start
-  included) and its peak RSS, for the code as it is and for the code at ``--baseline`` (``git archive``
-  into a temporary folder, run with ``PYTHONPATH``; nothing in the checkout changes), alternating runs;
+  included), its peak RSS and whether torch was imported, for the code as it is (``default`` on the torch
+  backend and on ``--backend onnxruntime``, whose ONNX files are made once into a temporary
+  ``RECAPTURE_CACHE`` before the timed runs, that time reported) and for the code at ``--baseline``
+  (``git archive`` into a temporary folder, run with ``PYTHONPATH``; nothing in the checkout changes),
+  alternating runs, the 1-minute load average recorded before each run; ratios to the baseline are of
+  medians of the same run;
 * warm per-photo time: models loaded once, photos recaptured in a loop through the API, with each stage's
   time (``PhotoResult.timings``);
 * the generator at 256x176: GFLOPs (``FlopCounterMode``, 2 per multiply-add) and latency of eager torch
@@ -57,9 +61,15 @@ try:
     runpy.run_module("recapture", run_name="__main__")
 except SystemExit as stop:
     code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-import torch
-print("COLD " + json.dumps({"exit": code, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                            "matplotlib": "matplotlib" in sys.modules, "threads": torch.get_num_threads(),
+torch = sys.modules.get("torch")
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child of this (torch-loaded) benchmark would
+# report at least the benchmark's own peak.
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+kib = int(status["VmHWM"].split()[0]) if "VmHWM" in status else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = kib / 1024
+print("COLD " + json.dumps({"exit": code, "peak_rss_mib": peak,
+                            "matplotlib": "matplotlib" in sys.modules, "torch": torch is not None,
+                            "threads": torch.get_num_threads() if torch is not None else None,
                             "package": sys.modules["recapture"].__file__}))
 """
 
@@ -114,12 +124,14 @@ def baseline_tree(commit: str, folder: Path) -> Path | None:
     return folder / "base" / "src"
 
 
-def cold_edit(photo: Path, out: Path, model: str, pythonpath: Path | None) -> dict[str, object]:
-    """One fresh-process ``recapture edit``: wall seconds, peak RSS, matplotlib imported or not."""
+def cold_edit(photo: Path, out: Path, model: str, pythonpath: Path | None, backend: str = "torch") -> dict[str, object]:
+    """One fresh-process ``recapture edit``: wall seconds, peak RSS, matplotlib/torch imported or not."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RECAPTURE_THREADS")}
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
     args = [sys.executable, "-c", COLD, "edit", str(photo), "--pose", POSE, "--out", str(out), "--model", model]
+    args += ["--backend", backend] if backend != "torch" else []
+    load = load1()
     start = time.perf_counter()
     done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     wall = time.perf_counter() - start
@@ -127,18 +139,31 @@ def cold_edit(photo: Path, out: Path, model: str, pythonpath: Path | None) -> di
     info = json.loads(lines[-1][5:]) if lines else {"exit": done.returncode}
     if info.get("exit"):
         info["error"] = (done.stderr.strip().splitlines() or ["?"])[-1][:300]
-    return {"wall_s": wall, **info}
+    return {"wall_s": wall, "load1": load, **info}
+
+
+def fill_onnx_cache(model: str) -> float:
+    """Make the ONNX files of ``model`` and the parser in ``$RECAPTURE_CACHE`` (what a first onnxruntime run
+    does); seconds."""
+    from recapture.pipelines.onnx_parser import export_onnx_file
+
+    start = time.perf_counter()
+    for name in (model, "parser-ccp"):
+        export_onnx_file(name)
+    return time.perf_counter() - start
 
 
 def cold_section(photo: Path, folder: Path, runs: int, models: list[str], baseline: str) -> dict[str, object]:
     base_src = baseline_tree(baseline, folder)
-    variants = [(f"now:{m}", m, None) for m in models]
+    export_s = fill_onnx_cache(models[-1])
+    variants = [(f"now:{m}", m, None, "torch") for m in models] + [(f"now:{models[-1]} onnxruntime", models[-1],
+                                                                     None, "onnxruntime")]
     if base_src is not None:
-        variants.append((f"{baseline}:synthhumans", "synthhumans", base_src))
-    samples: dict[str, list[dict[str, object]]] = {name: [] for name, _, _ in variants}
+        variants.append((f"{baseline}:synthhumans", "synthhumans", base_src, "torch"))
+    samples: dict[str, list[dict[str, object]]] = {variant[0]: [] for variant in variants}
     for i in range(runs):  # alternate, so that a load spike hits every variant alike
-        for name, model, path in variants:
-            samples[name].append(cold_edit(photo, folder / f"cold_{i}.png", model, path))
+        for name, model, path, backend in variants:
+            samples[name].append(cold_edit(photo, folder / f"cold_{i}.png", model, path, backend))
     summary = {}
     for name, runs_of in samples.items():
         ok = [r for r in runs_of if not r.get("exit")]
@@ -147,26 +172,35 @@ def cold_section(photo: Path, folder: Path, runs: int, models: list[str], baseli
             "wall_s_all": [round(r["wall_s"], 2) for r in runs_of],
             "peak_rss_mib_median": statistics.median(r["peak_rss_mib"] for r in ok) if ok else None,
             "matplotlib_imported": any(r.get("matplotlib") for r in ok),
+            "torch_imported": any(r.get("torch", True) for r in ok) if ok else None,
             "threads": ok[0]["threads"] if ok else None,
+            "load1_median": statistics.median(float(r["load1"]) for r in runs_of),
             "errors": sorted({str(r["error"]) for r in runs_of if r.get("error")}),
         }
+    base = summary.get(f"{baseline}:synthhumans", {}).get("wall_s_median")
+    for values in summary.values():
+        values["ratio_to_baseline"] = values["wall_s_median"] / base if base and values["wall_s_median"] else None
     return {"photo": f"{PHOTO_SIZE[0]}x{PHOTO_SIZE[1]}", "pose": POSE, "baseline": baseline, "runs": runs,
-            "variants": summary}
+            "onnx_export_s": export_s, "variants": summary}
 
 
 def warm_section(photos: list[Path], folder: Path, model: str, backend: str = "torch") -> dict[str, object]:
     """Per-photo time with the models loaded once (first photo excluded: it creates the MediaPipe graphs)."""
-    from recapture.pipelines.onnx_backend import onnx_recapturer
+    from recapture.pipelines.edit import EditRequest, onnx_models
     from recapture.pipelines.photo import PhotoModels, PhotoRequest, run_photo
     from recapture.pipelines.poses import load_pose
     from recapture.pipelines.recapture import Recapturer
 
-    start = time.perf_counter()
-    recapturer = onnx_recapturer(model) if backend == "onnxruntime" else Recapturer.from_pretrained(model)
+    start, load = time.perf_counter(), load1()
+    if backend == "onnxruntime":  # the torch-free path of `recapture edit --backend onnxruntime`
+        request = EditRequest(source=photos[0], pose=POSE, out=folder / "unused.jpg", model=model)
+        recapturer, parser = onnx_models(request, torch.get_num_threads())
+    else:
+        recapturer, parser = Recapturer.from_pretrained(model), None
     load_s = time.perf_counter() - start
     target = load_pose(POSE).keypoints
     walls, stages = [], []
-    with PhotoModels(recapturer) as models, torch.inference_mode():
+    with PhotoModels(recapturer, parser) as models, torch.inference_mode():
         for i, photo in enumerate(photos):
             start = time.perf_counter()
             found = run_photo(PhotoRequest(source=photo, target=target, out=folder / f"warm_{i}.jpg"), models)
@@ -175,6 +209,7 @@ def warm_section(photos: list[Path], folder: Path, model: str, backend: str = "t
                 stages.append(found.timings)
     names = list(dict.fromkeys(name for timing in stages for name in timing))
     return {"model": model, "backend": backend, "photos": len(walls), "model_load_s": load_s,
+            "load1_before": load, "load1_after": load1(),
             "per_photo_s_median": statistics.median(walls), "per_photo_s_all": [round(w, 3) for w in walls],
             "stages_s_median": {n: statistics.median(t.get(n, 0.0) for t in stages) for n in names}}
 
@@ -224,8 +259,21 @@ def generator_section(label: str, loaded: object, unfolded: torch.nn.Module, fol
     result["onnx_mib"] = path.stat().st_size / 2**20
     last = [t.contiguous(memory_format=torch.channels_last) for t in inputs]
     runs = {"torch_ms": run(generator, *inputs), "torch_unfolded_ms": run(unfolded.eval(), *inputs),
-            "torch_channels_last_ms": run(copy.deepcopy(generator).to(memory_format=torch.channels_last), *last),
-            "onnxruntime_ms": run(OnnxGenerator(path), *inputs)}
+            "torch_channels_last_ms": run(copy.deepcopy(generator).to(memory_format=torch.channels_last), *last)}
+    if config.appearance == "correspondence":  # its export is the appearance network (+ the NumPy prior)
+        from recapture.pipelines.onnx_photo import OnnxCorrespondence
+
+        runtime = OnnxCorrespondence(path, torch.get_num_threads())
+        image = ((inputs[0][0].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
+        labels = inputs[1][0].argmax(0).numpy()
+        points = keys["source_keypoints"][0], keys["target_keypoints"][0]
+        runs["torch_appearance_ms"] = lambda: generator.render(inputs[0], inputs[1], inputs[2], inputs[1], inputs[3],
+                                                               **keys)
+        runs["onnxruntime_ms"] = lambda: runtime(image, labels, *points, labels, soft_target=True)
+        result["onnx_scope"] = "appearance only (vs torch_appearance_ms)"
+    else:
+        runs["onnxruntime_ms"] = run(OnnxGenerator(path), *inputs)
+        result["onnx_scope"] = "geometric + appearance (vs torch_ms)"
     with torch.inference_mode():
         result.update({name: 1000 * seconds for name, seconds in median_times(runs, repeats).items()})
     result["load1_after"] = load1()
@@ -283,40 +331,50 @@ def to_markdown(report: dict[str, object]) -> str:
     cold = report.get("cold")
     if isinstance(cold, dict):
         lines += [f"## Cold `recapture edit` ({cold['photo']} photo, pose {cold['pose']}, {cold['runs']} runs each)",
-                  "", "| code:model | wall s (median) | all runs | peak RSS MiB | matplotlib | threads |",
-                  "|---|---|---|---|---|---|"]
+                  "", "| code:model | wall s (median) | / baseline | all runs | load1 (median) | peak RSS MiB | "
+                  "torch | matplotlib | threads |", "|---|---|---|---|---|---|---|---|---|"]
         for name, v in cold["variants"].items():
             wall = f"{v['wall_s_median']:.2f}" if v["wall_s_median"] else "failed"
             rss = f"{v['peak_rss_mib_median']:.0f}" if v["peak_rss_mib_median"] else "-"
-            lines.append(f"| {name} | {wall} | {v['wall_s_all']} | {rss} | {v['matplotlib_imported']} | "
-                         f"{v['threads']} |")
-            lines += [f"|  | error: {e} | | | | |" for e in v["errors"]]
-        lines.append("")
+            ratio = f"{v['ratio_to_baseline']:.2f}" if v.get("ratio_to_baseline") else "-"
+            lines.append(f"| {name} | {wall} | {ratio} | {v['wall_s_all']} | {v['load1_median']:.1f} | {rss} | "
+                         f"{v['torch_imported']} | {v['matplotlib_imported']} | {v['threads']} |")
+            lines += [f"|  | error: {e} | | | | | | | |" for e in v["errors"]]
+        lines += ["", f"The onnxruntime runs read ONNX files made once before them ({cold['onnx_export_s']:.1f} s, "
+                  "what a first run spends, importing torch once).", ""]
     warm = [w for w in report.get("warm") or [] if "per_photo_s_median" in w]
     if warm:
         lines += [f"## Warm (models loaded once, through the API; median over {warm[0]['photos']} photos after "
                   "a first one)", "", "| | " + " | ".join(f"`{w['model']}` {w['backend']}" for w in warm) + " |",
                   "|---" * (len(warm) + 1) + "|",
+                  "| load1 before / after | " + " | ".join(f"{w['load1_before']:.1f} / {w['load1_after']:.1f}"
+                                                             for w in warm) + " |",
                   "| model load s | " + " | ".join(f"{w['model_load_s']:.2f}" for w in warm) + " |",
                   "| **per photo s** | " + " | ".join(f"**{w['per_photo_s_median']:.3f}**" for w in warm) + " |"]
         for stage in dict.fromkeys(k for w in warm for k in w["stages_s_median"]):
             lines.append(f"| {stage} | " + " | ".join(f"{w['stages_s_median'].get(stage, 0):.4f}" for w in warm) + " |")
+        per_photo = {w["backend"]: w["per_photo_s_median"] for w in warm}
+        if {"torch", "onnxruntime"} <= set(per_photo):
+            ratio = per_photo["onnxruntime"] / per_photo["torch"]
+            lines += ["", f"onnxruntime / torch per photo (same run): {ratio:.2f}"]
         lines.append("")
     lines += [f"warm not measured: {w}" for w in report.get("warm") or [] if "per_photo_s_median" not in w]
     gens = report.get("generator") or []
     if gens:
         lines += [f"## Generator, batch 1 (median of {report['repeats']} runs)", "",
                   "| model | size (internal) | params M | GFLOPs torch | / PATN 247.7 | GFLOPs ONNX graph | "
-                  "torch ms | torch unfolded ms | torch channels-last ms | onnxruntime ms | threads |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "torch ms | torch unfolded ms | torch channels-last ms | torch appearance ms | onnxruntime ms "
+                  "(scope) | threads | load1 before / after |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for g in gens:
             if "error" in g:
-                lines.append(f"| {g['model']} | error: {g['error']} |" + " |" * 9)
+                lines.append(f"| {g['model']} | error: {g['error']} |" + " |" * 11)
                 continue
             lines.append(f"| {g['model']} | {g['size']} ({g['internal_size']}) | {g['params_m']:.1f} | "
                          f"{g['gflops_torch']:.1f} | {g['patn_ratio']:.3f} | {g['gflops_onnx_graph']:.1f} | "
                          f"{g['torch_ms']:.0f} | {g['torch_unfolded_ms']:.0f} | {g['torch_channels_last_ms']:.0f} | "
-                         f"{g['onnxruntime_ms']:.0f} | {g['threads']} |")
+                         f"{g.get('torch_appearance_ms', float('nan')):.0f} | {g['onnxruntime_ms']:.0f} "
+                         f"({g['onnx_scope']}) | {g['threads']} | {g['load1_before']:.1f} / {g['load1_after']:.1f} |")
         lines.append("")
     train = report.get("train")
     if isinstance(train, dict):
@@ -349,11 +407,14 @@ def main() -> None:
         "thread_policy": {"threads": policy.threads, "source": policy.source, "load": policy.load}}
     with tempfile.TemporaryDirectory(prefix="recapture-bench-") as name:
         folder = Path(name)
+        os.environ["RECAPTURE_CACHE"] = str(folder / "cache")  # the ONNX files: made here, never in the user's cache
         photos = make_photos(folder, max(2, args.warm + 1), args.photo)
         models = ["synthhumans"] + (["default"] if "default" in bundled_models("generator") else [])
         if args.cold:
             report["cold"] = cold_section(photos[0], folder, args.cold, models, args.baseline)
         report["warm"] = []
+        if args.warm and not args.cold:
+            report["onnx_export_s"] = fill_onnx_cache(models[-1])
         for backend in ("torch", "onnxruntime") if args.warm else ():
             try:
                 report["warm"].append(warm_section(photos[: args.warm + 1], folder, models[-1], backend))
@@ -370,9 +431,11 @@ def main() -> None:
         report["train"] = train_section(args.train_steps)
     report["load1_end"] = load1()
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "pipeline_speed.json").write_text(json.dumps(report, indent=2) + "\n")
+    from recapture.fileio import atomic_write_text
+
+    atomic_write_text(args.out / "pipeline_speed.json", json.dumps(report, indent=2) + "\n")
     markdown = to_markdown(report)
-    (args.out / "pipeline_speed.md").write_text(markdown + "\n")
+    atomic_write_text(args.out / "pipeline_speed.md", markdown + "\n")
     print(markdown)
 
 

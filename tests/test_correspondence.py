@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from recapture.body.parts import LIP20
 from recapture.data.ccp import HELD_OUT_IDS
-from recapture.data.ccp_pairs import fit_photo, make_pair, training_ids
+from recapture.data.ccp_pairs import CcpPhotos, fit_photo, make_pair, training_ids
 from recapture.models.correspondence import (CorrespondenceConfig, CorrespondenceGenerator, PriorGrid, grid_to_pixel,
                                              pixel_to_grid, prior_grid, repose, torso_grid, with_full_prior)
 from recapture.models.layout_ops import blob_labels, to_one_hot
@@ -236,7 +236,8 @@ def test_held_out_photos_never_reach_training_or_validation() -> None:
 
 
 @pytest.mark.skipif(not (CCP / "photos").is_dir(), reason="CCP not present")
-def test_self_supervised_pair_truth_reconstructs_the_target() -> None:
+@pytest.mark.parametrize("reverse", [False, True])
+def test_self_supervised_pair_truth_reconstructs_the_target(reverse: bool) -> None:
     from recapture.data.ccp import CcpDataset
     from recapture.data.formats import read_annotations
 
@@ -245,10 +246,91 @@ def test_self_supervised_pair_truth_reconstructs_the_target() -> None:
     keypoints = table.get("0003.jpg").astype(float)
     image, labels, points = fit_photo(dataset.photo(3), dataset.lip20_labels(3, keypoints).clip(0, 19), keypoints,
                                       (128, 88))
-    pair = make_pair(image, labels, points, np.random.default_rng(0), (64, 44))
+    pair = make_pair(image, labels, points, np.random.default_rng(0), (64, 44), reverse=reverse)
     rebuilt = F.grid_sample(pair.source_image[None], pair.flow[None], align_corners=True)[0]
     target = F.interpolate(pair.target_image[None], size=(64, 44), mode="area")[0]
     error = ((rebuilt - target).abs().mean(0) * pair.visible).sum() / pair.visible.sum()
     assert float(pair.visible.mean()) > 0.6
     assert float(error) < 0.08  # [-1, 1] scale: the copy of a real photo through its truth correspondence
     assert float((pair.source_image - pair.target_image).abs().mean()) > float(error)
+
+
+def _synthetic_photos(count: int, size: tuple[int, int] = (64, 44)) -> CcpPhotos:
+    from recapture.data.synthetic.articulation import sample_articulation
+    from recapture.data.synthetic.people import sample_identity
+    from recapture.data.synthetic.render import render_person, sample_background
+
+    rng = np.random.default_rng(5)
+    shots = [render_person(sample_identity(3, k), sample_articulation(rng, 0.0), sample_background(rng, "plain"), size)
+             for k in range(count)]
+    return CcpPhotos(images=np.stack([r.image for r in shots]), labels=np.stack([r.layout for r in shots]),
+                     keypoints=np.stack([r.keypoints.astype(float) for r in shots]), ids=np.arange(1, count + 1))
+
+
+def test_parsed_source_layout_follows_the_same_deformation() -> None:
+    photos = _synthetic_photos(1)
+    image, labels, points = photos.images[0], photos.labels[0], photos.keypoints[0]
+    truth = make_pair(image, labels, points, np.random.default_rng(4), (32, 22))
+    carried = make_pair(image, labels, points, np.random.default_rng(4), (32, 22), parsed=labels)
+    assert torch.equal(truth.source_image, carried.source_image) and torch.equal(truth.flow, carried.flow)
+    differ = truth.source_labels != carried.source_labels
+    assert float(differ.float().mean()) < 0.03  # the parse equal to the truth gives (almost) the true layout
+    assert int((truth.source_labels > 0).sum()) > 100
+    other = make_pair(image, labels, points, np.random.default_rng(4), (32, 22), parsed=np.zeros_like(labels))
+    assert int(other.source_labels.max()) == 0 and torch.equal(other.target_labels, truth.target_labels)
+
+
+def test_synthetic_pairs_have_part_visibility_and_no_flow_loss() -> None:
+    from recapture.data.synthetic.truth import invisible_mask
+    from recapture.training.correspondence import flow_weight
+    from recapture.training.correspondence_data import PairMix, make_batch, synthetic_pair
+
+    pair = synthetic_pair(np.random.default_rng(1), (64, 44), (64, 44))
+    source_labels, target_labels = pair.source_labels.numpy(), pair.target_labels.numpy()
+    assert not pair.flow_known
+    assert torch.equal(pair.visible, 1.0 - torch.as_tensor(invisible_mask(source_labels, target_labels)).float())
+    photos = _synthetic_photos(3)
+    batch = make_batch(photos, np.array([0, 1, 2, 0]), np.random.default_rng(0), CONFIG, 0.0,
+                       PairMix(synthetic=0.5))
+    known = batch.flow_known.bool()
+    assert 0 < int(known.sum()) < 4
+    weight = flow_weight(batch)
+    assert float(weight[~known].abs().sum()) == 0.0 and float(weight[known].sum()) > 0
+
+
+def test_pair_stream_is_reproducible_from_its_start_step() -> None:
+    from recapture.training.correspondence_data import PairMix, PairStream, batch_loader
+
+    photos = _synthetic_photos(3)
+
+    def first(start: int) -> torch.Tensor:
+        stream = PairStream(photos, np.arange(3), None, CONFIG, 2, 0.0, PairMix(reverse=0.5), 0, start)
+        return next(iter(batch_loader(stream, 0))).source_image
+
+    assert torch.equal(first(7), first(7)) and not torch.equal(first(7), first(8))
+
+
+def test_training_settings_files_load_and_reject_unknown_keys(tmp_path: Path) -> None:
+    from recapture.config import ConfigError
+    from recapture.training.correspondence import load_settings
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    mix = load_settings(str(configs / "correspondence-mix.yaml"), steps=7)
+    assert mix.steps == 7 and mix.mix().reverse > 0 and mix.mix().synthetic > 0 and mix.true_layout_fraction == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("reverse_fractoin: 0.3\n")
+    with pytest.raises(ConfigError, match="reverse_fractoin"):
+        load_settings(str(bad))
+
+
+def test_parsed_layouts_name_a_missing_photo(tmp_path: Path) -> None:
+    from recapture.training.parsed_photos import ParsedLayouts
+
+    photos = _synthetic_photos(2)
+    stored = ParsedLayouts(labels=photos.labels[:1] + 1, ids=np.array([2]), parsed=np.array([True]))
+    stored.save(tmp_path / "parsed.npz")
+    loaded = ParsedLayouts.load(tmp_path / "parsed.npz")
+    with pytest.raises(ValueError, match="0001"):
+        loaded.for_photos(photos)
+    shifted = type(photos)(photos.images[1:], photos.labels[1:], photos.keypoints[1:], photos.ids[1:])
+    assert np.array_equal(loaded.for_photos(shifted), photos.labels[:1] + 1)

@@ -16,7 +16,7 @@ import recapture
 PACKAGE = Path(recapture.__file__).parent
 #: Layer of each top-level part of the package; a module may import only its own layer or lower ones.
 LAYERS = {
-    "fileio": -1, "devices": -1,  # the floor: file safety and device names, no recapture imports
+    "fileio": -1, "devices": -1, "lazy": -1,  # the floor: file safety, device names, deferred torch; no recapture imports
     "config": 0, "body": 0,
     "data": 1, "models": 1,
     "hub": 2,

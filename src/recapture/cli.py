@@ -226,12 +226,13 @@ def edit(source: str = typer.Argument(..., help="Source portrait (a dataset imag
                               invented_mask=Path(invented_mask) if invented_mask else None, quality=quality,
                               verbose=verbose, overwrite=overwrite, method=method,
                               layout=layout)
-        _runtime(threads, backend)
-        if backend == "onnxruntime":
-            from recapture.pipelines.onnx_backend import onnx_recapturer
+        if backend == "onnxruntime":  # no torch import once the ONNX files are cached (docs/performance.md)
+            from recapture.models.inference import resolve_threads
+            from recapture.pipelines.edit import onnx_models
 
-            outcome = run_edit(request, onnx_recapturer(model))
+            outcome = run_edit(request, *onnx_models(request, resolve_threads(threads).threads))
         else:
+            _runtime(threads, backend)
             import torch
 
             with torch.inference_mode():
@@ -321,12 +322,14 @@ def video(source: str = typer.Option(..., help="Source portrait photo (or datase
 @app.command("demo")
 def demo(out: str = typer.Option("demo-out", help="Folder for index.html and its images."),
          model: str = typer.Option("synthhumans", help="Bundled weights name, exported file or run directory."),
-         wild: bool = typer.Option(True, help="Include the in-the-wild photo section."),
+         wild: bool = typer.Option(True, help="Include the real people (bundled photos, the default model)."),
+         threads: int | None = typer.Option(None, min=1, help="Threads (default: $RECAPTURE_THREADS or free cores)."),
          ) -> None:
-    """Offline tour: pose changes, figure and clothing edits, attention, video, a photo in the wild."""
+    """Offline tour: real people re-posed and edited, then pose changes, edits, attention, video (synthetic)."""
     from recapture.demo import run_demo
 
     try:
+        _runtime(threads)
         report = run_demo(out, model=model, wild=wild)
     except (ValueError, FileNotFoundError) as exc:  # bad --out / --model (WeightsError is a FileNotFoundError)
         typer.echo(f"error: {exc}", err=True)
@@ -358,8 +361,10 @@ def serve(port: int = typer.Option(7860, min=1, max=65535, help="Port of the web
 
 @app.command("export")
 def export(model: str = typer.Argument(..., help="Run directory (newest checkpoint); with --format onnx also a "
-                                                 ".safetensors file or a bundled name."),
-           out: str = typer.Option(..., help="Output file: .safetensors (config in its metadata) or .onnx."),
+                                                 ".safetensors file or a bundled name (parser-ccp: the parser)."),
+           out: str | None = typer.Option(None, help="Output file: .safetensors (config in its metadata) or .onnx "
+                                                     "(default with --format onnx: the ONNX cache, "
+                                                     "docs/performance.md)."),
            file_format: str = typer.Option("safetensors", "--format", help="safetensors | onnx (generator graph, "
                                                                     "dense SAT; docs/performance.md)."),
            meta: list[str] = typer.Option([], help="KEY=VALUE metadata, e.g. trained_on=..., command=..."),
@@ -368,14 +373,16 @@ def export(model: str = typer.Argument(..., help="Run directory (newest checkpoi
     from recapture.hub import WeightsError, export_generator
 
     pairs = [item.split("=", 1) for item in meta]
-    if any(len(p) != 2 for p in pairs) or file_format not in ("safetensors", "onnx"):
-        typer.echo("error: --meta takes KEY=VALUE; --format is safetensors or onnx", err=True)
+    if any(len(p) != 2 for p in pairs) or file_format not in ("safetensors", "onnx") or (
+            out is None and file_format != "onnx"):
+        typer.echo("error: --meta takes KEY=VALUE; --format is safetensors or onnx; --out is needed for safetensors",
+                   err=True)
         raise typer.Exit(2)
     try:
         if file_format == "onnx":
-            from recapture.pipelines.onnx_backend import export_onnx
+            from recapture.pipelines.onnx_parser import export_onnx_file
 
-            path = export_onnx(model, out).path
+            path = export_onnx_file(model, out)
         else:
             path = export_generator(model, out, dict(pairs), use_ema=ema)
     except (WeightsError, ValueError) as exc:

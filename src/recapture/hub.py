@@ -18,15 +18,19 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
+
 import yaml
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from recapture.config import ConfigError, ModelConfig, from_dict, load_config, to_dict
 from recapture.fileio import SUMS_NAME, atomic_path, load_yaml, verify_sums
-from recapture.models.generator import RecaptureGenerator
-from recapture.models.inference import prepare_for_inference
+from recapture.lazy import LazyModule
+
+if TYPE_CHECKING:
+    from recapture.models.generator import RecaptureGenerator
+
+torch = LazyModule("torch")  # the registry and paths are read by the torch-free ONNX photo path
 
 SUFFIX = ".safetensors"
 CHECKPOINT_DIR = "checkpoints"
@@ -99,6 +103,8 @@ def write_model_file(tensors: dict[str, torch.Tensor], out: str | Path, metadata
     out.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     info = {**metadata, "tensors_sha256": tensors_sha256(tensors)}
+    from safetensors.torch import save_file
+
     with atomic_path(out) as tmp:
         try:
             save_file(tensors, str(tmp), metadata=info)
@@ -212,6 +218,9 @@ def load_generator(name_or_path: str | Path, device: str | torch.device = "cpu")
     else:
         raise WeightsError(f"no weights at {name_or_path!r}: not a file, run directory, or bundled model "
                            f"(bundled: {', '.join(bundled_models('generator')) or 'none'})")
+    from recapture.models.generator import RecaptureGenerator
+    from recapture.models.inference import prepare_for_inference
+
     generator = RecaptureGenerator(config)
     weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
     try:

@@ -1,7 +1,8 @@
 """Clothing edits: change a garment of a layout, extending or trimming its shape (docs/edits.md).
 
 Positions along a limb are :class:`~recapture.body.bones.Ownership` chain positions (0 shoulder/hip,
-1 elbow/knee, 2 wrist/ankle); widths are SynthHumans' garment widths relative to the skin under them.
+1 elbow/knee, 2 wrist/ankle) of the person's own limbs; widths are SynthHumans' garment widths relative to the
+person's own measured skin or garment width under them.
 Left/right skin labels come from the side of the bone that owns the pixel.
 """
 
@@ -32,8 +33,9 @@ _TISSUE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 @dataclass(frozen=True)
 class GarmentShapes:
-    """Garment geometry. Ends are chain positions; lengths are in thigh lengths below the hips (beyond 1
-    along the shin); growths are garment width / width of what it covers; ``waist`` is the fraction of
+    """Garment geometry. Ends and hem lengths are chain positions on the person's own legs or arms (0 hip or
+    shoulder, 1 knee or elbow, 2 ankle or wrist): a skirt's or a coat's hem ends exactly there; growths are
+    garment width / width of what it covers; ``waist`` is the fraction of
     the way from the hips to the neck where skirts and coat tails start; ``coat_strip`` the half width
     (body units) of the open coat front that shows the top, drawn from ``coat_strip_top`` of the way
     down the spine to the hips when the person faces the camera: the left shoulder lies right of the
@@ -44,9 +46,9 @@ class GarmentShapes:
     coat_sleeve_end: float = 1.92
     shorts_end: float = 0.5
     pants_end: float = 1.95
-    skirt_length: float = 0.75
+    skirt_length: float = 1.09
     skirt_flare: float = 1.6
-    coat_length: float = 0.5
+    coat_length: float = 0.8
     coat_flare: float = 1.4
     sleeve_growth: float = 1.12
     pants_growth: float = 1.12
@@ -130,9 +132,11 @@ class _Layout:
         return float(np.median(ratios)) if ratios else (self.maps.unit or None)
 
     def hull(self, length: float, flare: float, scale: float, waist: float) -> np.ndarray | None:
-        """``(H, W)`` bool convex hull from the ``waist`` over both thighs to ``length`` thigh lengths below
-        the hips (hip disks 0.055, hem disks 0.05 * ``flare`` body units of ``scale`` px); None without a
-        thigh."""
+        """``(H, W)`` bool convex hull from the ``waist`` over both thighs down to the hem, which lies at chain
+        position ``length`` on the person's own legs (0 hip, 1 knee, 2 ankle): hip disks 1.1 and hem disks
+        ``flare`` times the person's measured thigh half width (0.05 body units of ``scale`` px, ``scale``
+        measured from the visible legs), each hem disk touching the hem point from above, so the hull ends
+        there. None without a thigh."""
         points = []
         circle = np.stack([np.sin(np.linspace(0, 2 * np.pi, 16, endpoint=False)),
                            np.cos(np.linspace(0, 2 * np.pi, 16, endpoint=False))], axis=1)
@@ -143,7 +147,11 @@ class _Layout:
             hip, knee = self.maps.start[thigh], self.maps.end[thigh]
             below = (self.maps.end[shin] - knee) if shin is not None else (knee - hip)
             hem = hip + min(length, 1.0) * (knee - hip) + max(length - 1.0, 0.0) * below
-            points += [hip + 0.055 * scale * circle, hem + 0.05 * flare * scale * circle]
+            along = below if length > 1.0 else knee - hip
+            direction = along / max(float(np.hypot(*along)), 1e-9)
+            radius = 0.05 * flare * scale
+            centre = hem - min(radius, float(np.hypot(*(hem - hip)))) * direction
+            points += [hip + 0.055 * scale * circle, centre + radius * circle]
         if not points:
             return None
         spine, hip_line = self.maps.find("spine"), self.maps.find("hip_line")

@@ -10,6 +10,10 @@ they come with, so the warp runs at any resolution (a 1024-pixel photo as well a
 
 Front <-> back view changes: the person's own left/right labels follow their own joints; when the
 source faces the camera and the target turns its back, the face becomes hair.
+
+The warp itself is computed, one pair at a time, by the vectorised NumPy implementation
+(:func:`recapture.body.prior_numpy.part_warp`, which the torch-free ONNX photo path uses directly); this
+module is its torch-tensor API (batches, one-hot layouts, the bilinear image warp).
 """
 
 from __future__ import annotations
@@ -22,13 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from recapture.body.parts import LABEL_SETS, LabelSet, get_label_set
-from recapture.body.part_maps import (ARMS, BACK, FRONT, HEAD, NUM_SEGMENTS, TORSO, assign_segments, in_torso,
-                                        limb_strokes, owner_table, segment_maps)
-
-#: Source pixels within this fraction of the image height around the torso quadrilateral belong to the
-#: torso too: a sleeve or an arm lifted off the body leaves shirt behind (the torso's most common
-#: clothing label where an arm lay over it), not a hole.
-TORSO_MARGIN = 0.04
+from recapture.body.prior_numpy import part_warp as numpy_part_warp
 
 
 @dataclass(frozen=True)
@@ -95,61 +93,6 @@ def _normalised(coords: Tensor, size: tuple[int, int]) -> Tensor:
     return torch.stack([x, y], dim=-1)
 
 
-def _warp_one(labels: Tensor, source: np.ndarray, target: np.ndarray, label_set: LabelSet,
-              owners: Tensor) -> tuple[Tensor, ...]:
-    """Segment, coordinates, labels, unexplained mask, segment validity and part validity of one pair."""
-    size = (labels.shape[0], labels.shape[1])
-    device = labels.device
-    fit = segment_maps(source, target, size[0])
-    assigned = assign_segments(labels, source, owners, fit.source_ok)
-    regions = torch.stack([assigned == s for s in range(NUM_SEGMENTS)]).float()
-    torso_parts = owners[:, TORSO].to(device)[labels] & (labels > 0)
-    arm_parts = (owners[:, list(ARMS)].any(dim=1) & ~owners[:, TORSO]).to(device)[labels]
-    inside = (in_torso(source, size, TORSO_MARGIN * size[0], device) & torso_parts) | \
-        (in_torso(source, size, 0.0, device) & arm_parts)
-    fill = torch.bincount(labels[inside & torso_parts], minlength=label_set.num_parts).argmax()
-    if not bool((inside & torso_parts).any()):
-        inside = inside & torso_parts  # nothing to fill a hole with
-    regions[TORSO] = torch.maximum(regions[TORSO], inside.float())
-    ys = torch.arange(size[0], dtype=torch.float32, device=device).view(-1, 1).expand(size)
-    xs = torch.arange(size[1], dtype=torch.float32, device=device).view(1, -1).expand(size)
-    points = torch.stack([ys, xs, torch.ones_like(ys)], dim=-1)  # (H, W, 3)
-    maps = torch.as_tensor(fit.maps, dtype=torch.float32, device=device)  # (S, 2, 3)
-    coords = torch.einsum("sij,hwj->shwi", maps, points)  # (S, H, W, 2)
-    grid = _normalised(coords, size)
-    covered = F.grid_sample(regions[:, None], grid, mode="nearest", padding_mode="zeros", align_corners=True)[:, 0]
-    covered = (covered > 0.5) & torch.as_tensor(fit.used, device=device).view(-1, 1, 1)
-    depth = torch.as_tensor(fit.depth, dtype=torch.float32, device=device).view(-1, 1, 1).expand_as(covered)
-    score = torch.where(covered, depth, torch.full_like(depth, -1e9))
-    best = score.argmax(dim=0)
-    any_cover = covered.any(dim=0)
-    segment = torch.where(any_cover, best, torch.full_like(best, -1))
-    chosen = coords.gather(0, best.view(1, *size, 1).expand(1, *size, 2))[0]
-    sampled = F.grid_sample(labels[None, None].float(), _normalised(chosen, size)[None], mode="nearest",
-                            padding_mode="zeros", align_corners=True)[0, 0].round().long()
-    warped = torch.where(any_cover, sampled, torch.zeros_like(sampled))
-    hole = (segment == TORSO) & ~owners[:, TORSO].to(device)[warped]  # a limb lay over the source torso
-    warped = torch.where(hole, fill.expand_as(warped), warped)
-    if fit.views == (FRONT, BACK) and "hair" in label_set.names:
-        hair = label_set.index("hair")
-        for name in ("face", "sunglasses"):
-            if name in label_set.names:
-                warped = torch.where((segment == HEAD) & (warped == label_set.index(name)),
-                                     torch.full_like(warped, hair), warped)
-    missing = [s for s in range(NUM_SEGMENTS) if not fit.valid[s]]
-    unexplained = limb_strokes(target, missing, size, device)
-    if not fit.valid[TORSO]:
-        unexplained |= in_torso(target, size, 0.0, device)
-    valid = torch.as_tensor(fit.valid, device=device)
-    counts = torch.bincount(labels.flatten(), minlength=label_set.num_parts).float()
-    explained_pixels = (assigned >= 0) & valid[assigned.clamp_min(0)]
-    explained = torch.bincount(labels.flatten(), weights=explained_pixels.flatten().float(),
-                               minlength=label_set.num_parts)
-    part_validity = torch.where(counts > 0, explained / counts.clamp_min(1), torch.ones_like(counts))
-    part_validity[0] = 1.0  # the background needs no keypoint
-    return segment, chosen, warped, unexplained.float()[None], valid, part_validity
-
-
 def part_warp(source_layout: Tensor, source_keypoints: Tensor | np.ndarray, target_keypoints: Tensor | np.ndarray,
               label_set: str | LabelSet | None = None) -> PartWarp:
     """The part-by-part backward warp of ``source_layout`` ((B, N, H, W) one-hot or (B, H, W) labels) from
@@ -164,9 +107,15 @@ def part_warp(source_layout: Tensor, source_keypoints: Tensor | np.ndarray, targ
         raise ValueError(f"source_layout has label {int(labels.max())} >= {found.num_parts} parts of {found.name}")
     source = _keypoints_of("source_keypoints", source_keypoints, batch)
     target = _keypoints_of("target_keypoints", target_keypoints, batch)
-    owners = owner_table(found).to(labels.device)
-    rows = [_warp_one(labels[i], source[i], target[i], found, owners) for i in range(batch)]
-    segment, coords, warped, unexplained, valid, validity = (torch.stack(list(column)) for column in zip(*rows))
+    rows = [numpy_part_warp(item, source[i], target[i], found) for i, item in enumerate(labels.cpu().numpy())]
+
+    def stacked(name: str, dtype: torch.dtype) -> Tensor:
+        return torch.from_numpy(np.stack([getattr(row, name) for row in rows])).to(labels.device, dtype)
+
+    segment, coords, warped = stacked("segment", torch.long), stacked("source_coords", torch.float32), \
+        stacked("labels", torch.long)
+    unexplained, valid = stacked("unexplained", torch.float32)[:, None], stacked("segment_valid", torch.bool)
+    validity = stacked("part_validity", torch.float32)
     return PartWarp(segment=segment, source_coords=coords, labels=warped, unexplained=unexplained,
                     segment_valid=valid, part_validity=validity)
 

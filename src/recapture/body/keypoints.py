@@ -7,10 +7,12 @@ coordinate marks a missing joint. Heatmaps are ``(18, H, W)`` float tensors of z
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:  # torch is imported where it is used: the ONNX photo path never loads it
+    import torch
 
 KEYPOINT_NAMES: tuple[str, ...] = (
     "nose", "neck",
@@ -107,6 +109,8 @@ def keypoints_to_heatmaps(keypoints: np.ndarray | torch.Tensor, size: tuple[int,
         ``(18, H, W)`` or ``(B, 18, H, W)`` float32 tensor; 1 where the pixel centre lies within
         ``radius`` of a present joint, all-zero channels for missing joints.
     """
+    import torch
+
     kp = torch.as_tensor(np.asarray(keypoints) if not isinstance(keypoints, torch.Tensor) else keypoints,
                          dtype=torch.float32)
     batched = kp.dim() == 3
@@ -128,6 +132,8 @@ def keypoints_to_heatmaps(keypoints: np.ndarray | torch.Tensor, size: tuple[int,
 
 def heatmaps_to_keypoints(heatmaps: torch.Tensor) -> np.ndarray:
     """Inverse of :func:`keypoints_to_heatmaps`: ``(18, H, W)`` -> ``(18, 2)`` int centroids, -1 if empty."""
+    import torch
+
     channels, height, width = heatmaps.shape
     out = np.full((channels, 2), -1, dtype=np.int64)
     ys = torch.arange(height, dtype=torch.float32).view(height, 1)
@@ -165,6 +171,9 @@ def pose_mask(keypoints: np.ndarray, size: tuple[int, int], limb_radius: float |
     Returns:
         ``(H, W)`` float32 tensor of zeros and ones (all zeros when fewer than one joint is present).
     """
+    import torch
+    import torch.nn.functional as F
+
     height, width = size
     kp = torch.as_tensor(np.asarray(keypoints, dtype=np.float32))
     present = (kp[:, 0] != -1) & (kp[:, 1] != -1)

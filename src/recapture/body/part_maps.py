@@ -24,10 +24,7 @@ close shoulders a side view whose near side is the one the nose turns to.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 import numpy as np
-import torch
-from torch import Tensor
 
 from recapture.body.parts import LabelSet
 
@@ -62,12 +59,11 @@ _OWNERS: dict[str, tuple[int, ...]] = {
 FRONT, BACK, SIDE = "front", "back", "side"
 
 
-def owner_table(label_set: LabelSet) -> torch.Tensor:
-    """``(N, S)`` bool: part ``n`` may belong to segment ``s``."""
-    table = torch.zeros(label_set.num_parts, NUM_SEGMENTS, dtype=torch.bool)
+def owner_table(label_set: LabelSet) -> np.ndarray:
+    """``(N, S)`` bool: part ``n`` may belong to segment ``s`` (as :func:`part_maps.owner_table`)."""
+    table = np.zeros((label_set.num_parts, NUM_SEGMENTS), dtype=bool)
     for label, name in enumerate(label_set.names):
-        owners = (HEAD,) if name in _HEAD_PARTS else _OWNERS.get(name, (TORSO,) + ARMS + LEGS)
-        table[label, list(owners)] = True
+        table[label, list((HEAD,) if name in _HEAD_PARTS else _OWNERS.get(name, (TORSO,) + ARMS + LEGS))] = True
     return table
 
 
@@ -253,80 +249,81 @@ def segment_maps(source: np.ndarray, target: np.ndarray, height: float) -> Segme
                        scale=scale, views=views)
 
 
-def _segment_distance(ys: Tensor, xs: Tensor, a: np.ndarray, b: np.ndarray) -> Tensor:
+def pixel_grid(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(H, 1)`` row and ``(1, W)`` column float32 coordinates of the pixel centres (they broadcast)."""
+    ys = np.arange(size[0], dtype=np.float32)[:, None]
+    xs = np.arange(size[1], dtype=np.float32)[None, :]
+    return ys, xs
+
+
+def _segment_distance(ys: np.ndarray, xs: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(H, W)`` float32 distance of every pixel centre to the segment ``a``-``b`` (y/x)."""
     ay, ax, by, bx = (float(v) for v in (*a, *b))
     dy, dx = by - ay, bx - ax
-    t = (((ys - ay) * dy + (xs - ax) * dx) / max(dy * dy + dx * dx, 1e-8)).clamp(0.0, 1.0)
-    return ((ys - ay - t * dy) ** 2 + (xs - ax - t * dx) ** 2).sqrt()
+    oy, ox = ys - np.float32(ay), xs - np.float32(ax)
+    t = np.clip((oy * np.float32(dy) + ox * np.float32(dx)) / np.float32(max(dy * dy + dx * dx, 1e-8)), 0.0, 1.0)
+    return np.sqrt((oy - t * np.float32(dy)) ** 2 + (ox - t * np.float32(dx)) ** 2)
 
 
-def _torso_distance(ys: Tensor, xs: Tensor, keypoints: np.ndarray, present: np.ndarray) -> Tensor:
+def _torso_distance(ys: np.ndarray, xs: np.ndarray, keypoints: np.ndarray, present: np.ndarray) -> np.ndarray:
     """Distance to the shoulder-hip quadrilateral (0 inside), or to the available torso line."""
     corners = [keypoints[j] for j in TORSO_QUAD if present[j]]
     if len(corners) < 3:
         joints = [keypoints[j] for j in TORSO_JOINTS if present[j]]
-        if len(joints) == 1:
-            joints = joints * 2
-        return torch.stack([_segment_distance(ys, xs, p, q) for p, q in zip(joints[:-1], joints[1:])]).amin(0)
+        joints = joints * 2 if len(joints) == 1 else joints
+        return np.minimum.reduce([_segment_distance(ys, xs, p, q) for p, q in zip(joints[:-1], joints[1:])])
     edges = list(zip(corners, corners[1:] + corners[:1]))
-    distance = torch.stack([_segment_distance(ys, xs, p, q) for p, q in edges]).amin(0)
-    crosses = torch.stack([(q[1] - p[1]) * (ys - p[0]) - (q[0] - p[0]) * (xs - p[1]) for p, q in edges])
-    inside = (crosses >= 0).all(0) | (crosses <= 0).all(0)
-    return torch.where(inside, torch.zeros_like(distance), distance)
+    distance = np.minimum.reduce([_segment_distance(ys, xs, p, q) for p, q in edges])
+    positive = negative = np.ones(distance.shape, dtype=bool)
+    for p, q in edges:
+        cross = np.float32(q[1] - p[1]) * (ys - np.float32(p[0])) - np.float32(q[0] - p[0]) * (xs - np.float32(p[1]))
+        positive, negative = positive & (cross >= 0), negative & (cross <= 0)
+    return np.where(positive | negative, np.float32(0.0), distance)
 
 
-def assign_segments(labels: Tensor, keypoints: np.ndarray, owners: Tensor, source_ok: np.ndarray) -> Tensor:
-    """``(H, W)`` long: the segment owning each source pixel (-1: background or no possible owner).
-
-    A part may only go to the segments ``owners`` allows it (an arm label to that arm's two bones, hair
-    to the head); among those, the nearest (limb distances less the limb's half-width, so a sleeve goes
-    with its arm even where it lies over the torso).
-    """
-    ys, xs = pixel_grid(labels.shape, labels.device)
-    present = _present(keypoints)
-    length = _torso_length(keypoints, present) or 0.3 * labels.shape[0]
-    distance = torch.full((NUM_SEGMENTS, *labels.shape), float("inf"), device=labels.device)
-    if source_ok[TORSO]:
-        distance[TORSO] = _torso_distance(ys, xs, keypoints, present) + 1e-3
-    for index in (HEAD, HAIR):
-        if source_ok[index]:
-            distance[index] = 0.0
-    for index in ARMS + LEGS:
-        _, a, b, _ = SEGMENTS[index]
-        if source_ok[index]:
-            near = _segment_distance(ys, xs, keypoints[a], keypoints[b]) - LIMB_RADIUS[index] * length
-            distance[index] = near.clamp_min(0.0)
-    allowed = owners.to(labels.device)[labels.long()].permute(2, 0, 1)  # (S, H, W)
-    distance = torch.where(allowed, distance, torch.full_like(distance, float("inf")))
-    best, index = distance.min(dim=0)
-    return torch.where(torch.isfinite(best), index, torch.full_like(index, -1))
-
-
-def pixel_grid(size: tuple[int, int] | torch.Size, device: torch.device) -> tuple[Tensor, Tensor]:
-    """``(H, W)`` float row and column coordinates of every pixel centre."""
-    height, width = size
-    ys = torch.arange(height, dtype=torch.float32, device=device).view(height, 1).expand(height, width)
-    xs = torch.arange(width, dtype=torch.float32, device=device).view(1, width).expand(height, width)
-    return ys, xs
-
-
-def in_torso(keypoints: np.ndarray, size: tuple[int, int], margin: float, device: torch.device) -> Tensor:
-    """``(H, W)`` bool: within ``margin`` pixels of the torso quadrilateral of ``keypoints``."""
-    ys, xs = pixel_grid(size, device)
+def in_torso(keypoints: np.ndarray, size: tuple[int, int], margin: float) -> np.ndarray:
+    """``(H, W)`` bool: within ``margin`` pixels of the torso quadrilateral."""
     present = _present(keypoints)
     if sum(present[j] for j in TORSO_QUAD) < 3:
-        return torch.zeros(size, dtype=torch.bool, device=device)
-    return _torso_distance(ys, xs, keypoints, present) <= margin
+        return np.zeros(size, dtype=bool)
+    return _torso_distance(*pixel_grid(size), keypoints, present) <= margin
 
 
-def limb_strokes(keypoints: np.ndarray, segments: list[int], size: tuple[int, int], device: torch.device) -> Tensor:
-    """``(H, W)`` bool: the limb ``segments`` of ``keypoints`` drawn at their half-widths."""
-    ys, xs = pixel_grid(size, device)
+def limb_strokes(keypoints: np.ndarray, segments: list[int], size: tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` bool: the limb ``segments`` drawn at their half-widths."""
+    ys, xs = pixel_grid(size)
     present = _present(keypoints)
     length = _torso_length(keypoints, present) or 0.3 * size[0]
-    mask = torch.zeros(size, dtype=torch.bool, device=device)
+    mask = np.zeros(size, dtype=bool)
     for index in segments:
         _, a, b, _ = SEGMENTS[index]
         if index in ARMS + LEGS and present[a] and present[b]:
             mask |= _segment_distance(ys, xs, keypoints[a], keypoints[b]) <= LIMB_RADIUS[index] * length
     return mask
+
+
+def assign_segments(labels: np.ndarray, keypoints: np.ndarray, owners: np.ndarray,
+                    source_ok: np.ndarray) -> np.ndarray:
+    """``(H, W)`` int64: the segment owning each source pixel, -1 for none (as :func:`part_maps.assign_segments`:
+    the nearest allowed segment, ties to the lower index)."""
+    ys, xs = pixel_grid(labels.shape)
+    present = _present(keypoints)
+    length = _torso_length(keypoints, present) or 0.3 * labels.shape[0]
+    allowed = owners[labels]  # (H, W, S)
+    best = np.full(labels.shape, np.inf, dtype=np.float32)
+    index = np.zeros(labels.shape, dtype=np.int64)
+    for segment in range(NUM_SEGMENTS):
+        if not source_ok[segment]:
+            continue
+        if segment == TORSO:
+            distance = _torso_distance(ys, xs, keypoints, present) + np.float32(1e-3)
+        elif segment in (HEAD, HAIR):
+            distance = np.zeros(labels.shape, dtype=np.float32)
+        else:
+            _, a, b, _ = SEGMENTS[segment]
+            near = _segment_distance(ys, xs, keypoints[a], keypoints[b]) - np.float32(LIMB_RADIUS[segment] * length)
+            distance = np.maximum(near, np.float32(0.0))
+        better = allowed[..., segment] & (distance < best)
+        best = np.where(better, distance, best)
+        index[better] = segment
+    return np.where(np.isfinite(best), index, -1)

@@ -7,9 +7,12 @@ A *layout* is either an ``(H, W)`` integer label map or an ``(N, H, W)`` one-hot
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 LIP20_NAMES: tuple[str, ...] = (
     "background", "hat", "hair", "glove", "sunglasses", "upper_clothes", "dress", "coat", "socks",
@@ -131,6 +134,8 @@ class LabelSet:
 
     def adjacency(self) -> torch.Tensor:
         """Binary symmetric ``(N, N)`` adjacency E without self loops."""
+        import torch
+
         n = self.num_parts
         adj = torch.zeros(n, n)
         for a, b in self.edges:
@@ -140,13 +145,17 @@ class LabelSet:
 
     def normalized_adjacency(self) -> torch.Tensor:
         """``D^-1/2 (E + I) D^-1/2`` (symmetric, rows of isolated nodes keep their self loop)."""
+        import torch
+
         adj = self.adjacency() + torch.eye(self.num_parts)
         inv_sqrt = adj.sum(dim=1).rsqrt()
         return inv_sqrt[:, None] * adj * inv_sqrt[None, :]
 
     def flip_labels(self, labels: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Swap left/right part labels of an integer label map (no spatial mirror)."""
-        if isinstance(labels, torch.Tensor):
+        if not isinstance(labels, np.ndarray) and type(labels).__module__.startswith("torch"):
+            import torch
+
             lut = torch.tensor(self.flip_permutation, dtype=labels.dtype, device=labels.device)
             return lut[labels.long()]
         lut = np.asarray(self.flip_permutation, dtype=np.asarray(labels).dtype)
@@ -156,6 +165,8 @@ class LabelSet:
         """``(..., H, W)`` int labels -> ``(..., N, H, W)`` float one-hot."""
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_parts):
             raise ValueError(f"labels outside [0, {self.num_parts}) for label set {self.name}")
+        import torch
+
         hot = torch.nn.functional.one_hot(labels.long(), self.num_parts)
         return hot.movedim(-1, -3).float()
 

@@ -146,6 +146,32 @@ def retarget(subject: np.ndarray, target: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Joints a target pose may leave out that the subject then keeps (hips, knees, ankles): an upper-body target on
+#: a full-body photo moves the upper body and leaves the legs standing. Face and arm joints are not borrowed (a
+#: target without eyes faces away; a missing arm joint is usually hidden behind the body).
+KEPT_FROM_SUBJECT: tuple[int, ...] = tuple(KEYPOINT_INDEX[f"{side}_{joint}"] for joint in ("hip", "knee", "ankle")
+                                           for side in ("right", "left"))
+
+
+def complete(placed: np.ndarray, subject: np.ndarray, joints: tuple[int, ...] = KEPT_FROM_SUBJECT) -> np.ndarray:
+    """``placed`` (a target pose already in the subject's frame) with each of ``joints`` it lacks and the subject
+    shows taken from the subject, hung from its tree parent with the subject's own offset
+    (``placed[parent] + subject[child] - subject[parent]``, outwards from the neck, so a whole leg follows its
+    hip). A pose without any joint stays empty."""
+    placed = _with_neck(_check(placed, "placed"))
+    subject = _with_neck(_check(subject, "subject"))
+    present, subject_present = ~missing_mask(placed), ~missing_mask(subject)
+    if not present.any():
+        return placed
+    wanted = set(joints)
+    for parent, child in TREE:
+        if child in wanted and not present[child] and subject_present[child] and present[parent] \
+                and subject_present[parent]:
+            placed[child] = placed[parent] + subject[child] - subject[parent]
+            present[child] = True
+    return placed
+
+
 def place(keypoints: np.ndarray, at: np.ndarray, scale: float = 1.0, hips: bool = True) -> np.ndarray:
     """Scale a pose about its :func:`anchor` (``hips`` as there) by ``scale`` and move the anchor to ``at``;
     missing joints stay -1."""

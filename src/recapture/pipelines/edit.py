@@ -87,8 +87,10 @@ def layout_edits(request: EditRequest) -> LayoutEdits:
     return LayoutEdits.parse(figure=figure + list(request.scale), clothing=list(request.clothing))
 
 
-def run_edit(request: EditRequest, recapturer: Recapturer | None = None) -> EditOutcome:
-    """Carry out an edit request; raises ValueError (with the reason) on bad input, having written nothing."""
+def run_edit(request: EditRequest, recapturer: Recapturer | None = None,
+             layout_parser: object | None = None) -> EditOutcome:
+    """Carry out an edit request; raises ValueError (with the reason) on bad input, having written nothing.
+    ``layout_parser``: a parser object used when the request names none (e.g. the ONNX parser)."""
     inputs = [request.source, *(p for p in (request.source_layout,) if p is not None)]
     for path in (request.out, request.invented_mask, request.layout_out, request.attention_out):
         if path is not None:
@@ -113,7 +115,7 @@ def run_edit(request: EditRequest, recapturer: Recapturer | None = None) -> Edit
         parser: object | None = None
     else:
         source = request.source
-        parser = request.source_layout if request.source_layout is not None else request.parser
+        parser = request.source_layout if request.source_layout is not None else request.parser or layout_parser
     options = PhotoOptions(person=request.person, frame=FrameOptions(retarget=request.retarget,
                                                                      allow_invent=request.allow_invent),
                            method=request.method, layout=request.layout)
@@ -133,6 +135,20 @@ def run_edit(request: EditRequest, recapturer: Recapturer | None = None) -> Edit
         write_photo(path, attention.overlay)
         written.append(path)
     return EditOutcome(image=request.out, written=tuple(written), result=result, photo=found)
+
+
+def onnx_models(request: EditRequest, threads: int = 1) -> tuple[Recapturer, object | None]:
+    """The recapturer and parser of ``--backend onnxruntime`` (docs/performance.md): ONNX Runtime sessions from
+    the cached exports (made on first use); no torch import once they exist. The parser is the ONNX CCP parser
+    unless the request names another (the pose-mask fallback, with a warning, when it cannot be made)."""
+    from recapture.pipelines.onnx_photo import onnx_recapturer
+
+    recapturer = onnx_recapturer(request.model, threads)
+    if request.source_pose is not None or request.source_layout is not None or request.parser not in (None, "ccp"):
+        return recapturer, None
+    from recapture.pipelines.onnx_parser import onnx_default_parser
+
+    return recapturer, onnx_default_parser(threads)
 
 
 def attention_pixel(text: str | None) -> tuple[int, int] | None:

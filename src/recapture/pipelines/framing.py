@@ -1,4 +1,4 @@
-"""The *frame*, *geometric*, *appearance* and *composite* stages of the real-photo path.
+"""The *frame*, *geometric* and *appearance* stages of the real-photo path (the composite stage: :mod:`pasting`).
 
 Framing rule (docs/in-the-wild.md): the person stays at the source's scale and position. A target pose
 is first retargeted to the subject's bone lengths (:func:`recapture.body.retarget.retarget`; without
@@ -6,7 +6,9 @@ retargeting it is scaled by the torso-length ratio), then placed so that its hip
 subject's hip centre (the necks when either pose lacks a hip); when both poses show an ankle, it is
 then moved vertically so that its lowest ankle stands on the subject's ground line (lowest ankle). In
 a pose sequence (video) each frame moves by the target's own hip displacement from the first frame,
-scaled the same way, and the first frame's ground shift applies to all.
+scaled the same way, and the first frame's ground shift applies to all. Hips, knees and ankles that the
+target does not give are the subject's own, hung from the placed pose (:func:`recapture.body.retarget.complete`):
+an upper-body target on a full-body photo keeps the person's legs.
 
 Visible extent: from the source keypoints, ``full body`` (an ankle), ``to the knees``, ``to the hips`` or
 ``upper body``. By default the target is cut to the same extent (its joints below it are dropped) and the
@@ -17,27 +19,25 @@ never showed. A source without both shoulders is refused.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from recapture.body.keypoints import KEYPOINT_INDEX, missing_mask
-from recapture.body.retarget import anchor, has_hips, place, retarget, scale_ratio
+from recapture.body.retarget import anchor, complete, has_hips, place, retarget, scale_ratio
 from recapture.pipelines.photo_io import WildPhotoError
 from recapture.pipelines.recapture import LayoutPrediction, Recapturer, SourceInput
 from recapture.pipelines.stages import Parsed, Posed, Segmented
 from recapture.pipelines.wild import (
-    MIN_PERSON_HEIGHT, PersonCrop, composite, crop_to_model, inpaint_background, keypoints_to_model,
-    layout_alpha, layout_to_model, model_to_photo, person_crop,
+    MIN_PERSON_HEIGHT, PersonCrop, crop_to_model, keypoints_to_model, layout_to_model, person_crop,
 )
 
 EXTENTS: tuple[str, ...] = ("upper body", "to the hips", "to the knees", "full body")
 #: Joints first seen at each extent (hips, knees, ankles), and so dropped from a target cut above it.
 _LEVELS = tuple(tuple(KEYPOINT_INDEX[f"{side}_{joint}"] for side in ("right", "left"))
                 for joint in ("hip", "knee", "ankle"))
-#: Warn when more than this share of the new person's pixels is invented rather than copied.
-INVENTED_WARNING = 0.3
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,8 @@ def place_targets(subject: np.ndarray, targets: np.ndarray, retargeting: bool = 
             shaped, scale = (retarget(subject, target), 1.0) if retargeting else (target, ratio)
         except ValueError:
             shaped, scale = target, ratio  # a frame without a neck: scaled, not retargeted
-        placed.append(place(shaped, at, scale, hips) if anchor(shaped, hips) is not None else
-                      np.full((18, 2), -1.0))
+        placed.append(complete(place(shaped, at, scale, hips), subject) if anchor(shaped, hips) is not None
+                      else np.full((18, 2), -1.0))
     placed_array = np.stack(placed)
     ground, first_ground = _ground(subject), _ground(placed_array[0])
     if ground is not None and first_ground is not None:  # feet on the subject's ground line
@@ -131,6 +131,22 @@ def _cut_to_extent(targets: np.ndarray, extent: str) -> np.ndarray:
     return out
 
 
+def pixel_aligned(crop: PersonCrop) -> PersonCrop:
+    """``crop`` grown (about its centre) to a box whose edges fall on photo pixel edges and whose height is a
+    multiple of the model's reduced aspect (256x176: 16x11), so its width is whole too: the photo-resolution
+    window (:func:`full_window`, scale 1) is then an exact copy of photo pixels, and the person is pasted back
+    on the same pixels, with no half-pixel resampling (each costs a third of the fine detail)."""
+    model_h, model_w = crop.model_size
+    unit = math.gcd(model_h, model_w)
+    step_h, step_w = model_h // unit, model_w // unit
+    y0, x0, y1, x1 = crop.box
+    steps = math.ceil((y1 - y0) / step_h - 1e-9)
+    height, width = steps * step_h, steps * step_w
+    top, left = math.floor((y0 + y1 - height) / 2 + 0.5), math.floor((x0 + x1 - width) / 2 + 0.5)
+    return PersonCrop(box=(float(top), float(left), float(top + height), float(left + width)),
+                      scale=model_h / height, model_size=crop.model_size)
+
+
 def frame(photo: np.ndarray, posed: Posed, segmented: Segmented, parsed: Parsed, targets: np.ndarray,
           model_size: tuple[int, int], options: FrameOptions = FrameOptions()) -> Framed:
     """Refuse too little body, find the visible extent, place the targets, crop the model frame."""
@@ -141,8 +157,8 @@ def frame(photo: np.ndarray, posed: Posed, segmented: Segmented, parsed: Parsed,
     placed = place_targets(keypoints, targets, options.retarget) if len(targets) else targets
     if not options.allow_invent and len(placed):
         placed = _cut_to_extent(placed, extent)
-    crop = person_crop(keypoints, segmented.person_mask, photo.shape[:2], model_size, options.margin,
-                       include=placed.reshape(-1, 2), min_height=options.min_height)
+    crop = pixel_aligned(person_crop(keypoints, segmented.person_mask, photo.shape[:2], model_size, options.margin,
+                                     include=placed.reshape(-1, 2), min_height=options.min_height))
     parse_crop = PersonCrop(tuple(v * parsed.factor for v in crop.box), crop.scale / parsed.factor,  # type: ignore
                             crop.model_size)
     source = SourceInput(image=crop_to_model(photo, crop), keypoints=keypoints_to_model(keypoints, crop),
@@ -174,11 +190,13 @@ MAX_FULL_SIDE = 1280
 @dataclass(frozen=True)
 class Appearance:
     """The generated person: ``image`` ``(h, w, 3)`` uint8 in the model frame; ``full`` the same view at photo
-    resolution (window ``full_crop``) when the model copies its pixels from the full-size source, else None."""
+    resolution (window ``full_crop``) when the model copies its pixels from the full-size source, else None;
+    ``flow`` ``(H', W', 2)`` y/x: the window pixel each ``full`` pixel was copied from."""
 
     image: np.ndarray
     full: np.ndarray | None = None
     full_crop: PersonCrop | None = None
+    flow: np.ndarray | None = None
 
 
 def full_window(crop: PersonCrop, max_side: int = MAX_FULL_SIDE) -> PersonCrop:
@@ -186,6 +204,8 @@ def full_window(crop: PersonCrop, max_side: int = MAX_FULL_SIDE) -> PersonCrop:
     box_height = crop.box[2] - crop.box[0]
     height = int(min(max_side, max(crop.model_size[0], round(box_height))))
     width = int(round(height * crop.model_size[1] / crop.model_size[0]))
+    if height == round(box_height):  # a pixel-aligned crop (see pixel_aligned): exactly the photo's pixels
+        width = int(round(crop.box[3] - crop.box[1]))
     return PersonCrop(box=crop.box, scale=height / box_height, model_size=(height, width))
 
 
@@ -199,72 +219,7 @@ def appearance(recapturer: Recapturer, framed: Framed, geometry: LayoutPredictio
     window = None if photo is None or not recapturer.copies_full_resolution else full_window(framed.crop)
     if window is None or window.model_size[0] <= framed.crop.model_size[0]:
         return Appearance(recapturer.render(framed.source, geometry.target_keypoints, geometry.target_layout))
-    full = recapturer.render_full(framed.source, geometry.target_keypoints, geometry.target_layout,
+    full = recapturer.repose_full(framed.source, geometry.target_keypoints, geometry.target_layout,
                                   crop_to_model(photo, window))
-    small = cv2.resize(full, framed.crop.model_size[::-1], interpolation=cv2.INTER_AREA)
-    return Appearance(small, full, window)
-
-
-# ---------------------------------------------------------------- composite
-@dataclass(frozen=True)
-class Composited:
-    """image and background ``(H, W, 3)`` uint8; invented ``(H, W)`` bool: new-person pixels whose part the
-    source did not show or an edit changed; invented_share: their share of the new person's pixels."""
-
-    image: np.ndarray
-    background: np.ndarray
-    invented: np.ndarray
-    invented_share: float
-
-
-def person_alpha(framed: Framed, target_layout: np.ndarray) -> np.ndarray:
-    """``(h, w)`` float32 model-frame alpha: the layout's foreground, cleared below ``framed.bottom``."""
-    alpha = layout_alpha(target_layout)
-    if framed.bottom is not None:
-        rows = (np.arange(alpha.shape[0]) + 0.5) / framed.crop.scale + framed.crop.box[0]
-        alpha[rows > framed.bottom] = 0.0
-    return alpha
-
-
-def _to_photo_mask(model_mask: np.ndarray, crop: PersonCrop, photo_size: tuple[int, int],
-                   threshold: float) -> np.ndarray:
-    """A model-frame ``(h, w)`` map resampled onto the whole photo frame, thresholded."""
-    region, (y0, x0, y1, x1) = model_to_photo(model_mask.astype(np.float32), crop, photo_size,
-                                              border_mode=cv2.BORDER_CONSTANT)
-    out = np.zeros(photo_size, dtype=bool)
-    out[y0:y1, x0:x1] = region > threshold
-    return out
-
-
-def invented_labels(source_layout: np.ndarray, geometry: LayoutPrediction, min_share: float = 0.002) -> np.ndarray:
-    """``(h, w)`` bool model-frame pixels of parts absent from the source (fewer than ``min_share`` of its
-    person pixels) or changed by an edit."""
-    counts = np.bincount(source_layout.ravel(), minlength=256)
-    floor = max(1.0, min_share * counts[1:].sum())
-    absent = counts < floor
-    absent[0] = False
-    layout = geometry.target_layout
-    return absent[layout] | ((layout != geometry.predicted_layout) & (layout != 0))
-
-
-def composite_person(photo: np.ndarray, person_mask: np.ndarray, framed: Framed, geometry: LayoutPrediction,
-                     generated: Appearance, background: np.ndarray | None = None, method: str = "telea",
-                     feather_px: float | None = None) -> Composited:
-    """Inpaint where the person was (unless ``background`` is given, e.g. once per video) on the hole
-    reduced by where the new person is opaque, then paste the new person with its feathered alpha."""
-    alpha = person_alpha(framed, geometry.target_layout)
-    size = photo.shape[:2]
-    if background is None:
-        opaque = cv2.erode(alpha, np.ones((3, 3), np.uint8))
-        background = inpaint_background(photo, person_mask, method, keep=_to_photo_mask(opaque, framed.crop, size,
-                                                                                         0.99))
-    if generated.full is not None and generated.full_crop is not None:
-        window = generated.full_crop
-        big_alpha = np.clip(cv2.resize(alpha, window.model_size[::-1], interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
-        image = composite(background, generated.full, big_alpha, window, feather_px)
-    else:
-        image = composite(background, generated.image, alpha, framed.crop, feather_px)
-    invented_model = invented_labels(framed.source.layout, geometry) & (alpha > 0)
-    invented = _to_photo_mask(invented_model.astype(np.float32), framed.crop, size, 0.5)
-    share = float(invented_model.sum() / max(1.0, float((alpha > 0).sum())))
-    return Composited(image=image, background=background, invented=invented, invented_share=share)
+    small = cv2.resize(full.image, framed.crop.model_size[::-1], interpolation=cv2.INTER_AREA)
+    return Appearance(small, full.image, window, full.flow)

@@ -1,9 +1,9 @@
-"""Human parsing of a photo: the bundled CCP parser, the choice of parser, people counting and
-:func:`parse_photo`, the one entry point that turns a photo into a LIP-20 layout and the keypoints it used.
+"""Human parsing of a photo: the bundled CCP parser, the choice of parser and :func:`parse_photo`, the one
+entry point that turns a photo into a LIP-20 layout and the keypoints it used.
 
-People are the connected components of the person mask (> 0.5) at least :data:`MIN_PERSON_SHARE` of the
-largest one, a component holding several detected faces split between them, numbered from 0 by decreasing
-area; this numbering is the one the real-photo path uses.
+People (:mod:`recapture.pipelines.people`) are the connected components of the person mask (> 0.5) at least
+``MIN_PERSON_SHARE`` of the largest one, a component holding several detected faces split between them,
+numbered from 0 by decreasing area; this numbering is the one the real-photo path uses.
 Person ``n`` is parsed with its own pose (BlazePose run on a crop around its component) and its own
 mask; pixels of the other people are background in its layout.
 """
@@ -18,24 +18,21 @@ from typing import Callable
 
 import cv2
 import numpy as np
-import torch
 
-from recapture.body.keypoints import missing_mask
+from recapture.body.keypoints import flip_keypoints, missing_mask
 from recapture.body.parts import LIP20
 from recapture.config import ConfigError, from_dict
 from recapture.fileio import atomic_path, atomic_write_text
 from recapture.hub import REGISTRY, WeightsError, bundled_models, bundled_path, read_model_file
-from recapture.models.inception import load_inception
-from recapture.models.parser import INPUT_SIZE, STAGES, ParserHead, ParserHeadConfig, image_tensor, parser_crop, \
-    upsample_logits
+from recapture.lazy import LazyModule, no_grad
+from recapture.models.parser_crop import parser_crop
+from recapture.models.parser_rules import vote_parts
 from recapture.pipelines.parsing import FileLayoutParser, LayoutParser, ModelLayoutParser, PoseMaskLayoutParser
-from recapture.pipelines.pose_estimation import PersonSegmenter, PoseEstimate, PoseEstimator, _Solution, \
-    import_mediapipe
+from recapture.pipelines.people import FaceDetector, find_people, pose_of_person
+from recapture.pipelines.pose_estimation import PersonSegmenter, PoseEstimate, PoseEstimator
 
-#: A mask component smaller than this share of the largest one is not a person (a hand, a bag, noise).
-MIN_PERSON_SHARE = 0.15
-#: ... nor one smaller than this share of the photo.
-MIN_PERSON_AREA = 0.002
+torch = LazyModule("torch")  # CcpParser's network; the ONNX parser (onnx_parser.py) runs without torch
+
 PARSER_CHOICES = ("ccp", "pose-mask")
 #: The CCP parser works on photos at most this tall (taller ones are shrunk, the labels enlarged back).
 MAX_PARSE_HEIGHT = 1280
@@ -55,6 +52,9 @@ class CcpParser:
     label_set = LIP20
 
     def __init__(self, weights: str | Path = "parser-ccp", device: str | torch.device = "cpu") -> None:
+        from recapture.models.inception import load_inception
+        from recapture.models.parser import ParserHead, ParserHeadConfig
+
         path = bundled_path(str(weights)) if str(weights) in REGISTRY else Path(weights)
         tensors, metadata = read_model_file(path)
         if metadata.get("kind") != "parser" or "head" not in metadata:
@@ -74,26 +74,55 @@ class CcpParser:
         self.source = str(path)
         self.metadata = metadata
 
-    @torch.no_grad()
+    @no_grad
+    def crop_probabilities(self, crop_rgb: np.ndarray, crop_mask: np.ndarray, crop_keypoints: np.ndarray) -> np.ndarray:
+        """``(h, w, 20)`` float32 part probabilities of a parser crop: ``(h, w, 3)`` uint8, ``(h, w)`` mask,
+        ``(18, 2)`` crop keypoints (the network; :class:`recapture.pipelines.onnx_parser.OnnxCcpParser` runs it
+        in ONNX Runtime)."""
+        from recapture.models.parser import INPUT_SIZE, STAGES, image_tensor, upsample_logits
+
+        stages = self.backbone.stages(image_tensor(crop_rgb).to(self.device), STAGES)
+        mask = torch.from_numpy(crop_mask)[None, None].to(self.device)
+        points = torch.from_numpy(crop_keypoints.astype(np.float32))[None].to(self.device)
+        logits = upsample_logits(self.head(stages, mask, points), INPUT_SIZE)
+        return torch.softmax(logits[0], dim=0).permute(1, 2, 0).cpu().numpy()
+
+    @property
+    def flip(self) -> bool:
+        """Whether each crop is averaged with its mirror: the weight file's ``test_flip`` (its logit offsets
+        were calibrated on validation with this averaging; older files: no)."""
+        return self.metadata.get("test_flip", "false") == "true"
+
+    def averaged_probabilities(self, crop_rgb: np.ndarray, crop_mask: np.ndarray,
+                               crop_keypoints: np.ndarray) -> np.ndarray:
+        """:meth:`crop_probabilities`, with :attr:`flip` averaged with the mirrored crop's (mirrored back, left
+        and right parts swapped), which makes the parse of a mirrored crop the mirror of the crop's parse."""
+        probabilities = self.crop_probabilities(crop_rgb, crop_mask, crop_keypoints)
+        if not self.flip:
+            return probabilities
+        mirrored = self.crop_probabilities(np.ascontiguousarray(crop_rgb[:, ::-1]),
+                                           np.ascontiguousarray(crop_mask[:, ::-1]),
+                                           flip_keypoints(crop_keypoints, crop_rgb.shape[1]))
+        return (probabilities + mirrored[:, ::-1][..., list(LIP20.flip_permutation)]) / 2
+
     def probabilities(self, image_rgb: np.ndarray, keypoints: np.ndarray, person_mask: np.ndarray) -> np.ndarray:
-        """``(20, H, W)`` float32 part probabilities in the photo frame (0 outside the person crop)."""
+        """``(20, H, W)`` float32 part probabilities in the photo frame (0 outside the person crop); with
+        :attr:`flip`, the mean of the crop's and its mirror's."""
         image_rgb = np.asarray(image_rgb)
         mask = np.asarray(person_mask, dtype=np.float32)
         crop = parser_crop(keypoints, mask)
-        stages = self.backbone.stages(image_tensor(crop.warp(image_rgb)).to(self.device), STAGES)
-        crop_mask = torch.from_numpy(crop.warp(mask))[None, None].to(self.device)
-        crop_keypoints = torch.from_numpy(crop.keypoints(keypoints).astype(np.float32))[None].to(self.device)
-        logits = upsample_logits(self.head(stages, crop_mask, crop_keypoints), INPUT_SIZE)
-        crop_probs = torch.softmax(logits[0], dim=0).permute(1, 2, 0).cpu().numpy()
+        crop_probs = self.averaged_probabilities(crop.warp(image_rgb), crop.warp(mask), crop.keypoints(keypoints))
         chunks = [crop.unwarp(np.ascontiguousarray(crop_probs[..., c:c + 4]), image_rgb.shape[:2])
                   for c in range(0, crop_probs.shape[-1], 4)]
         return np.concatenate([c.reshape(*image_rgb.shape[:2], -1) for c in chunks], axis=-1).transpose(2, 0, 1)
 
     def predict(self, image_rgb: np.ndarray, keypoints: np.ndarray,
                 person_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(labels (H, W) uint8, confidence (20,))``: confidence is the mean probability of each part over
-        the pixels given that part (NaN where none). Photos taller than :data:`MAX_PARSE_HEIGHT` are parsed
-        on a shrunk copy and the labels enlarged (nearest), to bound memory."""
+        """``(labels (H, W) uint8, confidence (20,))``: labels are the most probable part per pixel, each
+        connected dress-or-skirt region then given one of the two as a whole (``parser_rules.vote_parts``);
+        confidence is the mean probability of each part over the pixels given that part (NaN where none).
+        Photos taller than :data:`MAX_PARSE_HEIGHT` are parsed on a shrunk copy and the labels enlarged
+        (nearest), to bound memory."""
         image_rgb = np.asarray(image_rgb)
         height, width = image_rgb.shape[:2]
         factor = min(1.0, MAX_PARSE_HEIGHT / height)
@@ -104,8 +133,8 @@ class CcpParser:
             person_mask = cv2.resize(np.asarray(person_mask, np.float32), size, interpolation=cv2.INTER_AREA)
             keypoints = np.where(missing_mask(keypoints)[:, None], -1.0, (keypoints + 0.5) * factor - 0.5)
         probabilities = self.probabilities(image_rgb, keypoints, person_mask)
-        labels = probabilities.argmax(axis=0).astype(np.uint8)
-        best = probabilities.max(axis=0)
+        labels = vote_parts(probabilities, probabilities.argmax(axis=0).astype(np.uint8))
+        best = np.take_along_axis(probabilities, labels[None].astype(np.intp), axis=0)[0]
         confidence = np.array([best[labels == c].mean() if (labels == c).any() else np.nan
                                for c in range(LIP20.num_parts)], dtype=np.float32)
         if factor < 1:
@@ -147,68 +176,6 @@ def default_parser() -> LayoutParser:
     return PoseMaskLayoutParser()
 
 
-class FaceDetector(_Solution):
-    """MediaPipe face detection (the bundled full-range model) -> ``(K, 4)`` face boxes ``y0, x0, y1, x1``
-    in pixels, for telling apart people whose masks touch."""
-
-    def __init__(self, min_confidence: float = 0.6) -> None:
-        self._graph = None
-        import_mediapipe()
-        from mediapipe.python.solutions import face_detection
-
-        self._opened(face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_confidence))
-
-    def __call__(self, image_rgb: np.ndarray) -> np.ndarray:
-        height, width = image_rgb.shape[:2]
-        result = self._require_open().process(np.ascontiguousarray(image_rgb))
-        boxes = [(b.ymin * height, b.xmin * width, (b.ymin + b.height) * height, (b.xmin + b.width) * width)
-                 for b in (d.location_data.relative_bounding_box for d in result.detections or [])]
-        return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-
-
-@dataclass(frozen=True)
-class Person:
-    """One person of a photo: ``mask`` ``(H, W)`` bool component, ``area`` in pixels, ``box`` (y0, x0, y1, x1)."""
-
-    mask: np.ndarray
-    area: int
-    box: tuple[int, int, int, int]
-
-
-def _person(mask: np.ndarray) -> Person:
-    ys, xs = np.nonzero(mask)
-    return Person(mask, int(ys.size), (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1))
-
-
-def _split_by_faces(component: np.ndarray, centres_x: np.ndarray) -> list[np.ndarray]:
-    """Split one mask component holding several faces into vertical bands, one per face (nearest face x)."""
-    columns = np.argmin(np.abs(np.arange(component.shape[1])[:, None] - np.sort(centres_x)[None]), axis=1)
-    return [component & (columns == k)[None, :] for k in range(len(centres_x))]
-
-
-def find_people(person_mask: np.ndarray, faces: np.ndarray | None = None) -> list[Person]:
-    """People of a photo, largest first, from its ``(H, W)`` person probability and optional ``(K, 4)``
-    face boxes (see module docstring): a component holding several face centres is split between them."""
-    binary = (np.asarray(person_mask) > 0.5).astype(np.uint8)
-    count, components, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    if count <= 1:
-        return []
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    floor = max(MIN_PERSON_SHARE * areas.max(), MIN_PERSON_AREA * binary.size)
-    faces = np.zeros((0, 4)) if faces is None else np.asarray(faces, dtype=np.float64).reshape(-1, 4)
-    centres = np.clip(np.round((faces[:, :2] + faces[:, 2:]) / 2).astype(int), 0, np.array(binary.shape) - 1)
-    owner = components[centres[:, 0], centres[:, 1]] if len(centres) else np.zeros(0, int)
-    masks = []
-    for label in range(1, count):
-        if stats[label, cv2.CC_STAT_AREA] < floor:
-            continue
-        inside = centres[owner == label, 1]
-        component = components == label
-        masks += _split_by_faces(component, inside) if len(inside) > 1 else [component]
-    people = [_person(m) for m in masks if m.sum() >= MIN_PERSON_AREA * binary.size]
-    return sorted(people, key=lambda p: -p.area)
-
-
 @dataclass(frozen=True)
 class ParseResult:
     """The parse of one person of a photo.
@@ -227,25 +194,6 @@ class ParseResult:
     person: int
 
 
-def pose_of_person(person: Person, image: np.ndarray, estimator: Callable[[np.ndarray], PoseEstimate | None],
-                   alone: bool) -> np.ndarray:
-    """Keypoints of one person: BlazePose on the photo when alone, else on a crop around its component."""
-    if alone:
-        estimate = estimator(image)
-        return np.full((18, 2), -1.0) if estimate is None else estimate.keypoints
-    y0, x0, y1, x1 = person.box
-    pad = int(0.15 * (y1 - y0))
-    y0, x0 = max(0, y0 - pad), max(0, x0 - pad)
-    y1, x1 = min(image.shape[0], y1 + pad), min(image.shape[1], x1 + pad)
-    estimate = estimator(np.ascontiguousarray(image[y0:y1, x0:x1]))
-    if estimate is None:
-        return np.full((18, 2), -1.0)
-    keypoints = estimate.keypoints.copy()
-    present = ~missing_mask(keypoints)
-    keypoints[present] += (y0, x0)
-    return keypoints
-
-
 @dataclass(frozen=True)
 class PersonModels:
     """What :func:`parse_photo` runs besides the parser: pose estimator, person segmenter, face detector
@@ -262,8 +210,9 @@ class PersonModels:
 
     def close(self) -> None:
         for model in (self.estimator, self.segmenter, self.faces):
-            if isinstance(model, _Solution):
-                model.close()
+            close = getattr(model, "close", None)  # the MediaPipe solutions; plain callables have nothing to close
+            if callable(close):
+                close()
 
     def __enter__(self) -> PersonModels:
         return self
@@ -357,8 +306,11 @@ def parse_files(inputs: list[str | Path], out: str | Path, parser: str = "ccp", 
                 visualize: bool = False) -> list[ParsedPhoto]:
     """``recapture parse``: for each photo write ``STEM.png`` (LIP-20 palette PNG of the photo's size),
     ``STEM.json`` (keypoints for ``recapture edit --source-pose``) and with ``visualize``
-    ``STEM-overlay.jpg``. A photo without person (number ``person``) gets an error and no file."""
+    ``STEM-overlay.jpg``. Inputs sharing a stem get ``STEM-2``, ``STEM-3``, ... in input order
+    (``photo_io.unique_stems``, the batch naming rule of docs/cli.md). A photo without person (number
+    ``person``) gets an error and no file."""
     from recapture.data.formats import write_layout
+    from recapture.pipelines.photo_io import unique_stems
     from recapture.pipelines.wild import load_photo
 
     paths = photo_paths(inputs)
@@ -366,7 +318,7 @@ def parse_files(inputs: list[str | Path], out: str | Path, parser: str = "ccp", 
     out = Path(out)
     done = []
     with PersonModels.open() as models:
-        for path in paths:
+        for path, stem in zip(paths, unique_stems(paths)):
             image = load_photo(path)
             try:
                 result = parse_photo(image, layout_parser, person, models)
@@ -374,14 +326,14 @@ def parse_files(inputs: list[str | Path], out: str | Path, parser: str = "ccp", 
                 done.append(ParsedPhoto(path, None, None, None, 0, person, {}, f"{path}: {err}"))
                 continue
             out.mkdir(parents=True, exist_ok=True)
-            layout_path, keypoints_path = out / f"{path.stem}.png", out / f"{path.stem}.json"
+            layout_path, keypoints_path = out / f"{stem}.png", out / f"{stem}.json"
             write_layout(layout_path, result.labels, LIP20)
             pose = {"keypoints": np.round(result.keypoints, 2).tolist(), "frame": list(image.shape[:2]),
                     "source": str(path), "people": result.people, "person": result.person}
             atomic_write_text(keypoints_path, json.dumps(pose) + "\n")
             overlay_path = None
             if visualize:
-                overlay_path = out / f"{path.stem}-overlay.jpg"
+                overlay_path = out / f"{stem}-overlay.jpg"
                 picture = cv2.cvtColor(overlay(image, result), cv2.COLOR_RGB2BGR)
                 with atomic_path(overlay_path) as temporary:
                     cv2.imwrite(str(temporary), picture)

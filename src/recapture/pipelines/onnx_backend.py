@@ -18,6 +18,13 @@ The two outputs share no node, so :class:`OnnxGenerator` cuts the graph into two
 appearance network runs - the same flow as :class:`recapture.models.generator.RecaptureGenerator`.
 The file's metadata carries ``model_config`` (YAML), so it is self-contained.
 
+A ``model.appearance: correspondence`` model (the bundled ``default``) exports its appearance network only
+(metadata kind ``recapture-correspondence-onnx``): the networks at the internal size and the full-resolution
+step (flow upsampled to any output size, ``GridSample`` of the full-size source, visibility blend,
+refinement; height and width dynamic), with the keypoint prior's grids, the pooled source and the layouts
+as inputs. :mod:`recapture.pipelines.onnx_photo` runs it without torch (photos take Ŝ_B from the prior, so
+the geometric network is not exported for them).
+
 SAT's fast path sorts pixels into data-dependent segments, which a static graph cannot hold; the export
 switches SAT to its dense masked form (:attr:`recapture.models.sat.SemanticAttentiveTransfer.dense`,
 same result, ``2 (HW)² (D + C)`` FLOPs at the SAT level: see docs/performance.md). Spectral norm is
@@ -44,10 +51,12 @@ from recapture.body.keypoints import NUM_KEYPOINTS
 from recapture.config import ConfigError, ModelConfig, from_dict, to_dict
 from recapture.fileio import atomic_path
 from recapture.hub import LoadedGenerator, WeightsError, load_generator
+from recapture.models.correspondence import CorrespondenceGenerator, PriorGrid
 from recapture.models.generator import GeneratorOutput, RecaptureGenerator
 from recapture.models.inference import is_folded, prepare_for_inference
 from recapture.models.layout_ops import check_shape, to_one_hot
 from recapture.models.sat import SemanticAttentiveTransfer
+from recapture.pipelines.onnx_photo import CORRESPONDENCE_INPUTS, CORRESPONDENCE_KIND
 from recapture.pipelines.recapture import Recapturer
 
 INPUTS = ("source_image", "source_layout", "source_pose", "target_pose", "target_layout")
@@ -56,6 +65,7 @@ OUTPUTS = ("image", "layout_logits")
 GEOMETRIC_INPUTS = ("source_layout", "source_pose", "target_pose")
 OPSET = 17
 KIND = "recapture-generator-onnx"
+
 
 
 class _Graph(nn.Module):
@@ -133,31 +143,72 @@ def export_onnx(model: str | Path | LoadedGenerator, out: str | Path) -> OnnxExp
     loaded = model if isinstance(model, LoadedGenerator) else load_generator(model)
     if not isinstance(loaded.generator, RecaptureGenerator):
         raise WeightsError(f"{loaded.source}: only a torch generator can be exported")
-    if loaded.config.appearance != "generative":
-        raise WeightsError(f"{loaded.source}: its appearance network ({loaded.config.appearance}) samples the source "
-                           "along a keypoint prior computed outside the network, which ONNX export does not cover yet; "
-                           "export a model with model.appearance: generative")
     generator = loaded.generator
     if not is_folded(generator):
         generator = prepare_for_inference(copy.deepcopy(generator))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    correspondence = loaded.config.appearance == "correspondence"
     with atomic_path(out) as tmp:
         with dense_sat(generator), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's notes on shape checks that are constant here
-            inputs = example_inputs(loaded.config)
-            if loaded.config.geometric_prior:
-                inputs += (inputs[4], torch.zeros_like(inputs[4][:, :1]))
-            torch.onnx.export(_Graph(generator), inputs, tmp, dynamo=False,
-                              input_names=list(graph_inputs(loaded.config)), output_names=list(OUTPUTS),
-                              opset_version=OPSET)
+            if correspondence:
+                _trace_correspondence(generator.appearance, tmp)  # type: ignore[arg-type]
+            else:
+                inputs = example_inputs(loaded.config)
+                if loaded.config.geometric_prior:
+                    inputs += (inputs[4], torch.zeros_like(inputs[4][:, :1]))
+                torch.onnx.export(_Graph(generator), inputs, tmp, dynamo=False,
+                                  input_names=list(graph_inputs(loaded.config)), output_names=list(OUTPUTS),
+                                  opset_version=OPSET)
         graph = onnx.load(tmp)
-        info = {"kind": KIND, "model_config": yaml.safe_dump(to_dict(loaded.config), sort_keys=False),
+        info = {"kind": CORRESPONDENCE_KIND if correspondence else KIND,
+                "model_config": yaml.safe_dump(to_dict(loaded.config), sort_keys=False),
                 "source": loaded.source, "sat": "dense", **{k: v for k, v in loaded.metadata.items()
                                                             if k in ("trained_on", "step", "tensors_sha256")}}
         onnx.helper.set_model_props(graph, info)
         onnx.save(graph, tmp)
     return OnnxExport(path=out, config=loaded.config, seconds=time.perf_counter() - start)
+
+
+class _CorrespondenceGraph(nn.Module):
+    """What is traced for ``model.appearance: correspondence``: the networks at the internal size and the
+    full-resolution step (flow upsampling, bilinear sampling of the full-size source, visibility blend,
+    refinement), the keypoint prior given as inputs (see :mod:`recapture.pipelines.onnx_photo`)."""
+
+    def __init__(self, appearance: CorrespondenceGenerator) -> None:
+        super().__init__()
+        self.appearance = appearance
+
+    def forward(self, source_image: Tensor, small: Tensor, source_layout: Tensor, source_pose: Tensor,
+                target_layout: Tensor, target_pose: Tensor, grid: Tensor, covered: Tensor,
+                full_grid: Tensor) -> tuple[Tensor, Tensor]:
+        coarse_flow, logits, generated = self.appearance.predict(small, source_layout, source_pose, target_layout,
+                                                                 target_pose, grid, covered)
+        prior = PriorGrid(grid=grid, covered=covered, labels=grid[..., 0].long(), full=full_grid)
+        size = (full_grid.shape[1], full_grid.shape[2])
+        output = self.appearance.compose(source_image, coarse_flow, logits, generated, size, prior)
+        return output.image, output.flow
+
+
+def _trace_correspondence(appearance: CorrespondenceGenerator, path: Path) -> None:
+    """Export :class:`_CorrespondenceGraph` to ``path``: static internal size, dynamic full size."""
+    config = appearance.config
+    generator = torch.Generator().manual_seed(0)
+    height, width = config.internal_size
+    parts = appearance.num_parts
+    full = (2 * height + 6, 2 * width + 4)  # any size: the full-resolution axes are dynamic
+    inputs = (torch.rand(1, 3, *full, generator=generator) * 2 - 1,
+              torch.rand(1, 3, height, width, generator=generator),
+              torch.zeros(1, parts, height, width), torch.zeros(1, NUM_KEYPOINTS, height, width),
+              torch.zeros(1, parts, height, width), torch.zeros(1, NUM_KEYPOINTS, height, width),
+              torch.rand(1, height, width, 2, generator=generator) * 2 - 1, torch.ones(1, 1, height, width),
+              torch.rand(1, *full, 2, generator=generator) * 2 - 1)
+    dynamic = {"source_image": {2: "height", 3: "width"}, "full_grid": {1: "height", 2: "width"},
+               "image": {2: "height", 3: "width"}, "flow": {1: "height", 2: "width"}}
+    torch.onnx.export(_CorrespondenceGraph(appearance), inputs, path, dynamo=False,
+                      input_names=list(CORRESPONDENCE_INPUTS), output_names=["image", "flow"], opset_version=OPSET,
+                      dynamic_axes=dynamic)
 
 
 class _Session:
@@ -220,6 +271,9 @@ class OnnxGenerator(nn.Module):
         except (OSError, ValueError, DecodeError) as err:
             raise WeightsError(f"not an ONNX model: {path} ({str(err).splitlines()[0] if str(err) else err})") from None
         self.metadata = {p.key: p.value for p in graph.metadata_props}
+        if self.metadata.get("kind") == CORRESPONDENCE_KIND:
+            raise WeightsError(f"{path}: a correspondence export holds the appearance network for the photo path "
+                               "(recapture edit --backend onnxruntime); other uses need --backend torch")
         if self.metadata.get("kind") != KIND or "model_config" not in self.metadata:
             raise WeightsError(f"not a Recapture ONNX generator: {path} (export one with "
                                f"`recapture export MODEL --format onnx --out FILE.onnx`)")

@@ -17,11 +17,13 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
-import torch
 
 from recapture.body.keypoints import KEYPOINT_INDEX, missing_mask
 from recapture.body.parts import LIP20, LabelSet, get_label_set, merge_lip20
 from recapture.data.formats import read_layout
+from recapture.lazy import LazyModule
+
+torch = LazyModule("torch")  # only ModelLayoutParser needs it
 
 
 class LayoutParser(Protocol):

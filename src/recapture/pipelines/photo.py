@@ -17,9 +17,8 @@ from typing import Iterator
 
 import numpy as np
 
-from recapture.pipelines.framing import (
-    INVENTED_WARNING, Appearance, Composited, FrameOptions, Framed, appearance, composite_person, frame, geometric,
-)
+from recapture.pipelines.framing import Appearance, FrameOptions, Framed, appearance, frame, geometric
+from recapture.pipelines.pasting import INVENTED_WARNING, Composited, composite_person
 from recapture.pipelines.photo_io import PhotoFile, write_photo
 from recapture.pipelines.recapture import LayoutPrediction, Recapturer, Result, check_method
 from recapture.pipelines.stages import (
@@ -27,7 +26,8 @@ from recapture.pipelines.stages import (
     estimate_pose, given_source, parse, quiet_native_logs, segment,
 )
 
-__all__ = ["STAGES", "PhotoModels", "PhotoOptions", "PhotoRequest", "PreparedPhoto", "PhotoResult", "prepare_photo",
+__all__ = ["STAGES", "LOW_POSE_CONFIDENCE",
+           "PhotoModels", "PhotoOptions", "PhotoRequest", "PreparedPhoto", "PhotoResult", "prepare_photo",
            "render_photo", "run_photo", "draw_keypoints"]
 
 
@@ -84,6 +84,10 @@ class PhotoModels:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+#: Warn when the mean BlazePose visibility of the joints used (those present) is below this (clearly seen
+#: people score 0.9-0.99 on CCP photos; joints below 0.5 are dropped as missing).
+LOW_POSE_CONFIDENCE = 0.8
 
 #: Where a photo's target layout Ŝ_B comes from (see :attr:`PhotoOptions.layout`).
 LAYOUT_SOURCES = ("prior", "network")
@@ -156,11 +160,14 @@ class PhotoResult:
                       target_keypoints=self.geometry.target_keypoints, source=framed.source)
 
     def summary(self) -> str:
-        """One line: people found, framing, parser, output size, time."""
+        """One line: people found, framing (and a low pose confidence), parser, output size, time."""
         height, width = self.composited.image.shape[:2]
         people = self.prepared.people
-        return (f"{people} {'person' if people == 1 else 'people'} found, framing {self.prepared.framed.extent}, "
-                f"parser {self.prepared.parsed.parser}, output {width}x{height}, "
+        confidence = self.prepared.posed.pose_confidence()
+        low = (f", low pose confidence {confidence:.2f}" if confidence is not None and confidence < LOW_POSE_CONFIDENCE
+               else "")
+        return (f"{people} {'person' if people == 1 else 'people'} found, framing {self.prepared.framed.extent}"
+                f"{low}, parser {self.prepared.parsed.parser}, output {width}x{height}, "
                 f"{sum(self.timings.values()):.1f} s")
 
 
@@ -225,6 +232,10 @@ def prepare_photo(models: PhotoModels | Recapturer, source: str | Path | np.ndar
             with clock.stage("parse"):
                 parsed = parse(decoded, posed, segmented, models.parser, recapturer.label_set)
         people = found.count
+        confidence = posed.pose_confidence()
+        if confidence is not None and confidence < LOW_POSE_CONFIDENCE:
+            messages.append(f"low pose confidence: the joints used have a mean visibility of {confidence:.2f} "
+                            f"(below {LOW_POSE_CONFIDENCE}); the pose, and so the framing, may be wrong")
         if people > 1:
             messages.append(f"{people} people found; re-posing person {options.person} (0 is the largest; "
                             f"--person N picks another)")

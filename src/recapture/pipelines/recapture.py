@@ -9,18 +9,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from recapture.body.keypoints import keypoints_to_heatmaps, missing_mask, scale_keypoints
 from recapture.body.parts import LabelSet, get_label_set
 from recapture.config import ModelConfig
-from recapture.models.generator import RecaptureGenerator
-from recapture.hub import LoadedGenerator, load_generator
+from recapture.lazy import LazyModule, no_grad
+
+if TYPE_CHECKING:
+    from recapture.hub import LoadedGenerator
+    from recapture.models.generator import RecaptureGenerator
+
+# Imported when a torch model runs: the ONNX Runtime photo path (onnx_photo.OnnxRecapturer) never loads torch.
+torch = LazyModule("torch")
+F = LazyModule("torch.nn.functional")
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,14 @@ class Result:
     predicted_layout: np.ndarray  # (H, W) uint8: Ŝ_B as the geometric network predicted it
     target_keypoints: np.ndarray  # (18, 2) float y/x
     source: SourceInput
+
+
+@dataclass(frozen=True)
+class FullRender:
+    """A person rendered at photo resolution by a copying appearance network (:meth:`Recapturer.repose_full`)."""
+
+    image: np.ndarray  # (H', W', 3) uint8 RGB
+    flow: np.ndarray  # (H', W', 2) float32 y/x: the source_full pixel each output pixel was copied from
 
 
 #: How the target is made: the model (geometric + appearance networks) or the training-free keypoint
@@ -136,6 +150,8 @@ class Recapturer:
     def from_pretrained(cls, name_or_path: str | Path = "default", device: str | torch.device = "cpu") -> Recapturer:
         """Bundled weights by name (``default``: 256x176 output, for real photos; ``synthhumans``: 128x64,
         the demo's synthetic tour), an exported ``.safetensors`` file, or a training run directory."""
+        from recapture.hub import load_generator
+
         loaded = load_generator(name_or_path, device)
         return cls(loaded.generator, loaded.config, device, loaded)
 
@@ -204,7 +220,7 @@ class Recapturer:
         return keypoints
 
     # ------------------------------------------------------------ outputs
-    @torch.no_grad()
+    @no_grad
     def predict_layout(self, source: SourceInput, target_pose: np.ndarray, edits: object | None = None,
                        target_layout: np.ndarray | None = None, method: str = "model") -> LayoutPrediction:
         """Ŝ_B for ``source`` in ``target_pose`` ((18, 2) model frame) — the geometric network's
@@ -226,7 +242,7 @@ class Recapturer:
             used = edits.apply(used, keypoints, self.label_set)  # type: ignore[attr-defined]
         return LayoutPrediction(predicted_layout=predicted, target_layout=used, target_keypoints=keypoints)
 
-    @torch.no_grad()
+    @no_grad
     def warp(self, source: SourceInput, target_pose: np.ndarray) -> np.ndarray:
         """``(H, W, 3)`` uint8: the training-free keypoint warp of ``source`` into ``target_pose`` (no network;
         the floor every model must beat, :func:`recapture.body.keypoint_warp.warp_image`)."""
@@ -246,13 +262,19 @@ class Recapturer:
 
         return isinstance(getattr(self.generator, "appearance", None), CorrespondenceGenerator)
 
-    @torch.no_grad()
     def render_full(self, source: SourceInput, target_pose: np.ndarray, target_layout: np.ndarray,
                     source_full: np.ndarray) -> np.ndarray:
-        """``(H', W', 3)`` uint8 at the size of ``source_full``, a larger ``(H', W', 3)`` uint8 image of exactly the
-        model frame's view (same aspect): the networks run at their internal size, the pixels are sampled
-        from ``source_full`` (layouts enlarged nearest, keypoints scaled). Needs :attr:`copies_full_resolution`."""
-        from recapture.models.correspondence import repose
+        """``(H', W', 3)`` uint8 at the size of ``source_full``: :meth:`repose_full`'s image."""
+        return self.repose_full(source, target_pose, target_layout, source_full).image
+
+    @no_grad
+    def repose_full(self, source: SourceInput, target_pose: np.ndarray, target_layout: np.ndarray,
+                    source_full: np.ndarray) -> FullRender:
+        """The person at the size of ``source_full``, a larger ``(H', W', 3)`` uint8 image of exactly the model
+        frame's view (same aspect): the networks run at their internal size, the pixels are sampled from
+        ``source_full`` (layouts enlarged nearest, keypoints scaled); also where each pixel was sampled.
+        Needs :attr:`copies_full_resolution`."""
+        from recapture.models.correspondence import grid_to_pixel, repose
 
         if not self.copies_full_resolution:
             raise ValueError("this model paints its pixels (model.appearance: generative): use render()")
@@ -276,9 +298,10 @@ class Recapturer:
         output = repose(self.generator.appearance, image[None].to(self.device), enlarge_labels(source.layout),
                         enlarge_points(source.keypoints), enlarge_points(keypoints), enlarge_labels(labels))
         rgb = ((output.image[0].permute(1, 2, 0).float().cpu().numpy() + 1.0) * 127.5).round().clip(0, 255)
-        return rgb.astype(np.uint8)
+        flow = grid_to_pixel(output.flow[0].float().cpu(), full_size).numpy().astype(np.float32)
+        return FullRender(image=rgb.astype(np.uint8), flow=flow)
 
-    @torch.no_grad()
+    @no_grad
     def render(self, source: SourceInput, target_pose: np.ndarray, target_layout: np.ndarray) -> np.ndarray:
         """``(H, W, 3)`` uint8: the appearance network's image of ``source`` in ``target_pose`` with
         ``target_layout`` (``(H, W)`` labels); the geometric network does not run."""
@@ -302,7 +325,7 @@ class Recapturer:
         return Result(image=image, target_layout=layouts.target_layout, predicted_layout=layouts.predicted_layout,
                       target_keypoints=layouts.target_keypoints, source=source)
 
-    @torch.no_grad()
+    @no_grad
     def attention(self, result: Result, pixel: tuple[int, int]) -> Attention:
         """SAT attention of target pixel ``(y, x)`` (image frame) of a previous ``result``."""
         height, width = self.image_size

@@ -26,7 +26,7 @@ import numpy as np
 
 from recapture.body.keypoints import missing_mask
 from recapture.body.parts import LabelSet
-from recapture.pipelines.human_parsing import Person, find_people, pose_of_person
+from recapture.pipelines.people import Person, find_people, pose_of_person
 from recapture.pipelines.parsing import LayoutParser, merge_to
 from recapture.pipelines.photo_io import PhotoFile, WildPhotoError, as_photo_file, write_photo
 from recapture.pipelines.pose_estimation import PoseEstimate
@@ -134,18 +134,36 @@ def detect_people(decoded: Decoded, segmenter: Callable[[np.ndarray], np.ndarray
 # ---------------------------------------------------------------- pose
 @dataclass(frozen=True)
 class Posed:
-    """The chosen person's ``(18, 2)`` y/x keypoints in the photo frame and in the analysis copy."""
+    """The chosen person's ``(18, 2)`` y/x keypoints in the photo frame and in the analysis copy; confidence
+    ``(18,)``: the estimator's visibility of each joint (None for a given pose)."""
 
     keypoints: np.ndarray
     analysis_keypoints: np.ndarray
+    confidence: np.ndarray | None = None
+
+    def pose_confidence(self) -> float | None:
+        """Mean visibility of the joints used (present); None without confidences or joints."""
+        present = ~missing_mask(self.keypoints)
+        if self.confidence is None or not present.any():
+            return None
+        return float(np.asarray(self.confidence, dtype=np.float64)[present].mean())
 
 
 def estimate_pose(decoded: Decoded, people: People,
                   estimator: Callable[[np.ndarray], PoseEstimate | None]) -> Posed:
     """BlazePose on the analysis copy (on a crop around the person when there are several)."""
-    found = pose_of_person(people.people[people.chosen], decoded.analysis, estimator, alone=people.count == 1)
+    estimates: list[PoseEstimate | None] = []
+
+    def recorded(image: np.ndarray) -> PoseEstimate | None:
+        estimates.append(estimator(image))
+        return estimates[-1]
+
+    found = pose_of_person(people.people[people.chosen], decoded.analysis, recorded, alone=people.count == 1)
     keypoints = np.asarray(found, dtype=np.float64)
-    return Posed(keypoints=scale_points(keypoints, 1.0 / decoded.factor), analysis_keypoints=keypoints)
+    estimate = estimates[-1] if estimates else None
+    confidence = None if estimate is None else np.asarray(estimate.confidence, dtype=np.float64)
+    return Posed(keypoints=scale_points(keypoints, 1.0 / decoded.factor), analysis_keypoints=keypoints,
+                 confidence=confidence)
 
 
 # ---------------------------------------------------------------- segment
@@ -190,8 +208,8 @@ def parse(decoded: Decoded, posed: Posed, segmented: Segmented, parser: LayoutPa
 
 def parser_name(parser: object) -> str:
     """Short name of a parser for the summary line."""
-    names = {"CcpParser": "ccp", "PoseMaskLayoutParser": "pose-mask", "FileLayoutParser": "file",
-             "ModelLayoutParser": "model"}
+    names = {"CcpParser": "ccp", "OnnxCcpParser": "ccp", "PoseMaskLayoutParser": "pose-mask",
+             "FileLayoutParser": "file", "ModelLayoutParser": "model"}
     return names.get(type(parser).__name__, type(parser).__name__)
 
 

@@ -9,9 +9,10 @@ newest one. Objective per step (batch of fresh pairs from :mod:`recapture.data.c
     + visibility * BCE(visibility logits, visible truth) + generated * L1(generated, target) on invisible pixels
     + adversarial * (D2(image | target_pose) + D3(image | source_image)) at the internal size
 
-Half the pairs give the network the true target layout, half the part-affine warp of the source layout
-(what a predicted Ŝ_B looks like at test time). Validation (photos drawn from 0001-0904, fixed pairs)
-selects the kept model; the held-out photos are never read here.
+A share ``true_layout_fraction`` of the pairs gives the network the true target layout, the rest the part-affine
+warp of the source layout (the photo path's ``--layout prior``). The pair mix (forward/reversed CCP pairs,
+SynthHumans pose changes, parsed source layouts) is :mod:`recapture.training.correspondence_data`'s. Validation
+(photos drawn from 0001-0904, fixed pairs) selects the kept model; the held-out photos are never read here.
 """
 
 from __future__ import annotations
@@ -31,18 +32,19 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from recapture.body.keypoints import NUM_KEYPOINTS
-from recapture.data.ccp_pairs import CcpPair, CcpPhotos, make_pair, training_ids
+from recapture.data.ccp_pairs import CcpPhotos, training_ids
 from recapture.models.blocks import level_widths
-from recapture.models.correspondence import (CorrespondenceConfig, CorrespondenceGenerator, PriorGrid,
-                                             load_correspondence, majority_layout, prepare_inputs)
+from recapture.models.correspondence import CorrespondenceConfig, CorrespondenceGenerator, load_correspondence
 from recapture.config import ModelConfig, from_dict
 from recapture.hub import bundled_path, read_model_file, save_generator
 from recapture.models.discriminators import PatchDiscriminator
 from recapture.models.generator import RecaptureGenerator
 from recapture.models.inception import load_inception
-from recapture.body.keypoint_warp import warp_image
 from recapture.models.losses import discriminator_loss, generator_adversarial_loss
 from recapture.training.checkpoint import load_checkpoint, save_checkpoint
+from recapture.training.correspondence_data import (Batch, PairMix, PairStream, batch_loader, make_batch,
+                                                    warp_floor)
+from recapture.training.parsed_photos import ParsedLayouts
 
 
 @dataclass(frozen=True)
@@ -62,46 +64,17 @@ class TrainSettings:
     adversarial: float = 0.01
     true_layout_fraction: float = 0.5
     unchanged_fraction: float = 0.1  # pairs whose pose does not change (own-pose round trip)
+    reverse_fraction: float = 0.0  # CCP pairs photo -> deformed photo
+    synthetic_fraction: float = 0.0  # SynthHumans pose changes
+    parsed: str = ""  # the parser's layouts (training/parsed_photos.py): source layouts of CCP pairs and validation
+    init: str = ""  # correspondence weights to start from (fine-tuning); empty: random
+    workers: int = 1  # DataLoader processes making the pairs while the model trains (0: in the training process)
     save_every_s: float = 600.0
     validate_every: int = 250
     validation_pairs: int = 48
 
-
-@dataclass(frozen=True)
-class Batch:
-    """Network inputs (internal size) and truth (output size / internal size) of a batch of pairs."""
-
-    source_image: Tensor  # (B, 3, H, W)
-    target_image: Tensor  # (B, 3, H, W)
-    source_layout: Tensor  # (B, N, h, w)
-    source_pose: Tensor  # (B, 18, h, w)
-    target_layout: Tensor  # (B, N, h, w)
-    target_pose: Tensor  # (B, 18, h, w)
-    prior: PriorGrid
-    flow: Tensor  # (B, h, w, 2)
-    visible: Tensor  # (B, 1, h, w)
-    source_labels: Tensor  # (B, H, W) long, at the output size
-    target_labels: Tensor  # (B, H, W) long, at the output size
-    source_keypoints: np.ndarray  # (B, 18, 2) at the output size
-    target_keypoints: np.ndarray  # (B, 18, 2) at the output size
-
-
-def collate(pairs: list[CcpPair], config: CorrespondenceConfig, true_layout: list[bool]) -> Batch:
-    """Stack pairs into network inputs; ``true_layout[i]`` False gives pair ``i`` the warped source layout."""
-    source_labels = torch.stack([p.source_labels for p in pairs])
-    target_labels = torch.stack([p.target_labels for p in pairs])
-    source_points = np.stack([p.source_keypoints for p in pairs])
-    target_points = np.stack([p.target_keypoints for p in pairs])
-    inputs = prepare_inputs(config, source_labels, source_points, target_points)
-    truth = majority_layout(target_labels, inputs.source_layout.shape[1], config.internal_size)
-    choose = torch.tensor(true_layout, dtype=torch.bool).view(-1, 1, 1, 1)
-    return Batch(source_image=torch.stack([p.source_image for p in pairs]),
-                 target_image=torch.stack([p.target_image for p in pairs]),
-                 source_layout=inputs.source_layout, source_pose=inputs.source_pose,
-                 target_layout=torch.where(choose, truth, inputs.target_layout), target_pose=inputs.target_pose,
-                 prior=inputs.prior, flow=torch.stack([p.flow for p in pairs]),
-                 visible=torch.stack([p.visible for p in pairs])[:, None], source_labels=source_labels,
-                 target_labels=target_labels, source_keypoints=source_points, target_keypoints=target_points)
+    def mix(self) -> PairMix:
+        return PairMix(self.unchanged_fraction, self.reverse_fraction, self.synthetic_fraction)
 
 
 class Perceptual:
@@ -132,20 +105,9 @@ def pixel_flow_error(flow: Tensor, truth: Tensor, visible: Tensor) -> Tensor:
     return (error * visible).sum() / visible.sum().clamp_min(1.0)
 
 
-def make_batch(photos: CcpPhotos, indices: np.ndarray, rng: np.random.Generator, config: CorrespondenceConfig,
-               fraction: float, unchanged: float = 0.0) -> Batch:
-    """Fresh pairs of the photos ``indices``; a share ``unchanged`` of them keeps the pose (strength 0: the
-    source is the photo itself, so the model learns to return it untouched)."""
-    strengths = [0.0 if rng.random() < unchanged else 1.0 for _ in indices]
-    pairs = [make_pair(photos.images[i], photos.labels[i], photos.keypoints[i], rng, config.internal_size, strength)
-             for i, strength in zip(indices, strengths)]
-    return collate(pairs, config, [bool(rng.random() < fraction) for _ in indices])
-
-
-def warp_floor(batch: Batch) -> Tensor:
-    """The part-affine warp of the source at the output size (the floor every model must beat)."""
-    return warp_image(batch.source_image, batch.source_labels, batch.source_keypoints, batch.target_keypoints,
-                      "lip20")
+def flow_weight(batch: Batch) -> Tensor:
+    """``(B, 1, h, w)``: the visible pixels of the pairs whose dense correspondence is known."""
+    return batch.visible * batch.flow_known.view(-1, 1, 1, 1)
 
 
 def validate(model: CorrespondenceGenerator, batches: list[Batch], floors: list[Tensor]) -> tuple[float, float]:
@@ -203,7 +165,7 @@ class Trainer:
         terms["l1"] = (out.image - batch.target_image).abs().mean()
         if self.perceptual is not None and s.perceptual > 0:
             terms["perceptual"] = self.perceptual(F.interpolate(out.image, size=size, mode="area"), small_target)
-        terms["flow"] = pixel_flow_error(out.coarse_flow, batch.flow, batch.visible)
+        terms["flow"] = pixel_flow_error(out.coarse_flow, batch.flow, flow_weight(batch))
         terms["visibility"] = F.binary_cross_entropy_with_logits(out.visibility_logits, batch.visible)
         invisible = 1.0 - batch.visible
         terms["generated"] = ((out.generated - small_target).abs() * invisible).sum() / (
@@ -252,9 +214,11 @@ def train(run_dir: Path, config: CorrespondenceConfig, settings: TrainSettings, 
     position = {int(i): n for n, i in enumerate(photos.ids)}
     train_rows = np.array([position[i] for i in train_ids if i in position])
     valid_rows = np.array([position[i] for i in valid_ids if i in position])
+    parsed = ParsedLayouts.load(settings.parsed).for_photos(photos) if settings.parsed else None
     rng_valid = np.random.default_rng(1234)
     chosen = valid_rows[: settings.validation_pairs]
-    valid_batches = [make_batch(photos, chosen[i:i + 8], rng_valid, config, 0.0) for i in range(0, len(chosen), 8)]
+    valid_batches = [make_batch(photos, chosen[i:i + 8], rng_valid, config, 0.0, parsed=parsed)
+                     for i in range(0, len(chosen), 8)]
     floors = [warp_floor(b) for b in valid_batches]
     trainer = Trainer(config, settings, Perceptual() if settings.perceptual > 0 else None)
     best = float("inf")
@@ -262,12 +226,19 @@ def train(run_dir: Path, config: CorrespondenceConfig, settings: TrainSettings, 
         state = trainer.resume(run_dir)
         best = float(state.get("best", best))
         log(f"resumed at step {trainer.step}")
-    rng = np.random.default_rng(settings.seed + 7919 * trainer.step)
+    elif settings.init:
+        trainer.model.load_state_dict(load_correspondence(settings.init).state_dict())
+        trainer.model.train()
+        ours, floor = validate(trainer.model, valid_batches, floors)
+        log(f"validation step 0 ({settings.init}): L1 {ours:.4f} (part-affine warp {floor:.4f})")
+        best = ours
+        save_best(trainer.model, run_dir / "best.safetensors", {"step": 0, "validation_l1": ours, "warp_l1": floor})
+    stream = PairStream(photos, train_rows, parsed, config, settings.batch_size, settings.true_layout_fraction,
+                        settings.mix(), settings.seed, trainer.step)
+    batches = iter(batch_loader(stream, settings.workers))
     last_save, started, seen = time.monotonic(), time.monotonic(), 0
     while trainer.step < settings.steps:
-        batch = make_batch(photos, rng.choice(train_rows, settings.batch_size), rng, config,
-                           settings.true_layout_fraction, settings.unchanged_fraction)
-        terms = trainer.train_step(batch)
+        terms = trainer.train_step(next(batches))
         seen += settings.batch_size
         if trainer.step % 25 == 0:
             rate = seen / (time.monotonic() - started)
@@ -308,11 +279,19 @@ def with_geometric(default_file: Path, model: CorrespondenceGenerator
     return config, weights, kept
 
 
+def load_settings(path: str = "", steps: int = 0, photos: str = "") -> TrainSettings:
+    """TrainSettings from a YAML file of its fields (unknown keys raise ConfigError), then the overrides."""
+    settings = from_dict(TrainSettings, yaml.safe_load(Path(path).read_text()) or {}) if path else TrainSettings()
+    changes = {k: v for k, v in (("steps", steps), ("photos", photos)) if v}
+    return dataclasses.replace(settings, **changes)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="train the correspondence appearance model on CCP pairs")
     parser.add_argument("--run", default="runs/appearance-real")
-    parser.add_argument("--steps", type=int, default=TrainSettings.steps)
-    parser.add_argument("--photos", default=TrainSettings.photos)
+    parser.add_argument("--config", default="", help="YAML of TrainSettings fields (configs/correspondence-*.yaml)")
+    parser.add_argument("--steps", type=int, default=0, help="overrides the config's steps")
+    parser.add_argument("--photos", default="", help="overrides the config's photo cache")
     parser.add_argument("--export-default", metavar="OUT", default="",
                         help="write RUN/best.safetensors joined with the bundled default's geometric network to OUT")
     args = parser.parse_args()
@@ -327,7 +306,7 @@ def main() -> None:
         return
     run_dir = Path(args.run)
     run_dir.mkdir(parents=True, exist_ok=True)
-    train(run_dir, CorrespondenceConfig(), TrainSettings(steps=args.steps, photos=args.photos),
+    train(run_dir, CorrespondenceConfig(), load_settings(args.config, args.steps, args.photos),
           lambda line: print(time.strftime("%H:%M:%S"), line, flush=True))
 
 

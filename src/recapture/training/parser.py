@@ -40,7 +40,8 @@ class ParserTrainConfig:
 
     ccp: str = "../shared/data/ccp"  # CCP folder
     keypoints: str = "src/recapture/assets/ccp-keypoints.csv"  # cached BlazePose keypoints
-    run_dir: str = "runs/parser-ccp"  # masks/, cache/, checkpoints, TensorBoard events
+    run_dir: str = "runs/parser-ccp"  # checkpoints, TensorBoard events (and masks/, cache/ unless cache_dir)
+    cache_dir: str = ""  # folder holding masks/ and cache/ of an earlier run to reuse ("" -> run_dir)
     export: str = "src/recapture/assets/weights/parser-ccp.safetensors"  # best head, written at the end
     validation_photos: int = 100  # drawn from 0001-0904 with split_seed
     split_seed: int = 0
@@ -51,12 +52,16 @@ class ParserTrainConfig:
     learning_rate: float = 2e-3
     warmup: int = 100  # linear warm-up steps before the cosine decay
     group_loss: float = 0.0  # weight of the auxiliary cross entropy on the 7 coarse groups (summed probabilities)
+    pair_loss: float = 0.0  # weight of the auxiliary two-way cross entropy between pair_parts on their pixels
+    pair_parts: str = "skirt, dress"  # the two LIP-20 parts pair_loss tells apart
+    selection: str = "coarse"  # validation score keeping the best head: coarse mIoU, or coarse+lip20 (their mean)
     init: str = ""  # a checkpoint whose best head starts this run (parts the new head adds start fresh)
     weight_decay: float = 1e-4
     class_weight_power: float = 0.5  # weight of a part = (median frequency / frequency) ** power, clipped
     boost_parts: str = ""  # comma-separated LIP-20 parts whose loss weight is multiplied by boost
     boost: float = 1.0
     calibrate: bool = True  # tune per-part logit offsets on the validation split (folded into the last bias)
+    test_flip: bool = False  # the exported parser averages each crop with its mirror (calibrated so, on validation)
     validate_every: int = 200
     checkpoint_minutes: float = 5.0
     threads: int = 1
@@ -87,6 +92,16 @@ def group_loss(logits: torch.Tensor, labels: torch.Tensor, table: torch.Tensor) 
     return F.nll_loss(grouped, target.masked_fill(target == groups, IGNORE), ignore_index=IGNORE)
 
 
+def pair_loss(logits: torch.Tensor, labels: torch.Tensor, pair: tuple[int, int]) -> torch.Tensor:
+    """Two-way cross entropy between parts ``pair`` (their two logits only) on the pixels labelled one of
+    them: ``(B, 20, H, W)`` logits, ``(B, H, W)`` labels; 0 when no pixel is."""
+    inside = (labels == pair[0]) | (labels == pair[1])
+    if not inside.any():
+        return logits.sum() * 0.0
+    two = logits[:, list(pair)].permute(0, 2, 3, 1)[inside]
+    return F.cross_entropy(two, (labels[inside] == pair[1]).long())
+
+
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]
 
 
@@ -100,28 +115,69 @@ def batch(cache: FeatureCache, rows: np.ndarray) -> Batch:
     return stages, mask, keypoints, labels
 
 
+@dataclass(frozen=True)
+class Validation:
+    """Scores of a head on the validation cache (crop resolution): coarse mIoU, per-group IoU ``(7,)``,
+    LIP-20 mIoU over the parts present and per-part IoU ``(20,)``."""
+
+    coarse_miou: float
+    groups: np.ndarray
+    lip20_miou: float
+    parts: np.ndarray
+
+    def score(self, selection: str) -> float:
+        """The number a run keeps its best head by: ``coarse`` or ``coarse+lip20`` (their mean)."""
+        if selection == "coarse":
+            return self.coarse_miou
+        if selection == "coarse+lip20":
+            return (self.coarse_miou + self.lip20_miou) / 2
+        raise ValueError(f"selection: {selection!r} is neither coarse nor coarse+lip20")
+
+
+def _probabilities(head: ParserHead, cache: FeatureCache, rows: np.ndarray,
+                   mirrored: FeatureCache | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``((B, 20, H, W) part probabilities, (B, H, W) labels)`` of cache ``rows``; with ``mirrored`` (the same
+    views mirrored), the mean of the view's and its mirror's (mirrored back, left/right parts swapped)."""
+    stages, mask, keypoints, labels = batch(cache, rows)
+    probabilities = upsample_logits(head(stages, mask, keypoints)).softmax(dim=1)
+    if mirrored is not None:
+        stages, mask, keypoints, _ = batch(mirrored, rows)
+        flipped = upsample_logits(head(stages, mask, keypoints)).softmax(dim=1).flip(-1)
+        probabilities = (probabilities + flipped[:, list(LIP20.flip_permutation)]) / 2
+    return probabilities, labels
+
+
 @torch.no_grad()
-def validate(head: ParserHead, cache: FeatureCache, batch_size: int = 20) -> tuple[float, np.ndarray]:
-    """Coarse-group mIoU and per-group IoU of the head on a cache (crop resolution)."""
+def validate(head: ParserHead, cache: FeatureCache, batch_size: int = 20,
+             mirrored: FeatureCache | None = None) -> Validation:
+    """Scores of the head on a cache (crop resolution), averaged with the ``mirrored`` views if given."""
     head.eval()
     groups = len(COARSE_GROUPS)
     table = torch.from_numpy(coarse_table())
     matrix = np.zeros((groups, groups + 1), dtype=np.int64)
+    parts = np.zeros((LIP20.num_parts, LIP20.num_parts + 1), dtype=np.int64)
     for start in range(0, len(cache), batch_size):
-        stages, mask, keypoints, labels = batch(cache, np.arange(start, min(start + batch_size, len(cache))))
-        predicted = upsample_logits(head(stages, mask, keypoints)).argmax(dim=1)
+        probabilities, labels = _probabilities(head, cache, np.arange(start, min(start + batch_size, len(cache))),
+                                               mirrored)
+        predicted = probabilities.argmax(dim=1)
         matrix += confusion(table[labels].numpy(), table[predicted].numpy(), groups)
+        parts += confusion(labels.numpy(), predicted.numpy(), LIP20.num_parts)
     head.train()
-    ious = iou_per_class(matrix)
-    return float(np.nanmean(ious)), ious
+    ious, part_ious = iou_per_class(matrix), iou_per_class(parts)
+    present = parts.sum(axis=1) > 0
+    return Validation(float(np.nanmean(ious)), ious, float(np.nanmean(part_ious[present])), part_ious)
 
 
 @torch.no_grad()
 def calibrate_offsets(head: ParserHead, cache: FeatureCache, passes: int = 3,
-                      candidates: tuple[float, ...] = tuple(np.arange(-1.5, 1.51, 0.25))) -> tuple[np.ndarray, float]:
+                      candidates: tuple[float, ...] = tuple(np.arange(-1.5, 1.51, 0.25)),
+                      mirrored: FeatureCache | None = None) -> tuple[np.ndarray, float]:
     """Per-part logit offsets that maximise the mean of the validation coarse mIoU and LIP-20 mIoU (the
     LIP-20 term keeps parts of one group, e.g. skirt and pants, apart), by coordinate ascent (``passes``
-    rounds over the parts, a left part tied to its right part), scored on the conv_4 grid (labels read at each cell's centre pixel).
+    rounds over the parts, a left part tied to its right part), scored on the conv_4 grid (labels read at
+    each cell's centre pixel).
+    With ``mirrored`` (the same views mirrored), scored on the mean probabilities of view and mirror, each
+    with the offsets added to its logits (the flip test-time augmentation of the parser).
     Returns ``(offsets (20,), the objective with them)``."""
     from recapture.models.parser import STAGE_GRIDS, grid_size
 
@@ -129,13 +185,24 @@ def calibrate_offsets(head: ParserHead, cache: FeatureCache, passes: int = 3,
     stride, offset = STAGE_GRIDS["conv_4"]
     rows_y = stride * np.arange(grid_size("conv_4")[0]) + offset
     cols_x = stride * np.arange(grid_size("conv_4")[1]) + offset
-    logits, truth = [], []
+    logits, logits_mirrored, truth = [], [], []
     for start in range(0, len(cache), 20):
-        stages, mask, keypoints, labels = batch(cache, np.arange(start, min(start + 20, len(cache))))
+        rows = np.arange(start, min(start + 20, len(cache)))
+        stages, mask, keypoints, labels = batch(cache, rows)
         logits.append(head(stages, mask, keypoints).numpy())
         truth.append(labels.numpy()[:, rows_y][:, :, cols_x])
+        if mirrored is not None:
+            stages, mask, keypoints, _ = batch(mirrored, rows)
+            back = upsample_logits(head(stages, mask, keypoints)).flip(-1)[:, list(LIP20.flip_permutation)]
+            logits_mirrored.append(back.numpy()[:, :, rows_y][:, :, :, cols_x])
     head.train()
     scores_of = np.concatenate(logits).transpose(0, 2, 3, 1).reshape(-1, LIP20.num_parts)
+    scores_mirrored = (np.concatenate(logits_mirrored).transpose(0, 2, 3, 1).reshape(-1, LIP20.num_parts)
+                       if mirrored is not None else None)
+
+    def softmax(x: np.ndarray) -> np.ndarray:
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
     table = coarse_table()
     true_parts = np.concatenate(truth).ravel()
     true_groups = table[true_parts]
@@ -143,7 +210,10 @@ def calibrate_offsets(head: ParserHead, cache: FeatureCache, passes: int = 3,
     groups = len(COARSE_GROUPS)
 
     def score(offsets: np.ndarray) -> float:
-        predicted = (scores_of + offsets).argmax(axis=1)
+        if scores_mirrored is None:
+            predicted = (scores_of + offsets).argmax(axis=1)
+        else:
+            predicted = (softmax(scores_of + offsets) + softmax(scores_mirrored + offsets)).argmax(axis=1)
         coarse = np.nanmean(iou_per_class(confusion(true_groups, table[predicted], groups)))
         parts = np.nanmean(iou_per_class(confusion(true_parts, predicted, LIP20.num_parts))[present])
         return float((coarse + parts) / 2)
@@ -175,7 +245,7 @@ def _save_atomic(state: dict, path: Path) -> None:
 def export_head(head_state: dict[str, torch.Tensor], config: ParserTrainConfig, scores: dict, path: Path) -> None:
     """Write the head's weights as a model file (safetensors) with its config and validation scores."""
     metadata = {"kind": "parser", "head": json.dumps(to_dict(config.head)), "validation": json.dumps(scores),
-                "label_set": LIP20.name, "backbone": BACKBONE_NAME,
+                "label_set": LIP20.name, "backbone": BACKBONE_NAME, "test_flip": json.dumps(config.test_flip),
                 "trained_on": f"CCP 0001-0904 minus {config.validation_photos} validation photos "
                               f"(split seed {config.split_seed}); held-out 0905-1004 unused"}
     # BatchNorm's step counters are not weights (and are 0-d, which the model file digest refuses).
@@ -192,12 +262,20 @@ def training_datasets(config: ParserTrainConfig) -> tuple[CcpDataset, CcpDataset
 
 def prepare_caches(config: ParserTrainConfig) -> tuple[FeatureCache, FeatureCache]:
     """Build or resume the training and validation caches."""
-    run = Path(config.run_dir)
+    run = Path(config.cache_dir or config.run_dir)
     train_set, validation_set = training_datasets(config)
     maker = ViewMaker(CcpDataset(Path(config.ccp)), read_annotations(config.keypoints), run / "masks")
     validation = build_cache(maker, run / "cache" / "validation", validation_set.ids, -1, config.seed)
     train = build_cache(maker, run / "cache" / "train", train_set.ids, config.random_views, config.seed)
     return train, validation
+
+
+def mirrored_validation_cache(config: ParserTrainConfig) -> FeatureCache:
+    """The validation views mirrored (built once, under the cache folder), for the flip test-time augmentation."""
+    run = Path(config.cache_dir or config.run_dir)
+    maker = ViewMaker(CcpDataset(Path(config.ccp)), read_annotations(config.keypoints), run / "masks")
+    return build_cache(maker, run / "cache" / "validation-mirrored", training_datasets(config)[1].ids, -1,
+                       config.seed, mirrored=True)
 
 
 def train(config: ParserTrainConfig) -> dict:
@@ -231,6 +309,9 @@ def train(config: ParserTrainConfig) -> dict:
             raise ValueError(f"{config.init}: head weights the config does not have: {', '.join(unexpected)}")
         print(f"started from {config.init} (fresh: {', '.join(missing) or 'nothing'})", flush=True)
     table = torch.from_numpy(coarse_table())
+    pair = tuple(LIP20.index(name.strip()) for name in config.pair_parts.split(","))
+    if config.pair_loss > 0 and len(pair) != 2:
+        raise ValueError(f"pair_parts: {config.pair_parts!r} does not name two LIP-20 parts")
     rng = np.random.default_rng(config.seed + state["step"])
     writer = SummaryWriter(str(run / "tensorboard"))
     last_save, started = time.time(), time.time() - state["seconds"]
@@ -248,6 +329,8 @@ def train(config: ParserTrainConfig) -> dict:
         loss = F.cross_entropy(logits, labels, weight=weights, ignore_index=IGNORE)
         if config.group_loss > 0:
             loss = loss + config.group_loss * group_loss(logits, labels, table)
+        if config.pair_loss > 0:
+            loss = loss + config.pair_loss * pair_loss(logits, labels, pair)  # type: ignore[arg-type]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -258,14 +341,17 @@ def train(config: ParserTrainConfig) -> dict:
         if step % 20 == 0:
             print(f"step {step} loss {loss.item():.4f} ({time.time() - started:.0f} s)", flush=True)
         if step % config.validate_every == 0 or step == config.steps:
-            miou, ious = validate(head, validation_cache)
-            writer.add_scalar("validation/coarse_miou", miou, step)
-            print(f"validation step {step}: coarse mIoU {miou:.4f} " +
-                  " ".join(f"{n}={v:.3f}" for (n, _), v in zip(COARSE_GROUPS, ious)), flush=True)
-            if miou > state["best"]:
-                scores = {"step": step, "coarse_miou": miou, **{n: float(v) for (n, _), v in zip(COARSE_GROUPS, ious)}}
-                state.update(best=miou, best_head={k: v.clone() for k, v in head.state_dict().items()},
-                             best_scores=scores)
+            checked = validate(head, validation_cache)
+            writer.add_scalar("validation/coarse_miou", checked.coarse_miou, step)
+            writer.add_scalar("validation/lip20_miou", checked.lip20_miou, step)
+            print(f"validation step {step}: coarse mIoU {checked.coarse_miou:.4f} LIP-20 mIoU "
+                  f"{checked.lip20_miou:.4f} skirt={checked.parts[LIP20.index('skirt')]:.3f} " +
+                  " ".join(f"{n}={v:.3f}" for (n, _), v in zip(COARSE_GROUPS, checked.groups)), flush=True)
+            if checked.score(config.selection) > state["best"]:
+                scores = {"step": step, "coarse_miou": checked.coarse_miou, "lip20_miou": checked.lip20_miou,
+                          **{n: float(v) for (n, _), v in zip(COARSE_GROUPS, checked.groups)}}
+                state.update(best=checked.score(config.selection), best_scores=scores,
+                             best_head={k: v.clone() for k, v in head.state_dict().items()})
             save()
             last_save = time.time()
         elif time.time() - last_save > 60 * config.checkpoint_minutes:
@@ -276,12 +362,16 @@ def train(config: ParserTrainConfig) -> dict:
     best_head = dict(state["best_head"])
     if config.calibrate:
         head.load_state_dict(best_head)
-        offsets, calibrated = calibrate_offsets(head, validation_cache)
+        mirrored = mirrored_validation_cache(config) if config.test_flip else None
+        offsets, calibrated = calibrate_offsets(head, validation_cache, mirrored=mirrored)
         best_head["fine.2.bias"] = best_head["fine.2.bias"] + torch.from_numpy(offsets)
         head.load_state_dict(best_head)
-        miou, ious = validate(head, validation_cache)
+        checked = validate(head, validation_cache, mirrored=mirrored)
+        miou = checked.coarse_miou
         scores.update(calibration_objective=calibrated, calibrated_coarse_miou=miou,
-                      calibrated_groups={n: float(v) for (n, _), v in zip(COARSE_GROUPS, ious)},
+                      calibrated_lip20_miou=checked.lip20_miou,
+                      calibrated_skirt=float(checked.parts[LIP20.index("skirt")]),
+                      calibrated_groups={n: float(v) for (n, _), v in zip(COARSE_GROUPS, checked.groups)},
                       logit_offsets={n: float(v) for n, v in zip(LIP20.names, offsets) if v})
         print(f"calibrated logit offsets on validation: {scores['logit_offsets']} -> coarse mIoU {miou:.4f}",
               flush=True)

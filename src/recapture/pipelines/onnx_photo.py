@@ -1,0 +1,258 @@
+"""The photo path on ONNX Runtime without torch: ``recapture edit --backend onnxruntime``.
+
+What runs where (the ``default`` model: ``model.appearance: correspondence``, Ŝ_B from the keypoint prior):
+
+* MediaPipe: people, pose, person mask (as on the torch path);
+* ONNX Runtime: the CCP parser (:mod:`recapture.pipelines.onnx_parser`) and the correspondence appearance
+  network, whose graph also holds the full-resolution step (flow upsampling, bilinear ``GridSample`` of the
+  full-size source, visibility blend, refinement) with dynamic height and width;
+* NumPy/OpenCV: the keypoint prior (:mod:`recapture.body.prior_numpy`: layout warp, prior grids at the
+  internal and the full size), area pooling, heatmaps, crops and the composite.
+
+The ONNX files are made from the bundled (or given) weights on first use and kept in the cache
+(:func:`onnx_cache_dir`), named by a digest of the weights file, the kind and :data:`ONNX_FORMAT`; a
+run that finds them imports no torch. Making them imports torch once (a few seconds). The geometric
+network (``--layout network``), ``--method warp``, SAT attention maps and generative models keep the
+torch backend (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import yaml
+
+from recapture.body.keypoints import missing_mask
+from recapture.body.parts import get_label_set
+from recapture.body.prior_numpy import (
+    area_resize, disk_heatmaps, keypoints_to_size, majority_labels, one_hot, part_warp, prior_grid,
+)
+from recapture.config import ConfigError, ModelConfig, from_dict
+from recapture.fileio import file_digest
+from recapture.pipelines.recapture import FullRender, LayoutPrediction, Recapturer, SourceInput, check_method
+
+#: Metadata ``kind`` of a correspondence export (its appearance network and full-resolution step).
+CORRESPONDENCE_KIND = "recapture-correspondence-onnx"
+CORRESPONDENCE_INPUTS = ("source_image", "small", "source_layout", "source_pose", "target_layout", "target_pose",
+                         "grid", "covered", "full_grid")
+#: Bumped when an export's graph changes: part of every cache file name, so stale files are not used.
+ONNX_FORMAT = 2
+
+
+class OnnxUnavailable(ValueError):
+    """The ONNX path cannot run this request (one line, naming what to use instead)."""
+
+
+def onnx_cache_dir() -> Path:
+    """``$RECAPTURE_CACHE/onnx``, else ``$XDG_CACHE_HOME/recapture/onnx``, else ``~/.cache/recapture/onnx``."""
+    root = os.environ.get("RECAPTURE_CACHE")
+    if root:
+        return Path(root) / "onnx"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "recapture" / "onnx"
+
+
+def cache_key(weights: Path, kind: str, extra: str = "") -> str:
+    """Digest naming the ONNX file of ``weights`` (its bytes' sha256, the kind, :data:`ONNX_FORMAT`, ``extra``)."""
+    text = f"{file_digest(weights)}|{kind}|{ONNX_FORMAT}|{extra}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cached(weights: Path, kind: str, export: Callable[[Path], object], extra: str = "") -> Path:
+    """The cached ONNX file of ``weights``, made with ``export(path)`` (atomic) when absent."""
+    path = onnx_cache_dir() / f"{kind}-{cache_key(weights, kind, extra)}.onnx"
+    if not path.is_file():
+        export(path)
+    return path
+
+
+def session(path: str | Path, threads: int = 1):  # noqa: ANN201 - onnxruntime.InferenceSession
+    """A CPU ONNX Runtime session with ``threads`` intra-op threads and one inter-op thread."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxCorrespondence:
+    """The exported correspondence appearance network with its NumPy inputs (one pair at a time)."""
+
+    def __init__(self, path: str | Path, threads: int = 1) -> None:
+        self.path = Path(path)
+        self.session = session(self.path, threads)
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        if self.metadata.get("kind") != CORRESPONDENCE_KIND or "model_config" not in self.metadata:
+            raise OnnxUnavailable(f"not a Recapture correspondence ONNX model: {self.path}")
+        try:
+            self.config: ModelConfig = from_dict(ModelConfig, yaml.safe_load(self.metadata["model_config"]))
+        except (ConfigError, yaml.YAMLError) as err:
+            raise OnnxUnavailable(f"{self.path}: bad model_config ({err})") from None
+        self.internal_size: tuple[int, int] = tuple(self.config.network_size)  # type: ignore[assignment]
+        self.num_parts = get_label_set(self.config.label_set).num_parts
+
+    def feeds(self, source_image: np.ndarray, source_labels: np.ndarray, source_keypoints: np.ndarray,
+              target_keypoints: np.ndarray, target_labels: np.ndarray, soft_target: bool = False
+              ) -> dict[str, np.ndarray]:
+        """The graph's inputs for an ``(H, W, 3)`` uint8 source, ``(H, W)`` labels and ``(18, 2)`` keypoints of one
+        frame (``models.correspondence.prepare_inputs``; ``soft_target``: the target layout area-pooled, as
+        ``render_layouts`` does, instead of its majority labels)."""
+        size, full = self.internal_size, source_labels.shape
+        label_set = self.config.label_set
+        image = np.ascontiguousarray(source_image.transpose(2, 0, 1), dtype=np.float32) / np.float32(127.5) - 1
+        small_labels = majority_labels(source_labels, self.num_parts, size)
+        source_points = keypoints_to_size(source_keypoints, full, size)
+        target_points = keypoints_to_size(target_keypoints, full, size)
+        prior = prior_grid(small_labels, source_points, target_points, label_set)
+        full_prior = prior_grid(source_labels, source_keypoints, target_keypoints, label_set)
+        target = (area_resize(one_hot(target_labels, self.num_parts), size) if soft_target
+                  else one_hot(majority_labels(target_labels, self.num_parts, size), self.num_parts))
+        arrays = (image, area_resize(image, size), one_hot(small_labels, self.num_parts),
+                  disk_heatmaps(source_points, size), target, disk_heatmaps(target_points, size), prior.grid,
+                  prior.covered[None], full_prior.grid)
+        return {name: np.ascontiguousarray(a[None], dtype=np.float32) for name, a in zip(CORRESPONDENCE_INPUTS, arrays)}
+
+    def __call__(self, *args: np.ndarray, soft_target: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(image (H, W, 3) uint8, flow (H, W, 2) float32 source pixel y/x)`` for :meth:`feeds`' arguments."""
+        image, flow = self.session.run(["image", "flow"], self.feeds(*args, soft_target=soft_target))
+        rgb = ((image[0].transpose(1, 2, 0) + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
+        height, width = rgb.shape[:2]
+        pixels = np.stack([(flow[0, ..., 1] + 1.0) * (max(height - 1, 1) / 2.0),
+                           (flow[0, ..., 0] + 1.0) * (max(width - 1, 1) / 2.0)], axis=-1)
+        return rgb, pixels.astype(np.float32)
+
+
+class OnnxRecapturer(Recapturer):
+    """A :class:`Recapturer` for the photo path whose appearance network runs in ONNX Runtime and whose Ŝ_B
+    is the NumPy keypoint prior: no torch. ``--layout network``, ``--method warp`` and attention maps raise
+    :class:`OnnxUnavailable` (they need the torch backend)."""
+
+    def __init__(self, appearance: OnnxCorrespondence, source: str = "") -> None:
+        # Recapturer.__init__ is not called: it would put a torch generator on a torch device.
+        self.appearance = appearance
+        self.generator = None
+        self.config = appearance.config
+        self.device = "cpu"
+        self.label_set = get_label_set(self.config.label_set)
+        self.image_size = tuple(self.config.image_size)  # type: ignore[assignment]
+        self.loaded = None
+        self.source = source or str(appearance.path)
+
+    @property
+    def copies_full_resolution(self) -> bool:
+        return True
+
+    def predict_layout(self, source: SourceInput, target_pose: np.ndarray, edits: object | None = None,
+                       target_layout: np.ndarray | None = None, method: str = "model") -> LayoutPrediction:
+        """Ŝ_B as the keypoint prior's warp of the source layout (``method`` "warp"; see the class doc)."""
+        check_method(method)
+        if method != "warp":
+            raise OnnxUnavailable("the geometric network (--layout network) runs on the torch backend only; "
+                                  "use --layout prior or --backend torch")
+        keypoints = self._target_keypoints(target_pose)
+        predicted = part_warp(source.layout, source.keypoints, keypoints, self.label_set).labels.astype(np.uint8)
+        used = predicted if target_layout is None else self._check_target_layout(target_layout)
+        if edits is not None and not edits.is_empty():  # type: ignore[attr-defined]
+            used = edits.apply(used, keypoints, self.label_set)  # type: ignore[attr-defined]
+        return LayoutPrediction(predicted_layout=predicted, target_layout=used, target_keypoints=keypoints)
+
+    def warp(self, source: SourceInput, target_pose: np.ndarray) -> np.ndarray:
+        raise OnnxUnavailable("--method warp runs on the torch backend only; use --backend torch")
+
+    def attention(self, *args: object, **kwargs: object) -> None:
+        raise OnnxUnavailable("SAT attention maps need the torch backend (drop --backend onnxruntime)")
+
+    def render(self, source: SourceInput, target_pose: np.ndarray, target_layout: np.ndarray) -> np.ndarray:
+        """``(H, W, 3)`` uint8 in the model frame (as :meth:`Recapturer.render`)."""
+        keypoints = self._target_keypoints(target_pose)
+        labels = self._check_target_layout(target_layout)
+        return self.appearance(source.image, source.layout, source.keypoints, keypoints, labels, soft_target=True)[0]
+
+    def repose_full(self, source: SourceInput, target_pose: np.ndarray, target_layout: np.ndarray,
+                    source_full: np.ndarray) -> FullRender:
+        """The person at the size of ``source_full`` (as :meth:`Recapturer.repose_full`)."""
+        import cv2
+
+        height, width = self.image_size
+        full_size = source_full.shape[:2]
+        if abs(full_size[1] / full_size[0] - width / height) > 0.02:
+            raise ValueError(f"source_full {full_size} does not have the model frame's aspect {height}x{width}")
+        factor = full_size[0] / height
+        keypoints = self._target_keypoints(target_pose)
+        labels = self._check_target_layout(target_layout)
+
+        def enlarge_labels(values: np.ndarray) -> np.ndarray:
+            return cv2.resize(values.astype(np.uint8), full_size[::-1], interpolation=cv2.INTER_NEAREST)
+
+        def enlarge_points(points: np.ndarray) -> np.ndarray:
+            points = np.asarray(points, dtype=np.float64)
+            return np.where(missing_mask(points)[:, None], -1.0, (points + 0.5) * factor - 0.5)
+
+        image, flow = self.appearance(np.ascontiguousarray(source_full), enlarge_labels(source.layout),
+                                      enlarge_points(source.keypoints), enlarge_points(keypoints),
+                                      enlarge_labels(labels))
+        return FullRender(image=image, flow=flow)
+
+
+def generator_weights(model: str | Path) -> Path:
+    """The weights file of a bundled name or a ``.safetensors`` path."""
+    from recapture.hub import REGISTRY, WeightsError, bundled_path
+
+    path = Path(model)
+    if not path.exists() and str(model) in REGISTRY:
+        return bundled_path(str(model))
+    if path.is_file():
+        return path
+    raise WeightsError(f"--backend onnxruntime takes a bundled name, a .safetensors file or an exported .onnx file, "
+                       f"got {model!r}")
+
+
+def onnx_recapturer(model: str | Path = "default", threads: int = 1) -> Recapturer:
+    """The ONNX Runtime recapturer of ``model``: torch-free (:class:`OnnxRecapturer`) for a correspondence
+    model, from its cached export (made on first use); a generative model goes through
+    :func:`recapture.pipelines.onnx_backend.onnx_recapturer` (torch in the loop)."""
+    path = Path(model)
+    if path.suffix != ".onnx":
+        if not _is_correspondence(generator_weights(model)):
+            from recapture.pipelines.onnx_backend import onnx_recapturer as torch_side
+
+            return torch_side(model, threads)
+        path = cached_generator_onnx(model)
+    elif _onnx_kind(path) != CORRESPONDENCE_KIND:
+        from recapture.pipelines.onnx_backend import onnx_recapturer as torch_side
+
+        return torch_side(model, threads)
+    return OnnxRecapturer(OnnxCorrespondence(path, threads), str(model))
+
+
+def cached_generator_onnx(model: str | Path = "default") -> Path:
+    """The cached ONNX export of a generator (bundled name or ``.safetensors``), made when absent."""
+    weights = generator_weights(model)
+
+    def export(out: Path) -> None:
+        from recapture.pipelines.onnx_backend import export_onnx
+
+        export_onnx(weights, out)
+
+    return cached(weights, "generator", export)
+
+
+def _is_correspondence(weights: Path) -> bool:
+    """Whether a generator file's ``model_config`` says ``appearance: correspondence`` (header only)."""
+    import json
+    import struct
+
+    with open(weights, "rb") as handle:
+        length = struct.unpack("<Q", handle.read(8))[0]
+        header = json.loads(handle.read(length))
+    config = yaml.safe_load(header.get("__metadata__", {}).get("model_config", "") or "{}") or {}
+    return (config.get("model", config) or {}).get("appearance") == "correspondence"
+
+
+def _onnx_kind(path: Path) -> str | None:
+    return session(path).get_modelmeta().custom_metadata_map.get("kind")

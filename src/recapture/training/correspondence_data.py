@@ -1,0 +1,158 @@
+"""Training batches of the correspondence appearance model: the pair mix and the collation.
+
+A batch mixes, per pair (:class:`PairMix`):
+
+* CCP self-supervised pairs (:func:`recapture.data.ccp_pairs.make_pair`), forward (deformed photo -> photo)
+  or, with probability ``reverse``, reversed (photo -> deformed photo); a share ``unchanged`` keeps the pose;
+  with parsed layouts given, the source layout is the `ccp` parser's layout of the photo carried through the
+  deformation (what the network gets at test time) instead of CCP's ground truth;
+* with probability ``synthetic``, a SynthHumans pose change (:func:`synthetic_pair`): one procedural person
+  rendered in two poses over one background; exact truth of the parts the source never shows (visibility),
+  no dense correspondence (no flow loss on these pairs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset
+
+from recapture.body.keypoint_warp import warp_image
+from recapture.data.ccp_pairs import CcpPair, CcpPhotos, make_pair
+from recapture.data.synthetic.articulation import sample_articulation
+from recapture.data.synthetic.people import sample_identity
+from recapture.data.synthetic.render import render_person, sample_background
+from recapture.data.synthetic.truth import invisible_mask
+from recapture.models.correspondence import CorrespondenceConfig, PriorGrid, majority_layout, prepare_inputs
+
+#: SynthHumans identities of the training mix are drawn with this seed (the bundled data sets use 0-9).
+SYNTHETIC_SEED = 7211
+
+
+@dataclass(frozen=True)
+class PairMix:
+    """Shares of the pair kinds in a training batch (see the module doc)."""
+
+    unchanged: float = 0.1  # CCP pairs whose pose does not change (own-pose round trip)
+    reverse: float = 0.0  # CCP pairs with the photo as source and the deformed photo as target
+    synthetic: float = 0.0  # SynthHumans pose changes
+
+    def __post_init__(self) -> None:
+        for name in ("unchanged", "reverse", "synthetic"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"pair mix {name} must be in [0, 1], got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Network inputs (internal size) and truth (output size / internal size) of a batch of pairs."""
+
+    source_image: Tensor  # (B, 3, H, W)
+    target_image: Tensor  # (B, 3, H, W)
+    source_layout: Tensor  # (B, N, h, w)
+    source_pose: Tensor  # (B, 18, h, w)
+    target_layout: Tensor  # (B, N, h, w)
+    target_pose: Tensor  # (B, 18, h, w)
+    prior: PriorGrid
+    flow: Tensor  # (B, h, w, 2)
+    visible: Tensor  # (B, 1, h, w)
+    flow_known: Tensor  # (B,) float: 1 where the pair has a dense correspondence truth
+    source_labels: Tensor  # (B, H, W) long, at the output size
+    target_labels: Tensor  # (B, H, W) long, at the output size
+    source_keypoints: np.ndarray  # (B, 18, 2) at the output size
+    target_keypoints: np.ndarray  # (B, 18, 2) at the output size
+
+
+def collate(pairs: list[CcpPair], config: CorrespondenceConfig, true_layout: list[bool]) -> Batch:
+    """Stack pairs into network inputs; ``true_layout[i]`` False gives pair ``i`` the warped source layout."""
+    source_labels = torch.stack([p.source_labels for p in pairs])
+    target_labels = torch.stack([p.target_labels for p in pairs])
+    source_points = np.stack([p.source_keypoints for p in pairs])
+    target_points = np.stack([p.target_keypoints for p in pairs])
+    inputs = prepare_inputs(config, source_labels, source_points, target_points)
+    truth = majority_layout(target_labels, inputs.source_layout.shape[1], config.internal_size)
+    choose = torch.tensor(true_layout, dtype=torch.bool).view(-1, 1, 1, 1)
+    return Batch(source_image=torch.stack([p.source_image for p in pairs]),
+                 target_image=torch.stack([p.target_image for p in pairs]),
+                 source_layout=inputs.source_layout, source_pose=inputs.source_pose,
+                 target_layout=torch.where(choose, truth, inputs.target_layout), target_pose=inputs.target_pose,
+                 prior=inputs.prior, flow=torch.stack([p.flow for p in pairs]),
+                 visible=torch.stack([p.visible for p in pairs])[:, None],
+                 flow_known=torch.tensor([float(p.flow_known) for p in pairs]), source_labels=source_labels,
+                 target_labels=target_labels, source_keypoints=source_points, target_keypoints=target_points)
+
+
+def synthetic_pair(rng: np.random.Generator, size: tuple[int, int], internal_size: tuple[int, int]) -> CcpPair:
+    """A SynthHumans pose change at ``size``: one identity in two sampled poses over one cluttered background.
+    ``visible`` is 0 on target pixels of parts the source does not show, 1 elsewhere; ``flow`` is unknown."""
+    identity = sample_identity(SYNTHETIC_SEED, int(rng.integers(0, 2**31 - 1)))
+    background = sample_background(rng, "cluttered")
+    source, target = (render_person(identity, sample_articulation(rng), background, size) for _ in range(2))
+    invisible = torch.as_tensor(invisible_mask(source.layout, target.layout)).float()[..., None]
+    rows = torch.round(torch.linspace(0, size[0] - 1, internal_size[0])).long()
+    cols = torch.round(torch.linspace(0, size[1] - 1, internal_size[1])).long()
+
+    def image(pixels: np.ndarray) -> Tensor:
+        return torch.as_tensor(pixels).permute(2, 0, 1).float() / 127.5 - 1.0
+
+    return CcpPair(source_image=image(source.image), target_image=image(target.image),
+                   source_labels=torch.as_tensor(source.layout.astype(np.int64)),
+                   target_labels=torch.as_tensor(target.layout.astype(np.int64)),
+                   source_keypoints=source.keypoints.astype(np.float64),
+                   target_keypoints=target.keypoints.astype(np.float64),
+                   flow=torch.zeros(*internal_size, 2), visible=1.0 - invisible[rows][:, cols][..., 0],
+                   flow_known=False)
+
+
+def make_batch(photos: CcpPhotos, indices: np.ndarray, rng: np.random.Generator, config: CorrespondenceConfig,
+               fraction: float, mix: PairMix = PairMix(unchanged=0.0), parsed: np.ndarray | None = None) -> Batch:
+    """Fresh pairs of the photos ``indices`` (rows of ``photos``; ``parsed``: the parser's layouts in the same
+    row order, or None for the ground truth) in the proportions of ``mix``; a share ``fraction`` gets the true
+    target layout, the rest the part-affine warp of the source layout."""
+    size = tuple(photos.labels.shape[1:])
+    pairs = []
+    for row in indices:
+        if rng.random() < mix.synthetic:
+            pairs.append(synthetic_pair(rng, size, config.internal_size))
+            continue
+        strength = 0.0 if rng.random() < mix.unchanged else 1.0
+        reverse = bool(rng.random() < mix.reverse)
+        pairs.append(make_pair(photos.images[row], photos.labels[row], photos.keypoints[row], rng,
+                               config.internal_size, strength, None if parsed is None else parsed[row], reverse))
+    return collate(pairs, config, [bool(rng.random() < fraction) for _ in indices])
+
+
+def warp_floor(batch: Batch) -> Tensor:
+    """The part-affine warp of the source at the output size (the floor every model must beat)."""
+    return warp_image(batch.source_image, batch.source_labels, batch.source_keypoints, batch.target_keypoints,
+                      "lip20")
+
+
+class PairStream(IterableDataset):
+    """Endless training batches made in a DataLoader worker (one torch thread) while the model trains:
+    batch ``k`` after ``start_step`` comes from ``rng(seed + 7919 * start_step)``, so a resumed run is reproducible."""
+
+    def __init__(self, photos: CcpPhotos, rows: np.ndarray, parsed: np.ndarray | None, config: CorrespondenceConfig,
+                 batch_size: int, fraction: float, mix: PairMix, seed: int, start_step: int) -> None:
+        self.photos, self.rows, self.parsed, self.config = photos, rows, parsed, config
+        self.batch_size, self.fraction, self.mix, self.seed, self.start_step = batch_size, fraction, mix, seed, start_step
+
+    def __iter__(self):  # noqa: ANN204 - an iterator of Batch
+        torch.set_num_threads(1)
+        rng = np.random.default_rng(self.seed + 7919 * self.start_step)
+        while True:
+            yield make_batch(self.photos, rng.choice(self.rows, self.batch_size), rng, self.config, self.fraction,
+                             self.mix, self.parsed)
+
+
+def _as_is(batch: Batch) -> Batch:
+    return batch
+
+
+def batch_loader(stream: PairStream, workers: int = 1) -> DataLoader:
+    """Batches of ``stream`` from ``workers`` processes (0: in this process), two prefetched per worker."""
+    extra = {"prefetch_factor": 2} if workers > 0 else {}
+    return DataLoader(stream, batch_size=None, num_workers=workers, collate_fn=_as_is, **extra)

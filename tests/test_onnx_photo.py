@@ -1,0 +1,199 @@
+"""The torch-free ONNX Runtime photo path: the correspondence export against eager torch (tiny config, two
+output sizes), the parser export against CcpParser, the cache, and a whole ``recapture edit --backend
+onnxruntime`` in a subprocess that never imports torch and matches the torch backend."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytest.importorskip("onnxruntime")
+
+from recapture.config import load_config  # noqa: E402
+from recapture.hub import save_generator  # noqa: E402
+from recapture.models.correspondence import prepare_inputs, repose  # noqa: E402
+from recapture.models.generator import RecaptureGenerator  # noqa: E402
+from recapture.pipelines.onnx_backend import export_onnx  # noqa: E402
+from recapture.pipelines.onnx_photo import (CORRESPONDENCE_INPUTS, OnnxCorrespondence, OnnxRecapturer,  # noqa: E402
+                                             OnnxUnavailable, cached)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_layout_prior import mannequin_keypoints, mannequin_layout  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture(scope="module")
+def tiny_correspondence(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny ``appearance: correspondence`` generator with random weights everywhere (the zero-initialised flow
+    and refinement heads too, so every part of the graph matters) and its ONNX export."""
+    config = dataclasses.replace(load_config(CONFIGS / "tiny.yaml").model, appearance="correspondence")
+    torch.manual_seed(0)
+    generator = RecaptureGenerator(config)
+    with torch.no_grad():
+        for parameter in generator.appearance.parameters():
+            parameter.normal_(0.0, 0.1)
+    folder = tmp_path_factory.mktemp("correspondence")
+    weights = save_generator(generator.state_dict(), config, folder / "tiny.safetensors", half=False)
+    return weights, export_onnx(weights, folder / "tiny.onnx").path
+
+
+def _pair(size: tuple[int, int], seed: int) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    scale = size[0] / 64
+    source = mannequin_keypoints(scale)
+    target = source + rng.normal(0, 3 * scale, source.shape)
+    image = (rng.random((*size, 3)) * 255).astype(np.uint8)
+    labels = mannequin_layout(source, size, scale)
+    target_labels = mannequin_layout(target, size, scale)
+    return image, labels, source, target, target_labels
+
+
+@pytest.mark.parametrize("size", [(64, 48), (96, 72)])  # the full-resolution axes of the graph are dynamic
+def test_correspondence_export_matches_eager_torch(tiny_correspondence: tuple[Path, Path],
+                                                   size: tuple[int, int]) -> None:
+    from recapture.hub import load_generator
+
+    weights, path = tiny_correspondence
+    model = load_generator(weights).generator.appearance
+    runtime = OnnxCorrespondence(path, threads=1)
+    image, labels, source, target, target_labels = _pair(size, 1)
+    tensor = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
+    as_long = [torch.from_numpy(v.astype(np.int64))[None] for v in (labels, target_labels)]
+    with torch.no_grad():
+        expected = repose(model, tensor, as_long[0], source[None], target[None], as_long[1])
+        inputs = prepare_inputs(model.config, as_long[0], source[None], target[None], as_long[1])
+    small = F.interpolate(tensor, size=model.config.internal_size, mode="area")
+    same = (tensor, small, inputs.source_layout, inputs.source_pose, inputs.target_layout, inputs.target_pose,
+            inputs.prior.grid, inputs.prior.covered, inputs.prior.full)
+    got_image, got_flow = runtime.session.run(["image", "flow"], {n: t.numpy() for n, t in
+                                                                  zip(CORRESPONDENCE_INPUTS, same)})
+    assert got_image.shape == (1, 3, *size)
+    assert np.abs(got_image - expected.image.numpy()).max() < 1e-3  # the graph, on the same inputs
+    assert np.abs(got_flow - expected.flow.numpy()).max() < 1e-3
+    feeds = runtime.feeds(image, labels, source, target, target_labels)  # the NumPy inputs (prior, pooling, ...)
+    for name, tensor_input in zip(CORRESPONDENCE_INPUTS, same):
+        assert np.abs(feeds[name] - tensor_input.numpy()).max() < 1e-4, name
+    numpy_image = runtime.session.run(["image"], feeds)[0]
+    assert np.abs(numpy_image - expected.image.numpy()).max() < 1e-3
+    identity = repose(model, tensor, as_long[0], source[None], source[None], as_long[0]).image.detach().numpy()
+    assert np.abs(identity - expected.image.numpy()).max() > 0.1  # the target pose matters
+
+
+def test_onnx_recapturer_renders_like_the_torch_recapturer(tiny_correspondence: tuple[Path, Path]) -> None:
+    from recapture.pipelines.recapture import Recapturer, SourceInput
+
+    weights, path = tiny_correspondence
+    torch_side, onnx_side = Recapturer.from_pretrained(weights), OnnxRecapturer(OnnxCorrespondence(path))
+    image, labels, source, target, _ = _pair((32, 24), 2)
+    given = SourceInput(image=image, keypoints=source, layout=labels)
+    layouts = [r.predict_layout(given, target, method="warp") for r in (torch_side, onnx_side)]
+    assert np.array_equal(layouts[0].target_layout, layouts[1].target_layout)
+    small = [r.render(given, target, layouts[0].target_layout) for r in (torch_side, onnx_side)]
+    assert np.abs(small[0].astype(int) - small[1]).max() <= 1
+    full = np.repeat(np.repeat(image, 3, axis=0), 3, axis=1)
+    big = [r.repose_full(given, target, layouts[0].target_layout, full) for r in (torch_side, onnx_side)]
+    assert big[1].image.shape == (96, 72, 3) and np.abs(big[0].image.astype(int) - big[1].image).max() <= 1
+    assert np.abs(big[0].flow - big[1].flow).max() < 0.05  # pixels
+    with pytest.raises(OnnxUnavailable, match="--layout prior"):
+        onnx_side.predict_layout(given, target)
+    with pytest.raises(OnnxUnavailable, match="torch backend"):
+        onnx_side.attention(None, (0, 0))
+
+
+def test_cache_names_follow_the_weights_and_export_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECAPTURE_CACHE", str(tmp_path / "cache"))
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"one")
+    calls: list[Path] = []
+
+    def export(out: Path) -> None:
+        calls.append(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(b"onnx")
+
+    first = cached(weights, "generator", export)
+    assert cached(weights, "generator", export) == first and len(calls) == 1
+    assert first.parent == tmp_path / "cache" / "onnx" and first.name.startswith("generator-")
+    weights.write_bytes(b"two")  # retrained weights: a new file
+    assert cached(weights, "generator", export) != first and len(calls) == 2
+
+
+@pytest.mark.slow
+def test_parser_export_matches_the_torch_parser(tmp_path: Path) -> None:
+    from recapture.hub import bundled_models
+    from recapture.models.inception import InceptionUnavailable
+    from recapture.pipelines.human_parsing import CcpParser
+    from recapture.pipelines.onnx_parser import OnnxCcpParser, export_parser_onnx
+
+    if "parser-ccp" not in bundled_models("parser"):
+        pytest.skip("no bundled parser-ccp")
+    try:
+        reference = CcpParser()
+    except InceptionUnavailable as err:
+        pytest.skip(str(err))
+    path = export_parser_onnx("parser-ccp", tmp_path / "parser.onnx")
+    runtime = OnnxCcpParser(path=path)
+    keypoints = mannequin_keypoints(6.0)
+    size = (400, 280)
+    labels = mannequin_layout(keypoints, size, 6.0)
+    palette = np.random.default_rng(0).integers(0, 255, (20, 3)).astype(np.uint8)
+    image = palette[labels]
+    mask = (labels > 0).astype(np.float32)
+    assert runtime.metadata == reference.metadata and runtime.flip == reference.flip  # same post-processing
+    expected, got = (p.probabilities(image, keypoints, mask) for p in (reference, runtime))
+    assert got.shape == (20, *size) and np.abs(got - expected).max() < 1e-3
+    assert np.array_equal(got.argmax(0), expected.argmax(0))
+
+
+#: Runs ``recapture edit`` in-process and reports whether torch was imported.
+WRAPPER = """
+import runpy, sys
+sys.argv = ["recapture"] + sys.argv[1:]
+code = 0
+try:
+    runpy.run_module("recapture", run_name="__main__")
+except SystemExit as stop:
+    code = stop.code or 0
+print("TORCH", "torch" in sys.modules, "ONNXRUNTIME", "onnxruntime" in sys.modules)
+sys.exit(code)
+"""
+
+
+@pytest.mark.slow
+def test_onnx_edit_never_imports_torch_and_matches_the_torch_backend(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tolerance: the two outputs (PNG) differ by at most 1 level on 99.9% of the pixels and by 0.01 levels on
+    average (float rounding in the networks, ~1e-5, flips a few roundings; a parser argmax could flip on a tie).
+    Measured: at most 1 level, on 0.001% of the pixels."""
+    from PIL import Image
+    from skimage import data
+
+    from recapture.pipelines.onnx_parser import export_onnx_file
+
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(data.astronaut()).resize((420, 420)).save(photo)
+    monkeypatch.setenv("RECAPTURE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("RECAPTURE_THREADS", "1")
+    for model in ("default", "parser-ccp"):
+        export_onnx_file(model)  # the cache a first run would fill
+    env = dict(os.environ)
+    outputs = {}
+    for backend in ("onnxruntime", "torch"):
+        out = tmp_path / f"{backend}.png"
+        done = subprocess.run([sys.executable, "-c", WRAPPER, "edit", str(photo), "--pose", "hand_up", "--out",
+                               str(out), "--backend", backend], capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"TORCH {backend == 'torch'}" in done.stdout, done.stdout
+        outputs[backend] = np.asarray(Image.open(out)).astype(int)
+    difference = np.abs(outputs["onnxruntime"] - outputs["torch"])
+    assert outputs["torch"].shape == (420, 420, 3)
+    assert (difference <= 1).mean() > 0.999 and difference.mean() < 0.01

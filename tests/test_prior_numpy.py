@@ -1,0 +1,110 @@
+"""The vectorised NumPy keypoint prior (body/prior_numpy.py): the previous torch warp's output pixel for pixel
+(golden digests), the torch correspondence prior grid, torch's area pooling, one-hot and heatmaps."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recapture.body import keypoint_warp, prior_numpy
+from recapture.body.keypoints import keypoints_to_heatmaps
+from recapture.body.parts import LIP20
+from recapture.models.correspondence import majority_layout, prior_grid
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_layout_prior import mannequin_keypoints, mannequin_layout  # noqa: E402
+
+
+def _case(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A painted person at a random scale, a target pose moved at random; some cases drop joints or turn
+    the target around (a back view)."""
+    rng = np.random.default_rng(seed)
+    scale = rng.uniform(1.0, 3.0)
+    size = (int(64 * scale), int(44 * scale))
+    source = mannequin_keypoints(scale)
+    labels = mannequin_layout(source, size, scale)
+    target = source + rng.normal(0, 4 * scale, source.shape)
+    if seed % 3 == 1:
+        target[rng.integers(0, 18, 3)] = -1
+    if seed % 5 == 2:
+        source[rng.integers(2, 14, 2)] = -1
+    if seed % 4 == 3:
+        target[:, 1] = np.where(target[:, 1] >= 0, size[1] - 1 - target[:, 1], -1)
+    return labels, source, target
+
+
+GOLDEN = json.loads((Path(__file__).parent / "golden" / "keypoint_warp.json").read_text())["cases"]
+
+
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).astype(np.int64).tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize("case", GOLDEN, ids=lambda case: f"seed{case['seed']}")
+def test_part_warp_equals_the_previous_torch_implementation(case: dict) -> None:
+    """The golden file holds the torch warp's output (before it was replaced by the vectorised NumPy one) on
+    eight painted people: moved, with joints missing, turned around."""
+    labels, source, target = _case(case["seed"])
+    found = prior_numpy.part_warp(labels, source, target, "lip20")
+    assert list(labels.shape) == case["size"]
+    assert _digest(found.segment) == case["segment_sha256"]
+    assert _digest(found.labels) == case["labels_sha256"]
+    assert _digest(found.unexplained) == case["unexplained_sha256"]
+    assert found.segment_valid.tolist() == case["segment_valid"]
+    assert np.allclose(found.part_validity, case["part_validity"], atol=1e-5)
+    assert np.abs(found.source_coords.reshape(-1, 2)[::211] - np.array(case["coords_every_211th"])).max() < 1e-3
+    assert (found.segment >= 0).any() and (found.labels > 0).any()  # not a trivial case
+    batched = keypoint_warp.part_warp(torch.from_numpy(labels.astype(np.int64))[None], source[None], target[None],
+                                      "lip20")  # the torch API returns the same, as tensors
+    assert _digest(batched.labels[0].numpy()) == case["labels_sha256"]
+    assert torch.equal(batched.source_coords[0], torch.from_numpy(found.source_coords))
+
+
+def test_owner_table_gives_each_part_its_segments() -> None:
+    from recapture.body.part_maps import ARMS, HAIR, HEAD, TORSO
+
+    table = prior_numpy.owner_table(LIP20)
+    assert not table[0].any()  # background
+    assert table[LIP20.index("hair")].tolist() == [s == HAIR for s in range(table.shape[1])]
+    assert table[LIP20.index("face"), HEAD] and table[LIP20.index("face")].sum() == 1
+    assert table[LIP20.index("left_arm")].sum() == 2 and table[LIP20.index("upper_clothes"), [TORSO, *ARMS]].all()
+
+
+@pytest.mark.parametrize("seed", (0, 3))
+def test_prior_grid_equals_the_correspondence_prior(seed: int) -> None:
+    labels, source, target = _case(seed)
+    reference = prior_grid(torch.from_numpy(labels.astype(np.int64))[None], source[None], target[None], "lip20")
+    found = prior_numpy.prior_grid(labels, source, target, "lip20")
+    assert np.abs(found.grid - reference.grid[0].numpy()).max() < 1e-5
+    assert np.array_equal(found.covered, reference.covered[0, 0].numpy())
+    assert np.array_equal(found.labels, reference.labels[0].numpy())
+
+
+@pytest.mark.parametrize("size,small", [((70, 50), (32, 22)), ((64, 44), (32, 22)), ((33, 29), (16, 11))])
+def test_majority_labels_and_area_resize_equal_torch_area_pooling(size: tuple[int, int],
+                                                                   small: tuple[int, int]) -> None:
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 4, size) * (rng.random(size) < 0.7)  # many ties between parts
+    hot = majority_layout(torch.from_numpy(labels)[None], LIP20.num_parts, small)
+    assert np.array_equal(prior_numpy.majority_labels(labels, LIP20.num_parts, small), hot[0].argmax(0).numpy())
+    image = rng.random((3, *size)).astype(np.float32)
+    pooled = F.interpolate(torch.from_numpy(image)[None], size=small, mode="area")[0].numpy()
+    assert np.abs(prior_numpy.area_resize(image, small) - pooled).max() < 1e-6
+
+
+def test_heatmaps_one_hot_and_keypoint_scaling() -> None:
+    keypoints = mannequin_keypoints(2.0)
+    keypoints[4] = -1
+    size = (128, 88)
+    assert np.array_equal(prior_numpy.disk_heatmaps(keypoints, size), keypoints_to_heatmaps(keypoints, size).numpy())
+    labels = mannequin_layout(mannequin_keypoints(), (64, 44))
+    assert np.array_equal(prior_numpy.one_hot(labels, 20), LIP20.one_hot(torch.from_numpy(labels)).numpy())
+    moved = prior_numpy.keypoints_to_size(keypoints, (256, 176), (128, 88))
+    assert (moved[4] == -1).all() and np.allclose(moved[0], keypoints[0] * (127 / 255, 87 / 175))
