@@ -40,6 +40,19 @@ TINY_JOINTS = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - a generator fixture
+    """ONNX files that a `recapture edit` (onnxruntime by default) exports go to a session folder, never the
+    user's cache; subprocesses inherit it."""
+    before = os.environ.get("RECAPTURE_CACHE")
+    os.environ["RECAPTURE_CACHE"] = str(tmp_path_factory.mktemp("recapture-cache"))
+    yield Path(os.environ["RECAPTURE_CACHE"])
+    if before is None:
+        os.environ.pop("RECAPTURE_CACHE", None)
+    else:
+        os.environ["RECAPTURE_CACHE"] = before
+
+
 def symmetric_label(labels: np.ndarray) -> np.ndarray:
     """The smaller of each label and its left/right mirror: tiny images colour both arms alike."""
     return np.minimum(labels, np.asarray(LIP20.flip_permutation)[labels])

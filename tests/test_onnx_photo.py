@@ -127,6 +127,58 @@ def test_cache_names_follow_the_weights_and_export_once(tmp_path: Path, monkeypa
     assert cached(weights, "generator", export) != first and len(calls) == 2
 
 
+def _request(model: Path, **changes: object) -> object:
+    from recapture.pipelines.edit import EditRequest
+
+    # A given source layout: the parser (whose export is the slow test's) is not needed.
+    return EditRequest(source=Path("in.jpg"), pose="hand_up", out=Path("out.jpg"), model=str(model),
+                       source_layout=Path("layout.png"), **changes)  # type: ignore[arg-type]
+
+
+def test_edit_defaults_to_onnxruntime_and_falls_back_to_torch(tiny_correspondence: tuple[Path, Path], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import recapture.pipelines.onnx_backend as onnx_backend
+    from recapture.pipelines.edit import choose_backend
+
+    monkeypatch.setenv("RECAPTURE_CACHE", str(tmp_path / "cache"))
+    weights = tiny_correspondence[0]
+    first = choose_backend(_request(weights))  # the default: made into the cache, then onnxruntime
+    assert first.name == "onnxruntime" and isinstance(first.recapturer, OnnxRecapturer) and not first.note, first.note
+    assert [p.parent for p in first.made] == [tmp_path / "cache" / "onnx"] and first.made[0].is_file()
+    again = choose_backend(_request(weights), "auto")
+    assert again.name == "onnxruntime" and again.made == ()  # cached: nothing made, no torch needed
+    forced = choose_backend(_request(weights), "torch")
+    assert forced.name == "torch" and forced.recapturer is None and not forced.note
+    for changes, reason in (({"attention": (1, 1)}, "--attention"), ({"layout": "network"}, "--layout network"),
+                            ({"method": "warp"}, "--method warp")):
+        chosen = choose_backend(_request(weights, **changes))
+        assert chosen.name == "torch" and reason in chosen.note
+    generative = tmp_path / "generative.safetensors"
+    config = load_config(CONFIGS / "tiny.yaml").model
+    save_generator(RecaptureGenerator(config).state_dict(), config, generative, half=False)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\xff" * 64)
+    for model, reason in ((generative, "not a correspondence model"), (junk, "not a bundled name or a readable")):
+        chosen = choose_backend(_request(model))
+        assert chosen.name == "torch" and reason in chosen.note, chosen.note
+    with monkeypatch.context() as patch:  # onnxruntime not installed: its import fails
+        patch.setitem(sys.modules, "onnxruntime", None)
+        chosen = choose_backend(_request(weights))
+        assert chosen.name == "torch" and "onnxruntime is not installed" in chosen.note
+
+    def broken_export(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("exporter exploded")
+
+    monkeypatch.setenv("RECAPTURE_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(onnx_backend, "export_onnx", broken_export)
+    chosen = choose_backend(_request(weights))  # a model file that cannot be exported: torch
+    assert chosen.name == "torch" and "exporter exploded" in chosen.note
+    with pytest.raises(RuntimeError, match="exploded"):  # asked for by name: the error, no fallback
+        choose_backend(_request(weights), "onnxruntime")
+    with pytest.raises(ValueError, match="--backend must be one of"):
+        choose_backend(_request(weights), "tensorflow")
+
+
 @pytest.mark.slow
 def test_parser_export_matches_the_torch_parser(tmp_path: Path) -> None:
     from recapture.hub import bundled_models
@@ -171,7 +223,7 @@ sys.exit(code)
 @pytest.mark.slow
 def test_onnx_edit_never_imports_torch_and_matches_the_torch_backend(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tolerance: the two outputs (PNG) differ by at most 1 level on 99.9% of the pixels and by 0.01 levels on
+    """The default backend (no ``--backend``) is onnxruntime once the ONNX files are cached. Tolerance: the two outputs (PNG) differ by at most 1 level on 99.9% of the pixels and by 0.01 levels on
     average (float rounding in the networks, ~1e-5, flips a few roundings; a parser argmax could flip on a tie).
     Measured: at most 1 level, on 0.001% of the pixels."""
     from PIL import Image
@@ -187,12 +239,12 @@ def test_onnx_edit_never_imports_torch_and_matches_the_torch_backend(tmp_path: P
         export_onnx_file(model)  # the cache a first run would fill
     env = dict(os.environ)
     outputs = {}
-    for backend in ("onnxruntime", "torch"):
+    for backend, flag in (("onnxruntime", []), ("torch", ["--backend", "torch"])):
         out = tmp_path / f"{backend}.png"
         done = subprocess.run([sys.executable, "-c", WRAPPER, "edit", str(photo), "--pose", "hand_up", "--out",
-                               str(out), "--backend", backend], capture_output=True, text=True, timeout=300, env=env)
+                               str(out), *flag], capture_output=True, text=True, timeout=300, env=env)
         assert done.returncode == 0, done.stdout + done.stderr
-        assert f"TORCH {backend == 'torch'}" in done.stdout, done.stdout
+        assert f"TORCH {backend == 'torch'}" in done.stdout and f"backend {backend}" in done.stdout, done.stdout
         outputs[backend] = np.asarray(Image.open(out)).astype(int)
     difference = np.abs(outputs["onnxruntime"] - outputs["torch"])
     assert outputs["torch"].shape == (420, 420, 3)

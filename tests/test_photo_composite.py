@@ -1,14 +1,16 @@
-"""The real-photo composite and framing details (pipelines/framing, photo, stages): the pixel-aligned window
+"""The real-photo composite and framing details (pipelines/framing, pasting, photo, stages): the pixel-aligned window
 (an exact copy of photo pixels), the alpha copied at photo resolution, no trace of a moved head, the legs kept
-under an upper-body target pose, the low pose-confidence warning. A drawn person, a stand-in pose estimator
+under an upper-body target pose, the low pose-confidence warning, the invented-pixel mask and its warning. A drawn person, a stand-in pose estimator
 and segmenter, the tiny random-weight model (tests/test_photo_pipeline.py's)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from recapture.body.keypoints import KEYPOINT_INDEX, missing_mask
 from recapture.body.retarget import KEPT_FROM_SUBJECT, complete
@@ -180,3 +182,24 @@ def test_a_copied_edge_never_brings_back_the_old_head() -> None:
     assert alpha[beside].max() < 0.05, alpha[beside].max()
     copies_head = head & np.roll(old_head, 28, axis=1)
     assert copies_head.sum() > 300 and (alpha[copies_head] == 1.0).all()  # the new head: copied, opaque
+
+
+def test_invented_pixels_are_the_edited_parts_and_a_large_share_is_warned(recapturer: Recapturer,  # noqa: F811
+                                                                          tmp_path: Path) -> None:
+    from recapture.body.edits import LayoutEdits
+    from recapture.pipelines.pasting import INVENTED_WARNING
+
+    photo = draw_people([(5, 10, 190)])
+    plain = run_photo(PhotoRequest(source=photo, invented_mask_out=tmp_path / "plain.png"), models(recapturer))
+    assert plain.composited.invented_share == 0.0 and not plain.composited.invented.any()
+    assert not any("invented" in m for m in plain.messages)
+    assert not np.asarray(Image.open(tmp_path / "plain.png")).any()
+    coat = run_photo(PhotoRequest(source=photo, edits=LayoutEdits.parse(clothing=["upper=coat"]),
+                                  invented_mask_out=tmp_path / "coat.png"), models(recapturer))
+    invented = coat.composited.invented
+    assert coat.composited.invented_share > INVENTED_WARNING
+    assert any("invented rather than copied" in m for m in coat.messages)
+    written = np.asarray(Image.open(tmp_path / "coat.png")) > 0
+    np.testing.assert_array_equal(written, invented)
+    rows = np.nonzero(invented.any(axis=1))[0]
+    assert invented.sum() > 200 and rows.max() < 0.7 * photo.shape[0]  # the upper body, not the legs

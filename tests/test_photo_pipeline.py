@@ -22,6 +22,7 @@ from recapture.hub import save_generator
 from recapture.models.generator import RecaptureGenerator
 from recapture.pipelines import photo as photo_module
 from recapture.pipelines.framing import FrameOptions, place_targets, require_shoulders, visible_extent
+from recapture.pipelines.people import find_people
 from recapture.pipelines.photo import STAGES, PhotoModels, PhotoOptions, PhotoRequest, run_photo
 from recapture.pipelines.photo_io import WildPhotoError, read_photo, write_photo
 from recapture.pipelines.pose_estimation import PoseEstimate
@@ -82,8 +83,16 @@ def fake_estimator(image: np.ndarray) -> PoseEstimate | None:
     return PoseEstimate(keypoints=keypoints, confidence=np.ones(18), landmarks=np.zeros((33, 4)))
 
 
-def models(recapturer: Recapturer) -> PhotoModels:
-    return PhotoModels(recapturer, PoseMaskLayoutParser(), estimator=fake_estimator, segmenter=fake_segmenter)
+def fake_faces(image: np.ndarray) -> np.ndarray:
+    """``(K, 4)`` boxes of the drawn heads (skin-coloured blobs)."""
+    skin = ((image[..., 0] > 220) & (image[..., 1] > 170) & (image[..., 2] > 140)).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(skin)
+    return np.array([(y, x, y + h, x + w) for x, y, w, h, _ in stats[1:count]], np.float64).reshape(-1, 4)
+
+
+def models(recapturer: Recapturer, faces=fake_faces) -> PhotoModels:  # noqa: ANN001
+    return PhotoModels(recapturer, PoseMaskLayoutParser(), estimator=fake_estimator, segmenter=fake_segmenter,
+                       faces=faces)
 
 
 def test_retarget_keeps_the_subjects_bones_and_the_targets_angles() -> None:
@@ -200,6 +209,25 @@ def test_people_are_numbered_by_size_and_person_picks_one(recapturer: Recapturer
     assert first.prepared.posed.keypoints[0, 1] < 90 < second.prepared.posed.keypoints[0, 1]
     with pytest.raises(WildPhotoError, match="no person 2"):
         run_photo(PhotoRequest(source=photo, target=TEMPLATE, options=PhotoOptions(person=2)), models(recapturer))
+
+
+def test_touching_people_are_split_by_their_faces_as_parse_does(recapturer: Recapturer) -> None:
+    calls: list[int] = []
+
+    def counted(image: np.ndarray) -> np.ndarray:
+        calls.append(1)
+        return fake_faces(image)
+
+    alone = run_photo(PhotoRequest(source=draw_people([(10, 5, 180)], size=(200, 180)), target=TEMPLATE),
+                      models(recapturer, counted))
+    assert alone.prepared.people == 1 and calls == []  # one narrow person: no face detection
+    photo = draw_people([(10, 5, 180), (30, 62, 160)], size=(200, 180))  # arms overlap: one mask component
+    assert len(find_people(fake_segmenter(photo))) == 1
+    both = run_photo(PhotoRequest(source=photo, target=TEMPLATE), models(recapturer, counted))
+    assert calls == [1] and both.prepared.people == 2 and any("2 people found" in m for m in both.messages)
+    other = run_photo(PhotoRequest(source=photo, target=TEMPLATE, options=PhotoOptions(person=1)),
+                      models(recapturer, counted))
+    assert both.prepared.posed.keypoints[0, 1] < other.prepared.posed.keypoints[0, 1]
 
 
 def test_formats_in_and_metadata_out(tmp_path: Path) -> None:
@@ -338,18 +366,23 @@ def recapturer_file(folder: Path) -> Path:
 
 
 def test_cli_reference_lists_every_option() -> None:
-    """docs/cli.md names every flag of edit and video (its defaults come from the same Typer options)."""
-    import click
+    """docs/cli.md names every long flag of every command (its defaults come from the same Typer options)."""
     import typer
 
     from recapture.cli import app
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
     command = typer.main.get_command(app)
-    for name in ("edit", "video"):
-        for param in command.commands[name].params:  # type: ignore[attr-defined]
-            if isinstance(param, click.Option):
-                assert param.opts[0] in text, f"{name} {param.opts[0]} missing from docs/cli.md"
+    checked = 0
+    for name, sub in command.commands.items():  # type: ignore[attr-defined]
+        for leaf in getattr(sub, "commands", {}).values() or [sub]:
+            for param in leaf.params:
+                if param.param_type_name != "option":
+                    continue
+                for flag in (o for o in param.opts if o.startswith("--")):
+                    checked += 1
+                    assert flag in text, f"{name} {flag} missing from docs/cli.md"
+    assert checked > 50  # the walk reached the options (a Typer change must not make this test pass vacuously)
 
 
 def test_warp_method_moves_the_source_pixels_with_the_keypoint_prior(recapturer: Recapturer) -> None:

@@ -203,7 +203,8 @@ def edit(source: str = typer.Argument(..., help="Source portrait (a dataset imag
          quality: int = typer.Option(95, min=1, max=100, help="JPEG / WebP quality of the output."),
          verbose: bool = typer.Option(False, "--verbose", help="Show third-party (MediaPipe, TF Lite) log lines."),
          overwrite: bool = typer.Option(False, help="Allow --out to replace the source photo itself."),
-         backend: str = typer.Option("torch", help="torch | onnxruntime (CPU, no attention maps)."),
+         backend: str = typer.Option("auto", help="auto (onnxruntime when installed and the model runs on it, "
+                                     "else torch) | torch | onnxruntime (CPU, no attention maps)."),
          threads: int | None = typer.Option(None, min=1, help="Threads (default: $RECAPTURE_THREADS or free cores)."),
          method: str = typer.Option("model", help="model (the networks) | warp (training-free keypoint part-affine "
                                     "warp of the source: the floor)."),
@@ -213,7 +214,8 @@ def edit(source: str = typer.Argument(..., help="Source portrait (a dataset imag
     """Recapture a portrait in a new pose, with figure and clothing edits (docs/cli.md)."""
     from pathlib import Path
 
-    from recapture.pipelines.edit import EditRequest, attention_pixel, parse_frame, run_edit
+    from recapture.pipelines.edit import (EditRequest, attention_pixel, check_outputs, choose_backend, parse_frame,
+                                          run_edit)
 
     try:
         request = EditRequest(source=Path(source), pose=pose, out=Path(out), model=model,
@@ -226,13 +228,17 @@ def edit(source: str = typer.Argument(..., help="Source portrait (a dataset imag
                               invented_mask=Path(invented_mask) if invented_mask else None, quality=quality,
                               verbose=verbose, overwrite=overwrite, method=method,
                               layout=layout)
-        if backend == "onnxruntime":  # no torch import once the ONNX files are cached (docs/performance.md)
-            from recapture.models.inference import resolve_threads
-            from recapture.pipelines.edit import onnx_models
+        check_outputs(request)  # before any model is loaded or exported
+        from recapture.models.inference import resolve_threads
 
-            outcome = run_edit(request, *onnx_models(request, resolve_threads(threads).threads))
+        chosen = choose_backend(request, backend, resolve_threads(threads).threads)
+        if chosen.made:  # a first run: torch imported once to export them (docs/performance.md)
+            typer.echo(f"note: made {len(chosen.made)} ONNX file(s) in {chosen.made[0].parent} (first run: later "
+                       "runs skip torch)", err=True)
+        if chosen.name == "onnxruntime":  # no torch import once the ONNX files are cached
+            outcome = run_edit(request, chosen.recapturer, chosen.parser)
         else:
-            _runtime(threads, backend)
+            _runtime(threads)
             import torch
 
             with torch.inference_mode():
@@ -243,8 +249,11 @@ def edit(source: str = typer.Argument(..., help="Source portrait (a dataset imag
     for message in outcome.photo.messages if outcome.photo else ():
         typer.echo(f"warning: {message}", err=True)
     typer.echo("wrote " + ", ".join(str(p) for p in outcome.written))
+    why = f" ({chosen.note})" if chosen.note and backend == "auto" else ""
     if outcome.photo is not None:
-        typer.echo(outcome.photo.summary())
+        typer.echo(f"{outcome.photo.summary()}, backend {chosen.name}{why}")
+    elif why:
+        typer.echo(f"backend {chosen.name}{why}")
 
 
 @app.command("parse")

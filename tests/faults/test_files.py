@@ -82,6 +82,26 @@ def test_image_size_is_checked_from_the_header_before_decoding(tmp_path: Path, s
         assert f"{size[0]}x{size[1]}" in str(caught.value)
 
 
+@pytest.mark.parametrize("size", [(9500, 9500), (11000, 10000), (20000, 10000)])
+def test_photo_pixel_limit_is_the_documented_message_and_quiet(tmp_path: Path, size: tuple[int, int]) -> None:
+    """``recapture edit``'s reader: Pillow's own warning (89.5 MP) never reaches the user; over the limit the
+    one message names the limit, also above Pillow's own refusal (179 MP)."""
+    import warnings
+
+    from recapture.pipelines.photo_io import MAX_PIXELS, WildPhotoError, read_photo
+
+    path = tmp_path / "claims.png"
+    path.write_bytes(_png_header(*size))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(WildPhotoError) as caught:
+            read_photo(path)
+    _one_line_naming(caught.value, path)
+    over = size[0] * size[1] > MAX_PIXELS
+    assert ("megapixels; at most 100 are accepted" in str(caught.value)) == over
+    assert over or "cannot read the photo" in str(caught.value)
+
+
 def test_sixteen_bit_grey_png_keeps_its_intensities(tmp_path: Path) -> None:
     ramp = np.tile(np.linspace(0, 65535, 256).round().astype(np.uint16), (4, 1))
     Image.fromarray(ramp).save(tmp_path / "ramp16.png")

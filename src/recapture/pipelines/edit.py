@@ -87,15 +87,20 @@ def layout_edits(request: EditRequest) -> LayoutEdits:
     return LayoutEdits.parse(figure=figure + list(request.scale), clothing=list(request.clothing))
 
 
-def run_edit(request: EditRequest, recapturer: Recapturer | None = None,
-             layout_parser: object | None = None) -> EditOutcome:
-    """Carry out an edit request; raises ValueError (with the reason) on bad input, having written nothing.
-    ``layout_parser``: a parser object used when the request names none (e.g. the ONNX parser)."""
+def check_outputs(request: EditRequest) -> None:
+    """ValueError (one line) for an output path that is not an image type, in a missing folder or an input."""
     inputs = [request.source, *(p for p in (request.source_layout,) if p is not None)]
     for path in (request.out, request.invented_mask, request.layout_out, request.attention_out):
         if path is not None:
             output_format(path)
             check_output_file(path, overwrite=request.overwrite, inputs=inputs)
+
+
+def run_edit(request: EditRequest, recapturer: Recapturer | None = None,
+             layout_parser: object | None = None) -> EditOutcome:
+    """Carry out an edit request; raises ValueError (with the reason) on bad input, having written nothing.
+    ``layout_parser``: a parser object used when the request names none (e.g. the ONNX parser)."""
+    check_outputs(request)
     recapturer = recapturer or Recapturer.from_pretrained(request.model)
     edits = layout_edits(request)
     target = load_pose(request.pose, request.pose_frame)
@@ -149,6 +154,72 @@ def onnx_models(request: EditRequest, threads: int = 1) -> tuple[Recapturer, obj
     from recapture.pipelines.onnx_parser import onnx_default_parser
 
     return recapturer, onnx_default_parser(threads)
+
+
+#: ``recapture edit --backend``: ``auto`` (the default) is onnxruntime whenever :func:`choose_backend` can use it.
+EDIT_BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What an edit runs on. ``name``: ``torch`` or ``onnxruntime`` (then ``recapturer`` and ``parser`` are its
+    models, for :func:`run_edit`); ``note``: why ``auto`` took torch (empty otherwise); ``made``: the ONNX
+    files this call exported into the cache (a first run: torch was imported once to make them)."""
+
+    name: str
+    recapturer: Recapturer | None = None
+    parser: object | None = None
+    note: str = ""
+    made: tuple[Path, ...] = ()
+
+
+def onnxruntime_available() -> bool:
+    """Whether ``onnxruntime`` imports (the ``onnx`` extra is installed)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def torch_only(request: EditRequest) -> str:
+    """Why ``request`` needs the torch backend (one line), or "" when the ONNX photo path can run it."""
+    if request.layout == "network":
+        return "--layout network (the geometric network) runs on torch only"
+    if request.method == "warp":
+        return "--method warp runs on torch only"
+    if request.attention is not None:
+        return "--attention (SAT attention maps) needs torch"
+    return ""
+
+
+def choose_backend(request: EditRequest, backend: str = "auto", threads: int = 1) -> Backend:
+    """The backend of ``recapture edit --backend BACKEND`` (docs/cli.md). ``torch`` and ``onnxruntime`` are taken
+    as given (onnxruntime's errors raised). ``auto`` is onnxruntime when it imports, the request runs on the
+    torch-free photo path (:func:`torch_only`), the model is a correspondence model
+    (:func:`recapture.pipelines.onnx_photo.torch_free_problem`) and its ONNX files are cached or can be made
+    now; otherwise torch, with the reason in ``note``. ``threads``: ONNX Runtime's intra-op threads."""
+    from recapture.pipelines.onnx_photo import onnx_cache_dir, torch_free_problem
+
+    if backend not in EDIT_BACKENDS:
+        raise ValueError(f"--backend must be one of {', '.join(EDIT_BACKENDS)}, got {backend!r}")
+    if backend == "torch":
+        return Backend("torch")
+    if backend == "auto":
+        missing = "" if onnxruntime_available() else "onnxruntime is not installed (pip install -e '.[onnx]')"
+        note = missing or torch_only(request) or torch_free_problem(request.model)
+        if note:
+            return Backend("torch", note=note)
+    before = set(onnx_cache_dir().glob("*.onnx"))
+    try:
+        recapturer, parser = onnx_models(request, threads)
+    except Exception as err:  # noqa: BLE001 - auto: any failure to make or open the ONNX files means torch
+        if backend == "onnxruntime":
+            raise
+        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        return Backend("torch", note=f"the ONNX files of {request.model} could not be made ({reason})")
+    made = tuple(sorted(set(onnx_cache_dir().glob("*.onnx")) - before))
+    return Backend("onnxruntime", recapturer, parser, made=made)
 
 
 def attention_pixel(text: str | None) -> tuple[int, int] | None:

@@ -28,7 +28,7 @@ from recapture.lazy import LazyModule, no_grad
 from recapture.models.parser_crop import parser_crop
 from recapture.models.parser_rules import vote_parts
 from recapture.pipelines.parsing import FileLayoutParser, LayoutParser, ModelLayoutParser, PoseMaskLayoutParser
-from recapture.pipelines.people import FaceDetector, find_people, pose_of_person
+from recapture.pipelines.people import FaceDetector, people_of, pose_of_person
 from recapture.pipelines.pose_estimation import PersonSegmenter, PoseEstimate, PoseEstimator
 
 torch = LazyModule("torch")  # CcpParser's network; the ONNX parser (onnx_parser.py) runs without torch
@@ -97,13 +97,19 @@ class CcpParser:
                                crop_keypoints: np.ndarray) -> np.ndarray:
         """:meth:`crop_probabilities`, with :attr:`flip` averaged with the mirrored crop's (mirrored back, left
         and right parts swapped), which makes the parse of a mirrored crop the mirror of the crop's parse."""
-        probabilities = self.crop_probabilities(crop_rgb, crop_mask, crop_keypoints)
+        views = [(crop_rgb, crop_mask, crop_keypoints)]
+        if self.flip:
+            views.append((np.ascontiguousarray(crop_rgb[:, ::-1]), np.ascontiguousarray(crop_mask[:, ::-1]),
+                          flip_keypoints(crop_keypoints, crop_rgb.shape[1])))
+        found = self.views_probabilities(views)
         if not self.flip:
-            return probabilities
-        mirrored = self.crop_probabilities(np.ascontiguousarray(crop_rgb[:, ::-1]),
-                                           np.ascontiguousarray(crop_mask[:, ::-1]),
-                                           flip_keypoints(crop_keypoints, crop_rgb.shape[1]))
-        return (probabilities + mirrored[:, ::-1][..., list(LIP20.flip_permutation)]) / 2
+            return found[0]
+        return (found[0] + found[1][:, ::-1][..., list(LIP20.flip_permutation)]) / 2
+
+    def views_probabilities(self, views: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """:meth:`crop_probabilities` of each ``(crop_rgb, crop_mask, crop_keypoints)`` view (the ONNX parser
+        runs them as one batch)."""
+        return [self.crop_probabilities(*view) for view in views]
 
     def probabilities(self, image_rgb: np.ndarray, keypoints: np.ndarray, person_mask: np.ndarray) -> np.ndarray:
         """``(20, H, W)`` float32 part probabilities in the photo frame (0 outside the person crop); with
@@ -235,7 +241,7 @@ def parse_photo(image: np.ndarray, parser: LayoutParser | str = "ccp", person: i
     models = PersonModels.open() if models is None else models
     try:
         mask = np.asarray(models.segmenter(image), dtype=np.float32)
-        people = find_people(mask, models.faces(image) if models.faces is not None else None)
+        people = people_of(mask, image, models.faces)
         if not people:
             raise NoPersonError("no person found in the photo")
         if not 0 <= person < len(people):

@@ -187,7 +187,8 @@ class _CorrespondenceGraph(nn.Module):
                                                                  target_pose, grid, covered)
         prior = PriorGrid(grid=grid, covered=covered, labels=grid[..., 0].long(), full=full_grid)
         size = (full_grid.shape[1], full_grid.shape[2])
-        output = self.appearance.compose(source_image, coarse_flow, logits, generated, size, prior)
+        output = self.appearance.compose(source_image, coarse_flow, logits, generated, size, prior,
+                                         self.appearance.people_weight(source_layout, target_layout))
         return output.image, output.flow
 
 

@@ -40,7 +40,7 @@ CORRESPONDENCE_KIND = "recapture-correspondence-onnx"
 CORRESPONDENCE_INPUTS = ("source_image", "small", "source_layout", "source_pose", "target_layout", "target_pose",
                          "grid", "covered", "full_grid")
 #: Bumped when an export's graph changes: part of every cache file name, so stale files are not used.
-ONNX_FORMAT = 2
+ONNX_FORMAT = 4  # 4: the correspondence graph holds the still-background rule
 
 
 class OnnxUnavailable(ValueError):
@@ -240,6 +240,20 @@ def cached_generator_onnx(model: str | Path = "default") -> Path:
         export_onnx(weights, out)
 
     return cached(weights, "generator", export)
+
+
+def torch_free_problem(model: str | Path) -> str:
+    """"" when ``model`` can run on the torch-free photo path: an ``.onnx`` file (opened by ONNX Runtime) or a
+    bundled name or ``.safetensors`` file of a correspondence model; else why not, in one line (``recapture
+    edit``'s default backend then takes torch)."""
+    if Path(model).suffix == ".onnx":
+        return ""
+    try:
+        if _is_correspondence(generator_weights(model)):
+            return ""
+    except Exception as err:  # noqa: BLE001 - a file that is no model at all: torch's loader says why
+        return f"{model} is not a bundled name or a readable .safetensors model ({type(err).__name__})"
+    return f"{model} is not a correspondence model (only those run without torch)"
 
 
 def _is_correspondence(weights: Path) -> bool:

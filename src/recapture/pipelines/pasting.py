@@ -25,12 +25,14 @@ INVENTED_WARNING = 0.3
 @dataclass(frozen=True)
 class Composited:
     """image and background ``(H, W, 3)`` uint8; invented ``(H, W)`` bool: new-person pixels whose part the
-    source did not show or an edit changed; invented_share: their share of the new person's pixels."""
+    source did not show or an edit changed; invented_share: their share of the new person's pixels;
+    alpha ``(H, W)`` float32: the pasted person's alpha on the photo (0: the pixel is the background's)."""
 
     image: np.ndarray
     background: np.ndarray
     invented: np.ndarray
     invented_share: float
+    alpha: np.ndarray | None = None
 
 
 def person_alpha(framed: Framed, target_layout: np.ndarray) -> np.ndarray:
@@ -181,10 +183,10 @@ def composite_person(photo: np.ndarray, person_mask: np.ndarray, framed: Framed,
     the old person's still-covered soft rim restored (:func:`restore_edges`)."""
     alpha, window = photo_alpha(framed, geometry, generated, person_mask, feather_px)
     size = photo.shape[:2]
+    region, (y0, x0, y1, x1) = model_to_photo(alpha, window, size, border_mode=cv2.BORDER_CONSTANT)
+    new_alpha = np.zeros(size, dtype=np.float32)
+    new_alpha[y0:y1, x0:x1] = region
     if background is None:
-        region, (y0, x0, y1, x1) = model_to_photo(alpha, window, size, border_mode=cv2.BORDER_CONSTANT)
-        new_alpha = np.zeros(size, dtype=np.float32)
-        new_alpha[y0:y1, x0:x1] = region
         background = inpaint_background(photo, person_mask, method, keep=new_alpha >= OPAQUE)
         background = restore_edges(background, photo, person_mask, new_alpha)
     rgb = generated.full if window is not framed.crop else generated.image
@@ -193,7 +195,8 @@ def composite_person(photo: np.ndarray, person_mask: np.ndarray, framed: Framed,
     invented_model = invented_labels(framed.source.layout, geometry) & (model_alpha > 0)
     invented = _to_photo_mask(invented_model.astype(np.float32), framed.crop, size, 0.5)
     share = float(invented_model.sum() / max(1.0, float((model_alpha > 0).sum())))
-    return Composited(image=image, background=background, invented=invented, invented_share=share)
+    return Composited(image=image, background=background, invented=invented, invented_share=share,
+                      alpha=new_alpha)
 
 
 def _nearest(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -33,17 +33,20 @@ __all__ = ["STAGES", "LOW_POSE_CONFIDENCE",
 
 class PhotoModels:
     """The models of the photo path, created on first use and reused: the recapturer, BlazePose, the
-    selfie segmenter and the parser (``parser``: a LayoutParser, a :func:`load_parser` spec such as
-    ``ccp``/``pose-mask``/a file, or None for the default). ``estimator``/``segmenter`` replace BlazePose
-    and the selfie segmenter (any callables of their signatures). Close it (or use ``with``) when done."""
+    selfie segmenter, the face detector (only run on a wide mask component: people side by side) and the
+    parser (``parser``: a LayoutParser, a :func:`load_parser` spec such as ``ccp``/``pose-mask``/a file, or
+    None for the default). ``estimator``/``segmenter``/``faces`` replace BlazePose, the selfie segmenter and
+    the face detector (any callables of their signatures). Close it (or use ``with``) when done."""
 
     def __init__(self, recapturer: Recapturer, parser: object | None = None, verbose: bool = False,
-                 estimator: object | None = None, segmenter: object | None = None) -> None:
+                 estimator: object | None = None, segmenter: object | None = None,
+                 faces: object | None = None) -> None:
         self.recapturer = recapturer
         self.verbose = verbose
         self._parser = parser
         self._estimator = estimator
         self._segmenter = segmenter
+        self._faces = faces
 
     @property
     def estimator(self):  # noqa: ANN201 - PoseEstimator
@@ -63,6 +66,15 @@ class PhotoModels:
                 self._segmenter = PersonSegmenter()
         return self._segmenter
 
+    def faces(self, image_rgb: np.ndarray) -> np.ndarray:
+        """``(K, 4)`` face boxes of ``image_rgb`` (the MediaPipe face detector, opened on first use)."""
+        if self._faces is None:
+            from recapture.pipelines.people import FaceDetector
+
+            with quiet_native_logs(not self.verbose):
+                self._faces = FaceDetector()
+        return self._faces(image_rgb)  # type: ignore[operator]
+
     @property
     def parser(self):  # noqa: ANN201 - LayoutParser
         if self._parser is None or isinstance(self._parser, (str, Path)):
@@ -73,10 +85,10 @@ class PhotoModels:
 
     def close(self) -> None:
         """Release the MediaPipe graphs."""
-        for model in (self._estimator, self._segmenter):
+        for model in (self._estimator, self._segmenter, self._faces):
             if hasattr(model, "close"):
                 model.close()  # type: ignore[union-attr]
-        self._estimator = self._segmenter = None
+        self._estimator = self._segmenter = self._faces = None
 
     def __enter__(self) -> PhotoModels:
         return self
@@ -224,7 +236,7 @@ def prepare_photo(models: PhotoModels | Recapturer, source: str | Path | np.ndar
     else:
         with collected_warnings(messages), quiet_native_logs(not models.verbose):
             with clock.stage("detect"):
-                found = detect_people(decoded, models.segmenter, options.person)
+                found = detect_people(decoded, models.segmenter, options.person, models.faces)
             with clock.stage("pose"):
                 posed = estimate_pose(decoded, found, models.estimator)
             with clock.stage("segment"):

@@ -13,6 +13,7 @@ take ``quality``. The file appears atomically (a temporary file in the same fold
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +71,11 @@ def read_photo(path: str | Path) -> PhotoFile:
     """Decode an image file (see the module docstring); WildPhotoError naming the file otherwise."""
     path = Path(path)
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            # Pillow warns from 89.5 MP on; our own limit (MAX_PIXELS) is the one that speaks, once, below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             if image.width * image.height > MAX_PIXELS:
                 raise WildPhotoError(f"{path}: {image.width}x{image.height} is {image.width * image.height / 1e6:.0f} "
                                      f"megapixels; at most {MAX_PIXELS / 1e6:.0f} are accepted (resize it first)")
@@ -84,7 +89,10 @@ def read_photo(path: str | Path) -> PhotoFile:
         raise WildPhotoError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise WildPhotoError(f"{path}: is a folder, not a photo") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError:  # Pillow refuses from 179 MP on, far above MAX_PIXELS
+        raise WildPhotoError(f"{path}: more than {MAX_PIXELS / 1e6:.0f} megapixels; at most "
+                             f"{MAX_PIXELS / 1e6:.0f} are accepted (resize it first)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         if isinstance(error, WildPhotoError):
             raise
         hint = "" if HEIF_SUPPORTED or path.suffix.lower() not in (".heic", ".heif") else " (install pillow-heif)"

@@ -26,7 +26,7 @@ import numpy as np
 
 from recapture.body.keypoints import missing_mask
 from recapture.body.parts import LabelSet
-from recapture.pipelines.people import Person, find_people, pose_of_person
+from recapture.pipelines.people import Person, people_of, pose_of_person
 from recapture.pipelines.parsing import LayoutParser, merge_to
 from recapture.pipelines.photo_io import PhotoFile, WildPhotoError, as_photo_file, write_photo
 from recapture.pipelines.pose_estimation import PoseEstimate
@@ -119,12 +119,16 @@ class People:
         return len(self.people)
 
 
-def detect_people(decoded: Decoded, segmenter: Callable[[np.ndarray], np.ndarray], person: int = 0) -> People:
-    """People of the photo, numbered 0 (largest) upwards; WildPhotoError for none or no number ``person``."""
+def detect_people(decoded: Decoded, segmenter: Callable[[np.ndarray], np.ndarray], person: int = 0,
+                  faces: Callable[[np.ndarray], np.ndarray] | None = None) -> People:
+    """People of the photo, numbered 0 (largest) upwards as ``recapture parse`` numbers them (``faces``: the
+    face detector that splits touching people, see :func:`recapture.pipelines.people.people_of`);
+    WildPhotoError for none or no number ``person``."""
     mask = np.asarray(segmenter(decoded.analysis), dtype=np.float32)
-    people = tuple(find_people(mask))
+    people = tuple(people_of(mask, decoded.analysis, faces))
     if not people:
-        raise WildPhotoError("no person found in the photo")
+        raise WildPhotoError("no person found in the photo (a person must show at least the head and both "
+                             "shoulders)")
     if not 0 <= person < len(people):
         raise WildPhotoError(f"no person {person}: {len(people)} {'person' if len(people) == 1 else 'people'} "
                              f"found (numbered 0-{len(people) - 1} by decreasing size)")

@@ -1,0 +1,112 @@
+"""The correspondence model's background rule (``background: still``): a fixed camera keeps the background in
+place far from both people, the people themselves stay the network's output, old weight files get the rule."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from recapture.models.correspondence import (MISSING_KEY_DEFAULTS, CorrespondenceConfig, CorrespondenceGenerator,
+                                             PriorGrid, load_correspondence)
+from recapture.models.layout_ops import to_one_hot
+from recapture.models.sat import identity_grid
+
+SIZE = (24, 16)
+CONFIG = CorrespondenceConfig(internal_size=SIZE, base_channels=8, max_channels=16, sat_dim=8, lgr_dim=8,
+                              refine_channels=4, still_margin=3, still_feather=1)
+FULL = (72, 48)  # three output pixels per internal pixel
+UPPER_CLOTHES = 5
+
+
+def _model(config: CorrespondenceConfig) -> CorrespondenceGenerator:
+    """Random weights everywhere (the zero-initialised flow and refinement heads too), so the network moves and
+    repaints every pixel."""
+    torch.manual_seed(0)
+    model = CorrespondenceGenerator(config).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.3)
+    return model
+
+
+def _case() -> tuple[torch.Tensor, dict[str, torch.Tensor], PriorGrid]:
+    """The source person in rows 2-9, the target person in rows 6-13 (both in the left columns 2-7); the right
+    columns and the bottom rows are background far from both."""
+    source_labels = torch.zeros(1, *SIZE, dtype=torch.long)
+    source_labels[0, 2:10, 2:8] = UPPER_CLOTHES
+    target_labels = torch.zeros(1, *SIZE, dtype=torch.long)
+    target_labels[0, 6:14, 2:8] = UPPER_CLOTHES
+    grid = identity_grid(1, SIZE).permute(0, 2, 3, 1) + 0.2 * torch.rand(1, *SIZE, 2, generator=torch.Generator()
+                                                                           .manual_seed(1))
+    prior = PriorGrid(grid=grid, covered=(target_labels > 0).float()[:, None], labels=target_labels)
+    pose = torch.zeros(1, 18, *SIZE)
+    inputs = {"source_layout": to_one_hot(source_labels, 20), "source_pose": pose,
+              "target_layout": to_one_hot(target_labels, 20), "target_pose": pose}
+    source = torch.rand(1, 3, *FULL, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    return source, inputs, prior
+
+
+def _render(config: CorrespondenceConfig):
+    source, inputs, prior = _case()
+    with torch.no_grad():
+        return source, _model(config)(source, **inputs, prior=prior)
+
+
+def test_far_background_is_the_source_pixel_in_place_exactly() -> None:
+    source, still = _render(CONFIG)
+    _, follow = _render(dataclasses.replace(CONFIG, background="follow"))
+    # internal rows >= 13 + margin + feather + 1 = 18 are far from both people: output rows >= 18 * 71 / 23
+    far = (slice(None), slice(None), slice(56, None), slice(None))
+    assert torch.equal(still.image[far], source[far])
+    assert float((follow.image[far] - source[far]).abs().mean()) > 0.05  # the network alone moves it
+    assert float(still.invented[far].abs().max()) == 0.0
+    identity = identity_grid(1, FULL).permute(0, 2, 3, 1)
+    assert torch.allclose(still.flow[:, 56:], identity[:, 56:], atol=1e-5)
+    right = (slice(None), slice(None), slice(None), slice(38, None))  # internal columns >= 12: 12 * 47 / 15
+    assert torch.equal(still.image[right], source[right])
+
+
+def test_both_people_stay_the_networks_output() -> None:
+    """Within ``margin - feather - 1`` internal pixels of the target person (the re-posed person) and of the
+    source person (the place it left, which the network inpaints), the output is unchanged by the rule."""
+    _, still = _render(CONFIG)
+    _, follow = _render(dataclasses.replace(CONFIG, background="follow"))
+    people = (slice(None), slice(None), slice(3 * 2, 3 * 14), slice(3 * 2, 3 * 8))  # rows 2-13, columns 2-7
+    # the weight there is 1 up to float rounding of the pooling and the bilinear upsampling
+    assert torch.allclose(still.image[people], follow.image[people], atol=1e-6, rtol=0)
+    flow = (slice(None), slice(3 * 2, 3 * 14), slice(3 * 2, 3 * 8))
+    assert torch.allclose(still.flow[flow], follow.flow[flow], atol=1e-5, rtol=1e-6)
+    assert float((still.image - follow.image).abs().max()) > 0.1
+
+
+def test_the_seam_is_a_ramp_between_the_two() -> None:
+    """Every output pixel lies between the network's output and the source pixel in place (a convex blend)."""
+    source, still = _render(CONFIG)
+    _, follow = _render(dataclasses.replace(CONFIG, background="follow"))
+    low, high = torch.minimum(source, follow.image), torch.maximum(source, follow.image)
+    assert bool(((still.image >= low - 1e-6) & (still.image <= high + 1e-6)).all())
+    strictly = (still.image > low + 1e-3) & (still.image < high - 1e-3)
+    assert bool(strictly.any())  # a feathered seam, not a hard cut
+
+
+def test_old_weight_files_get_the_rule_and_follow_is_kept(tmp_path: Path) -> None:
+    model = _model(dataclasses.replace(CONFIG, background="follow", still_margin=7))
+    fields = dataclasses.asdict(model.config)
+    old = {key: value for key, value in fields.items() if key not in MISSING_KEY_DEFAULTS}
+    save_file(model.state_dict(), str(tmp_path / "old.safetensors"), metadata={"config": json.dumps(old)})
+    save_file(model.state_dict(), str(tmp_path / "new.safetensors"), metadata={"config": json.dumps(fields)})
+    loaded_old = load_correspondence(str(tmp_path / "old.safetensors"))
+    assert (loaded_old.config.background, loaded_old.config.still_margin) == ("still", 4)
+    assert loaded_old.config == dataclasses.replace(model.config, **MISSING_KEY_DEFAULTS)
+    assert load_correspondence(str(tmp_path / "new.safetensors")).config == model.config
+
+
+@pytest.mark.parametrize("change", [{"background": "torso"}, {"still_margin": -1}, {"still_feather": -2}])
+def test_bad_background_settings_are_clear_errors(change: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="background|still_margin"):
+        dataclasses.replace(CONFIG, **change)
