@@ -11,16 +11,21 @@ training-free part-affine warp (``warp_image``: the floor), the network's prior 
 background on the torso's map), the source copied, all-white. L1 (on [0, 1]), PSNR, SSIM over the 256x176
 image, L1/PSNR over the face box (from the target's head keypoints; benchmarks/appearance.py's ``score``) and
 L1 over the target's person (parsed layout > 0). Broken down by pair kind: same camera (pose change, same
-background) and other camera (pose and view change, another background).
+background) and other camera (pose and view change, another background). ``--previous-background`` also scores
+the bundled generator and its network with ``background: follow`` (the behaviour before the still-background
+rule, docs/correspondence.md), in the same run.
 
-    .venv/bin/python benchmarks/pose2sim.py
+    .venv/bin/python benchmarks/pose2sim.py --previous-background
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +46,18 @@ RESULTS = ROOT / "benchmarks" / "results"
 TARGET_L1 = 0.10
 TARGET_BELOW_FLOOR = 0.20
 FLOOR = "part-affine warp (floor)"
+PREVIOUS = ", background on the torso's map (previous)"
+
+
+@contextmanager
+def background_follows(network: CorrespondenceGenerator) -> Iterator[None]:
+    """``network`` with ``background: follow`` (no still-background rule) inside the block."""
+    config = network.config
+    network.config = dataclasses.replace(config, background="follow")
+    try:
+        yield
+    finally:
+        network.config = config
 
 
 def batches(split: str, manifest: Path, size: int = 10) -> list[PairBatch]:
@@ -61,16 +78,24 @@ def person_l1(made: Tensor, target_image: Tensor, target_layout: Tensor) -> list
     return (error / (3 * person.sum(dim=(1, 2, 3))).clamp_min(1)).tolist()
 
 
-def methods(batch: PairBatch, default: torch.nn.Module, networks: dict[str, CorrespondenceGenerator]
-            ) -> dict[str, Tensor]:
-    """Every row's ``(B, 3, H, W)`` [-1, 1] image for one batch."""
+def methods(batch: PairBatch, default: torch.nn.Module, networks: dict[str, CorrespondenceGenerator],
+            previous: bool = False) -> dict[str, Tensor]:
+    """Every row's ``(B, 3, H, W)`` [-1, 1] image for one batch (``previous``: also the bundled generator and its
+    network with ``background: follow``)."""
     source_labels, target_labels = batch.source_layout.argmax(dim=1), batch.target_layout.argmax(dim=1)
     source_points, target_points = batch.source_keypoints.double().numpy(), batch.target_keypoints.double().numpy()
     made: dict[str, Tensor] = {}
     with torch.no_grad():
-        made["bundled default (its own Ŝ_B)"] = default(
-            batch.source_image, batch.source_layout, batch.source_pose, batch.target_pose,
-            source_keypoints=source_points, target_keypoints=target_points).image
+        def bundled() -> Tensor:
+            return default(batch.source_image, batch.source_layout, batch.source_pose, batch.target_pose,
+                           source_keypoints=source_points, target_keypoints=target_points).image
+
+        made["bundled default (its own Ŝ_B)"] = bundled()
+        if previous and isinstance(default.appearance, CorrespondenceGenerator):
+            with background_follows(default.appearance):
+                made[f"bundled default (its own Ŝ_B){PREVIOUS}"] = bundled()
+                made[f"its network (target layout = warp of S_A){PREVIOUS}"] = repose(
+                    default.appearance, batch.source_image, source_labels, source_points, target_points).image
         for name, network in networks.items():
             made[f"{name} (target layout = warp of S_A)"] = repose(
                 network, batch.source_image, source_labels, source_points, target_points).image
@@ -86,14 +111,14 @@ def methods(batch: PairBatch, default: torch.nn.Module, networks: dict[str, Corr
     return made
 
 
-def score_split(parts: list[PairBatch], default: torch.nn.Module, networks: dict[str, CorrespondenceGenerator]
-                ) -> dict[str, dict[str, dict[str, list[float]]]]:
+def score_split(parts: list[PairBatch], default: torch.nn.Module, networks: dict[str, CorrespondenceGenerator],
+                previous: bool = False) -> dict[str, dict[str, dict[str, list[float]]]]:
     """``{kind: {method: {metric: per-pair values}}}`` with kind ``all``, ``same camera``, ``other camera``."""
     table: dict[str, dict[str, dict[str, list[float]]]] = {}
     for batch in parts:
         kinds = [pair_kind(s, t) for s, t in zip(batch.source_name, batch.target_name)]
         keypoints = batch.target_keypoints.double().numpy()
-        for name, image in methods(batch, default, networks).items():
+        for name, image in methods(batch, default, networks, previous).items():
             for index, kind in enumerate(kinds):
                 one = slice(index, index + 1)
                 values = score(image[one], batch.target_image[one], keypoints[one])
@@ -151,6 +176,8 @@ def main() -> None:
                         help="also score correspondence appearance weights (load_correspondence)")
     parser.add_argument("--split", action="append", choices=SPLITS, help="default: both")
     parser.add_argument("--name", default="pose2sim")
+    parser.add_argument("--previous-background", action="store_true",
+                        help="also score the bundled model with background: follow (no still-background rule)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.time()
@@ -159,13 +186,17 @@ def main() -> None:
     networks |= {name: load_correspondence(path) for name, path in (w.split("=", 1) for w in args.weights)}
     manifest = args.manifest.resolve()
     shown = manifest.relative_to(ROOT) if manifest.is_relative_to(ROOT) else manifest
-    result: dict = {"model": args.model, "weights": args.weights, "manifest": str(shown), "splits": {},
-                    "targets": {}}
+    appearance = loaded.generator.appearance
+    rule = ({key: getattr(appearance.config, key) for key in ("background", "still_margin", "still_feather")}
+            if isinstance(appearance, CorrespondenceGenerator) else None)
+    result: dict = {"model": args.model, "weights": args.weights, "manifest": str(shown), "background_rule": rule,
+                    "previous_background": args.previous_background, "splits": {}, "targets": {}}
     for split in args.split or list(SPLITS):
-        kinds = summary(score_split(batches(split, args.manifest), loaded.generator.eval(), networks))
+        kinds = summary(score_split(batches(split, args.manifest), loaded.generator.eval(), networks,
+                                    args.previous_background))
         result["splits"][split] = kinds
         result["targets"][split] = {name: verdict(kinds["all"], name) for name in kinds["all"]
-                                    if name.startswith(("bundled", *networks))}
+                                    if name.startswith(("bundled", "its network", *networks))}
     result["seconds"] = round(time.time() - started, 1)
     RESULTS.mkdir(exist_ok=True)
     atomic_write_text(RESULTS / f"{args.name}.json", json.dumps(result, indent=2) + "\n")

@@ -1,7 +1,12 @@
-"""The web editor's handlers (recapture.app.state / inputs) with a tiny random-weight model, no browser."""
+"""The web editor's handlers (recapture.app.state / inputs) with a tiny random-weight model, no browser.
+
+Uploads go through the real-photo path of ``recapture edit`` with the stand-in pose estimator, segmenter and
+face detector of test_photo_pipeline (drawn stick people), so no MediaPipe runs except in the ``slow`` test.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,19 +14,32 @@ import pytest
 import torch
 from PIL import Image
 
+from recapture.app import state as state_module
 from recapture.app.inputs import AppError, PoseRows, UploadGuard, UploadLimits, decode_upload, demo_samples
-from recapture.app.state import KEEP_DOWNLOADS, EditChoice, Editor, PoseChoice, enlarge
+from recapture.app.state import (
+    EditChoice, Editor, FramingChoice, PoseChoice, display_factor, display_to_image, enlarge, for_display,
+    photo_to_model,
+)
 from recapture.body.edits import LayoutEdits
-from recapture.body.keypoints import missing_mask
+from recapture.body.keypoints import KEYPOINT_INDEX, missing_mask
 from recapture.body.parts import LIP20
 from recapture.config import load_config
 from recapture.data.formats import write_annotations
 from recapture.models.generator import RecaptureGenerator
+from recapture.pipelines.parsing import PoseMaskLayoutParser
+from recapture.pipelines.photo import PhotoModels, PhotoOptions
+from recapture.pipelines.photo_io import HEIF_SUPPORTED
+from recapture.pipelines.pose_estimation import PoseEstimate
 from recapture.pipelines.poses import fit_keypoints, preset_library
 from recapture.pipelines.recapture import Recapturer
 from recapture.hub import save_generator
 
+sys.path.insert(0, str(Path(__file__).parent))
+from test_photo_pipeline import draw_people, fake_estimator, fake_faces, fake_segmenter  # noqa: E402
+
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+#: Rows of :func:`seated_photo` from which a table hides the person.
+TABLE = 95
 
 
 def save_tiny_model(path: Path) -> Path:
@@ -56,7 +74,37 @@ def editor(tmp_path_factory: pytest.TempPathFactory) -> Editor:
     uploads = root / "uploads"
     uploads.mkdir()
     samples = demo_samples(recapturer.image_size, recapturer.label_set, count=2)
-    return Editor(recapturer, samples, rows, UploadGuard([uploads]), root / "work", UploadLimits(200_000, 1024))
+    return Editor(recapturer, samples, rows, UploadGuard([uploads]), root / "work", UploadLimits(200_000, 1024),
+                  models=stand_in_models(recapturer))
+
+
+def stand_in_models(recapturer: Recapturer) -> PhotoModels:
+    """The photo path's models with drawn-people stand-ins for MediaPipe and the pose-mask parser."""
+    return PhotoModels(recapturer, PoseMaskLayoutParser(), estimator=visible_estimator, segmenter=fake_segmenter,
+                       faces=fake_faces)
+
+
+def visible_estimator(image: np.ndarray) -> PoseEstimate | None:
+    """test_photo_pipeline's stand-in estimator, without the joints that nothing drawn lies near (hidden,
+    as BlazePose drops joints it cannot see)."""
+    found = fake_estimator(image)
+    if found is None:
+        return None
+    drawn = np.argwhere((image[..., 0] > 200) & (image[..., 2] < 200) | (image[..., 0] > 220) & (image[..., 1] > 170))
+    keypoints = found.keypoints.copy()
+    for joint in np.flatnonzero(~missing_mask(keypoints)):
+        if np.abs(drawn - keypoints[joint]).max(axis=1).min() > 6:
+            keypoints[joint] = -1
+    return PoseEstimate(keypoints=keypoints, confidence=found.confidence, landmarks=found.landmarks)
+
+
+def seated_photo() -> np.ndarray:
+    """A 200x120 photo of a person whose body below row :data:`TABLE` is hidden by a grey table."""
+    photo = draw_people([(5, 10, 190)])
+    photo[TABLE:] = (110, 100, 95)
+    return photo
+
+
 
 
 def uploaded(editor: Editor, name: str, content: bytes | np.ndarray) -> str:
@@ -69,55 +117,132 @@ def uploaded(editor: Editor, name: str, content: bytes | np.ndarray) -> str:
     return str(path)
 
 
-def test_samples_show_keypoints_and_layout(editor: Editor) -> None:
+def test_samples_show_keypoints_layout_and_framing(editor: Editor) -> None:
     name = next(iter(editor.samples))
     view = editor.sample(name)
     scale = editor.display_scale
-    assert view.source.image.shape == (32, 24, 3) and view.keypoints_image.shape == (32 * scale, 24 * scale, 3)
-    np.testing.assert_array_equal(view.layout_image, enlarge(editor.recapturer.label_set.colorize(view.source.layout),
-                                                             scale))
-    assert (view.keypoints_image != enlarge(view.source.image, scale)).any()  # the skeleton is drawn
+    prepared = view.source.prepared
+    assert prepared.decoded.photo.shape == (32, 24, 3) and view.keypoints_image.shape == (32 * scale, 24 * scale, 3)
+    np.testing.assert_array_equal(view.layout_image, enlarge(editor.recapturer.label_set.colorize(
+        prepared.framed.source.layout), scale))
+    assert (view.keypoints_image != enlarge(prepared.decoded.photo, scale)).any()  # the skeleton is drawn
+    assert "1 person found, framing full body, parser given" in view.notes and "photo 24x32" in view.notes
     with pytest.raises(AppError, match="unknown demo sample"):
         editor.sample("../../etc/passwd")
 
 
-def test_generate_returns_result_and_download(editor: Editor) -> None:
-    source = editor.samples[next(iter(editor.samples))].source
+def test_generate_returns_the_photo_and_a_full_size_download(editor: Editor, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = editor.sample(next(iter(editor.samples))).source
     view = editor.generate(source, PoseChoice("preset", "walking"), EditChoice())
-    assert view.result.image.shape == (32, 24, 3) and view.result.image.dtype == np.uint8
-    np.testing.assert_array_equal(view.image, enlarge(view.result.image, editor.display_scale))
-    np.testing.assert_array_equal(np.asarray(Image.open(view.download)), view.result.image)
-    assert view.download.is_relative_to(editor.work_dir)
-    np.testing.assert_array_equal(view.result.target_layout, view.result.predicted_layout)
-    presets = preset_library()
-    expected = fit_keypoints(presets["walking"].keypoints, presets["walking"].frame, (32, 24))
-    np.testing.assert_array_equal(view.result.target_keypoints, expected)
-    assert "Edits: none" in view.status
-    for _ in range(KEEP_DOWNLOADS):
+    photo = view.photo
+    assert photo.composite.shape == (32, 24, 3) and photo.composite.dtype == np.uint8
+    np.testing.assert_array_equal(view.image, for_display(photo.composite))
+    with Image.open(view.download) as written:
+        np.testing.assert_array_equal(np.asarray(written), photo.composite)  # PNG for a sample: every pixel
+        assert written.getexif()[0x0131] == "Recapture"  # the metadata `recapture edit` writes
+    assert view.download.is_relative_to(editor.work_dir) and photo.encoded is not None
+    np.testing.assert_array_equal(photo.geometry.target_layout, photo.geometry.predicted_layout)
+    assert "Edits: none" in view.status and photo.summary() in view.status
+    monkeypatch.setattr(state_module, "KEEP_DOWNLOADS", 3)
+    for _ in range(4):
         latest = editor.generate(source, PoseChoice("preset", "walking"), EditChoice()).download
-    assert len(list(editor.work_dir.glob("*/recapture.png"))) == KEEP_DOWNLOADS and latest.is_file()
+    assert len(list(editor.work_dir.glob("*/recapture.*"))) == 3 and latest.is_file()
     with pytest.raises(AppError, match="pick a demo sample"):
         editor.generate(None, PoseChoice("preset", "walking"), EditChoice())
 
 
 def test_edits_change_the_layout_as_layout_edits_do(editor: Editor) -> None:
-    source = editor.samples[next(iter(editor.samples))].source
+    source = editor.sample(next(iter(editor.samples))).source
     pose = PoseChoice("preset", "front")
-    plain = editor.generate(source, pose, EditChoice({"body": 1.0}, {"upper": "keep", "lower": "keep"}))
+    plain = editor.generate(source, pose, EditChoice({"body": 1.0}, {"upper": "keep", "lower": "keep"})).photo
     choice = EditChoice({"arms": 1.0, "legs": 1.4, "torso": 1.3}, {"upper": "coat", "lower": "skirt"})
     edited = editor.generate(source, pose, choice)
-    np.testing.assert_array_equal(edited.result.predicted_layout, plain.result.predicted_layout)
+    np.testing.assert_array_equal(edited.photo.geometry.predicted_layout, plain.geometry.predicted_layout)
     reference = LayoutEdits.parse(["legs=1.4", "torso=1.3"], ["upper=coat", "lower=skirt"]).apply(
-        plain.result.predicted_layout, plain.result.target_keypoints, editor.recapturer.label_set)
-    np.testing.assert_array_equal(edited.result.target_layout, reference)
-    assert (edited.result.target_layout != plain.result.target_layout).any()
-    assert edited.layout_image.shape[1] == 2 * plain.layout_image.shape[1]  # predicted | edited
+        plain.geometry.predicted_layout, plain.geometry.target_keypoints, editor.recapturer.label_set)
+    np.testing.assert_array_equal(edited.photo.geometry.target_layout, reference)
+    assert (edited.photo.geometry.target_layout != plain.geometry.target_layout).any()
+    assert (edited.photo.composite != plain.composite).any()  # the edit reaches the photo
+    assert edited.layout_image.shape[1] == 2 * for_display(reference).shape[1]  # predicted | edited
     assert "legs=1.4" in edited.status and "lower=skirt" in edited.status
+
+
+def test_an_upper_body_upload_keeps_its_framing_and_grows_no_legs(editor: Editor, tmp_path: Path) -> None:
+    photo = seated_photo()
+    path = uploaded(editor, "seated.png", photo)
+    view = editor.upload(path)
+    assert "1 person found, framing upper body, parser pose-mask" in view.notes and "photo 120x200" in view.notes
+    assert view.keypoints_image.shape[:2] == tuple(int(display_factor((200, 120))) * np.array([200, 120]))
+    lower = [KEYPOINT_INDEX[f"{side}_{joint}"] for side in ("right", "left") for joint in ("hip", "knee", "ankle")]
+    network = Editor(editor.recapturer, [], editor.rows, editor.guard, tmp_path, editor.limits,
+                     stand_in_models(editor.recapturer), PhotoOptions(layout="network"))  # a layout that draws legs
+    seated = network.upload(path).source
+    changed_below = []
+    for shown, source, framing in ((editor, view.source, FramingChoice()), (network, seated, FramingChoice()),
+                                   (network, seated, FramingChoice(allow_invent=True))):
+        done = shown.generate(source, PoseChoice("preset", "walking"), EditChoice(), framing)
+        framed = done.photo.prepared.framed
+        assert done.photo.composite.shape == photo.shape and framed.extent == "upper body"
+        with Image.open(done.download) as written:
+            assert written.size == (120, 200)
+        assert "framing upper body" in done.status and "output 120x200" in done.status
+        below = TABLE + 8  # the person's lowest row + 2% (framing) + the alpha's feathering
+        changed_below.append(int((done.photo.composite[below:] != photo[below:]).any(axis=2).sum()))
+        assert missing_mask(framed.targets_photo[0][lower]).all() == (not framing.allow_invent)
+        assert (framed.bottom is None) == framing.allow_invent == ("invent allowed" in done.status)
+    assert changed_below[0] == changed_below[1] == 0  # the table stays a table...
+    assert changed_below[2] > 1000  # ...unless inventing is allowed and the layout network draws legs
+    assert "not retargeted" in editor.generate(view.source, PoseChoice("preset", "walking"), EditChoice(),
+                                               FramingChoice(retarget=False)).status
+
+
+def test_the_person_number_picks_the_other_person(editor: Editor) -> None:
+    photo = draw_people([(10, 5, 180), (60, 100, 120)], size=(200, 180))
+    path = uploaded(editor, "two.png", photo)
+    views = [editor.upload(path, number) for number in (0, 1.0)]
+    for number, view in enumerate(views):
+        assert view.source.person == number and view.source.prepared.people == 2
+        assert "2 people found" in view.notes and f"re-posing person {number}" in view.notes
+    assert views[0].source.prepared.posed.keypoints[0, 1] < 90 < views[1].source.prepared.posed.keypoints[0, 1]
+    done = editor.generate(views[1].source, PoseChoice("preset", "side"), EditChoice())
+    changed = (done.photo.composite != photo).any(axis=2)
+    assert changed[:, 100:].any() and not changed[:, :90].any()  # person 1 (right) re-posed, person 0 untouched
+    assert "2 people found" in done.status
+    for bad, message in ((2, "no person 2: 2 people found"), (-1, "0, 1, 2"), (0.5, "0, 1, 2")):
+        with pytest.raises(AppError, match=message):
+            editor.upload(path, bad)
+
+
+@pytest.mark.skipif(not HEIF_SUPPORTED, reason="pillow-heif is not installed")
+def test_heic_uploads_are_accepted_like_edit_accepts_them(editor: Editor) -> None:
+    photo = draw_people([(5, 10, 190)])
+    path = editor.guard.roots[0] / "person.heic"
+    Image.fromarray(photo).save(path, format="HEIF", quality=95)
+    decoded = decode_upload(path, editor.limits)
+    assert decoded.format == "HEIF" and decoded.pixels.shape == photo.shape
+    assert np.abs(decoded.pixels.astype(int) - photo).mean() < 6
+    view = editor.upload(str(path))
+    done = editor.generate(view.source, PoseChoice("preset", "front"), EditChoice())
+    assert done.download.suffix == ".jpg" and Image.open(done.download).size == (120, 200)
+
+
+def test_display_sizes_and_clicks() -> None:
+    assert display_factor((32, 24)) == 12 and display_factor((400, 300)) == 1
+    big = np.zeros((3000, 1500, 3), np.uint8)
+    assert for_display(big).shape == (1024, 512, 3)
+    assert display_to_image((25, 37), (32, 24)) == (3, 2)
+    assert display_to_image((511, 1023), (3000, 1500)) == (2997, 1497)  # floor(v * 3000 / 1024)
+    from recapture.pipelines.wild import PersonCrop
+
+    crop = PersonCrop(box=(10.0, 20.0, 74.0, 68.0), scale=0.5, model_size=(32, 24))
+    assert photo_to_model((10, 20), crop) == (0, 0) and photo_to_model((73, 67), crop) == (31, 23)
+    assert photo_to_model((9, 40), crop) is None and photo_to_model((40, 68), crop) is None
 
 
 def test_edit_choices_are_validated() -> None:
     assert EditChoice({"arms": 1.0}, {"upper": "keep"}).to_edits().is_empty()
-    assert EditChoice({"arms": 0.6}, {"lower": "shorts"}).to_edits() == LayoutEdits.parse(["arms=0.6"], ["lower=shorts"])
+    expected = LayoutEdits.parse(["arms=0.6"], ["lower=shorts"])
+    assert EditChoice({"arms": 0.6}, {"lower": "shorts"}).to_edits() == expected
     for bad in (EditChoice({"arms": 1.6}), EditChoice({"neck": 1.2}), EditChoice(clothing={"lower": "coat"}),
                 EditChoice(clothing={"hat": "keep"})):
         with pytest.raises(AppError):
@@ -176,37 +301,46 @@ def test_bad_uploads_give_clean_errors(editor: Editor) -> None:
             decode_upload(Path(path), editor.limits)
         with pytest.raises(AppError, match=message):
             editor.upload(path)
-    np.testing.assert_array_equal(decode_upload(Path(uploaded(editor, "ok.png", photo)), editor.limits), photo)
+    np.testing.assert_array_equal(decode_upload(Path(uploaded(editor, "ok.png", photo)), editor.limits).pixels, photo)
 
 
 @pytest.mark.slow
-def test_uploaded_portrait_and_pose_photo(editor: Editor, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_uploaded_portrait_and_pose_photo_with_mediapipe(editor: Editor, monkeypatch: pytest.MonkeyPatch) -> None:
     data = pytest.importorskip("skimage.data")
-    path = uploaded(editor, "astronaut.jpg", data.astronaut())
-    view = editor.upload(path)
-    assert view.source.image.shape == (32, 24, 3) and view.source.layout.shape == (32, 24)
-    assert view.source.layout.max() < editor.recapturer.label_set.num_parts and (view.source.layout > 0).any()
-    keypoints = editor.target_pose(PoseChoice("pose photo", photo=path))
-    assert (~missing_mask(keypoints)).sum() >= 5
-    assert not list(editor.work_dir.glob("pose-*.png"))  # the server's copy is removed
-    with pytest.raises(AppError, match="no person"):
-        editor.upload(uploaded(editor, "empty.png", np.full((96, 64, 3), 200, np.uint8)))
-    small = data.astronaut()[::2, ::2]
-    pair = np.concatenate([small, np.full((256, 32, 3), 255, np.uint8), small], axis=1)
-    monkeypatch.setattr(editor, "limits", UploadLimits(2_000_000, 1024))  # a PNG of two people
-    editor.upload(uploaded(editor, "two.png", pair))
-    assert any("people found" in message for message in editor.messages), editor.messages
+    real = Editor(editor.recapturer, [], editor.rows, editor.guard, editor.work_dir / "real", editor.limits)
+    try:
+        path = uploaded(editor, "astronaut.jpg", data.astronaut())
+        view = real.upload(path)
+        source = view.source.prepared.framed.source
+        assert source.image.shape == (32, 24, 3) and view.source.prepared.decoded.photo.shape == (512, 512, 3)
+        assert source.layout.max() < editor.recapturer.label_set.num_parts and (source.layout > 0).any()
+        assert "framing upper body" in view.notes
+        keypoints = real.target_pose(PoseChoice("pose photo", photo=path))
+        assert (~missing_mask(keypoints)).sum() >= 5
+        assert not list(real.work_dir.glob("pose-*.png"))  # the server's copy is removed
+        with pytest.raises(AppError, match="no person"):
+            real.upload(uploaded(editor, "empty.png", np.full((96, 64, 3), 200, np.uint8)))
+        small = data.astronaut()[::2, ::2]
+        pair = np.concatenate([small, np.full((256, 32, 3), 255, np.uint8), small], axis=1)
+        monkeypatch.setattr(real, "limits", UploadLimits(2_000_000, 1024))  # a PNG of two people
+        assert "people found; re-posing person 0" in real.upload(uploaded(editor, "two.png", pair)).notes
+    finally:
+        real.close()
 
 
 def test_attention_of_a_clicked_pixel(editor: Editor) -> None:
-    source = editor.samples[next(iter(editor.samples))].source
-    view = editor.generate(source, PoseChoice("preset", "front"), EditChoice())
+    source = editor.sample(next(iter(editor.samples))).source
+    photo = editor.generate(source, PoseChoice("preset", "front"), EditChoice()).photo
+    factor = int(display_factor(photo.composite.shape[:2]))
+    click = (10 * factor + 1, 20 * factor + 2)  # display (x, y) -> photo pixel (20, 10)
+    pixel = photo_to_model((20, 10), photo.prepared.framed.crop)
+    assert pixel is not None
+    shown = editor.attention(photo, click)
+    reference = editor.recapturer.attention(photo.result, pixel).overlay
     scale = editor.display_scale
-    shown = editor.attention(view.result, (10 * scale + 1, 20 * scale + 2))  # display (x, y) -> model (20, 10)
-    reference = editor.recapturer.attention(view.result, (20, 10)).overlay
     np.testing.assert_array_equal(shown[:, 24 * scale:], enlarge(reference, scale))
-    with pytest.raises(AppError, match="outside"):
-        editor.attention(view.result, (24 * scale, 0))
+    with pytest.raises(AppError, match="outside the 24x32 result"):
+        editor.attention(photo, (24 * factor, 0))
     with pytest.raises(AppError, match="generate an image first"):
         editor.attention(None, (0, 0))
 
@@ -216,7 +350,10 @@ def test_page_wiring_and_error_messages(editor: Editor, monkeypatch: pytest.Monk
 
     from recapture.app import server
 
-    assert isinstance(server.build_app(editor), gr.Blocks)
+    page = server.build_app(editor)
+    assert isinstance(page, gr.Blocks)
+    ids = {getattr(block, "elem_id", None) for block in page.blocks.values()}
+    assert {"person", "upload", "source-notes", "status", "download"} <= ids
     with pytest.raises(gr.Error, match="not an image"):
         server.user_errors(lambda: (_ for _ in ()).throw(AppError("not an image")))()
     with pytest.raises(gr.Error) as caught:

@@ -317,7 +317,8 @@ def test_video_is_composited_into_the_photo_with_fps_and_audio(recapturer: Recap
     assert result.frames == 5 and clip.frame_count == 5 and clip.fps == pytest.approx(12.0)
     assert clip.size == (100, 80) and result.size == (100, 80)
     assert {"decode", "frame", "geometric", "appearance", "composite", "encode"} <= set(result.timings)
-    assert result.flicker is not None and result.flicker[0] == 0.0  # the background is inpainted once
+    background, person = result.flicker  # measured on the written file: encoding counts
+    assert 0.0 <= background < 3.0 and person > 0.5  # the photo's background stays; the person moves
     with av.open(str(tmp_path / "out.mp4")) as written:
         assert len(written.streams.audio) == 1
 

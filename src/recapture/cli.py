@@ -320,12 +320,10 @@ def video(source: str = typer.Option(..., help="Source portrait photo (or datase
     except (ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    seconds = sum((result.timings or {}).values())
-    height, width = result.size or (0, 0)
-    flicker = result.flicker or (0.0, 0.0)
-    typer.echo(f"wrote {result.path}: {result.frames} frames at {result.fps:g} FPS, {width}x{height}, "
-               f"{seconds:.1f} s ({result.frames / max(seconds, 1e-9):.2f} frames/s); flicker "
-               f"{flicker[0]:.2f} background, {flicker[1]:.2f} person")
+    for message in result.messages:
+        typer.echo(f"warning: {message}", err=True)
+    typer.echo(f"wrote {result.path}")
+    typer.echo(result.summary())
 
 
 @app.command("demo")

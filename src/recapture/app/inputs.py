@@ -17,11 +17,14 @@ from PIL import Image, UnidentifiedImageError
 from recapture.body.parts import LabelSet, merge_lip20
 from recapture.data.errors import FormatError
 from recapture.data.formats import AnnotationTable, read_annotations
+from recapture.pipelines.photo_io import HEIF_SUPPORTED, PhotoFile
 from recapture.pipelines.poses import fit_keypoints, guess_frame
 from recapture.pipelines.recapture import SourceInput
 
-#: Image formats an upload may be in (PIL format names).
-IMAGE_FORMATS: frozenset[str] = frozenset({"PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"})
+#: Image formats an upload may be in (Pillow format names; MPO: a camera's JPEG with a preview image; HEIF:
+#: HEIC/HEIF photos, read through pillow-heif like ``recapture edit`` does).
+IMAGE_FORMATS: frozenset[str] = frozenset({"PNG", "JPEG", "MPO", "WEBP", "BMP", "GIF", "TIFF"}
+                                          | ({"HEIF"} if HEIF_SUPPORTED else set()))
 
 
 class AppError(ValueError):
@@ -65,10 +68,11 @@ class UploadGuard:
         return resolved
 
 
-def decode_upload(path: Path, limits: UploadLimits) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB of an uploaded image; AppError for a file too large, not an image, an
-    unsupported format, or too many pixels (checked from the header, before the pixels are decoded)."""
-    from recapture.pipelines.wild import WildPhotoError, load_photo
+def decode_upload(path: Path, limits: UploadLimits) -> PhotoFile:
+    """An uploaded image decoded as the photo path decodes it (pixels ``(H, W, 3)`` uint8 RGB upright, its
+    ICC profile and EXIF for the download); AppError for a file too large, not an image, an unsupported
+    format, or too many pixels (checked from the header, before the pixels are decoded)."""
+    from recapture.pipelines.photo_io import WildPhotoError, read_photo
 
     size = path.stat().st_size
     if size > limits.max_bytes:
@@ -77,7 +81,7 @@ def decode_upload(path: Path, limits: UploadLimits) -> np.ndarray:
         with Image.open(path) as header:
             kind, (width, height) = header.format, header.size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise AppError("the uploaded file is not an image (use PNG or JPEG)") from None
+        raise AppError("the uploaded file is not an image (use JPEG, PNG, WebP or HEIC)") from None
     if kind not in IMAGE_FORMATS:
         raise AppError(f"unsupported image type {kind}; use one of {', '.join(sorted(IMAGE_FORMATS))}")
     if width > limits.max_side or height > limits.max_side:
@@ -85,7 +89,7 @@ def decode_upload(path: Path, limits: UploadLimits) -> np.ndarray:
     if width < 8 or height < 8:
         raise AppError(f"the image is only {width}x{height} pixels")
     try:
-        return load_photo(path)
+        return read_photo(path)
     except WildPhotoError:
         raise AppError("the image could not be decoded (truncated or corrupt file)") from None
 

@@ -1,10 +1,11 @@
 """``recapture serve``: the Gradio page around :class:`recapture.app.state.Editor`.
 
-The page: a demo sample or an uploaded portrait (keypoints and layout shown), a target pose (preset,
-annotation row of the server's ``--pose-file`` files, or a pose photo), figure sliders and clothing
-choices, Generate; then the result, the target layout Ŝ_B, the SAT attention of a clicked result
-pixel, and the PNG to download. Every handler turns a refusal into a message in the page (``gr.Error``)
-and anything unexpected into a short generic message (the traceback stays in the server log).
+The page: a demo sample or an uploaded photo and which person in it (keypoints, layout, and the photo
+path's people and framing notes shown), a target pose (preset, annotation row of the server's
+``--pose-file`` files, or a pose photo), figure sliders and clothing choices, Generate; then the photo with
+the person re-posed (as ``recapture edit`` makes it), the target layout Ŝ_B, the SAT attention of a clicked
+result pixel, and the full-size result to download. Every handler turns a refusal into a message in the page
+(``gr.Error``) and anything unexpected into a short generic message (the traceback stays in the server log).
 """
 
 from __future__ import annotations
@@ -26,13 +27,17 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 import gradio as gr  # noqa: E402  (after the analytics switch above)
 
 from recapture.app.inputs import AppError, PoseRows, UploadGuard, UploadLimits, demo_samples  # noqa: E402
-from recapture.app.state import KEEP, POSE_KINDS, SLIDER_RANGE, EditChoice, Editor, PoseChoice  # noqa: E402
+from recapture.app.state import (  # noqa: E402
+    KEEP, POSE_KINDS, SLIDER_RANGE, EditChoice, Editor, FramingChoice, PoseChoice,
+)
 from recapture.body.edits import CLOTHING_SLOTS, FIGURE_GROUPS  # noqa: E402
 from recapture.devices import check_device  # noqa: E402
 from recapture.pipelines.recapture import Recapturer  # noqa: E402
 from recapture.hub import REGISTRY, bundled_models, describe  # noqa: E402
 
 log = logging.getLogger("recapture.app")
+#: What the file pickers accept (HEIC/HEIF named too: browsers do not count them as "image").
+UPLOAD_TYPES = ["image", ".heic", ".heif"]
 #: Requests waiting beyond this are refused (the page says the queue is full).
 QUEUE_SIZE = 16
 _LOCAL_FONTS = dict(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
@@ -76,15 +81,18 @@ def build_app(editor: Editor) -> gr.Blocks:
     image = dict(interactive=False, format="png", buttons=["download", "fullscreen"])
     with gr.Blocks(title="Recapture", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         source_state, result_state = gr.State(None), gr.State(None)
-        gr.Markdown(f"## Recapture as you want\nRe-shoot a portrait in a new pose, figure and clothing. "
-                    f"Model frame {height}x{width}; weights: `{about}`.")
+        gr.Markdown(f"## Recapture as you want\nRe-pose a person in a photo, reshape the figure, change the "
+                    f"clothes; the result is the same photo at its own size. Model frame {height}x{width}; "
+                    f"weights: `{about}`.")
         with gr.Row():
             with gr.Column():
                 gr.Markdown("### 1. Source portrait")
                 sample = gr.Dropdown(list(editor.samples), value=None, label="Demo sample", elem_id="sample")
-                upload = gr.File(label=f"…or upload a portrait (PNG/JPEG, at most {limits.megabytes:.0f} MB and "
-                                 f"{limits.max_side}x{limits.max_side} pixels)", file_types=["image"],
+                upload = gr.File(label=f"…or upload a photo (JPEG/PNG/WebP/HEIC, at most {limits.megabytes:.0f} MB "
+                                 f"and {limits.max_side}x{limits.max_side} pixels)", file_types=UPLOAD_TYPES,
                                  type="filepath", elem_id="upload")
+                person = gr.Number(0, minimum=0, precision=0, label="Person in the upload (0 = the largest, "
+                                   "1 = the next, ...; as --person)", elem_id="person")
                 source_image = gr.Image(label="Source and keypoints", elem_id="source-image", **image)
                 source_layout = gr.Image(label="Source layout", elem_id="source-layout", **image)
                 source_notes = gr.Markdown(elem_id="source-notes")
@@ -95,24 +103,29 @@ def build_app(editor: Editor) -> gr.Blocks:
                                      elem_id="preset")
                 row = gr.Textbox(rows.example(), label="Annotation row (FILE.csv:ROW or ROW)", info=rows.describe(),
                                  visible=False, elem_id="row")
-                pose_photo = gr.File(label="Pose photo (its person's pose is used)", file_types=["image"],
+                pose_photo = gr.File(label="Pose photo (its person's pose is used)", file_types=UPLOAD_TYPES,
                                      type="filepath", visible=False, elem_id="pose-photo")
                 low, high = SLIDER_RANGE
                 sliders = [gr.Slider(low, high, value=1.0, step=0.05, label=f"{group} width (1 = unchanged)",
                                      elem_id=f"figure-{group}") for group in FIGURE_GROUPS]
                 clothing = [gr.Radio([KEEP, *categories], value=KEEP, label=f"{slot} clothing",
                                      elem_id=f"clothing-{slot}") for slot, categories in CLOTHING_SLOTS.items()]
+                invent = gr.Checkbox(False, label="Let the model draw body parts the photo does not show "
+                                     "(--allow-invent; off: the result keeps the photo's framing)",
+                                     elem_id="allow-invent")
+                retarget = gr.Checkbox(True, label="Keep the person's own bone lengths (off: --no-retarget)",
+                                       elem_id="retarget")
                 generate = gr.Button("Generate", variant="primary", elem_id="generate")
                 status = gr.Markdown(elem_id="status")
             with gr.Column():
                 gr.Markdown("### 3. Result")
-                result_image = gr.Image(label="Result (click a pixel to see where it looked in the source)",
-                                        elem_id="result-image", **image)
+                result_image = gr.Image(label="Result: the photo with the person re-posed (click the person to see "
+                                        "where a pixel looked in the source)", elem_id="result-image", **image)
                 layout_image = gr.Image(label="Target layout Ŝ_B", elem_id="target-layout", **image)
                 attention_image = gr.Image(label="SAT attention: clicked pixel | its attention over the source",
                                            elem_id="attention", **image)
-                download = gr.File(label="Download the result (PNG, model resolution)", interactive=False,
-                                   elem_id="download")
+                download = gr.File(label="Download the result (full size, with the photo's metadata)",
+                                   interactive=False, elem_id="download")
         source_outputs = [source_state, source_image, source_layout, source_notes]
 
         @user_errors
@@ -120,26 +133,26 @@ def build_app(editor: Editor) -> gr.Blocks:
             if not name:
                 return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             view = editor.sample(name)
-            return view.source, view.keypoints_image, view.layout_image, "", None
+            return view.source, view.keypoints_image, view.layout_image, view.notes, None
 
         @user_errors
-        def on_upload(path: str | None) -> tuple[Any, ...]:
+        def on_upload(path: str | None, number: float | None) -> tuple[Any, ...]:
             if not path:
                 return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-            view = editor.upload(path)
-            notes = "\n".join(f"- {message}" for message in editor.messages)
-            return view.source, view.keypoints_image, view.layout_image, notes, None
+            view = editor.upload(path, number)
+            return view.source, view.keypoints_image, view.layout_image, view.notes, None
 
         def on_pose_kind(kind: str) -> tuple[Any, ...]:
             return tuple(gr.update(visible=kind == name) for name in ("preset", "annotation row", "pose photo"))
 
         @user_errors
         def on_generate(source: Any, kind: str, preset_name: str, row_text: str, photo: str | None,
-                        *controls: Any) -> tuple[Any, ...]:
+                        allow_invent: bool, retargeting: bool, *controls: Any) -> tuple[Any, ...]:
             figure = dict(zip(FIGURE_GROUPS, controls[: len(FIGURE_GROUPS)]))
             garments = dict(zip(CLOTHING_SLOTS, controls[len(FIGURE_GROUPS):]))
-            view = editor.generate(source, PoseChoice(kind, preset_name, row_text, photo), EditChoice(figure, garments))
-            return view.result, view.image, view.layout_image, None, str(view.download), view.status
+            view = editor.generate(source, PoseChoice(kind, preset_name, row_text, photo), EditChoice(figure, garments),
+                                   FramingChoice(allow_invent, retargeting))
+            return view.photo, view.image, view.layout_image, None, str(view.download), view.status
 
         @user_errors
         def on_select(result: Any, event: gr.SelectData) -> Any:
@@ -147,9 +160,11 @@ def build_app(editor: Editor) -> gr.Blocks:
 
         quick = dict(concurrency_limit=None, show_progress="hidden")
         sample.change(on_sample, sample, [*source_outputs, upload])
-        upload.upload(on_upload, upload, [*source_outputs, sample])
+        upload.upload(on_upload, [upload, person], [*source_outputs, sample])
+        person.input(on_upload, [upload, person], [*source_outputs, sample])
         pose_kind.change(on_pose_kind, pose_kind, [preset, row, pose_photo], **quick)
-        generate.click(on_generate, [source_state, pose_kind, preset, row, pose_photo, *sliders, *clothing],
+        generate.click(on_generate, [source_state, pose_kind, preset, row, pose_photo, invent, retarget, *sliders,
+                                     *clothing],
                        [result_state, result_image, layout_image, attention_image, download, status])
         result_image.select(on_select, result_state, attention_image)
     return demo

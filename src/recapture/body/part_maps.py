@@ -306,24 +306,30 @@ def assign_segments(labels: np.ndarray, keypoints: np.ndarray, owners: np.ndarra
                     source_ok: np.ndarray) -> np.ndarray:
     """``(H, W)`` int64: the segment owning each source pixel, -1 for none (as :func:`part_maps.assign_segments`:
     the nearest allowed segment, ties to the lower index)."""
-    ys, xs = pixel_grid(labels.shape)
     present = _present(keypoints)
     length = _torso_length(keypoints, present) or 0.3 * labels.shape[0]
-    allowed = owners[labels]  # (H, W, S)
-    best = np.full(labels.shape, np.inf, dtype=np.float32)
-    index = np.zeros(labels.shape, dtype=np.int64)
+    owned = owners[labels]  # (H, W, S)
+    # Only pixels some segment may own (not the background) are measured, as 1-D arrays of their centres: the
+    # per-pixel arithmetic is the same, so is every result.
+    rows, cols = np.nonzero(owned.any(axis=-1))
+    ys, xs = rows.astype(np.float32), cols.astype(np.float32)
+    allowed = owned[rows, cols]  # (P, S)
+    best = np.full(rows.shape, np.inf, dtype=np.float32)
+    index = np.zeros(rows.shape, dtype=np.int64)
     for segment in range(NUM_SEGMENTS):
-        if not source_ok[segment]:
+        if not source_ok[segment] or not rows.size:
             continue
         if segment == TORSO:
             distance = _torso_distance(ys, xs, keypoints, present) + np.float32(1e-3)
         elif segment in (HEAD, HAIR):
-            distance = np.zeros(labels.shape, dtype=np.float32)
+            distance = np.zeros(rows.shape, dtype=np.float32)
         else:
             _, a, b, _ = SEGMENTS[segment]
             near = _segment_distance(ys, xs, keypoints[a], keypoints[b]) - np.float32(LIMB_RADIUS[segment] * length)
             distance = np.maximum(near, np.float32(0.0))
-        better = allowed[..., segment] & (distance < best)
+        better = allowed[:, segment] & (distance < best)
         best = np.where(better, distance, best)
         index[better] = segment
-    return np.where(np.isfinite(best), index, -1)
+    assigned = np.full(labels.shape, -1, dtype=np.int64)
+    assigned[rows, cols] = np.where(np.isfinite(best), index, -1)
+    return assigned

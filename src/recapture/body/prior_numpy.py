@@ -54,6 +54,26 @@ def _sample_nearest(values: np.ndarray, coords: np.ndarray) -> np.ndarray:
     return np.where(inside, values.ravel().take(flat), 0)
 
 
+def _target_window(backward: np.ndarray, region: np.ndarray) -> tuple[slice, slice] | None:
+    """The target rows and columns whose ``(2, 3)`` backward map (target y/x -> source y/x) can land on a pixel of
+    ``region`` (``(H, W)`` bool; nearest sampling, so within half a pixel of its box), one pixel of slack
+    for float32 rounding; None when ``region`` is empty; the whole frame when the map is (nearly) singular."""
+    rows, cols = np.nonzero(region.any(axis=1))[0], np.nonzero(region.any(axis=0))[0]
+    if rows.size == 0:
+        return None
+    height, width = region.shape
+    (a, b), (c, d) = (float(v) for v in backward[0, :2]), (float(v) for v in backward[1, :2])
+    determinant = a * d - b * c
+    if abs(determinant) < 1e-6:
+        return slice(0, height), slice(0, width)
+    corners = np.array([[y, x] for y in (rows[0] - 0.5, rows[-1] + 0.5) for x in (cols[0] - 0.5, cols[-1] + 0.5)])
+    reached = (corners - backward[:, 2]) @ (np.array([[d, -b], [-c, a]]) / determinant).T
+    low = np.floor(reached.min(axis=0)).astype(np.int64) - 1
+    high = np.ceil(reached.max(axis=0)).astype(np.int64) + 2
+    low, high = np.clip(low, 0, (height, width)), np.clip(high, 0, (height, width))
+    return slice(int(low[0]), int(high[0])), slice(int(low[1]), int(high[1]))
+
+
 def part_warp(labels: np.ndarray, source: np.ndarray, target: np.ndarray,
               label_set: str | LabelSet = "lip20") -> NumpyPartWarp:
     """The part-by-part backward warp of ``(H, W)`` source labels from ``source`` to ``target`` keypoints."""
@@ -77,17 +97,22 @@ def part_warp(labels: np.ndarray, source: np.ndarray, target: np.ndarray,
     best_depth = np.full(size, -np.inf, dtype=np.float32)
     segment = np.full(size, -1, dtype=np.int64)
     coords = np.empty((*size, 2), dtype=np.float32)
+    for k in (0, 1):  # where nothing covers a pixel its coordinates are the first segment's
+        coords[..., k] = maps[0, k, 0] * ys + maps[0, k, 1] * xs + maps[0, k, 2]
     for index in range(NUM_SEGMENTS):
-        here = np.stack([maps[index, k, 0] * ys + maps[index, k, 1] * xs + maps[index, k, 2] for k in (0, 1)], -1)
-        if index == 0:
-            coords[:] = here  # where nothing covers a pixel its coordinates are the first segment's
         if not fit.used[index]:
             continue
         region = (assigned == index) | inside if index == TORSO else assigned == index
-        covered = _sample_nearest(region, here).astype(bool) & (np.float32(fit.depth[index]) > best_depth)
-        best_depth = np.where(covered, np.float32(fit.depth[index]), best_depth)
-        segment[covered] = index
-        coords[covered] = here[covered]
+        window = _target_window(fit.maps[index], region)  # only target pixels that can land on the region
+        if window is None:
+            continue
+        rows, cols = ys[window[0]], xs[:, window[1]]
+        here = np.stack([maps[index, k, 0] * rows + maps[index, k, 1] * cols + maps[index, k, 2] for k in (0, 1)], -1)
+        depth = best_depth[window]
+        covered = _sample_nearest(region, here).astype(bool) & (np.float32(fit.depth[index]) > depth)
+        depth[covered] = np.float32(fit.depth[index])
+        segment[window][covered] = index
+        coords[window][covered] = here[covered]
     warped = np.where(segment >= 0, _sample_nearest(labels, coords), 0)
     hole = (segment == TORSO) & ~owners[:, TORSO][warped]  # a limb lay over the source torso
     warped = np.where(hole, fill, warped)
@@ -161,9 +186,11 @@ def majority_labels(labels: np.ndarray, num_parts: int, size: tuple[int, int]) -
     counts = np.zeros(size[0] * size[1] * num_parts, dtype=np.int64)
     for row in rows:
         for col in cols:
-            valid = (row[:, None] >= 0) & (col[None, :] >= 0)
-            cell = (row[:, None] * size[1] + col[None, :]) * num_parts + labels
-            counts += np.bincount(cell[valid], minlength=counts.size)
+            # Only the rows and columns in a bin of this kind (every one for the first bins, the few shared
+            # ones for the second): the same counts as the whole image with the others masked out.
+            ys, xs = np.nonzero(row >= 0)[0], np.nonzero(col >= 0)[0]
+            cell = (row[ys, None] * size[1] + col[None, xs]) * num_parts + labels[np.ix_(ys, xs)]
+            counts += np.bincount(cell.ravel(), minlength=counts.size)
     return counts.reshape(*size, num_parts).argmax(axis=-1)
 
 

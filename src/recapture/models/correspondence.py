@@ -99,7 +99,7 @@ class CorrespondenceOutput:
     """What :class:`CorrespondenceGenerator` returns."""
 
     image: Tensor  # (B, 3, H, W) in [-1, 1] at the output size
-    flow: Tensor  # (B, H, W, 2) where each output pixel was sampled in the source (x/y in [-1, 1])
+    flow: Tensor  # (B, H, W, 2) where each output pixel was sampled in the source (x/y; identity on a still background)
     visibility: Tensor  # (B, 1, H, W) in [0, 1]: weight of the copied source pixel
     invented: Tensor  # (B, 1, H, W) 1 - visibility: what the network painted
     generated: Tensor  # (B, 3, h, w) the decoder's own pixels at the internal size
@@ -317,8 +317,8 @@ class CorrespondenceGenerator(nn.Module):
         if people is not None:
             weight = F.interpolate(people, size=output_size, mode="bilinear", align_corners=True)
             in_place = F.interpolate(source_image, size=output_size, mode="bilinear", align_corners=True)
-            identity = F.interpolate(identity_grid(people.shape[0], tuple(people.shape[-2:]), people.device),
-                                     size=output_size, mode="bilinear", align_corners=True)
+            identity = identity_grid(people.shape[0], tuple(people.shape[-2:]), people.device).to(people.dtype)
+            identity = F.interpolate(identity, size=output_size, mode="bilinear", align_corners=True)
             image = weight * image + (1.0 - weight) * in_place
             flow = (weight * flow.permute(0, 3, 1, 2) + (1.0 - weight) * identity).permute(0, 2, 3, 1)
             visibility = weight * visibility + (1.0 - weight)

@@ -41,7 +41,8 @@ class ParserCrop:
         return cv2.warpAffine(array, self.matrix(), (size[1], size[0]), flags=flag, borderMode=cv2.BORDER_CONSTANT)
 
     def unwarp(self, array: np.ndarray, photo_size: tuple[int, int], nearest: bool = False) -> np.ndarray:
-        """A crop ``(h, w[, C])`` array (C <= 4) -> photo size; zeros outside the crop."""
+        """A crop ``(h, w[, C])`` array (any C: OpenCV warps every channel alike) -> photo size; zeros outside
+        the crop."""
         flag = (cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR) | cv2.WARP_INVERSE_MAP
         return cv2.warpAffine(array, self.matrix(), (photo_size[1], photo_size[0]), flags=flag,
                               borderMode=cv2.BORDER_CONSTANT)

@@ -209,17 +209,38 @@ def full_window(crop: PersonCrop, max_side: int = MAX_FULL_SIDE) -> PersonCrop:
     return PersonCrop(box=crop.box, scale=height / box_height, model_size=(height, width))
 
 
+@dataclass(frozen=True)
+class SourceWindow:
+    """The source at photo resolution for a copying appearance network, which depends on the source only (a
+    video computes it once for all its frames): ``window`` the model frame's window at photo resolution
+    (:func:`full_window`) and ``image`` ``(H', W', 3)`` uint8 the photo's pixels there (not to be changed)."""
+
+    window: PersonCrop
+    image: np.ndarray
+
+
+def source_window(recapturer: Recapturer, framed: Framed, photo: np.ndarray | None) -> SourceWindow | None:
+    """The photo-resolution source of ``framed``; None when there is no photo, the model paints its pixels
+    (no copying network) or the window would not be larger than the model frame."""
+    if photo is None or not recapturer.copies_full_resolution:
+        return None
+    window = full_window(framed.crop)
+    if window.model_size[0] <= framed.crop.model_size[0]:
+        return None
+    return SourceWindow(window, crop_to_model(photo, window))
+
+
 def appearance(recapturer: Recapturer, framed: Framed, geometry: LayoutPrediction, method: str = "model",
-               photo: np.ndarray | None = None) -> Appearance:
+               photo: np.ndarray | None = None, source: SourceWindow | None = None) -> Appearance:
     """The person's image for one placed target: the keypoint warp's (``method="warp"``) or the appearance
     network's; a network that copies pixels (correspondence) takes them from ``photo`` at its resolution
-    ("learn geometry small, copy appearance big"), the others paint in the model frame."""
+    ("learn geometry small, copy appearance big"), the others paint in the model frame. ``source``: the
+    :func:`source_window` of ``framed`` and ``photo`` when already made (a video's frames share it)."""
     if method == "warp":
         return Appearance(recapturer.warp(framed.source, geometry.target_keypoints))
-    window = None if photo is None or not recapturer.copies_full_resolution else full_window(framed.crop)
-    if window is None or window.model_size[0] <= framed.crop.model_size[0]:
+    source = source if source is not None else source_window(recapturer, framed, photo)
+    if source is None:
         return Appearance(recapturer.render(framed.source, geometry.target_keypoints, geometry.target_layout))
-    full = recapturer.repose_full(framed.source, geometry.target_keypoints, geometry.target_layout,
-                                  crop_to_model(photo, window))
+    full = recapturer.repose_full(framed.source, geometry.target_keypoints, geometry.target_layout, source.image)
     small = cv2.resize(full.image, framed.crop.model_size[::-1], interpolation=cv2.INTER_AREA)
-    return Appearance(small, full.image, window, full.flow)
+    return Appearance(small, full.image, source.window, full.flow)

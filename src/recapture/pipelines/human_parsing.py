@@ -118,9 +118,8 @@ class CcpParser:
         mask = np.asarray(person_mask, dtype=np.float32)
         crop = parser_crop(keypoints, mask)
         crop_probs = self.averaged_probabilities(crop.warp(image_rgb), crop.warp(mask), crop.keypoints(keypoints))
-        chunks = [crop.unwarp(np.ascontiguousarray(crop_probs[..., c:c + 4]), image_rgb.shape[:2])
-                  for c in range(0, crop_probs.shape[-1], 4)]
-        return np.concatenate([c.reshape(*image_rgb.shape[:2], -1) for c in chunks], axis=-1).transpose(2, 0, 1)
+        photo = crop.unwarp(np.ascontiguousarray(crop_probs), image_rgb.shape[:2])  # all parts in one warp
+        return photo.reshape(*image_rgb.shape[:2], -1).transpose(2, 0, 1)
 
     def predict(self, image_rgb: np.ndarray, keypoints: np.ndarray,
                 person_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ digest of the parser's weights file, the Inception file's SHA-1 and the export f
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
@@ -48,9 +49,13 @@ def parser_weights(weights: str | Path = "parser-ccp") -> Path:
 def export_parser_onnx(weights: str | Path, out: str | Path) -> Path:
     """Write the parser of ``weights`` (bundled name or ``.safetensors``) with its Inception stages to ``out``
     as ONNX, atomically (imports torch; seconds)."""
+    from unittest import mock
+
     import onnx
     import torch
     from torch import nn
+
+    import recapture.models.parser as parser_model
 
     from recapture.fileio import atomic_path
     from recapture.models.inception import STAGE_NAMES
@@ -106,10 +111,11 @@ def export_parser_onnx(weights: str | Path, out: str | Path) -> Path:
         torch.onnx.export(stages, (image,), tmp, dynamo=False, input_names=["image"], output_names=list(STAGES),
                           opset_version=OPSET, dynamic_axes={name: batch for name in ("image", *STAGES)})
         backbone = onnx.load(tmp)
-        torch.onnx.export(Head().eval(), (*stages(image), *extra), tmp, dynamo=False,
-                          input_names=[*STAGES, "mask", "keypoints"], output_names=["logits"],
-                          opset_version=OPSET,
-                          dynamic_axes={name: batch for name in (*STAGES, "mask", "keypoints", "logits")})
+        with mock.patch.object(parser_model, "align", matmul_align):  # GridSample -> two MatMuls (below)
+            torch.onnx.export(Head().eval(), (*stages(image), *extra), tmp, dynamo=False,
+                              input_names=[*STAGES, "mask", "keypoints"], output_names=["logits"],
+                              opset_version=OPSET,
+                              dynamic_axes={name: batch for name in (*STAGES, "mask", "keypoints", "logits")})
         head = onnx.compose.add_prefix(onnx.load(tmp), "head/", rename_inputs=False, rename_outputs=False)
         graph = onnx.compose.merge_models(backbone, head, io_map=[(name, name) for name in STAGES])
         weights_metadata = {f"{WEIGHTS_PREFIX}{key}": value for key, value in parser.metadata.items()}
@@ -155,28 +161,60 @@ class OnnxCcpParser(CcpParser):
         return [crop_softmax(item, size) for item in logits]
 
 
-def _axis_weights(cells: int, pixels: int, stride: int, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Bilinear taps of ``pixels`` output positions on ``cells`` grid cells (cell ``i`` at pixel
-    ``stride * i + offset``; clamped to the border): lower index, upper index, upper weight ``(pixels,)``."""
-    position = np.clip((np.arange(pixels, dtype=np.float64) - offset) / stride, 0.0, cells - 1)
+def _axis_weights(cells: int, pixels: int, stride: int, offset: int,
+                  target: tuple[int, int] = (1, 0)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear taps of ``pixels`` output cells (cell ``j`` at input pixel ``target[0] * j + target[1]``) on
+    ``cells`` source cells (cell ``i`` at pixel ``stride * i + offset``; clamped to the border, as
+    ``grid_sample``'s ``border`` padding): lower index, upper index, upper weight, each ``(pixels,)``."""
+    centres = target[0] * np.arange(pixels, dtype=np.float64) + target[1]
+    position = np.clip((centres - offset) / stride, 0.0, cells - 1)
     low = np.floor(position).astype(np.intp)
     return low, np.minimum(low + 1, cells - 1), (position - low).astype(np.float32)
 
 
+def _interpolation_matrix(cells: int, pixels: int, source: tuple[int, int], target: tuple[int, int]) -> np.ndarray:
+    """``(pixels, cells)`` float32 matrix of :func:`_axis_weights` (two taps per row)."""
+    low, high, weight = _axis_weights(cells, pixels, *source, target=target)
+    matrix = np.zeros((pixels, cells), dtype=np.float32)
+    np.add.at(matrix, (np.arange(pixels), low), 1.0 - weight)
+    np.add.at(matrix, (np.arange(pixels), high), weight)
+    return matrix
+
+
+def matmul_align(feature, source: str, target: str, size: tuple[int, int] | None = None):  # noqa: ANN001, ANN201
+    """``models.parser.align`` as two constant matrix products, ``rows @ feature @ cols.T`` (the same bilinear,
+    border-clamped taps; equal to float rounding), which the parser's export traces instead of ``grid_sample``:
+    ONNX Runtime's ``GridSample`` took ~13 ms of the head per crop, the products well under 1 ms."""
+    import torch
+
+    from recapture.models.parser import INPUT_SIZE, STAGE_GRIDS, grid_size
+
+    out_h, out_w = grid_size(target, size or INPUT_SIZE)
+    rows = _interpolation_matrix(int(feature.shape[-2]), out_h, STAGE_GRIDS[source], STAGE_GRIDS[target])
+    cols = _interpolation_matrix(int(feature.shape[-1]), out_w, STAGE_GRIDS[source], STAGE_GRIDS[target])
+    return torch.from_numpy(rows).to(feature) @ feature @ torch.from_numpy(cols.T.copy()).to(feature)
+
+
 def crop_softmax(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``(20, h, w)`` logits on the conv_4 grid -> ``(H, W, 20)`` float32 probabilities at crop pixels: the
-    bilinear, border-clamped upsampling of ``models.parser.upsample_logits`` (separable: rows, then columns)
-    and a softmax over the parts, in channel-last order."""
-    stride, offset = CONV_4_GRID
-    values = np.ascontiguousarray(logits.transpose(1, 2, 0), dtype=np.float32)  # (h, w, 20)
-    low, high, weight = _axis_weights(values.shape[0], size[0], stride, offset)
-    rows = values[low] + (values[high] - values[low]) * weight[:, None, None]
-    low, high, weight = _axis_weights(values.shape[1], size[1], stride, offset)
-    full = rows[:, low] + (rows[:, high] - rows[:, low]) * weight[None, :, None]
-    full -= full.max(axis=-1, keepdims=True)
+    bilinear, border-clamped upsampling of ``models.parser.upsample_logits`` as two products with
+    :func:`_interpolation_matrix` (rows, then columns) and a softmax over the parts (reduced across whole
+    part planes; the result is a channel-last view of them)."""
+    rows = _upsampling(logits.shape[1], size[0])
+    cols = _upsampling(logits.shape[2], size[1])
+    full = rows @ np.asarray(logits, dtype=np.float32) @ cols.T  # (20, H, W)
+    full -= full.max(axis=0)
     np.exp(full, out=full)
-    full /= full.sum(axis=-1, keepdims=True)
-    return full
+    full /= full.sum(axis=0)
+    return full.transpose(1, 2, 0)
+
+
+@functools.lru_cache(maxsize=8)
+def _upsampling(cells: int, pixels: int) -> np.ndarray:
+    """:func:`_interpolation_matrix` from the conv_4 grid to crop pixels (read-only, cached)."""
+    matrix = _interpolation_matrix(cells, pixels, CONV_4_GRID, (1, 0))
+    matrix.flags.writeable = False
+    return matrix
 
 
 def onnx_default_parser(threads: int = 1) -> object:

@@ -40,7 +40,7 @@ CORRESPONDENCE_KIND = "recapture-correspondence-onnx"
 CORRESPONDENCE_INPUTS = ("source_image", "small", "source_layout", "source_pose", "target_layout", "target_pose",
                          "grid", "covered", "full_grid")
 #: Bumped when an export's graph changes: part of every cache file name, so stale files are not used.
-ONNX_FORMAT = 4  # 4: the correspondence graph holds the still-background rule
+ONNX_FORMAT = 6  # 4: still-background rule; 5: its identity grid in float32; 6: parser aligns as MatMuls
 
 
 class OnnxUnavailable(ValueError):
@@ -70,12 +70,16 @@ def cached(weights: Path, kind: str, export: Callable[[Path], object], extra: st
 
 
 def session(path: str | Path, threads: int = 1):  # noqa: ANN201 - onnxruntime.InferenceSession
-    """A CPU ONNX Runtime session with ``threads`` intra-op threads and one inter-op thread."""
+    """A CPU ONNX Runtime session with ``threads`` intra-op threads (the thread policy's count), one inter-op
+    thread, sequential execution (our graphs are chains: parallel branches would only compete for the same
+    cores) and every graph optimisation (constant folding, Conv+BatchNorm+ReLU fusion, NCHWc layouts)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 

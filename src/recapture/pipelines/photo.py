@@ -17,7 +17,9 @@ from typing import Iterator
 
 import numpy as np
 
-from recapture.pipelines.framing import Appearance, FrameOptions, Framed, appearance, frame, geometric
+from recapture.pipelines.framing import (
+    Appearance, FrameOptions, Framed, SourceWindow, appearance, frame, geometric,
+)
 from recapture.pipelines.pasting import INVENTED_WARNING, Composited, composite_person
 from recapture.pipelines.photo_io import PhotoFile, write_photo
 from recapture.pipelines.recapture import LayoutPrediction, Recapturer, Result, check_method
@@ -28,7 +30,7 @@ from recapture.pipelines.stages import (
 
 __all__ = ["STAGES", "LOW_POSE_CONFIDENCE",
            "PhotoModels", "PhotoOptions", "PhotoRequest", "PreparedPhoto", "PhotoResult", "prepare_photo",
-           "render_photo", "run_photo", "draw_keypoints"]
+           "reframe", "render_photo", "render_result", "run_photo", "draw_keypoints"]
 
 
 class PhotoModels:
@@ -141,6 +143,16 @@ class PreparedPhoto:
     people: int
     messages: tuple[str, ...]
     timings: dict[str, float]
+    #: The framing options the frame stage used (a given source's allow any person height).
+    frame_options: FrameOptions = FrameOptions()
+
+    def describe(self) -> str:
+        """People found, framing (and a low pose confidence), parser: the start of the summary line."""
+        confidence = self.posed.pose_confidence()
+        low = (f", low pose confidence {confidence:.2f}" if confidence is not None and confidence < LOW_POSE_CONFIDENCE
+               else "")
+        return (f"{self.people} {'person' if self.people == 1 else 'people'} found, framing {self.framed.extent}"
+                f"{low}, parser {self.parsed.parser}")
 
 
 @dataclass(frozen=True)
@@ -174,13 +186,7 @@ class PhotoResult:
     def summary(self) -> str:
         """One line: people found, framing (and a low pose confidence), parser, output size, time."""
         height, width = self.composited.image.shape[:2]
-        people = self.prepared.people
-        confidence = self.prepared.posed.pose_confidence()
-        low = (f", low pose confidence {confidence:.2f}" if confidence is not None and confidence < LOW_POSE_CONFIDENCE
-               else "")
-        return (f"{people} {'person' if people == 1 else 'people'} found, framing {self.prepared.framed.extent}"
-                f"{low}, parser {self.prepared.parsed.parser}, output {width}x{height}, "
-                f"{sum(self.timings.values()):.1f} s")
+        return f"{self.prepared.describe()}, output {width}x{height}, {sum(self.timings.values()):.1f} s"
 
 
 @dataclass(frozen=True)
@@ -253,23 +259,41 @@ def prepare_photo(models: PhotoModels | Recapturer, source: str | Path | np.ndar
                             f"--person N picks another)")
         frame_options = options.frame
     with clock.stage("frame"):
-        framed = frame(decoded.photo, posed, segmented, parsed, np.empty((0, 18, 2)) if targets is None else targets,
-                       recapturer.image_size, frame_options)
+        framed = _frame(recapturer, decoded, posed, segmented, parsed, targets, frame_options)
     return PreparedPhoto(decoded=decoded, posed=posed, segmented=segmented, parsed=parsed, framed=framed,
-                         people=people, messages=tuple(messages), timings=clock.timings)
+                         people=people, messages=tuple(messages), timings=clock.timings, frame_options=frame_options)
+
+
+def _frame(recapturer: Recapturer, decoded: Decoded, posed: Posed, segmented: Segmented, parsed: Parsed,
+           targets: np.ndarray | None, options: FrameOptions) -> Framed:
+    return frame(decoded.photo, posed, segmented, parsed, np.empty((0, 18, 2)) if targets is None else targets,
+                 recapturer.image_size, options)
+
+
+def reframe(recapturer: Recapturer, prepared: PreparedPhoto, targets: np.ndarray | None) -> PreparedPhoto:
+    """``prepared`` framed anew for ``targets`` ``(N, 18, 2)`` (any frame): only the frame stage runs again,
+    decode .. parse are reused (the web editor prepares a photo once and renders many poses of it)."""
+    clock = _Clock({name: spent for name, spent in prepared.timings.items() if name != "frame"})
+    with clock.stage("frame"):
+        framed = _frame(recapturer, prepared.decoded, prepared.posed, prepared.segmented, prepared.parsed, targets,
+                        prepared.frame_options)
+    return replace(prepared, framed=framed, timings=clock.timings)
 
 
 def render_photo(models: PhotoModels, prepared: PreparedPhoto, index: int = 0, edits: object | None = None,
                  background: np.ndarray | None = None, options: PhotoOptions = PhotoOptions(),
-                 timings: dict[str, float] | None = None) -> tuple[LayoutPrediction, Appearance, Composited,
-                                                                   dict[str, float]]:
-    """geometric -> appearance -> composite for placed target ``index``; timings added to ``timings``."""
+                 timings: dict[str, float] | None = None, source: SourceWindow | None = None
+                 ) -> tuple[LayoutPrediction, Appearance, Composited, dict[str, float]]:
+    """geometric -> appearance -> composite for placed target ``index``; timings added to ``timings``;
+    ``source``: the photo-resolution source (:func:`~recapture.pipelines.framing.source_window`) when a
+    caller renders many targets of one prepared photo (a video)."""
     clock = _Clock(timings)
     with clock.stage("geometric"):
         layout_method = "warp" if options.method == "warp" or options.layout == "prior" else "model"
         geometry = geometric(models.recapturer, prepared.framed, index, edits, layout_method)
     with clock.stage("appearance"):
-        generated = appearance(models.recapturer, prepared.framed, geometry, options.method, prepared.decoded.photo)
+        generated = appearance(models.recapturer, prepared.framed, geometry, options.method, prepared.decoded.photo,
+                               source)
     with clock.stage("composite"):
         composited = composite_person(prepared.decoded.photo, prepared.segmented.person_mask, prepared.framed,
                                       geometry, generated, background, options.inpaint_method, options.feather_px)
@@ -284,22 +308,30 @@ def run_photo(request: PhotoRequest, models: PhotoModels) -> PhotoResult:
     prepared = prepare_photo(models, request.source, targets, options, request.source_pose, request.source_layout)
     if own_pose:
         prepared = _own_pose(prepared)
-    geometry, generated, composited, timings = render_photo(models, prepared, 0, request.edits, None, options,
+    rendered = render_result(models, prepared, request.edits, options)
+    encoded = None
+    clock = _Clock(rendered.timings)
+    if request.out is not None:
+        with clock.stage("encode"):
+            request.out.parent.mkdir(parents=True, exist_ok=True)
+            encoded = encode(rendered.composite, request.out, prepared.decoded.file, request.quality)
+    if request.invented_mask_out is not None:
+        write_photo(request.invented_mask_out, (rendered.composited.invented * 255).astype(np.uint8))
+    return replace(rendered, encoded=encoded, timings=clock.timings)
+
+
+def render_result(models: PhotoModels, prepared: PreparedPhoto, edits: object | None = None,
+                  options: PhotoOptions = PhotoOptions(), index: int = 0) -> PhotoResult:
+    """:func:`render_photo` of placed target ``index`` as a (not yet encoded) PhotoResult whose messages add
+    the invented-share warning to the prepared photo's."""
+    geometry, generated, composited, timings = render_photo(models, prepared, index, edits, None, options,
                                                             prepared.timings)
     messages = list(prepared.messages)
     if composited.invented_share > INVENTED_WARNING:
         messages.append(f"{composited.invented_share:.0%} of the new person is invented rather than copied from "
                         f"the photo (more than {INVENTED_WARNING:.0%})")
-    encoded = None
-    clock = _Clock(timings)
-    if request.out is not None:
-        with clock.stage("encode"):
-            request.out.parent.mkdir(parents=True, exist_ok=True)
-            encoded = encode(composited.image, request.out, prepared.decoded.file, request.quality)
-    if request.invented_mask_out is not None:
-        write_photo(request.invented_mask_out, (composited.invented * 255).astype(np.uint8))
     return PhotoResult(prepared=prepared, geometry=geometry, generated=generated, composited=composited,
-                       encoded=encoded, messages=tuple(messages), timings=clock.timings)
+                       encoded=None, messages=tuple(messages), timings=timings)
 
 
 def _own_pose(prepared: PreparedPhoto) -> PreparedPhoto:

@@ -4,7 +4,9 @@ person; one frame per reference frame, written at the reference FPS with the ref
 :func:`recapture_photo_video` (``recapture video``) composites every frame into the source photo's
 scene through the real-photo stages: decode .. frame run once for the whole clip (one crop window
 holding every placed pose, the background inpainted once), then geometric, appearance and composite
-per frame. The output is the photo's size, capped at ``size`` pixels on the long side.
+per frame (:func:`composited_frames`; what depends on the source only runs once). The output is the
+photo's size, capped at ``size`` pixels on the long side (an odd side padded by one row/column), written
+atomically; its flicker is measured on the written file (:class:`recapture.pipelines.video_io.FlickerMeter`).
 :func:`recapture_video` drives a model-frame source (a dataset sample) and writes the raw generated
 frames; its framing is one fixed window for the whole clip (the union of the person's keypoints over
 all frames, padded), so the person moves inside the model frame the way they move in the reference.
@@ -13,9 +15,10 @@ all frames, padded), so the person moves inside the model frame the way they mov
 from __future__ import annotations
 
 import time
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 from rich.progress import Progress
@@ -23,6 +26,10 @@ from rich.progress import Progress
 from recapture.body.keypoints import missing_mask
 from recapture.pipelines.poses import fit_keypoints
 from recapture.pipelines.recapture import Recapturer, SourceInput
+
+if TYPE_CHECKING:
+    from recapture.pipelines.pasting import Composited
+    from recapture.pipelines.photo import PhotoModels, PhotoOptions, PreparedPhoto
 
 
 @dataclass(frozen=True)
@@ -33,12 +40,30 @@ class VideoResult:
     frames: int
     fps: float
     target_keypoints: np.ndarray  # (T, 18, 2) model-frame keypoints that drove each frame
-    #: seconds per photo stage (summed over the frames), plus "track": the reference's pose estimation
+    #: seconds per photo stage (summed over the frames), plus "track" (the reference's pose estimation),
+    #: "encode" (writing the file) and "flicker" (reading it back to measure the flicker)
     timings: dict[str, float] | None = None
     size: tuple[int, int] | None = None  # (H, W) of the written frames
-    #: mean absolute change (0-255) between consecutive frames in the static background (pixels that
-    #: are background in both frames) and inside the person (person in both); None for model-frame videos
+    #: mean absolute change (0-255) between consecutive frames of the written file in the static background
+    #: (the pasted person's alpha 0 in both frames) and inside the person (alpha >= 0.5 in both); None for
+    #: model-frame videos (see :class:`recapture.pipelines.video_io.FlickerMeter`)
     flicker: tuple[float, float] | None = None
+    messages: tuple[str, ...] = ()  # warnings for the user (people found, pose confidence, invented share)
+    people: int | None = None  # people found in the source photo
+    framing: str | None = None  # visible extent of the source person (framing.EXTENTS)
+    parser: str | None = None  # the layout parser used
+
+    def summary(self) -> str:
+        """One line, like ``recapture edit``'s: people, framing, parser, output size, frames, time, flicker."""
+        seconds = sum((self.timings or {}).values())
+        height, width = self.size or (0, 0)
+        people = "" if self.people is None else f"{self.people} {'person' if self.people == 1 else 'people'} found, "
+        framing = "" if self.framing is None else f"framing {self.framing}, "
+        parser = "" if self.parser is None else f"parser {self.parser}, "
+        flicker = ("" if self.flicker is None else
+                   f"; flicker {self.flicker[0]:.2f} background, {self.flicker[1]:.2f} person")
+        return (f"{people}{framing}{parser}output {width}x{height}, {self.frames} frames at {self.fps:g} FPS, "
+                f"{seconds:.1f} s ({self.frames / max(seconds, 1e-9):.2f} frames/s){flicker}")
 
 
 def track_to_model(track: np.ndarray, model_size: tuple[int, int], margin: float = 0.12) -> np.ndarray:
@@ -131,25 +156,63 @@ VIDEO_MAX_SIDE = 1080
 _PER_FRAME = ("geometric", "appearance", "composite")
 
 
-def recapture_photo_video(models: object, source: object, reference: str | Path, out: str | Path, *,
+def composited_frames(models: PhotoModels, prepared: PreparedPhoto, background: np.ndarray, options: PhotoOptions,
+                      edits: object | None = None, timings: dict[str, float] | None = None,
+                      reuse_source: bool = True) -> Iterator[Composited]:
+    """One composited frame per placed target of ``prepared`` on the once-inpainted ``background``; a target
+    without any joint repeats the previous frame (leading ones take the first posed frame). ``timings`` gains
+    the per-frame stage times. With ``reuse_source`` the work that depends on the source only runs once: the
+    photo-resolution window (:func:`recapture.pipelines.framing.source_window`) and the correspondence
+    network's source encoder (:func:`recapture.pipelines.source_reuse.reusing_source_encoder`); the frames
+    are the same either way."""
+    from recapture.pipelines.framing import source_window
+    from recapture.pipelines.photo import render_photo
+    from recapture.pipelines.source_reuse import reusing_source_encoder
+
+    targets = prepared.framed.targets
+    posed = {i for i, keypoints in enumerate(targets) if not missing_mask(keypoints).all()}
+    if not posed:
+        raise ValueError("no frame's pose lands inside the photo's frame")
+    first = min(posed)
+    timings = {} if timings is None else timings
+    window = None
+    if reuse_source and options.method != "warp":
+        window = source_window(models.recapturer, prepared.framed, prepared.decoded.photo)
+    with reusing_source_encoder(models.recapturer) if reuse_source else nullcontext():
+        last = None
+        for index in range(len(targets)):
+            if last is None or index in posed:
+                _, _, last, spent = render_photo(models, prepared, index if index in posed else first, edits,
+                                                 background, options, None, window)
+                for name, seconds in spent.items():
+                    timings[name] = timings.get(name, 0.0) + seconds
+            yield last
+
+
+def recapture_photo_video(models: PhotoModels, source: object, reference: str | Path, out: str | Path, *,
                           size: int = VIDEO_MAX_SIDE, smoothing: bool = True, edits: object | None = None,
-                          progress: bool = True, options: object | None = None, source_pose: np.ndarray | None = None,
+                          progress: bool = True, options: PhotoOptions | None = None,
+                          source_pose: np.ndarray | None = None,
                           source_layout: np.ndarray | None = None, estimator: Callable | None = None) -> VideoResult:
     """The person of photo ``source`` moving like the person of ``reference``, composited into the photo.
 
     models: a :class:`recapture.pipelines.photo.PhotoModels`; source: a photo path, array or PhotoFile;
     options: :class:`recapture.pipelines.photo.PhotoOptions` (its ``max_side`` is set to ``size``);
-    source_pose/source_layout: known photo-frame keypoints and labels (a dataset image).
+    source_pose/source_layout: known photo-frame keypoints and labels (a dataset image). ``out`` is written
+    atomically; its flicker is measured on the written file read back (:class:`FlickerMeter`).
     """
     from dataclasses import replace
 
-    from recapture.pipelines.photo import PhotoOptions, prepare_photo, render_photo
+    from recapture.pipelines.pasting import INVENTED_WARNING
+    from recapture.pipelines.photo import PhotoOptions, prepare_photo
     from recapture.pipelines.stages import quiet_native_logs
-    from recapture.pipelines.video_io import video_poses, write_video
+    from recapture.pipelines.video_io import FlickerMeter, even_size, video_poses, write_video
     from recapture.pipelines.wild import inpaint_background
 
     if size < 16:
         raise ValueError(f"--size must be at least 16 pixels, got {size}")
+    if isinstance(source, (str, Path)) and Path(source).resolve() == Path(out).resolve():
+        raise ValueError(f"{out} is also the source photo; give another output name")
     options = replace(options or PhotoOptions(), max_side=size)
     tracking = time.perf_counter()
     if estimator is None:
@@ -164,46 +227,36 @@ def recapture_photo_video(models: object, source: object, reference: str | Path,
     prepared = prepare_photo(models, source, track.keypoints, options, source_pose, source_layout)
     timings = {"track": tracking, **prepared.timings}
     photo, mask = prepared.decoded.photo, prepared.segmented.person_mask
-    background = inpaint_background(photo, mask, options.inpaint_method)
-    posed = [i for i, keypoints in enumerate(prepared.framed.targets) if not missing_mask(keypoints).all()]
-    if not posed:
+    if all(missing_mask(keypoints).all() for keypoints in prepared.framed.targets):
         raise ValueError(f"{reference}: no frame's pose lands inside the photo's frame")
+    background = inpaint_background(photo, mask, options.inpaint_method)
+    meter, invented = FlickerMeter(), []
 
-    changes = {"background": [0.0, 0], "person": [0.0, 0]}
-
-    def measure(previous: np.ndarray, current: np.ndarray) -> None:
-        """Accumulate the flicker sums of one pair of consecutive frames."""
-        moved = np.abs(current.astype(np.int16) - previous.astype(np.int16)).mean(axis=2)
-        person = (previous != background).any(axis=2) & (current != background).any(axis=2)
-        still = ~(previous != background).any(axis=2) & ~(current != background).any(axis=2)
-        for name, where in (("person", person), ("background", still)):
-            changes[name][0] += float(moved[where].sum())
-            changes[name][1] += int(where.sum())
-
-    def frames() -> Iterable[np.ndarray]:
-        nonlocal timings
-        last = None
-        with Progress(disable=not progress, transient=True) as bar:
+    def frames() -> Iterator[np.ndarray]:
+        made = composited_frames(models, prepared, background, options, edits, timings)
+        with closing(made), Progress(disable=not progress, transient=True) as bar:
             task = bar.add_task("recapturing frames", total=len(prepared.framed.targets))
-            for index in range(len(prepared.framed.targets)):
-                if index in posed_set or last is None:
-                    at = index if index in posed_set else posed[0]
-                    _, _, composited, timings = render_photo(models, prepared, at, edits, background,  # type: ignore
-                                                             options, timings)
-                    if last is not None:
-                        measure(last, composited.image)
-                    last = composited.image
-                yield last
+            for composited in made:
+                meter.add(composited.alpha)
+                invented.append(composited.invented_share)
+                yield composited.image
                 bar.advance(task)
 
-    posed_set = set(posed)
     start, rendering = time.perf_counter(), sum(timings.get(name, 0.0) for name in _PER_FRAME)
     count = write_video(out, frames(), track.fps, audio_from=reference)
     rendered = sum(timings.get(name, 0.0) for name in _PER_FRAME) - rendering
     timings["encode"] = timings.get("encode", 0.0) + time.perf_counter() - start - rendered
-    flicker = tuple(total / max(1, pixels) for total, pixels in (changes["background"], changes["person"]))
+    measuring = time.perf_counter()
+    flicker = meter.measure(out)
+    timings["flicker"] = time.perf_counter() - measuring
+    messages = list(prepared.messages)
+    over = sum(share > INVENTED_WARNING for share in invented)
+    if over:
+        messages.append(f"in {over} of {len(invented)} frames more than {INVENTED_WARNING:.0%} of the new person is "
+                        f"invented rather than copied from the photo (up to {max(invented):.0%})")
     return VideoResult(path=Path(out), frames=count, fps=track.fps, target_keypoints=prepared.framed.targets,
-                       timings=timings, size=tuple(photo.shape[:2]), flicker=flicker)  # type: ignore[arg-type]
+                       timings=timings, size=even_size(photo.shape[:2]), flicker=flicker, messages=tuple(messages),
+                       people=prepared.people, framing=prepared.framed.extent, parser=prepared.parsed.parser)
 
 
 def run_video_command(source: str | Path, reference: str | Path, out: str | Path, *, model: str = "default",

@@ -107,6 +107,11 @@ def read_video(path: str | Path, in_memory: bool = False) -> VideoClip:
     return VideoClip(frames=frames, fps=float(rate), size=(height, width), frame_count=int(count))
 
 
+def even_size(size: tuple[int, int]) -> tuple[int, int]:
+    """The ``(H, W)`` :func:`write_video` writes for frames of ``size``: odd sides gain one row/column."""
+    return size[0] + size[0] % 2, size[1] + size[1] % 2
+
+
 def _even(frame: np.ndarray) -> np.ndarray:
     """Pad odd heights/widths by one replicated row/column (yuv420p needs even sizes)."""
     pad_y, pad_x = frame.shape[0] % 2, frame.shape[1] % 2
@@ -120,19 +125,33 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, qual
     """Encode ``(H, W, 3)`` uint8 RGB frames (all the same size) to ``path``; returns the frame count.
 
     H.264 (libx264, CRF ``quality``) when PyAV's FFmpeg has it, else MPEG-4 part 2; yuv420p. Odd sizes
-    gain one replicated row/column. The container follows the file suffix (``.mp4``, ``.mkv``, ...).
-    ``audio_from``: a video whose first audio stream is copied (not re-encoded) into the output.
+    gain one replicated row/column (:func:`even_size`). The container follows the file suffix (``.mp4``,
+    ``.mkv``, ...). ``audio_from``: a video whose first audio stream is copied (not re-encoded) into the
+    output. The file is written under a temporary name and renamed onto ``path`` once complete
+    (:func:`recapture.fileio.atomic_path`): a failed run leaves no partial file and the old one, if any.
     """
-    import av
+    from recapture.fileio import atomic_path
 
     path = Path(path)
     if not (math.isfinite(fps) and fps > 0):
         raise VideoError(f"{path}: fps must be a positive number, got {fps!r}")
-    rate = Fraction(fps).limit_denominator(1001)
+    if audio_from is not None and path.resolve() == Path(audio_from).resolve():
+        raise VideoError(f"{path} is also the reference video; give another output name")
+    if not path.parent.is_dir():
+        raise VideoError(f"{path}: folder {path.parent} does not exist")
+    with atomic_path(path) as partial:
+        return _encode(partial, path, frames, Fraction(fps).limit_denominator(1001), quality, audio_from)
+
+
+def _encode(partial: Path, path: Path, frames: Iterable[np.ndarray], rate: Fraction, quality: int,
+            audio_from: str | Path | None) -> int:
+    """:func:`write_video`'s encoding into ``partial`` (errors name ``path``, the file the user asked for)."""
+    import av
+
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     count, size = 0, None
     try:
-        container = av.open(str(path), mode="w")
+        container = av.open(str(partial), mode="w")
     except (av.error.FFmpegError, OSError, ValueError) as error:
         raise VideoError(f"{path}: cannot create the video ({error})") from None
     try:
@@ -190,6 +209,67 @@ def _copy_audio(source: Path, container, copied) -> None:  # noqa: ANN001 - av c
                 continue
             packet.stream = copied
             container.mux(packet)
+
+
+#: Alpha from which a pixel counts as inside the pasted person for the person flicker.
+PERSON_ALPHA = 0.5
+
+
+class FlickerMeter:
+    """Frame-to-frame flicker of a written video: the mean absolute change (0-255, over RGB) between
+    consecutive frames in the static background (pixels where the pasted person's alpha is 0 in both
+    frames: the photo's own background, which should not move) and inside the person (alpha at least
+    :data:`PERSON_ALPHA` in both). :meth:`add` takes each written frame's photo-frame alpha while the
+    frames are made (kept as packed bits of the box the person can touch); :meth:`measure` decodes the
+    written file, so encoding losses count."""
+
+    def __init__(self) -> None:
+        self._frames: list[tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]] = []
+        self._size: tuple[int, int] | None = None
+
+    def add(self, alpha: np.ndarray) -> None:
+        """The ``(H, W)`` alpha of the next frame (0 where the frame is the background's pixel)."""
+        alpha = np.asarray(alpha)
+        if self._size is None:
+            self._size = alpha.shape[:2]
+        elif alpha.shape[:2] != self._size:
+            raise ValueError(f"alpha {alpha.shape[:2]} differs from the first frame's {self._size}")
+        rows, cols = np.nonzero(alpha.any(axis=1))[0], np.nonzero(alpha.any(axis=0))[0]
+        box = (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1) if rows.size else (0, 0, 0, 0)
+        inside = alpha[box[0]:box[2], box[1]:box[3]]
+        self._frames.append((box, np.packbits(inside > 0), np.packbits(inside >= PERSON_ALPHA)))
+
+    def _masks(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(touched, person)`` ``(H, W)`` bool of frame ``index``."""
+        (y0, x0, y1, x1), touched_bits, person_bits = self._frames[index]
+        touched = np.zeros(self._size, dtype=bool)  # type: ignore[arg-type]
+        person = np.zeros(self._size, dtype=bool)  # type: ignore[arg-type]
+        count = (y1 - y0) * (x1 - x0)
+        touched[y0:y1, x0:x1] = np.unpackbits(touched_bits, count=count).reshape(y1 - y0, x1 - x0).astype(bool)
+        person[y0:y1, x0:x1] = np.unpackbits(person_bits, count=count).reshape(y1 - y0, x1 - x0).astype(bool)
+        return touched, person
+
+    def measure(self, path: str | Path) -> tuple[float, float]:
+        """``(background, person)`` flicker of the video at ``path`` (its frames cropped to the alphas'
+        size, undoing :func:`write_video`'s even padding); 0.0 for a region empty in every pair."""
+        if self._size is None:
+            raise ValueError("no frame was added")
+        sums = np.zeros(2)
+        pixels = np.zeros(2)
+        previous = None
+        for index, frame in enumerate(read_video(path).frames):
+            if index >= len(self._frames):
+                raise VideoError(f"{path}: more frames than were measured ({len(self._frames)})")
+            current = frame[:self._size[0], :self._size[1]].astype(np.int16)
+            touched, person = self._masks(index)
+            if previous is not None:
+                change = np.abs(current - previous[0]).mean(axis=2)
+                for slot, where in enumerate((~touched & ~previous[1], person & previous[2])):
+                    sums[slot] += float(change[where].sum())
+                    pixels[slot] += int(where.sum())
+            previous = (current, touched, person)
+        background, inside = (float(total / count) if count else 0.0 for total, count in zip(sums, pixels))
+        return background, inside
 
 
 class OneEuroFilter:
