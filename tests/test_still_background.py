@@ -116,3 +116,30 @@ def test_old_weight_files_get_the_rule_and_follow_is_kept(tmp_path: Path) -> Non
 def test_bad_background_settings_are_clear_errors(change: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="background|still_margin"):
         dataclasses.replace(CONFIG, **change)
+
+
+def test_still_camera_pairs_keep_the_background_and_the_pose_change() -> None:
+    """``make_pair(still_camera=True)``: the same pose change as the pair as made (same draws), and the
+    background far from the person is the photo's own (the camera did not move), which the pair as made
+    (global similarity and displacement) does not keep."""
+    import sys
+
+    import numpy as np
+
+    from recapture.data.ccp_pairs import make_pair
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_layout_prior import mannequin_keypoints, mannequin_layout
+
+    keypoints = mannequin_keypoints(1.0, (0.0, 10.0))
+    labels = mannequin_layout(keypoints, (64, 64))
+    image = (np.random.default_rng(4).random((64, 64, 3)) * 255).astype(np.uint8)
+    still = make_pair(image, labels, keypoints, np.random.default_rng(7), (32, 32), still_camera=True)
+    moved = make_pair(image, labels, keypoints, np.random.default_rng(7), (32, 32))
+    assert torch.equal(still.target_image, moved.target_image)
+    person = torch.nn.functional.max_pool2d(((still.source_labels > 0) | (still.target_labels > 0)).float()[None],
+                                            9, stride=1, padding=4)[0] > 0
+    far = ~person
+    assert float(far.float().mean()) > 0.3
+    assert float((still.source_image - still.target_image).abs()[:, far].max()) < 0.01  # one grey level
+    assert float((moved.source_image - moved.target_image).abs()[:, far].mean()) > 0.1

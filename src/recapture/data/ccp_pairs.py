@@ -246,13 +246,15 @@ def _at_cells(values: Tensor, internal: tuple[int, int]) -> Tensor:
 
 def make_pair(image: np.ndarray, labels: np.ndarray, keypoints: np.ndarray, rng: np.random.Generator,
               internal_size: tuple[int, int], strength: float = 1.0, parsed: np.ndarray | None = None,
-              reverse: bool = False) -> CcpPair:
+              reverse: bool = False, still_camera: bool = False) -> CcpPair:
     """A self-supervised pair from one fitted photo (see the module doc).
 
     ``parsed``: the parser's ``(H, W)`` layout of the photo; the source layout is then that layout carried
     through the same deformation (inpainted holes background) instead of the ground truth, as the network
     gets a parsed layout at test time. ``reverse``: the photo is the source and the deformed photo the
-    target (the truth is the backward map itself; inpainted or out-of-frame target pixels are invisible)."""
+    target (the truth is the backward map itself; inpainted or out-of-frame target pixels are invisible).
+    ``still_camera``: no global map (the background stays in place; the same random draws, so the same pose
+    change as without it) - validation pairs for a fixed camera."""
     size = labels.shape
     if rng.random() < 0.5:
         image, labels = image[:, ::-1], np.asarray(LIP20.flip_labels(labels[:, ::-1]))
@@ -271,7 +273,7 @@ def make_pair(image: np.ndarray, labels: np.ndarray, keypoints: np.ndarray, rng:
                             indexing="ij")
     to_photo = torch.where(covered[..., None], warp.source_coords[0], torch.stack([ys, xs], dim=-1))
     to_photo_valid = (covered | background).float()
-    mapped, similarity, field = _global_map(size, rng, strength)
+    mapped, similarity, field = _global_map(size, rng, 0.0 if still_camera else strength)
     source_image = _sample(deformed, mapped, "bilinear")
     source_labels = _sample(warp.labels[0][None].float(), mapped, "nearest")[0].round().long()
     source_to_photo = _sample(to_photo.permute(2, 0, 1), mapped, "nearest").permute(1, 2, 0)
