@@ -158,7 +158,7 @@ def cold_section(photo: Path, folder: Path, runs: int, models: list[str], baseli
     base_src = baseline_tree(baseline, folder)
     export_s = fill_onnx_cache(models[-1])
     variants = [(f"now:{m} torch", m, None, "torch") for m in models] + [
-        (f"now:{models[-1]} default (onnxruntime)", models[-1], None, "onnxruntime")]
+        (f"now:{models[-1]}, no --backend (onnxruntime)", models[-1], None, "onnxruntime")]
     if base_src is not None:
         variants.append((f"{baseline}:synthhumans", "synthhumans", base_src, "torch"))
     samples: dict[str, list[dict[str, object]]] = {variant[0]: [] for variant in variants}

@@ -179,6 +179,27 @@ def test_edit_defaults_to_onnxruntime_and_falls_back_to_torch(tiny_correspondenc
         choose_backend(_request(weights), "tensorflow")
 
 
+def test_parser_upsampling_and_aligns_match_grid_sample() -> None:
+    """The parser export's stand-ins for ``grid_sample`` (the head's aligns as matrix products; the logits'
+    upsampling and softmax in NumPy) against the torch functions, on random maps with a few huge values."""
+    from recapture.models.parser import INPUT_SIZE, align, grid_size, upsample_logits
+    from recapture.pipelines.onnx_parser import crop_softmax, matmul_align
+
+    generator = torch.Generator().manual_seed(0)
+    for source, target in (("mixed_7", "mixed_2"), ("mixed_2", "conv_4"), ("input", "mixed_2"), ("input", "conv_4"),
+                           ("input", "mixed_7")):
+        feature = torch.randn(2, 3, *grid_size(source), generator=generator)
+        expected = align(feature, source, target)
+        assert expected.shape[-2:] == grid_size(target)
+        assert torch.allclose(matmul_align(feature, source, target), expected, atol=1e-4)
+    logits = torch.randn(1, 20, *grid_size("conv_4"), generator=generator) * 4
+    logits[0, 3, 10, 5] = 60.0  # one part far ahead: the softmax must not overflow
+    expected = torch.softmax(upsample_logits(logits), dim=1)[0].permute(1, 2, 0).numpy()
+    got = crop_softmax(logits[0].numpy(), INPUT_SIZE)
+    assert got.shape == (*INPUT_SIZE, 20) and np.abs(got - expected).max() < 1e-4  # torch: float32 coordinates
+    assert np.allclose(got.sum(axis=-1), 1.0, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_parser_export_matches_the_torch_parser(tmp_path: Path) -> None:
     from recapture.hub import bundled_models

@@ -13,13 +13,14 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
+from torch.nn import functional as F
 
 from recapture.config import load_config
 from recapture.hub import load_generator, save_generator
 from recapture.models.generator import RecaptureGenerator
 from recapture.models.inference import (THREADS_ENV, apply_thread_policy, free_cores, is_folded, load_average,
                                         prepare_for_inference, resolve_threads)
-from recapture.models.layout_ops import blob_labels, to_one_hot
+from recapture.models.layout_ops import blob_labels, majority_layout, to_one_hot
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -174,3 +175,14 @@ def test_network_commands_take_threads_and_edit_evaluate_take_a_backend() -> Non
         shown = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
         assert "--threads" in shown, command
         assert ("--backend" in shown) == (command in ("edit", "evaluate")), command
+
+
+@pytest.mark.parametrize("size,small", [((64, 44), (32, 22)), ((96, 66), (32, 22)), ((70, 50), (32, 22)),
+                                        ((33, 29), (16, 11))])
+def test_majority_layout_counts_equal_area_pooling_argmax(size: tuple[int, int], small: tuple[int, int]) -> None:
+    """The counting path (whole multiples) and the pooling path both equal the naive definition, ties included."""
+    generator = torch.Generator().manual_seed(3)
+    labels = torch.randint(0, 4, (2, *size), generator=generator) * (torch.rand(2, *size, generator=generator) < 0.7)
+    naive = to_one_hot(F.interpolate(to_one_hot(labels, 20), size=small, mode="area").argmax(dim=1), 20)
+    found = majority_layout(labels, 20, small)
+    assert found.shape == (2, 20, *small) and torch.equal(found, naive)

@@ -281,12 +281,20 @@ def _torso_distance(ys: np.ndarray, xs: np.ndarray, keypoints: np.ndarray, prese
     return np.where(positive | negative, np.float32(0.0), distance)
 
 
-def in_torso(keypoints: np.ndarray, size: tuple[int, int], margin: float) -> np.ndarray:
-    """``(H, W)`` bool: within ``margin`` pixels of the torso quadrilateral."""
+def torso_distance(keypoints: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray | None:
+    """float32 distance of the pixel centres ``ys``/``xs`` (float32, broadcastable: the frame's
+    :func:`pixel_grid` or 1-D lists of pixels) to the torso quadrilateral (0 inside); None when fewer than
+    three of its corners are known."""
     present = _present(keypoints)
     if sum(present[j] for j in TORSO_QUAD) < 3:
-        return np.zeros(size, dtype=bool)
-    return _torso_distance(*pixel_grid(size), keypoints, present) <= margin
+        return None
+    return _torso_distance(ys, xs, keypoints, present)
+
+
+def in_torso(keypoints: np.ndarray, size: tuple[int, int], margin: float) -> np.ndarray:
+    """``(H, W)`` bool: within ``margin`` pixels of the torso quadrilateral."""
+    distance = torso_distance(keypoints, *pixel_grid(size))
+    return np.zeros(size, dtype=bool) if distance is None else distance <= margin
 
 
 def limb_strokes(keypoints: np.ndarray, segments: list[int], size: tuple[int, int]) -> np.ndarray:

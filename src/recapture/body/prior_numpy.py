@@ -22,7 +22,7 @@ import numpy as np
 
 from recapture.body.part_maps import (
     ARMS, BACK, FRONT, HEAD, NUM_SEGMENTS, TORSO, assign_segments, in_torso, limb_strokes, owner_table, pixel_grid,
-    segment_maps,
+    segment_maps, torso_distance,
 )
 from recapture.body.parts import LabelSet, get_label_set
 
@@ -88,7 +88,13 @@ def part_warp(labels: np.ndarray, source: np.ndarray, target: np.ndarray,
     assigned = assign_segments(labels, source, owners, fit.source_ok)
     torso_parts = owners[:, TORSO][labels] & (labels > 0)
     arm_parts = (owners[:, list(ARMS)].any(axis=1) & ~owners[:, TORSO])[labels]
-    inside = (in_torso(source, size, TORSO_MARGIN * size[0]) & torso_parts) | (in_torso(source, size, 0.0) & arm_parts)
+    # Torso-part pixels within the margin of the source torso, arm pixels inside it: the torso distance is
+    # measured once, and only at those (disjoint) pixels.
+    inside = np.zeros(size, dtype=bool)
+    rows, cols = np.nonzero(torso_parts | arm_parts)
+    distance = torso_distance(source, rows.astype(np.float32), cols.astype(np.float32))
+    if distance is not None:
+        inside[rows, cols] = np.where(torso_parts[rows, cols], distance <= TORSO_MARGIN * size[0], distance <= 0.0)
     fill = int(np.bincount(labels[inside & torso_parts], minlength=found.num_parts).argmax())
     if not (inside & torso_parts).any():
         inside = inside & torso_parts

@@ -38,7 +38,7 @@ from recapture.models.blocks import Merge, PyramidEncoder, activation, conv2d, l
 from recapture.body.keypoint_warp import part_warp
 from recapture.body.part_maps import TORSO, segment_maps
 from recapture.body.prior_numpy import keypoints_to_size
-from recapture.models.layout_ops import labels_at, layout_at, to_one_hot
+from recapture.models.layout_ops import labels_at, layout_at, majority_layout, to_one_hot
 from recapture.models.lgr import LayoutGraphReasoning
 from recapture.models.sat import SemanticAttentiveTransfer, identity_grid
 
@@ -335,12 +335,6 @@ class CorrespondenceInputs:
     target_layout: Tensor  # (B, N, h, w) one-hot: the given target labels, else the warped source layout
     target_pose: Tensor  # (B, 18, h, w)
     prior: PriorGrid  # at the internal size, with the grid at the full size
-
-
-def majority_layout(labels: Tensor, num_parts: int, size: tuple[int, int]) -> Tensor:
-    """``(B, H, W)`` labels -> ``(B, N, h, w)`` one-hot of the majority part of each internal pixel."""
-    fractions = F.interpolate(to_one_hot(labels, num_parts), size=size, mode="area")
-    return to_one_hot(fractions.argmax(dim=1), num_parts)
 
 
 def prepare_inputs(config: CorrespondenceConfig, source_labels: Tensor, source_keypoints: np.ndarray,

@@ -66,3 +66,18 @@ def blob_labels(batch: int, num_parts: int, size: tuple[int, int], generator: to
     grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(1, -1, 2)
     nearest = torch.cdist(grid.expand(batch, -1, -1), seeds).argmin(dim=-1)
     return (nearest % num_parts).reshape(batch, height, width)
+
+
+def majority_layout(labels: Tensor, num_parts: int, size: tuple[int, int]) -> Tensor:
+    """``(B, H, W)`` labels -> ``(B, N, h, w)`` one-hot of the majority part of each internal pixel (the argmax
+    of ``area`` pooling of the one-hot, ties to the lower part). When ``(H, W)`` is a whole multiple of ``size``
+    (the photo path's pixel-aligned windows) the parts are counted per cell instead of pooling a full-size
+    one-hot (about 20x less work at 1024x704)."""
+    (batch, height, width), (h, w) = labels.shape, size
+    if height % h or width % w:
+        return to_one_hot(F.interpolate(to_one_hot(labels, num_parts), size=size, mode="area").argmax(dim=1),
+                          num_parts)
+    cells = torch.arange(batch * h * w, device=labels.device).view(batch, h, 1, w, 1)
+    index = (cells * num_parts + labels.view(batch, h, height // h, w, width // w)).flatten()
+    counts = torch.bincount(index, minlength=batch * h * w * num_parts).view(batch, h, w, num_parts)
+    return to_one_hot(counts.argmax(dim=-1), num_parts)
