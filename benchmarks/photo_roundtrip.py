@@ -32,7 +32,8 @@ from recapture.fileio import atomic_path, atomic_write_text
 from recapture.pipelines.photo import PhotoModels, PhotoRequest, run_photo
 from recapture.pipelines.poses import load_pose
 from recapture.pipelines.recapture import Recapturer
-from recapture.pipelines.wild import composite, inpaint_background, layout_alpha
+from recapture.pipelines.inpainting import inpaint_background
+from recapture.pipelines.wild import composite, layout_alpha
 
 ROOT = Path(__file__).resolve().parents[1]
 CCP = ROOT.parent / "shared" / "data" / "ccp" / "photos"

@@ -44,7 +44,7 @@ from recapture.pipelines.poses import preset_library
 from recapture.pipelines.recapture import Recapturer
 from recapture.pipelines.video import composited_frames, interpolate_poses, recapture_photo_video
 from recapture.pipelines.video_io import write_video
-from recapture.pipelines.wild import inpaint_background
+from recapture.pipelines.inpainting import inpaint_background
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT.parent / "shared" / "data" / "ccp" / "photos" / "0150.jpg"

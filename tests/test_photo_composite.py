@@ -19,7 +19,8 @@ from recapture.pipelines.pasting import OPAQUE, composite_person, photo_alpha
 from recapture.pipelines.photo import LOW_POSE_CONFIDENCE, PhotoOptions, PhotoRequest, run_photo
 from recapture.pipelines.pose_estimation import PoseEstimate
 from recapture.pipelines.recapture import Recapturer
-from recapture.pipelines.wild import PersonCrop, crop_to_model, inpaint_background, model_to_photo
+from recapture.pipelines.inpainting import apply_fill, fill_hole, inpaint_background
+from recapture.pipelines.wild import PersonCrop, crop_to_model, model_to_photo
 from test_photo_pipeline import TEMPLATE, draw_people, fake_estimator, fake_segmenter, models  # noqa: F401
 from test_photo_pipeline import recapturer  # noqa: F401  (the module fixture)
 
@@ -66,6 +67,28 @@ def test_a_perfect_copy_composited_in_its_own_pose_gives_the_photo_back(recaptur
     assert (error > 8).mean() < 0.002, (error > 8).mean()
     hole = inpaint_background(photo, mask, keep=np.zeros(mask.shape, bool))
     assert (np.abs(hole.astype(int) - photo).max(axis=-1) > 8).mean() > 0.01  # the rim really was inpainted
+
+
+def test_the_fill_made_ahead_gives_the_same_composite(recapturer: Recapturer) -> None:  # noqa: F811
+    """run_photo inpaints the old person on another thread while the new one is generated: the result equals
+    the serial composite, and fill_hole + apply_fill equal inpaint_background for any ``keep``, large photos
+    (reduced working size plus grain) included."""
+    photo = draw_people([(5, 0, 190)])
+    target = TEMPLATE.copy()
+    target[HEAD, 1] += 20.0
+    found = run_photo(PhotoRequest(source=photo, target=target), models(recapturer))
+    prepared = found.prepared
+    serial = composite_person(photo, prepared.segmented.person_mask, prepared.framed, found.geometry, found.generated)
+    np.testing.assert_array_equal(found.composited.image, serial.image)
+    big = np.asarray(Image.fromarray(photo).resize((photo.shape[1] * 6, photo.shape[0] * 6)))
+    mask = np.asarray(Image.fromarray(prepared.segmented.person_mask.astype(np.float32)).resize(big.shape[1::-1]))
+    keep = np.zeros(mask.shape, bool)
+    keep[: mask.shape[0] // 2] = True
+    fill = fill_hole(big, mask)
+    assert fill is not None and fill.factor < 1 and fill_hole(big, np.zeros(mask.shape)) is None
+    for kept in (None, keep):
+        np.testing.assert_array_equal(apply_fill(big, fill, kept), inpaint_background(big, mask, keep=kept))
+    assert not np.array_equal(apply_fill(big, fill), apply_fill(big, fill, keep))
 
 
 def test_no_trace_of_a_moved_head_remains(recapturer: Recapturer) -> None:  # noqa: F811

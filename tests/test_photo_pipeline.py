@@ -324,7 +324,7 @@ def test_video_is_composited_into_the_photo_with_fps_and_audio(recapturer: Recap
 
 
 def test_inpainting_leaves_where_the_new_person_covers() -> None:
-    from recapture.pipelines.wild import inpaint_background
+    from recapture.pipelines.inpainting import inpaint_background
 
     photo = draw_people([(5, 0, 190)])
     mask = fake_segmenter(photo)

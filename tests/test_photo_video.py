@@ -22,7 +22,7 @@ from recapture.pipelines.poses import preset_library
 from recapture.pipelines.recapture import Recapturer
 from recapture.pipelines.video import composited_frames, interpolate_poses, recapture_photo_video
 from recapture.pipelines.video_io import FlickerMeter, VideoError, read_video, write_video
-from recapture.pipelines.wild import inpaint_background
+from recapture.pipelines.inpainting import inpaint_background
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_photo_pipeline import (  # noqa: E402

@@ -18,9 +18,10 @@ from recapture.body.parts import LIP20, MARKET7
 from recapture.pipelines.pose_estimation import ModelNotBundledError, pose_model_path
 from recapture.pipelines.wild import (
     PersonCrop, PersonSegmenter, PoseEstimate, PoseEstimator, PoseMaskLayoutParser, WildPhotoError, blazepose_to_coco18,
-    border_colour, composite, crop_to_model, inpaint_background, keypoints_to_model, keypoints_to_photo, layout_alpha,
+    border_colour, composite, crop_to_model, keypoints_to_model, keypoints_to_photo, layout_alpha,
     load_photo, model_to_photo, person_crop,
 )
+from recapture.pipelines.inpainting import inpaint_background
 
 #: Generous boxes (y0, x0, y1, x1) on skimage's 512x512 astronaut, checked by eye once.
 FACE_BOX = (60, 160, 200, 290)

@@ -222,6 +222,7 @@ class _Session:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(model.SerializeToString(), options,  # type: ignore[attr-defined]
                                                     providers=["CPUExecutionProvider"])
         self.inputs, self.output = inputs, output

@@ -16,8 +16,9 @@ import numpy as np
 from recapture.pipelines.framing import Appearance, Framed
 from recapture.pipelines.recapture import LayoutPrediction
 from recapture.pipelines.wild import (
-    PersonCrop, composite, inpaint_background, layout_alpha, mask_to_model, model_to_photo,
+    PersonCrop, composite, layout_alpha, mask_to_model, model_to_photo,
 )
+from recapture.pipelines.inpainting import HoleFill, apply_fill, fill_hole
 #: Warn when more than this share of the new person's pixels is invented rather than copied.
 INVENTED_WARNING = 0.3
 
@@ -176,18 +177,21 @@ def restore_edges(background: np.ndarray, photo: np.ndarray, person_mask: np.nda
 
 def composite_person(photo: np.ndarray, person_mask: np.ndarray, framed: Framed, geometry: LayoutPrediction,
                      generated: Appearance, background: np.ndarray | None = None, method: str = "telea",
-                     feather_px: float | None = None) -> Composited:
+                     feather_px: float | None = None, fill: HoleFill | None = None) -> Composited:
     """Paste the new person with its alpha (:func:`photo_alpha`) on the background: where the person was,
     inpainted (unless ``background`` is given, e.g. once per video) wherever that alpha lets it show (below
     :data:`OPAQUE`, feathered edges included, so no trace of the old person stays beside the new one), with
-    the old person's still-covered soft rim restored (:func:`restore_edges`)."""
+    the old person's still-covered soft rim restored (:func:`restore_edges`). ``fill``: the inpainting of
+    ``person_mask`` already made (:func:`~recapture.pipelines.inpainting.fill_hole` with ``method``, e.g. while
+    the person was generated); None: made here."""
     alpha, window = photo_alpha(framed, geometry, generated, person_mask, feather_px)
     size = photo.shape[:2]
     region, (y0, x0, y1, x1) = model_to_photo(alpha, window, size, border_mode=cv2.BORDER_CONSTANT)
     new_alpha = np.zeros(size, dtype=np.float32)
     new_alpha[y0:y1, x0:x1] = region
     if background is None:
-        background = inpaint_background(photo, person_mask, method, keep=new_alpha >= OPAQUE)
+        fill = fill_hole(photo, person_mask, method) if fill is None else fill
+        background = apply_fill(photo, fill, keep=new_alpha >= OPAQUE)
         background = restore_edges(background, photo, person_mask, new_alpha)
     rgb = generated.full if window is not framed.crop else generated.image
     image = composite(background, rgb, alpha, window, feather_px=0.0)

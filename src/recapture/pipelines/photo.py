@@ -10,6 +10,7 @@ the video path and the web editor; :func:`render_photo` the second (geometric ..
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 from recapture.pipelines.framing import (
     Appearance, FrameOptions, Framed, SourceWindow, appearance, frame, geometric,
 )
+from recapture.pipelines.inpainting import fill_hole
 from recapture.pipelines.pasting import INVENTED_WARNING, Composited, composite_person
 from recapture.pipelines.photo_io import PhotoFile, write_photo
 from recapture.pipelines.recapture import LayoutPrediction, Recapturer, Result, check_method
@@ -288,15 +290,20 @@ def render_photo(models: PhotoModels, prepared: PreparedPhoto, index: int = 0, e
     ``source``: the photo-resolution source (:func:`~recapture.pipelines.framing.source_window`) when a
     caller renders many targets of one prepared photo (a video)."""
     clock = _Clock(timings)
-    with clock.stage("geometric"):
-        layout_method = "warp" if options.method == "warp" or options.layout == "prior" else "model"
-        geometry = geometric(models.recapturer, prepared.framed, index, edits, layout_method)
-    with clock.stage("appearance"):
-        generated = appearance(models.recapturer, prepared.framed, geometry, options.method, prepared.decoded.photo,
-                               source)
-    with clock.stage("composite"):
-        composited = composite_person(prepared.decoded.photo, prepared.segmented.person_mask, prepared.framed,
-                                      geometry, generated, background, options.inpaint_method, options.feather_px)
+    photo, person_mask = prepared.decoded.photo, prepared.segmented.person_mask
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The old person's hole depends on nothing below: it is inpainted on the other core meanwhile.
+        pending = None if background is not None else pool.submit(fill_hole, photo, person_mask,
+                                                                   options.inpaint_method)
+        with clock.stage("geometric"):
+            layout_method = "warp" if options.method == "warp" or options.layout == "prior" else "model"
+            geometry = geometric(models.recapturer, prepared.framed, index, edits, layout_method)
+        with clock.stage("appearance"):
+            generated = appearance(models.recapturer, prepared.framed, geometry, options.method, photo, source)
+        with clock.stage("composite"):
+            composited = composite_person(photo, person_mask, prepared.framed, geometry, generated, background,
+                                          options.inpaint_method, options.feather_px,
+                                          None if pending is None else pending.result())
     return geometry, generated, composited, clock.timings
 
 

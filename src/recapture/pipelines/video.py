@@ -207,7 +207,7 @@ def recapture_photo_video(models: PhotoModels, source: object, reference: str | 
     from recapture.pipelines.photo import PhotoOptions, prepare_photo
     from recapture.pipelines.stages import quiet_native_logs
     from recapture.pipelines.video_io import FlickerMeter, even_size, video_poses, write_video
-    from recapture.pipelines.wild import inpaint_background
+    from recapture.pipelines.inpainting import inpaint_background
 
     if size < 16:
         raise ValueError(f"--size must be at least 16 pixels, got {size}")

@@ -1,5 +1,5 @@
 """Photo-frame geometry and compositing for the real-photo path (paper §4.5): the window that maps a
-photo to the model frame, resampling both ways, background inpainting and the feathered composite.
+photo to the model frame, resampling both ways, and the feathered composite.
 The stages that use them, in order, live in :mod:`recapture.pipelines.stages`.
 
 Frames: the *photo* frame (full resolution) and the *model* frame (``model_size = (H, W)``, e.g.
@@ -9,9 +9,7 @@ the box's edges land exactly on the model frame's edges). The box may extend pas
 pixels are filled with one constant colour (by default the median of the photo's border), never by
 replicating edge pixels and never by squashing the photo to another aspect ratio.
 
-The paper inpaints the background with a learned model [41]; here OpenCV's classical Telea / Navier-
-Stokes inpainting stands in (no weights, nothing to download) on a reduced copy, with film-grain detail
-matched to the hole's surroundings added back at photo resolution.
+Background inpainting (where the old person was) lives in :mod:`recapture.pipelines.inpainting`.
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ from recapture.pipelines.pose_estimation import PersonSegmenter, PoseEstimate, P
 __all__ = [
     "MIN_PERSON_HEIGHT", "WildPhotoError", "load_photo", "PersonCrop", "person_crop", "crop_to_model",
     "mask_to_model", "layout_to_model", "keypoints_to_model", "keypoints_to_photo", "model_to_photo",
-    "layout_alpha", "border_colour", "inpaint_background", "composite",
+    "layout_alpha", "border_colour", "composite", "check_photo",
     # re-exported so that one import serves the photo stages' models
     "PoseEstimate", "PoseEstimator", "PersonSegmenter", "blazepose_to_coco18", "LayoutParser",
     "FileLayoutParser", "ModelLayoutParser", "PoseMaskLayoutParser", "merge_to",
@@ -46,7 +44,7 @@ def load_photo(path: str | Path) -> np.ndarray:
     return read_photo(path).pixels
 
 
-def _check_photo(photo: np.ndarray) -> np.ndarray:
+def check_photo(photo: np.ndarray) -> np.ndarray:
     photo = np.asarray(photo)
     if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8 or 0 in photo.shape:
         raise ValueError(f"photo must be a non-empty (H, W, 3) uint8 RGB array, got {photo.dtype} {photo.shape}")
@@ -183,7 +181,7 @@ def _outside_photo(crop: PersonCrop, photo_size: tuple[int, int]) -> np.ndarray:
 
 def border_colour(photo: np.ndarray) -> tuple[float, float, float]:
     """Median RGB of the photo's outermost rows and columns: the constant that pads a crop past its edges."""
-    photo = _check_photo(photo)
+    photo = check_photo(photo)
     ring = np.concatenate([photo[0], photo[-1], photo[:, 0], photo[:, -1]])
     return tuple(float(v) for v in np.median(ring, axis=0))  # type: ignore[return-value]
 
@@ -191,7 +189,7 @@ def border_colour(photo: np.ndarray) -> tuple[float, float, float]:
 def crop_to_model(photo: np.ndarray, crop: PersonCrop, fill: tuple[float, float, float] | None = None) -> np.ndarray:
     """``(H, W, 3)`` uint8 model-frame image (anti-aliased when shrinking); outside the photo: ``fill``
     (default :func:`border_colour`), never replicated edge pixels."""
-    photo = _check_photo(photo)
+    photo = check_photo(photo)
     colour = border_colour(photo) if fill is None else fill
     image = _warp_to_model(photo, crop, cv2.INTER_LINEAR, cv2.BORDER_CONSTANT, antialias=True, fill=colour)
     outside = _outside_photo(crop, photo.shape[:2])
@@ -269,91 +267,6 @@ def layout_alpha(layout: np.ndarray) -> np.ndarray:
     return (np.asarray(layout) != 0).astype(np.float32)
 
 
-def inpaint_background(photo: np.ndarray, person_mask: np.ndarray, method: str = "telea",
-                       dilate_px: int | None = None, radius: int | None = None, max_side: int = 1024,
-                       keep: np.ndarray | None = None, detail: bool = True) -> np.ndarray:
-    """Fill where the person was (mask > 0.5, dilated by ``dilate_px``, default 1% of the longer side).
-
-    OpenCV ``cv2.inpaint`` (``"telea"`` or ``"ns"``) runs on the hole's box plus the ring it reads,
-    shrunk by the factor that brings the whole photo to ``max_side`` pixels at most; the hole is
-    dilated at that size (so by about one working pixel more) and the fill is
-    upsampled back. ``keep`` (``(H, W)`` bool, e.g. where the new person will be opaque) is taken out
-    of the hole: those pixels stay as they are (the reduced hole). With ``detail``, Gaussian grain of
-    the hole's surroundings' detail strength (measured in a ring around the hole; fixed seed) is added to an upsampled fill. Only hole pixels change. Returns ``(H, W, 3)`` uint8.
-    """
-    photo = _check_photo(photo)
-    flags = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
-    if method not in flags:
-        raise ValueError(f"method must be 'telea' or 'ns', got {method!r}")
-    mask = np.asarray(person_mask)
-    if mask.shape != photo.shape[:2]:
-        raise ValueError(f"person mask {mask.shape} does not match the photo {photo.shape[:2]}")
-    height, width = mask.shape
-    dilate_px = max(3, round(0.01 * max(height, width))) if dilate_px is None else int(dilate_px)
-    person = mask > 0.5
-    out = photo.copy()
-    if not person.any():
-        return out
-    factor = min(1.0, max_side / max(height, width))
-    radius = 3 if radius is None else int(radius)  # Telea's cost grows with radius^2; 3 is OpenCV's example
-    # Only the hole's box and the ring Telea reads around it are worked on (a small person in a big photo).
-    ys, xs = np.nonzero(person.any(axis=1))[0], np.nonzero(person.any(axis=0))[0]
-    reach = dilate_px + int(math.ceil((radius + 4) / factor))
-    y0, y1 = max(0, ys[0] - reach), min(height, ys[-1] + 1 + reach)
-    x0, x1 = max(0, xs[0] - reach), min(width, xs[-1] + 1 + reach)
-    region = photo[y0:y1, x0:x1]
-    filled, hole = _inpaint_region(region, person[y0:y1, x0:x1], factor, dilate_px, radius, flags[method])
-    hole |= person[y0:y1, x0:x1]
-    if keep is not None:
-        hole &= ~np.asarray(keep, dtype=bool)[y0:y1, x0:x1]
-    if detail and factor < 1 and hole.any():
-        filled = _add_grain(region, filled, hole)
-    np.copyto(out[y0:y1, x0:x1], filled, where=hole[..., None])
-    return out
-
-
-def _inpaint_region(region: np.ndarray, person: np.ndarray, factor: float, dilate_px: int, radius: int,
-                    flag: int) -> tuple[np.ndarray, np.ndarray]:
-    """OpenCV inpainting of ``region`` at ``factor`` of its size; returns the upsampled fill and the hole."""
-    height, width = person.shape
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    small = cv2.resize(region, size, interpolation=cv2.INTER_AREA) if factor < 1 else region
-    # The hole is dilated at the working size (any covered working pixel counts), then brought back.
-    small_hole = cv2.resize(person.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
-    small_dilate = int(math.ceil(dilate_px * factor))
-    if small_dilate > 0:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * small_dilate + 1,) * 2)
-        small_hole = cv2.dilate(small_hole.astype(np.uint8), kernel) > 0
-    filled = cv2.inpaint(np.ascontiguousarray(small), small_hole.astype(np.uint8), radius, flag)
-    hole = small_hole
-    if factor < 1:
-        filled = cv2.resize(filled, (width, height), interpolation=cv2.INTER_LINEAR)
-        hole = cv2.resize(small_hole.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
-    return filled, hole
-
-
-def _add_grain(photo: np.ndarray, filled: np.ndarray, hole: np.ndarray, seed: int = 0) -> np.ndarray:
-    """``filled`` plus Gaussian noise in ``hole`` whose per-channel std is the photo's detail strength in a
-    ring around the hole (std of the 4-neighbour Laplacian / sqrt(20), exact for white noise)."""
-    ys, xs = np.nonzero(hole[::4, ::4])
-    if not ys.size:
-        return filled
-    pad = max(4, int(0.05 * 4 * max(ys.max() - ys.min(), xs.max() - xs.min())))
-    y0, x0 = max(0, 4 * ys.min() - pad), max(0, 4 * xs.min() - pad)
-    y1, x1 = min(hole.shape[0], 4 * ys.max() + pad + 4), min(hole.shape[1], 4 * xs.max() + pad + 4)
-    local_hole = hole[y0:y1, x0:x1].astype(np.uint8)
-    ring = (cv2.dilate(local_hole, np.ones((2 * pad + 1,) * 2, np.uint8)) > 0) & (local_hole == 0)
-    if ring.sum() < 16:
-        return filled
-    laplacian = cv2.Laplacian(np.ascontiguousarray(photo[y0:y1, x0:x1]), cv2.CV_16S)
-    std = laplacian[ring].astype(np.float32).std(axis=0) / math.sqrt(20.0)
-    out = filled.copy()
-    where = np.nonzero(hole)
-    noise = np.random.default_rng(seed).standard_normal((where[0].size, 3), dtype=np.float32) * std
-    out[where] = np.clip(out[where].astype(np.float32) + noise, 0, 255).astype(np.uint8)
-    return out
-
-
 def composite(background: np.ndarray, generated_rgb: np.ndarray, generated_alpha: np.ndarray, crop: PersonCrop,
               feather_px: float | None = None) -> np.ndarray:
     """Paste a model-frame person onto the full-resolution ``background`` (``(H, W, 3)`` uint8).
@@ -364,7 +277,7 @@ def composite(background: np.ndarray, generated_rgb: np.ndarray, generated_alpha
     least 1), applied in the model frame before upsampling. Pixels outside the crop box, and inside it
     where the alpha is 0, are left unchanged; only the bounding box of non-zero alpha is blended.
     """
-    background = _check_photo(background)
+    background = check_photo(background)
     generated_rgb = np.asarray(generated_rgb)
     alpha = np.asarray(generated_alpha, dtype=np.float32)
     if generated_rgb.shape != (*crop.model_size, 3) or generated_rgb.dtype != np.uint8:
