@@ -2,7 +2,7 @@
 
     python benchmarks/demo_time.py [--runs 2] [--out benchmarks/results/demo]
 
-Each run is a fresh process (``pipeline_speed.COLD``: the command line run in-process, its peak RSS read
+Each run is a fresh process (``pipeline_speed.cold_command``: the command line run in-process, its peak RSS read
 from ``/proc``) writing into a new temporary folder, with an empty ``RECAPTURE_CACHE``, so the first
 onnxruntime export is part of every run, as on a fresh install. Reported: wall seconds per run (interpreter
 start included), the time the demo prints, peak RSS, the 1-minute load average before each run, and the
@@ -16,13 +16,11 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from pipeline_speed import COLD, load1
+from pipeline_speed import cold_command, load1
 
 from recapture.fileio import atomic_write_text
 
@@ -34,14 +32,8 @@ def one_run(folder: Path, threads: int | None) -> dict[str, object]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RECAPTURE_THREADS")}
     env["RECAPTURE_CACHE"] = str(folder / "cache")
     out = folder / "demo"
-    args = [sys.executable, "-c", COLD, "demo", "--out", str(out)]
-    args += ["--threads", str(threads)] if threads else []
     load = load1()
-    start = time.perf_counter()
-    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
-    wall = time.perf_counter() - start
-    lines = [line for line in done.stdout.splitlines() if line.startswith("COLD ")]
-    info = json.loads(lines[-1][5:]) if lines else {"exit": done.returncode}
+    wall, info, done = cold_command(["demo", "--out", str(out)] + (["--threads", str(threads)] if threads else []), env)
     said = [line for line in done.stdout.splitlines() + done.stderr.splitlines() if line and "COLD " not in line]
     files = [p for p in out.rglob("*") if p.is_file()] if out.is_dir() else []
     return {"wall_s": round(wall, 2), "load1_before": load, "exit": info.get("exit"),

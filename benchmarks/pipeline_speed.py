@@ -129,18 +129,26 @@ def cold_edit(photo: Path, out: Path, model: str, pythonpath: Path | None, backe
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RECAPTURE_THREADS")}
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
-    args = [sys.executable, "-c", COLD, "edit", str(photo), "--pose", POSE, "--out", str(out), "--model", model]
+    args = ["edit", str(photo), "--pose", POSE, "--out", str(out), "--model", model]
     if pythonpath is None:  # the code as it is: torch named, onnxruntime as the default (no flag)
         args += ["--backend", "torch"] if backend == "torch" else []
     load = load1()
-    start = time.perf_counter()
-    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
-    wall = time.perf_counter() - start
-    lines = [line for line in done.stdout.splitlines() if line.startswith("COLD ")]
-    info = json.loads(lines[-1][5:]) if lines else {"exit": done.returncode}
+    wall, info, done = cold_command(args, env)
     if info.get("exit"):
         info["error"] = (done.stderr.strip().splitlines() or ["?"])[-1][:300]
     return {"wall_s": wall, "load1": load, **info}
+
+
+def cold_command(args: list[str], env: dict[str, str],
+                 timeout: float = 900) -> tuple[float, dict[str, object], subprocess.CompletedProcess]:
+    """``recapture ARGS`` in a fresh process under :data:`COLD`: wall seconds, what COLD printed (exit, peak
+    RSS, imports, threads) and the finished process."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", COLD, *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+    wall = time.perf_counter() - start
+    lines = [line for line in done.stdout.splitlines() if line.startswith("COLD ")]
+    return wall, json.loads(lines[-1][5:]) if lines else {"exit": done.returncode}, done
 
 
 def fill_onnx_cache(model: str) -> float:

@@ -198,10 +198,15 @@ def main() -> None:
         result["targets"][split] = {name: verdict(kinds["all"], name) for name in kinds["all"]
                                     if name.startswith(("bundled", "its network", *networks))}
     result["seconds"] = round(time.time() - started, 1)
+    save_results(args.name, result, markdown(result))
+
+
+def save_results(name: str, result: dict, text: str) -> None:
+    """``results/NAME.json`` and ``NAME.md`` (atomic), the Markdown also printed."""
     RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / f"{args.name}.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(RESULTS / f"{args.name}.md", markdown(result))
-    print(markdown(result))
+    atomic_write_text(RESULTS / f"{name}.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(RESULTS / f"{name}.md", text)
+    print(text)
 
 
 if __name__ == "__main__":

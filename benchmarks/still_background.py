@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -28,11 +27,10 @@ import numpy as np
 import torch
 
 from appearance import score
-from pose2sim import batches, methods, pair_kind, person_l1
+from pose2sim import batches, methods, pair_kind, person_l1, save_results
 from recapture.body.keypoint_warp import warp_image
 from recapture.data.ccp_pairs import CcpPhotos, make_pair, training_ids
 from recapture.data.pose2sim import DEFAULT_MANIFEST
-from recapture.fileio import atomic_write_text
 from recapture.hub import load_generator
 from recapture.models.correspondence import CorrespondenceGenerator
 from recapture.training.correspondence_data import Batch, collate
@@ -160,10 +158,7 @@ def main() -> None:
     result["pairs"] = {"pose2sim": len(next(iter(pose["all"].values()))["l1"]),
                        **{name: sum(len(b.source_image) for b in parts) for name, parts in ccp.items()}}
     result["seconds"] = round(time.time() - started, 1)
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / f"{args.name}.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(RESULTS / f"{args.name}.md", markdown(result))
-    print(markdown(result))
+    save_results(args.name, result, markdown(result))
 
 
 if __name__ == "__main__":

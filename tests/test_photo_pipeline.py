@@ -287,42 +287,6 @@ def test_prepare_source_pads_to_the_model_aspect_instead_of_squashing(recapturer
     assert (source.image[0, 0] == 90).all() and source.image.shape == (height, width, 3)
 
 
-def test_video_is_composited_into_the_photo_with_fps_and_audio(recapturer: Recapturer, tmp_path: Path) -> None:
-    import av
-
-    from recapture.pipelines.video import recapture_photo_video
-    from recapture.pipelines.video_io import read_video
-
-    reference = tmp_path / "reference.mp4"
-    container = av.open(str(reference), "w")
-    video = container.add_stream("mpeg4", rate=12)
-    video.width, video.height, video.pix_fmt = 120, 200, "yuv420p"
-    audio = container.add_stream("aac", rate=16000)
-    audio.layout = "mono"
-    for index in range(5):
-        frame = draw_people([(5, 2 * index, 190)])
-        container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-    container.mux(video.encode(None))
-    for start in range(0, 8192, 1024):
-        samples = np.sin(np.arange(start, start + 1024, dtype=np.float32) / 9)[None] * 0.2
-        chunk = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
-        chunk.sample_rate, chunk.pts = 16000, start
-        container.mux(audio.encode(chunk))
-    container.mux(audio.encode(None))
-    container.close()
-    photo = draw_people([(5, 0, 190)], size=(200, 160))
-    result = recapture_photo_video(models(recapturer), photo, reference, tmp_path / "out.mp4", size=100,
-                                   estimator=fake_estimator, progress=False)
-    clip = read_video(tmp_path / "out.mp4", in_memory=True)
-    assert result.frames == 5 and clip.frame_count == 5 and clip.fps == pytest.approx(12.0)
-    assert clip.size == (100, 80) and result.size == (100, 80)
-    assert {"decode", "frame", "geometric", "appearance", "composite", "encode"} <= set(result.timings)
-    background, person = result.flicker  # measured on the written file: encoding counts
-    assert 0.0 <= background < 3.0 and person > 0.5  # the photo's background stays; the person moves
-    with av.open(str(tmp_path / "out.mp4")) as written:
-        assert len(written.streams.audio) == 1
-
-
 def test_inpainting_leaves_where_the_new_person_covers() -> None:
     from recapture.pipelines.inpainting import inpaint_background
 

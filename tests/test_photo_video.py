@@ -78,6 +78,21 @@ def write_reference(path: Path, shifts: list[int], audio: bool = False, fps: int
     return path
 
 
+def test_video_is_composited_into_the_photo_with_fps_and_audio(recapturer: Recapturer, tmp_path: Path) -> None:
+    reference = write_reference(tmp_path / "reference.mp4", [0, 2, 4, 6, 8], audio=True)
+    photo = draw_people([(5, 0, 190)], size=(200, 160))
+    result = recapture_photo_video(models(recapturer), photo, reference, tmp_path / "out.mp4", size=100,
+                                   estimator=fake_estimator, progress=False)
+    clip = read_video(tmp_path / "out.mp4", in_memory=True)
+    assert result.frames == 5 and clip.frame_count == 5 and clip.fps == pytest.approx(12.0)
+    assert clip.size == (100, 80) and result.size == (100, 80)
+    assert {"decode", "frame", "geometric", "appearance", "composite", "encode"} <= set(result.timings)
+    background, person = result.flicker  # measured on the written file: encoding counts
+    assert 0.0 <= background < 3.0 and person > 0.5  # the photo's background stays; the person moves
+    with av.open(str(tmp_path / "out.mp4")) as written:
+        assert len(written.streams.audio) == 1
+
+
 def test_a_still_reference_does_not_flicker_and_a_moving_one_does(recapturer: Recapturer, tmp_path: Path) -> None:
     photo = draw_people([(5, 0, 190)], size=(200, 160))
     flicker = {}

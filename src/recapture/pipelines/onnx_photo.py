@@ -26,14 +26,13 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from recapture.body.keypoints import missing_mask
 from recapture.body.parts import get_label_set
 from recapture.body.prior_numpy import (
     area_resize, disk_heatmaps, keypoints_to_size, majority_labels, one_hot, part_warp, prior_grid,
 )
 from recapture.config import ConfigError, ModelConfig, from_dict
 from recapture.fileio import file_digest
-from recapture.pipelines.recapture import FullRender, LayoutPrediction, Recapturer, SourceInput, check_method
+from recapture.pipelines.recapture import FullFrame, FullRender, LayoutPrediction, Recapturer, SourceInput, check_method
 
 #: Metadata ``kind`` of a correspondence export (its appearance network and full-resolution step).
 CORRESPONDENCE_KIND = "recapture-correspondence-onnx"
@@ -183,26 +182,12 @@ class OnnxRecapturer(Recapturer):
     def repose_full(self, source: SourceInput, target_pose: np.ndarray, target_layout: np.ndarray,
                     source_full: np.ndarray) -> FullRender:
         """The person at the size of ``source_full`` (as :meth:`Recapturer.repose_full`)."""
-        import cv2
-
-        height, width = self.image_size
-        full_size = source_full.shape[:2]
-        if abs(full_size[1] / full_size[0] - width / height) > 0.02:
-            raise ValueError(f"source_full {full_size} does not have the model frame's aspect {height}x{width}")
-        factor = full_size[0] / height
+        frame = FullFrame.of(self.image_size, source_full)
         keypoints = self._target_keypoints(target_pose)
         labels = self._check_target_layout(target_layout)
-
-        def enlarge_labels(values: np.ndarray) -> np.ndarray:
-            return cv2.resize(values.astype(np.uint8), full_size[::-1], interpolation=cv2.INTER_NEAREST)
-
-        def enlarge_points(points: np.ndarray) -> np.ndarray:
-            points = np.asarray(points, dtype=np.float64)
-            return np.where(missing_mask(points)[:, None], -1.0, (points + 0.5) * factor - 0.5)
-
-        image, flow = self.appearance(np.ascontiguousarray(source_full), enlarge_labels(source.layout),
-                                      enlarge_points(source.keypoints), enlarge_points(keypoints),
-                                      enlarge_labels(labels))
+        image, flow = self.appearance(np.ascontiguousarray(source_full), frame.labels(source.layout),
+                                      frame.points(source.keypoints), frame.points(keypoints),
+                                      frame.labels(labels))
         return FullRender(image=image, flow=flow)
 
 

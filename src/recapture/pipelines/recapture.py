@@ -134,6 +134,34 @@ def heat_overlay(image: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return (image * (1 - alpha) + heat * alpha).clip(0, 255).astype(np.uint8)
 
 
+
+@dataclass(frozen=True)
+class FullFrame:
+    """The model frame at the size of a larger source of the same aspect (``Recapturer.repose_full``): size
+    ``(H', W')`` and factor ``H' / H``; layouts are enlarged nearest, keypoints scaled about pixel centres."""
+
+    size: tuple[int, int]
+    factor: float
+
+    @classmethod
+    def of(cls, image_size: tuple[int, int], source_full: np.ndarray) -> FullFrame:
+        """The frame of ``source_full`` ``(H', W', 3)``; ValueError when its aspect is not the model frame's."""
+        height, width = image_size
+        full_size = tuple(source_full.shape[:2])
+        if abs(full_size[1] / full_size[0] - width / height) > 0.02:
+            raise ValueError(f"source_full {full_size} does not have the model frame's aspect {height}x{width}")
+        return cls(size=full_size, factor=full_size[0] / height)  # type: ignore[arg-type]
+
+    def labels(self, values: np.ndarray) -> np.ndarray:
+        """``(H, W)`` labels -> ``(H', W')`` uint8 (nearest)."""
+        return cv2.resize(np.asarray(values).astype(np.uint8), self.size[::-1], interpolation=cv2.INTER_NEAREST)
+
+    def points(self, points: np.ndarray) -> np.ndarray:
+        """``(18, 2)`` model-frame y/x -> full-size y/x float64 (-1 stays missing)."""
+        points = np.asarray(points, dtype=np.float64)
+        return np.where(missing_mask(points)[:, None], -1.0, (points + 0.5) * self.factor - 0.5)
+
+
 class Recapturer:
     """``Recapturer.from_pretrained("default")(source_image, target_pose, source_pose=..., source_layout=...)``."""
 
@@ -278,27 +306,18 @@ class Recapturer:
 
         if not self.copies_full_resolution:
             raise ValueError("this model paints its pixels (model.appearance: generative): use render()")
-        height, width = self.image_size
-        full_size = source_full.shape[:2]
-        if abs(full_size[1] / full_size[0] - width / height) > 0.02:
-            raise ValueError(f"source_full {full_size} does not have the model frame's aspect {height}x{width}")
-        factor = full_size[0] / height
+        frame = FullFrame.of(self.image_size, source_full)
         keypoints = self._target_keypoints(target_pose)
         labels = self._check_target_layout(target_layout)
 
         def enlarge_labels(values: np.ndarray) -> torch.Tensor:
-            big = cv2.resize(values.astype(np.uint8), full_size[::-1], interpolation=cv2.INTER_NEAREST)
-            return torch.from_numpy(big.astype(np.int64))[None].to(self.device)
-
-        def enlarge_points(points: np.ndarray) -> np.ndarray:
-            points = np.asarray(points, dtype=np.float64)
-            return np.where(missing_mask(points)[:, None], -1.0, (points + 0.5) * factor - 0.5)[None]
+            return torch.from_numpy(frame.labels(values).astype(np.int64))[None].to(self.device)
 
         image = torch.from_numpy(np.ascontiguousarray(source_full)).permute(2, 0, 1).float().div(127.5).sub(1.0)
         output = repose(self.generator.appearance, image[None].to(self.device), enlarge_labels(source.layout),
-                        enlarge_points(source.keypoints), enlarge_points(keypoints), enlarge_labels(labels))
+                        frame.points(source.keypoints)[None], frame.points(keypoints)[None], enlarge_labels(labels))
         rgb = ((output.image[0].permute(1, 2, 0).float().cpu().numpy() + 1.0) * 127.5).round().clip(0, 255)
-        flow = grid_to_pixel(output.flow[0].float().cpu(), full_size).numpy().astype(np.float32)
+        flow = grid_to_pixel(output.flow[0].float().cpu(), frame.size).numpy().astype(np.float32)
         return FullRender(image=rgb.astype(np.uint8), flow=flow)
 
     @no_grad
