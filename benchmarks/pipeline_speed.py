@@ -336,7 +336,7 @@ def to_markdown(report: dict[str, object]) -> str:
     """The report as Markdown tables."""
     lines = [f"# Pipeline speed ({report['date']})", "",
              f"{report['machine']}; load average (1 min) at start {report['load1_start']:.2f}, at end "
-             f"{report['load1_end']:.2f} - a shared 2-core machine (trainings ran beside it): medians, not "
+             f"{report['load1_end']:.2f} - a shared 2-core machine: medians, not "
              "best cases.", ""]
     cold = report.get("cold")
     if isinstance(cold, dict):
