@@ -63,6 +63,7 @@ def random_batch(config: ExperimentConfig, batch: int, device: torch.device) -> 
 
 def measure(preset: str, steps: int, batch: int | None, device: torch.device, bf16: bool) -> dict[str, float | str]:
     overrides = ["data.manifest=unused", f"train.bf16={str(bf16).lower()}", "train.teacher_forcing=true"]
+    overrides += [f"train.batch_size={batch}"] if batch else []
     config = load_config(CONFIGS / f"{preset}.yaml", overrides)
     if config.loss.perceptual_weight and find_vgg_weights(config.loss) is None:
         config = load_config(CONFIGS / f"{preset}.yaml", overrides + ["loss.perceptual_weight=0"])
