@@ -140,8 +140,9 @@ class CcpParser:
         probabilities = self.probabilities(image_rgb, keypoints, person_mask)
         labels = vote_parts(probabilities, probabilities.argmax(axis=0).astype(np.uint8))
         best = np.take_along_axis(probabilities, labels[None].astype(np.intp), axis=0)[0]
-        confidence = np.array([best[labels == c].mean() if (labels == c).any() else np.nan
-                               for c in range(LIP20.num_parts)], dtype=np.float32)
+        counts = np.bincount(labels.ravel(), minlength=LIP20.num_parts)
+        sums = np.bincount(labels.ravel(), weights=best.ravel(), minlength=LIP20.num_parts)
+        confidence = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).astype(np.float32)
         if factor < 1:
             labels = cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
         return labels, confidence
