@@ -70,7 +70,7 @@ def test_a_perfect_copy_composited_in_its_own_pose_gives_the_photo_back(recaptur
 
 
 def test_the_fill_made_ahead_gives_the_same_composite(recapturer: Recapturer) -> None:  # noqa: F811
-    """run_photo inpaints the old person on another thread while the new one is generated: the result equals
+    """prepare_photo starts inpainting the old person on another thread (PendingFill): the result equals
     the serial composite, and fill_hole + apply_fill equal inpaint_background for any ``keep``, large photos
     (reduced working size plus grain) included."""
     photo = draw_people([(5, 0, 190)])

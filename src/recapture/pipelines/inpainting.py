@@ -4,15 +4,18 @@ The paper inpaints the background with a learned model [41]; here OpenCV's class
 inpainting stands in (no weights, nothing to download) on a reduced copy, with film-grain detail matched to
 the hole's surroundings added back at photo resolution.
 
-The work is split in two so that the expensive part can run while the new person is being generated:
+The work is split in two so that the expensive part can run while the rest of the photo is being worked on:
 :func:`fill_hole` depends only on the photo and the old person's mask; :func:`apply_fill` then takes out of
 the hole what the new person will cover opaquely (``keep``), adds the grain and writes the fill.
-:func:`inpaint_background` is the two in a row.
+:func:`inpaint_background` is the two in a row. :class:`PendingFill` starts :func:`fill_hole` on a background
+thread as soon as the mask is known (the photo path: right after segmentation, so it runs beside parsing on
+the other core) and keeps it for every later render of the same photo (the web editor, a video).
 """
 
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -20,7 +23,7 @@ import numpy as np
 
 from recapture.pipelines.wild import check_photo
 
-__all__ = ["METHODS", "HoleFill", "fill_hole", "apply_fill", "inpaint_background"]
+__all__ = ["METHODS", "HoleFill", "fill_hole", "apply_fill", "inpaint_background", "PendingFill"]
 
 #: OpenCV's inpainting methods by name.
 METHODS = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
@@ -88,6 +91,24 @@ def apply_fill(photo: np.ndarray, fill: HoleFill | None, keep: np.ndarray | None
         filled = _add_grain(photo[y0:y1, x0:x1], filled, hole)
     np.copyto(out[y0:y1, x0:x1], filled, where=hole[..., None])
     return out
+
+
+class PendingFill:
+    """:func:`fill_hole` of ``photo`` and ``person_mask`` with ``method``, made on a background thread (one
+    worker for the process: fills queue rather than compete). :meth:`result` waits for it; an error of
+    :func:`fill_hole` is raised there."""
+
+    _workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recapture-fill")
+
+    def __init__(self, photo: np.ndarray, person_mask: np.ndarray, method: str = "telea") -> None:
+        self.photo, self.person_mask, self.method = photo, person_mask, method
+        self._future = self._workers.submit(fill_hole, photo, person_mask, method)
+
+    def result(self, method: str | None = None) -> HoleFill | None:
+        """The fill (None: an empty mask); another ``method`` than the pending one is made now, here."""
+        if method is not None and method != self.method:
+            return fill_hole(self.photo, self.person_mask, method)
+        return self._future.result()
 
 
 def inpaint_background(photo: np.ndarray, person_mask: np.ndarray, method: str = "telea",

@@ -10,7 +10,6 @@ the video path and the web editor; :func:`render_photo` the second (geometric ..
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 from recapture.pipelines.framing import (
     Appearance, FrameOptions, Framed, SourceWindow, appearance, frame, geometric,
 )
-from recapture.pipelines.inpainting import fill_hole
+from recapture.pipelines.inpainting import PendingFill
 from recapture.pipelines.pasting import INVENTED_WARNING, Composited, composite_person
 from recapture.pipelines.photo_io import PhotoFile, write_photo
 from recapture.pipelines.recapture import LayoutPrediction, Recapturer, Result, check_method
@@ -147,6 +146,8 @@ class PreparedPhoto:
     timings: dict[str, float]
     #: The framing options the frame stage used (a given source's allow any person height).
     frame_options: FrameOptions = FrameOptions()
+    #: The old person's inpainting, started when its mask was known (None: made at the composite).
+    hole_fill: PendingFill | None = None
 
     def describe(self) -> str:
         """People found, framing (and a low pose confidence), parser: the start of the summary line."""
@@ -240,6 +241,7 @@ def prepare_photo(models: PhotoModels | Recapturer, source: str | Path | np.ndar
         if source_pose is None or source_layout is None:
             raise ValueError("a known source needs both its keypoints and its layout")
         posed, segmented, parsed = given_source(decoded, source_pose, source_layout, recapturer.label_set)
+        hole_fill = PendingFill(decoded.photo, segmented.person_mask, options.inpaint_method)
         frame_options = replace(options.frame, min_height=0.0)  # a dataset image's person may be small
     else:
         with collected_warnings(messages), quiet_native_logs(not models.verbose):
@@ -249,6 +251,7 @@ def prepare_photo(models: PhotoModels | Recapturer, source: str | Path | np.ndar
                 posed = estimate_pose(decoded, found, models.estimator)
             with clock.stage("segment"):
                 segmented = segment(decoded, found)
+            hole_fill = PendingFill(decoded.photo, segmented.person_mask, options.inpaint_method)
             with clock.stage("parse"):
                 parsed = parse(decoded, posed, segmented, models.parser, recapturer.label_set)
         people = found.count
@@ -263,7 +266,8 @@ def prepare_photo(models: PhotoModels | Recapturer, source: str | Path | np.ndar
     with clock.stage("frame"):
         framed = _frame(recapturer, decoded, posed, segmented, parsed, targets, frame_options)
     return PreparedPhoto(decoded=decoded, posed=posed, segmented=segmented, parsed=parsed, framed=framed,
-                         people=people, messages=tuple(messages), timings=clock.timings, frame_options=frame_options)
+                         people=people, messages=tuple(messages), timings=clock.timings, frame_options=frame_options,
+                         hole_fill=hole_fill)
 
 
 def _frame(recapturer: Recapturer, decoded: Decoded, posed: Posed, segmented: Segmented, parsed: Parsed,
@@ -291,19 +295,16 @@ def render_photo(models: PhotoModels, prepared: PreparedPhoto, index: int = 0, e
     caller renders many targets of one prepared photo (a video)."""
     clock = _Clock(timings)
     photo, person_mask = prepared.decoded.photo, prepared.segmented.person_mask
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # The old person's hole depends on nothing below: it is inpainted on the other core meanwhile.
-        pending = None if background is not None else pool.submit(fill_hole, photo, person_mask,
-                                                                   options.inpaint_method)
-        with clock.stage("geometric"):
-            layout_method = "warp" if options.method == "warp" or options.layout == "prior" else "model"
-            geometry = geometric(models.recapturer, prepared.framed, index, edits, layout_method)
-        with clock.stage("appearance"):
-            generated = appearance(models.recapturer, prepared.framed, geometry, options.method, photo, source)
-        with clock.stage("composite"):
-            composited = composite_person(photo, person_mask, prepared.framed, geometry, generated, background,
-                                          options.inpaint_method, options.feather_px,
-                                          None if pending is None else pending.result())
+    with clock.stage("geometric"):
+        layout_method = "warp" if options.method == "warp" or options.layout == "prior" else "model"
+        geometry = geometric(models.recapturer, prepared.framed, index, edits, layout_method)
+    with clock.stage("appearance"):
+        generated = appearance(models.recapturer, prepared.framed, geometry, options.method, photo, source)
+    with clock.stage("composite"):
+        fill = (prepared.hole_fill.result(options.inpaint_method)
+                if prepared.hole_fill is not None and background is None else None)
+        composited = composite_person(photo, person_mask, prepared.framed, geometry, generated, background,
+                                      options.inpaint_method, options.feather_px, fill)
     return geometry, generated, composited, clock.timings
 
 
