@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline_speed import _inputs
+from pipeline_speed import generator_inputs
 from recapture.fileio import atomic_write_text
 from recapture.hub import load_generator
 from train_speed import measure
@@ -37,7 +37,7 @@ def inference(device: torch.device, batch: int, bf16: bool, steps: int) -> dict[
     """Images/s of the ``default`` generator's forward on ``batch`` copies of one pair (median of ``steps``)."""
     loaded = load_generator("default")
     generator = loaded.generator.to(device).eval()
-    tensors, keys = _inputs(loaded.config)
+    tensors, keys = generator_inputs(loaded.config)
     tensors = [t.to(device).expand(batch, *t.shape[1:]).contiguous() for t in tensors]
     keys = {name: np.repeat(value, batch, axis=0) for name, value in keys.items()}
     times = []

@@ -224,7 +224,7 @@ def warm_section(photos: list[Path], folder: Path, model: str, backend: str = "t
             "stages_s_median": {n: statistics.median(t.get(n, 0.0) for t in stages) for n in names}}
 
 
-def _inputs(config: object) -> tuple[tuple[torch.Tensor, ...], dict[str, np.ndarray]]:
+def generator_inputs(config: object) -> tuple[tuple[torch.Tensor, ...], dict[str, np.ndarray]]:
     from recapture.body.keypoints import keypoints_to_heatmaps
     from recapture.pipelines.onnx_backend import example_inputs
     from recapture.pipelines.poses import fit_keypoints, preset_library
@@ -245,7 +245,7 @@ def generator_section(label: str, loaded: object, unfolded: torch.nn.Module, fol
     from recapture.pipelines.onnx_backend import OnnxGenerator, dense_sat, export_onnx
 
     generator, config = loaded.generator, loaded.config  # type: ignore[attr-defined]
-    inputs, keys = _inputs(config)
+    inputs, keys = generator_inputs(config)
 
     def run(g: object, *tensors: torch.Tensor) -> Callable[[], object]:
         return lambda: g(*tensors, **keys)  # type: ignore[operator]

@@ -56,7 +56,7 @@ from recapture.models.generator import GeneratorOutput, RecaptureGenerator
 from recapture.models.inference import is_folded, prepare_for_inference
 from recapture.models.layout_ops import check_shape, to_one_hot
 from recapture.models.sat import SemanticAttentiveTransfer
-from recapture.pipelines.onnx_photo import CORRESPONDENCE_INPUTS, CORRESPONDENCE_KIND
+from recapture.pipelines.onnx_photo import CORRESPONDENCE_INPUTS, CORRESPONDENCE_KIND, session
 from recapture.pipelines.recapture import Recapturer
 
 INPUTS = ("source_image", "source_layout", "source_pose", "target_pose", "target_layout")
@@ -216,15 +216,7 @@ class _Session:
     """One ONNX Runtime session called with torch tensors, one batch item at a time (the graph is batch 1)."""
 
     def __init__(self, model: object, inputs: tuple[str, ...], output: str, threads: int) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(model.SerializeToString(), options,  # type: ignore[attr-defined]
-                                                    providers=["CPUExecutionProvider"])
+        self.session = session(model.SerializeToString(), threads)  # type: ignore[attr-defined]
         self.inputs, self.output = inputs, output
 
     def __call__(self, *tensors: Tensor) -> Tensor:

@@ -68,8 +68,8 @@ def cached(weights: Path, kind: str, export: Callable[[Path], object], extra: st
     return path
 
 
-def session(path: str | Path, threads: int = 1):  # noqa: ANN201 - onnxruntime.InferenceSession
-    """A CPU ONNX Runtime session with ``threads`` intra-op threads (the thread policy's count), one inter-op
+def session(path: str | Path | bytes, threads: int = 1):  # noqa: ANN201 - onnxruntime.InferenceSession
+    """A CPU ONNX Runtime session of an ONNX file (or its serialised bytes) with ``threads`` intra-op threads (the thread policy's count), one inter-op
     thread, sequential execution (our graphs are chains: parallel branches would only compete for the same
     cores), every graph optimisation (constant folding, Conv+BatchNorm+ReLU fusion, NCHWc layouts) and no
     spinning: idle intra-op threads otherwise spin-wait after each run and take the core from the NumPy work
@@ -83,7 +83,8 @@ def session(path: str | Path, threads: int = 1):  # noqa: ANN201 - onnxruntime.I
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)
+    return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 class OnnxCorrespondence:

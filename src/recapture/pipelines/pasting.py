@@ -15,10 +15,11 @@ import numpy as np
 
 from recapture.pipelines.framing import Appearance, Framed
 from recapture.pipelines.recapture import LayoutPrediction
+from recapture.pipelines.inpainting import HoleFill, apply_fill, fill_hole
 from recapture.pipelines.wild import (
     PersonCrop, composite, layout_alpha, mask_to_model, model_to_photo,
 )
-from recapture.pipelines.inpainting import HoleFill, apply_fill, fill_hole
+
 #: Warn when more than this share of the new person's pixels is invented rather than copied.
 INVENTED_WARNING = 0.3
 
@@ -182,8 +183,8 @@ def composite_person(photo: np.ndarray, person_mask: np.ndarray, framed: Framed,
     inpainted (unless ``background`` is given, e.g. once per video) wherever that alpha lets it show (below
     :data:`OPAQUE`, feathered edges included, so no trace of the old person stays beside the new one), with
     the old person's still-covered soft rim restored (:func:`restore_edges`). ``fill``: the inpainting of
-    ``person_mask`` already made (:func:`~recapture.pipelines.inpainting.fill_hole` with ``method``, e.g. while
-    the person was generated); None: made here."""
+    ``person_mask`` already made (:func:`~recapture.pipelines.inpainting.fill_hole` with ``method``, e.g. the
+    prepared photo's :class:`~recapture.pipelines.inpainting.PendingFill`); None: made here."""
     alpha, window = photo_alpha(framed, geometry, generated, person_mask, feather_px)
     size = photo.shape[:2]
     region, (y0, x0, y1, x1) = model_to_photo(alpha, window, size, border_mode=cv2.BORDER_CONSTANT)

@@ -144,10 +144,10 @@ class PreparedPhoto:
     people: int
     messages: tuple[str, ...]
     timings: dict[str, float]
+    #: The old person's inpainting, started when its mask was known (reused by every render of this photo).
+    hole_fill: PendingFill
     #: The framing options the frame stage used (a given source's allow any person height).
     frame_options: FrameOptions = FrameOptions()
-    #: The old person's inpainting, started when its mask was known (None: made at the composite).
-    hole_fill: PendingFill | None = None
 
     def describe(self) -> str:
         """People found, framing (and a low pose confidence), parser: the start of the summary line."""
@@ -301,8 +301,7 @@ def render_photo(models: PhotoModels, prepared: PreparedPhoto, index: int = 0, e
     with clock.stage("appearance"):
         generated = appearance(models.recapturer, prepared.framed, geometry, options.method, photo, source)
     with clock.stage("composite"):
-        fill = (prepared.hole_fill.result(options.inpaint_method)
-                if prepared.hole_fill is not None and background is None else None)
+        fill = prepared.hole_fill.result(options.inpaint_method) if background is None else None
         composited = composite_person(photo, person_mask, prepared.framed, geometry, generated, background,
                                       options.inpaint_method, options.feather_px, fill)
     return geometry, generated, composited, clock.timings

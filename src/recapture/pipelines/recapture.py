@@ -134,7 +134,6 @@ def heat_overlay(image: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return (image * (1 - alpha) + heat * alpha).clip(0, 255).astype(np.uint8)
 
 
-
 @dataclass(frozen=True)
 class FullFrame:
     """The model frame at the size of a larger source of the same aspect (``Recapturer.repose_full``): size

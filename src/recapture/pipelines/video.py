@@ -207,7 +207,7 @@ def recapture_photo_video(models: PhotoModels, source: object, reference: str | 
     from recapture.pipelines.photo import PhotoOptions, prepare_photo
     from recapture.pipelines.stages import quiet_native_logs
     from recapture.pipelines.video_io import FlickerMeter, even_size, video_poses, write_video
-    from recapture.pipelines.inpainting import apply_fill, inpaint_background
+    from recapture.pipelines.inpainting import apply_fill
 
     if size < 16:
         raise ValueError(f"--size must be at least 16 pixels, got {size}")
@@ -226,13 +226,10 @@ def recapture_photo_video(models: PhotoModels, source: object, reference: str | 
     tracking = time.perf_counter() - tracking
     prepared = prepare_photo(models, source, track.keypoints, options, source_pose, source_layout)
     timings = {"track": tracking, **prepared.timings}
-    photo, mask = prepared.decoded.photo, prepared.segmented.person_mask
+    photo = prepared.decoded.photo
     if all(missing_mask(keypoints).all() for keypoints in prepared.framed.targets):
         raise ValueError(f"{reference}: no frame's pose lands inside the photo's frame")
-    if prepared.hole_fill is not None:  # started by prepare_photo: the same as inpaint_background
-        background = apply_fill(photo, prepared.hole_fill.result(options.inpaint_method))
-    else:
-        background = inpaint_background(photo, mask, options.inpaint_method)
+    background = apply_fill(photo, prepared.hole_fill.result(options.inpaint_method))  # = inpaint_background
     meter, invented = FlickerMeter(), []
 
     def frames() -> Iterator[np.ndarray]:
