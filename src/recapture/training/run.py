@@ -99,6 +99,7 @@ def run_training(config_path: str | Path | None, overrides: list[str] | None = N
     """
     config = resolve_config(config_path, list(overrides or []), resume)
     context = setup_distributed(config.train.device)
+    finished = False
     try:
         if resume is None:
             config = _new_run_dir(config, config_path, force, context, say)
@@ -107,6 +108,8 @@ def run_training(config_path: str | Path | None, overrides: list[str] | None = N
             checkpoint = trainer.resume(resume)
             for line in checkpoint.skipped if context.is_main else ():
                 say(line)
-        return trainer.train()
+        result = trainer.train()
+        finished = True
+        return result
     finally:
-        cleanup_distributed()
+        cleanup_distributed(wait_for_peers=finished)
