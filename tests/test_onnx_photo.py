@@ -201,6 +201,25 @@ def test_parser_upsampling_and_aligns_match_grid_sample() -> None:
     assert np.allclose(got.sum(axis=-1), 1.0, atol=1e-5)
 
 
+def test_flip_softmax_equals_the_two_views_averaged() -> None:
+    """flip_softmax (the mirror undone on the logits, two taps per pixel, optionally two threads) equals the
+    crop's and the mirror's crop_softmax averaged, the mirror's mirrored back with its parts swapped."""
+    from recapture.body.parts import LIP20
+    from recapture.models.parser import INPUT_SIZE, grid_size
+    from recapture.pipelines.onnx_parser import crop_softmax, flip_softmax
+
+    logits = np.random.default_rng(1).normal(size=(2, 20, *grid_size("conv_4"))).astype(np.float32) * 4
+    logits[1, 5, 20, 3] = 70.0
+    mirrored = crop_softmax(logits[1], INPUT_SIZE)[:, ::-1][..., list(LIP20.flip_permutation)]
+    expected = (crop_softmax(logits[0], INPUT_SIZE) + mirrored) / 2
+    for threads in (1, 2):
+        got = flip_softmax(logits, INPUT_SIZE, LIP20.flip_permutation, threads)
+        assert got.flags["C_CONTIGUOUS"] and got.shape == (*INPUT_SIZE, 20)
+        assert np.abs(got - expected).max() < 1e-6
+    swapped = flip_softmax(logits[::-1].copy(), INPUT_SIZE, LIP20.flip_permutation)  # the mirror's own parse
+    np.testing.assert_allclose(swapped, got[:, ::-1][..., list(LIP20.flip_permutation)], atol=1e-6)
+
+
 @pytest.mark.slow
 def test_parser_export_matches_the_torch_parser(tmp_path: Path) -> None:
     from recapture.hub import bundled_models

@@ -5,6 +5,9 @@ and segmenter, the tiny random-weight model (tests/test_photo_pipeline.py's)."""
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from recapture.pipelines.pasting import OPAQUE, composite_person, photo_alpha
 from recapture.pipelines.photo import LOW_POSE_CONFIDENCE, PhotoOptions, PhotoRequest, run_photo
 from recapture.pipelines.pose_estimation import PoseEstimate
 from recapture.pipelines.recapture import Recapturer
-from recapture.pipelines.inpainting import apply_fill, fill_hole, inpaint_background
+from recapture.pipelines.inpainting import PendingFill, apply_fill, fill_hole, inpaint_background
 from recapture.pipelines.wild import PersonCrop, crop_to_model, model_to_photo
 from test_photo_pipeline import TEMPLATE, draw_people, fake_estimator, fake_segmenter, models  # noqa: F401
 from test_photo_pipeline import recapturer  # noqa: F401  (the module fixture)
@@ -226,3 +229,35 @@ def test_invented_pixels_are_the_edited_parts_and_a_large_share_is_warned(recapt
     np.testing.assert_array_equal(written, invented)
     rows = np.nonzero(invented.any(axis=1))[0]
     assert invented.sum() > 200 and rows.max() < 0.7 * photo.shape[0]  # the upper body, not the legs
+
+
+def test_a_fill_not_ready_is_made_by_the_caller() -> None:
+    """PendingFill's worker runs at the lowest priority (Linux: nice 19); when the fill is not ready at
+    result() (here the worker is held busy), the caller makes the same fill itself instead of waiting."""
+    photo = draw_people([(5, 0, 190)])
+    mask = np.zeros(photo.shape[:2], np.float32)
+    mask[40:120, 30:70] = 1.0
+    release, held, seen = threading.Event(), threading.Event(), []
+
+    def hold() -> None:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        held.set()
+        release.wait(10)
+
+    blocker = PendingFill._workers.submit(hold)
+    assert held.wait(10)
+    try:
+        pending = PendingFill(photo, mask)
+        made = pending.result()
+        assert pending._future.cancelled()
+        expected = fill_hole(photo, mask)
+        np.testing.assert_array_equal(made.filled, expected.filled)
+        assert pending.result() is made
+    finally:
+        release.set()
+        blocker.result()
+    if sys.platform.startswith("linux"):
+        assert seen == [19]
+    ready = PendingFill(photo, mask)
+    ready._future.result()
+    np.testing.assert_array_equal(ready.result().filled, expected.filled)

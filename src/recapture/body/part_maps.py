@@ -316,12 +316,11 @@ def assign_segments(labels: np.ndarray, keypoints: np.ndarray, owners: np.ndarra
     the nearest allowed segment, ties to the lower index)."""
     present = _present(keypoints)
     length = _torso_length(keypoints, present) or 0.3 * labels.shape[0]
-    owned = owners[labels]  # (H, W, S)
     # Only pixels some segment may own (not the background) are measured, as 1-D arrays of their centres: the
-    # per-pixel arithmetic is the same, so is every result.
-    rows, cols = np.nonzero(owned.any(axis=-1))
+    # per-pixel arithmetic is the same, so is every result. Ownership is looked up per part, then per pixel.
+    rows, cols = np.nonzero(owners.any(axis=1)[labels])
     ys, xs = rows.astype(np.float32), cols.astype(np.float32)
-    allowed = owned[rows, cols]  # (P, S)
+    allowed = owners[labels[rows, cols]]  # (P, S)
     best = np.full(rows.shape, np.inf, dtype=np.float32)
     index = np.zeros(rows.shape, dtype=np.int64)
     for segment in range(NUM_SEGMENTS):

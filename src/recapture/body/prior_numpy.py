@@ -50,8 +50,12 @@ def _sample_nearest(values: np.ndarray, coords: np.ndarray) -> np.ndarray:
     height, width = values.shape
     rows, cols = np.rint(coords[..., 0]), np.rint(coords[..., 1])
     inside = (rows >= 0) & (rows <= height - 1) & (cols >= 0) & (cols <= width - 1)
-    flat = np.clip(rows, 0, height - 1).astype(np.int32) * width + np.clip(cols, 0, width - 1).astype(np.int32)
-    return np.where(inside, values.ravel().take(flat), 0)
+    flat = np.clip(rows, 0, height - 1, out=rows).astype(np.int32)
+    flat *= width
+    flat += np.clip(cols, 0, width - 1, out=cols).astype(np.int32)
+    found = values.ravel().take(flat)
+    found[~inside] = 0
+    return found
 
 
 def _target_window(backward: np.ndarray, region: np.ndarray) -> tuple[slice, slice] | None:
@@ -119,7 +123,8 @@ def part_warp(labels: np.ndarray, source: np.ndarray, target: np.ndarray,
         depth[covered] = np.float32(fit.depth[index])
         segment[window][covered] = index
         coords[window][covered] = here[covered]
-    warped = np.where(segment >= 0, _sample_nearest(labels, coords), 0)
+    small = labels.astype(np.uint8) if found.num_parts <= 256 else labels  # the same values, a quarter of the reads
+    warped = np.where(segment >= 0, _sample_nearest(small, coords), 0).astype(np.int64)
     hole = (segment == TORSO) & ~owners[:, TORSO][warped]  # a limb lay over the source torso
     warped = np.where(hole, fill, warped)
     if fit.views == (FRONT, BACK) and "hair" in found.names:

