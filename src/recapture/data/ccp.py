@@ -1,7 +1,9 @@
 """Clothing Co-Parsing (CCP): real street-fashion photos with 59-class pixel labels, read as LIP-20.
 
 Folder layout (``../shared/data/ccp``): ``photos/NNNN.jpg`` (2,098), ``annotations/pixel-level/NNNN.mat``
-(photos 0001-1004, variable ``groundtruth``, uint8 ``(H, W)`` indices into ``label_list.mat``).
+(photos 0001-1004, variable ``groundtruth``, uint8 ``(H, W)`` indices into ``label_list.mat``);
+``annotations/image-level/NNNN.mat`` (photos 1005-2098, variable ``tags``: the label indices present, no pixels),
+read by :func:`image_tags`.
 
 The split is fixed: photos 0905-1004 are the held-out set (never trained on, selected on or early-stopped
 on); 0001-0904 are split by :func:`split_ids` into training and validation. :data:`CCP_TO_LIP20` is the one
@@ -25,6 +27,8 @@ from recapture.data.formats import read_image
 #: Label of pixels the loss and the scores ignore (a CCP class with no LIP-20 part).
 IGNORE = 255
 LABELLED_IDS = range(1, 1005)
+#: Photos with image-level tags only (which labels are present), no pixel labels.
+UNLABELLED_IDS = range(1005, 2099)
 HELD_OUT_IDS = range(905, 1005)
 NUM_CCP_LABELS = 59
 
@@ -78,18 +82,22 @@ def split_ids(validation: int = 100, seed: int = 0) -> tuple[tuple[int, ...], tu
 
 @dataclass(frozen=True)
 class CcpDataset:
-    """The labelled CCP photos under ``root`` restricted to ``ids`` (default: all 1,004)."""
+    """The labelled CCP photos under ``root`` restricted to ``ids`` (default: all 1,004); with ``pixel_labels``
+    False, photos of :data:`UNLABELLED_IDS` (their photos and :meth:`tags` only)."""
 
     root: Path
     ids: tuple[int, ...] = tuple(LABELLED_IDS)
+    pixel_labels: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
         if not (self.root / "photos").is_dir() or not (self.root / "label_list.mat").is_file():
             raise CcpError(f"{self.root}: not a CCP folder (needs photos/ and label_list.mat)")
-        bad = [i for i in self.ids if i not in LABELLED_IDS]
+        allowed, what = ((LABELLED_IDS, "have no pixel-level labels (labelled: 1-1004)") if self.pixel_labels
+                         else (UNLABELLED_IDS, "are not image-level-only photos (1005-2098)"))
+        bad = [i for i in self.ids if i not in allowed]
         if bad:
-            raise CcpError(f"{self.root}: ids {bad[:5]} have no pixel-level labels (labelled: 1-1004)")
+            raise CcpError(f"{self.root}: ids {bad[:5]} {what}")
 
     @staticmethod
     def photo_name(photo_id: int) -> str:
@@ -121,6 +129,23 @@ class CcpDataset:
     def lip20_labels(self, photo_id: int, keypoints: np.ndarray) -> np.ndarray:
         """``(H, W)`` uint8 LIP-20 labels (:data:`IGNORE` where CCP's class has none) of a photo."""
         return ccp_to_lip20(self.ccp_labels(photo_id), keypoints, read_label_names(self.root / "label_list.mat"))
+
+    def tags(self, photo_id: int) -> frozenset[str]:
+        """The CCP label names an image-level-only photo is tagged with (:func:`image_tags`)."""
+        return image_tags(self.root, photo_id)
+
+
+def image_tags(root: str | Path, photo_id: int) -> frozenset[str]:
+    """The CCP label names present in photo ``photo_id`` of :data:`UNLABELLED_IDS` (``annotations/image-level``)."""
+    path = Path(root) / "annotations" / "image-level" / f"{photo_id:04d}.mat"
+    names = read_label_names(Path(root) / "label_list.mat")
+    try:
+        tags = np.asarray(scipy.io.loadmat(str(path))["tags"]).ravel().astype(np.int64)
+    except (OSError, KeyError, ValueError) as err:
+        raise FormatError(path, f"cannot read the CCP image-level tags ({err})") from None
+    if tags.size and (tags.min() < 0 or tags.max() >= NUM_CCP_LABELS):
+        raise FormatError(path, f"tags must be label indices < {NUM_CCP_LABELS}")
+    return frozenset(names[int(t)] for t in tags)
 
 
 def _segments(keypoints: np.ndarray, chain: tuple[str, str, str], extend: float) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -24,14 +24,15 @@ import yaml
 
 from recapture.body.parts import LIP20
 from recapture.config import load_config, to_dict
-from recapture.data.ccp import COARSE_GROUPS, HELD_OUT_IDS, IGNORE, CcpDataset, coarse_table, confusion, \
-    iou_per_class, split_ids
+from recapture.data.ccp import COARSE_GROUPS, HELD_OUT_IDS, IGNORE, UNLABELLED_IDS, CcpDataset, coarse_table, \
+    split_ids
 from recapture.data.formats import read_annotations
 from recapture.fileio import atomic_path
 from recapture.hub import write_model_file
 from recapture.models.inception import BACKBONE_NAME
-from recapture.models.parser import STAGES, ParserHead, ParserHeadConfig, upsample_logits
+from recapture.models.parser import ParserHead, ParserHeadConfig, upsample_logits
 from recapture.training.parser_data import FeatureCache, ViewMaker, build_cache
+from recapture.training.parser_eval import batch, calibrate_offsets, validate
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,11 @@ class ParserTrainConfig:
     pair_loss: float = 0.0  # weight of the auxiliary two-way cross entropy between pair_parts on their pixels
     pair_parts: str = "skirt, dress"  # the two LIP-20 parts pair_loss tells apart
     selection: str = "coarse"  # validation score keeping the best head: coarse mIoU, or coarse+lip20 (their mean)
-    init: str = ""  # a checkpoint whose best head starts this run (parts the new head adds start fresh)
+    init: str = ""  # a checkpoint (or parser .safetensors) whose head starts this run (added parts start fresh)
+    pseudo_share: float = 0.0  # share of each batch drawn from the pseudo-labelled photos 1005-2098 (parser_pseudo)
+    pseudo_keypoints: str = "src/recapture/assets/ccp-keypoints-unlabelled.csv"  # their cached BlazePose keypoints
+    pseudo_teacher: str = "parser-ccp"  # the parser (bundled name or .safetensors) that labels them
+    pseudo_threshold: float = 0.6  # family probability below which a pseudo-label pixel is ignored
     weight_decay: float = 1e-4
     class_weight_power: float = 0.5  # weight of a part = (median frequency / frequency) ** power, clipped
     boost_parts: str = ""  # comma-separated LIP-20 parts whose loss weight is multiplied by boost
@@ -102,136 +107,6 @@ def pair_loss(logits: torch.Tensor, labels: torch.Tensor, pair: tuple[int, int])
     return F.cross_entropy(two, (labels[inside] == pair[1]).long())
 
 
-Batch = tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]
-
-
-def batch(cache: FeatureCache, rows: np.ndarray) -> Batch:
-    """``(stages, mask (B,1,H,W) float, keypoints (B,18,2), labels (B,H,W) int64)`` of cache ``rows``."""
-    rows = np.sort(rows)
-    stages = {name: torch.from_numpy(np.asarray(cache.arrays[name][rows])) for name in STAGES}
-    mask = torch.from_numpy(np.asarray(cache.arrays["masks"][rows])).float()[:, None] / 255.0
-    keypoints = torch.from_numpy(np.asarray(cache.arrays["keypoints"][rows]))
-    labels = torch.from_numpy(np.asarray(cache.arrays["labels"][rows])).long()
-    return stages, mask, keypoints, labels
-
-
-@dataclass(frozen=True)
-class Validation:
-    """Scores of a head on the validation cache (crop resolution): coarse mIoU, per-group IoU ``(7,)``,
-    LIP-20 mIoU over the parts present and per-part IoU ``(20,)``."""
-
-    coarse_miou: float
-    groups: np.ndarray
-    lip20_miou: float
-    parts: np.ndarray
-
-    def score(self, selection: str) -> float:
-        """The number a run keeps its best head by: ``coarse`` or ``coarse+lip20`` (their mean)."""
-        if selection == "coarse":
-            return self.coarse_miou
-        if selection == "coarse+lip20":
-            return (self.coarse_miou + self.lip20_miou) / 2
-        raise ValueError(f"selection: {selection!r} is neither coarse nor coarse+lip20")
-
-
-def _probabilities(head: ParserHead, cache: FeatureCache, rows: np.ndarray,
-                   mirrored: FeatureCache | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``((B, 20, H, W) part probabilities, (B, H, W) labels)`` of cache ``rows``; with ``mirrored`` (the same
-    views mirrored), the mean of the view's and its mirror's (mirrored back, left/right parts swapped)."""
-    stages, mask, keypoints, labels = batch(cache, rows)
-    probabilities = upsample_logits(head(stages, mask, keypoints)).softmax(dim=1)
-    if mirrored is not None:
-        stages, mask, keypoints, _ = batch(mirrored, rows)
-        flipped = upsample_logits(head(stages, mask, keypoints)).softmax(dim=1).flip(-1)
-        probabilities = (probabilities + flipped[:, list(LIP20.flip_permutation)]) / 2
-    return probabilities, labels
-
-
-@torch.no_grad()
-def validate(head: ParserHead, cache: FeatureCache, batch_size: int = 20,
-             mirrored: FeatureCache | None = None) -> Validation:
-    """Scores of the head on a cache (crop resolution), averaged with the ``mirrored`` views if given."""
-    head.eval()
-    groups = len(COARSE_GROUPS)
-    table = torch.from_numpy(coarse_table())
-    matrix = np.zeros((groups, groups + 1), dtype=np.int64)
-    parts = np.zeros((LIP20.num_parts, LIP20.num_parts + 1), dtype=np.int64)
-    for start in range(0, len(cache), batch_size):
-        probabilities, labels = _probabilities(head, cache, np.arange(start, min(start + batch_size, len(cache))),
-                                               mirrored)
-        predicted = probabilities.argmax(dim=1)
-        matrix += confusion(table[labels].numpy(), table[predicted].numpy(), groups)
-        parts += confusion(labels.numpy(), predicted.numpy(), LIP20.num_parts)
-    head.train()
-    ious, part_ious = iou_per_class(matrix), iou_per_class(parts)
-    present = parts.sum(axis=1) > 0
-    return Validation(float(np.nanmean(ious)), ious, float(np.nanmean(part_ious[present])), part_ious)
-
-
-@torch.no_grad()
-def calibrate_offsets(head: ParserHead, cache: FeatureCache, passes: int = 3,
-                      candidates: tuple[float, ...] = tuple(np.arange(-1.5, 1.51, 0.25)),
-                      mirrored: FeatureCache | None = None) -> tuple[np.ndarray, float]:
-    """Per-part logit offsets that maximise the mean of the validation coarse mIoU and LIP-20 mIoU (the
-    LIP-20 term keeps parts of one group, e.g. skirt and pants, apart), by coordinate ascent (``passes``
-    rounds over the parts, a left part tied to its right part), scored on the conv_4 grid (labels read at
-    each cell's centre pixel).
-    With ``mirrored`` (the same views mirrored), scored on the mean probabilities of view and mirror, each
-    with the offsets added to its logits (the flip test-time augmentation of the parser).
-    Returns ``(offsets (20,), the objective with them)``."""
-    from recapture.models.parser import STAGE_GRIDS, grid_size
-
-    head.eval()
-    stride, offset = STAGE_GRIDS["conv_4"]
-    rows_y = stride * np.arange(grid_size("conv_4")[0]) + offset
-    cols_x = stride * np.arange(grid_size("conv_4")[1]) + offset
-    logits, logits_mirrored, truth = [], [], []
-    for start in range(0, len(cache), 20):
-        rows = np.arange(start, min(start + 20, len(cache)))
-        stages, mask, keypoints, labels = batch(cache, rows)
-        logits.append(head(stages, mask, keypoints).numpy())
-        truth.append(labels.numpy()[:, rows_y][:, :, cols_x])
-        if mirrored is not None:
-            stages, mask, keypoints, _ = batch(mirrored, rows)
-            back = upsample_logits(head(stages, mask, keypoints)).flip(-1)[:, list(LIP20.flip_permutation)]
-            logits_mirrored.append(back.numpy()[:, :, rows_y][:, :, :, cols_x])
-    head.train()
-    scores_of = np.concatenate(logits).transpose(0, 2, 3, 1).reshape(-1, LIP20.num_parts)
-    scores_mirrored = (np.concatenate(logits_mirrored).transpose(0, 2, 3, 1).reshape(-1, LIP20.num_parts)
-                       if mirrored is not None else None)
-
-    def softmax(x: np.ndarray) -> np.ndarray:
-        e = np.exp(x - x.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
-    table = coarse_table()
-    true_parts = np.concatenate(truth).ravel()
-    true_groups = table[true_parts]
-    present = np.bincount(true_parts[true_parts != IGNORE], minlength=LIP20.num_parts)[:LIP20.num_parts] > 0
-    groups = len(COARSE_GROUPS)
-
-    def score(offsets: np.ndarray) -> float:
-        if scores_mirrored is None:
-            predicted = (scores_of + offsets).argmax(axis=1)
-        else:
-            predicted = (softmax(scores_of + offsets) + softmax(scores_mirrored + offsets)).argmax(axis=1)
-        coarse = np.nanmean(iou_per_class(confusion(true_groups, table[predicted], groups)))
-        parts = np.nanmean(iou_per_class(confusion(true_parts, predicted, LIP20.num_parts))[present])
-        return float((coarse + parts) / 2)
-
-    offsets = np.zeros(LIP20.num_parts, dtype=np.float32)
-    best = score(offsets)
-    mirror = LIP20.flip_permutation
-    for _ in range(passes):
-        for part in (p for p in range(1, LIP20.num_parts) if mirror[p] >= p):
-            for value in candidates:
-                trial = offsets.copy()
-                trial[[part, mirror[part]]] = value  # left and right parts share an offset: flips stay exact
-                trial_score = score(trial)
-                if trial_score > best + 1e-5:
-                    best, offsets = trial_score, trial
-    return offsets, best
-
-
 def _warm_cosine(step: int, steps: int, warmup: int = 100) -> float:
     """Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``steps``."""
     return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
@@ -247,7 +122,9 @@ def export_head(head_state: dict[str, torch.Tensor], config: ParserTrainConfig, 
     metadata = {"kind": "parser", "head": json.dumps(to_dict(config.head)), "validation": json.dumps(scores),
                 "label_set": LIP20.name, "backbone": BACKBONE_NAME, "test_flip": json.dumps(config.test_flip),
                 "trained_on": f"CCP 0001-0904 minus {config.validation_photos} validation photos "
-                              f"(split seed {config.split_seed}); held-out 0905-1004 unused"}
+                              f"(split seed {config.split_seed})"
+                              + (f", pseudo-labelled 1005-2098 ({config.pseudo_share:.0%} of each batch)"
+                                 if config.pseudo_share > 0 else "") + "; held-out 0905-1004 unused"}
     # BatchNorm's step counters are not weights (and are 0-d, which the model file digest refuses).
     write_model_file({k: v for k, v in head_state.items() if not k.endswith("num_batches_tracked")}, path, metadata)
 
@@ -270,6 +147,38 @@ def prepare_caches(config: ParserTrainConfig) -> tuple[FeatureCache, FeatureCach
     return train, validation
 
 
+def pseudo_labelled_cache(config: ParserTrainConfig) -> FeatureCache:
+    """The plain and mirrored views of the image-level-only photos 1005-2098 with the teacher's tag-corrected
+    labels (:mod:`recapture.training.parser_pseudo`), built and labelled once (``labelled.json`` records it)."""
+    from recapture.pipelines.human_parsing import CcpParser
+    from recapture.training.parser_pseudo import PseudoViewMaker, label_cache
+
+    run = Path(config.cache_dir or config.run_dir)
+    dataset = CcpDataset(Path(config.ccp), tuple(UNLABELLED_IDS), pixel_labels=False)
+    maker = PseudoViewMaker(dataset, read_annotations(config.pseudo_keypoints), run / "masks")
+    folder = run / "cache" / "pseudo"
+    cache = build_cache(maker, folder, dataset.ids, 0, config.seed)
+    marker = folder / "labelled.json"
+    if not marker.is_file():
+        teacher = CcpParser(config.pseudo_teacher)
+        shares = label_cache(cache, teacher.head, dataset, config.pseudo_threshold)
+        record = {"teacher": teacher.source, "threshold": config.pseudo_threshold, **shares}
+        with atomic_path(marker) as temporary:
+            temporary.write_text(json.dumps(record))
+        print(f"pseudo-labels: {record}", flush=True)
+    return cache
+
+
+def initial_head(path: str) -> dict[str, torch.Tensor]:
+    """The head weights a run starts from: a training checkpoint's best head, or a parser ``.safetensors``."""
+    if path.endswith(".safetensors"):
+        from recapture.hub import read_model_file
+
+        tensors, _ = read_model_file(path)
+        return {name: tensor.float() if tensor.is_floating_point() else tensor for name, tensor in tensors.items()}
+    return torch.load(path, map_location="cpu", weights_only=True)["state"]["best_head"]
+
+
 def mirrored_validation_cache(config: ParserTrainConfig) -> FeatureCache:
     """The validation views mirrored (built once, under the cache folder), for the flip test-time augmentation."""
     run = Path(config.cache_dir or config.run_dir)
@@ -288,6 +197,10 @@ def train(config: ParserTrainConfig) -> dict:
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     train_cache, validation_cache = prepare_caches(config)
+    pseudo_cache, pseudo_rows = None, 0
+    if config.pseudo_share > 0:
+        pseudo_cache = pseudo_labelled_cache(config)
+        pseudo_rows = int(round(config.pseudo_share * config.batch_size))
     weights = class_weights(np.asarray(train_cache.arrays["labels"]), config.class_weight_power)
     weights[[LIP20.index(name.strip()) for name in config.boost_parts.split(",") if name.strip()]] *= config.boost
     head = ParserHead(config.head)
@@ -303,7 +216,7 @@ def train(config: ParserTrainConfig) -> dict:
         state = saved["state"]
         print(f"resumed at step {state['step']}", flush=True)
     elif config.init:
-        start = torch.load(config.init, map_location="cpu", weights_only=True)["state"]["best_head"]
+        start = initial_head(config.init)
         missing, unexpected = head.load_state_dict(start, strict=False)
         if unexpected:
             raise ValueError(f"{config.init}: head weights the config does not have: {', '.join(unexpected)}")
@@ -323,8 +236,12 @@ def train(config: ParserTrainConfig) -> dict:
 
     head.train()
     while state["step"] < config.steps:
-        rows = rng.choice(len(train_cache), config.batch_size, replace=False)
+        rows = rng.choice(len(train_cache), config.batch_size - pseudo_rows, replace=False)
         stages, mask, keypoints, labels = batch(train_cache, rows)
+        if pseudo_cache is not None and pseudo_rows:
+            extra = batch(pseudo_cache, rng.choice(len(pseudo_cache), pseudo_rows, replace=False))
+            stages = {name: torch.cat([stages[name], extra[0][name]]) for name in stages}
+            mask, keypoints, labels = (torch.cat(pair) for pair in zip((mask, keypoints, labels), extra[1:]))
         logits = upsample_logits(head(stages, mask, keypoints))
         loss = F.cross_entropy(logits, labels, weight=weights, ignore_index=IGNORE)
         if config.group_loss > 0:

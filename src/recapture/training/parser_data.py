@@ -3,7 +3,9 @@ augmented views with their frozen backbone features (training reads only the cac
 
 ``python -m recapture.training.parser_data --ccp ../shared/data/ccp --keypoints src/recapture/assets/ccp-keypoints.csv
 --masks runs/parser-ccp/masks`` runs the pose estimator and the selfie segmenter once over the labelled
-photos, so that training never runs them again. Keypoints are rounded to integer pixels of the photo.
+photos, so that training never runs them again (``--unlabelled --keypoints
+src/recapture/assets/ccp-keypoints-unlabelled.csv``: over the image-level-only photos 1005-2098, for the
+pseudo-labels of :mod:`recapture.training.parser_pseudo`). Keypoints are rounded to integer pixels of the photo.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 
 from recapture.body.keypoints import NUM_KEYPOINTS, flip_keypoints
 from recapture.body.parts import LIP20
-from recapture.data.ccp import CcpDataset
+from recapture.data.ccp import UNLABELLED_IDS, CcpDataset
 from recapture.data.formats import AnnotationTable, write_annotations
 from recapture.models.inception import load_inception
 from recapture.models.parser import INPUT_SIZE, STAGE_CHANNELS, STAGES, grid_size, image_tensor, parser_crop
@@ -126,17 +128,25 @@ class ViewMaker:
             raise FileNotFoundError(f"{path}: person mask missing; run python -m recapture.training.parser_data")
         return mask
 
+    def labels(self, photo_id: int, keypoints: np.ndarray) -> np.ndarray:
+        """``(H, W)`` uint8 LIP-20 labels of the photo (255 ignore)."""
+        return self.dataset.lip20_labels(photo_id, keypoints)
+
+    def person(self, photo_id: int) -> np.ndarray:
+        """``(H, W)`` bool: the labelled person (the alpha of a background swap)."""
+        return self.dataset.ccp_labels(photo_id) > 0
+
     def view(self, photo_id: int, aug: Augmentation = Augmentation()) -> TrainingView:
         keypoints, mask = self.keypoints(photo_id), self.mask(photo_id)
         crop = parser_crop(keypoints, mask.astype(np.float32) / 255.0, zoom=aug.zoom, shift=aug.shift)
         photo = self.dataset.photo(photo_id)
         image = crop.warp(photo)
-        labels = crop.warp(self.dataset.lip20_labels(photo_id, keypoints), nearest=True)
+        labels = crop.warp(self.labels(photo_id, keypoints), nearest=True)
         crop_mask = crop.warp(mask)
         crop_keypoints = crop.keypoints(keypoints)
         if aug.background is not None:
             other = self.view(aug.background)
-            person = (crop.warp(self.dataset.ccp_labels(photo_id), nearest=True) > 0).astype(np.float32)
+            person = crop.warp(self.person(photo_id).astype(np.uint8), nearest=True).astype(np.float32)
             alpha = cv2.GaussianBlur(cv2.dilate(person, np.ones((3, 3), np.uint8)), (5, 5), 0)[..., None]
             image = (alpha * image + (1 - alpha) * other.image).astype(np.uint8)
         if aug.flip:
@@ -213,8 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ccp", type=Path, required=True, help="CCP folder (photos/, annotations/)")
     parser.add_argument("--keypoints", type=Path, required=True, help="output annotation CSV")
     parser.add_argument("--masks", type=Path, required=True, help="output folder of person-mask PNGs")
+    parser.add_argument("--unlabelled", action="store_true",
+                        help="the image-level-only photos 1005-2098 (pseudo-labels) instead of the labelled ones")
     args = parser.parse_args(argv)
-    estimate_keypoints_and_masks(CcpDataset(args.ccp), args.keypoints, args.masks)
+    dataset = (CcpDataset(args.ccp, tuple(UNLABELLED_IDS), pixel_labels=False) if args.unlabelled
+               else CcpDataset(args.ccp))
+    estimate_keypoints_and_masks(dataset, args.keypoints, args.masks)
     return 0
 
 
