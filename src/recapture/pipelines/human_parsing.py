@@ -99,8 +99,7 @@ class CcpParser:
         and right parts swapped), which makes the parse of a mirrored crop the mirror of the crop's parse."""
         views = [(crop_rgb, crop_mask, crop_keypoints)]
         if self.flip:
-            views.append((np.ascontiguousarray(crop_rgb[:, ::-1]), np.ascontiguousarray(crop_mask[:, ::-1]),
-                          flip_keypoints(crop_keypoints, crop_rgb.shape[1])))
+            views.append(mirrored_view(crop_rgb, crop_mask, crop_keypoints))
         found = self.views_probabilities(views)
         if not self.flip:
             return found[0]
@@ -149,6 +148,14 @@ class CcpParser:
 
     def __call__(self, image_rgb: np.ndarray, keypoints: np.ndarray, person_mask: np.ndarray) -> np.ndarray:
         return self.predict(image_rgb, keypoints, person_mask)[0]
+
+
+def mirrored_view(crop_rgb: np.ndarray, crop_mask: np.ndarray,
+                  crop_keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mirror of a parser crop view: ``(h, w, 3)`` image and ``(h, w)`` mask mirrored (contiguous), the
+    ``(18, 2)`` keypoints mirrored with left and right swapped."""
+    return (np.ascontiguousarray(crop_rgb[:, ::-1]), np.ascontiguousarray(crop_mask[:, ::-1]),
+            flip_keypoints(crop_keypoints, crop_rgb.shape[1]))
 
 
 def load_parser(spec: str | Path = "ccp") -> LayoutParser:

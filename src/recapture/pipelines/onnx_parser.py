@@ -27,9 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from recapture.body.keypoints import flip_keypoints
 from recapture.body.parts import LIP20
-from recapture.pipelines.human_parsing import CcpParser
+from recapture.pipelines.human_parsing import CcpParser, mirrored_view
 from recapture.pipelines.onnx_photo import BESIDE, OnnxUnavailable, cached, session
 
 KIND = "recapture-parser-onnx"
@@ -166,9 +165,8 @@ class OnnxCcpParser(CcpParser):
         and, with ``threads`` >= 2, the two halves of the crop's rows made on two threads."""
         if not self.flip:
             return self.crop_probabilities(crop_rgb, crop_mask, crop_keypoints)
-        mirrored = (np.ascontiguousarray(crop_rgb[:, ::-1]), np.ascontiguousarray(crop_mask[:, ::-1]),
-                    flip_keypoints(crop_keypoints, crop_rgb.shape[1]))
-        logits = self._logits([(crop_rgb, crop_mask, crop_keypoints), mirrored])
+        logits = self._logits([(crop_rgb, crop_mask, crop_keypoints),
+                               mirrored_view(crop_rgb, crop_mask, crop_keypoints)])
         return flip_softmax(logits, crop_rgb.shape[:2], LIP20.flip_permutation, self.threads)
 
     def _logits(self, views: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
