@@ -47,14 +47,15 @@ class Validation:
         raise ValueError(f"selection: {selection!r} is neither coarse nor coarse+lip20")
 
 
-def _probabilities(head: ParserHead, cache: FeatureCache, rows: np.ndarray,
-                   mirrored: FeatureCache | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``((B, 20, H, W) part probabilities, (B, H, W) labels)`` of cache ``rows``; with ``mirrored`` (the same
-    views mirrored), the mean of the view's and its mirror's (mirrored back, left/right parts swapped)."""
+def view_probabilities(head: ParserHead, cache: FeatureCache, rows: np.ndarray, mirrored: FeatureCache | None,
+                       mirrored_rows: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``((B, 20, H, W) part probabilities, (B, H, W) labels)`` of cache ``rows``; with ``mirrored`` (a cache
+    holding the same views mirrored, at ``mirrored_rows``, default ``rows``), the mean of the view's and its
+    mirror's (mirrored back, left/right parts swapped), as the shipped parser's flip averaging."""
     stages, mask, keypoints, labels = batch(cache, rows)
     probabilities = upsample_logits(head(stages, mask, keypoints)).softmax(dim=1)
     if mirrored is not None:
-        stages, mask, keypoints, _ = batch(mirrored, rows)
+        stages, mask, keypoints, _ = batch(mirrored, rows if mirrored_rows is None else mirrored_rows)
         flipped = upsample_logits(head(stages, mask, keypoints)).softmax(dim=1).flip(-1)
         probabilities = (probabilities + flipped[:, list(LIP20.flip_permutation)]) / 2
     return probabilities, labels
@@ -70,7 +71,7 @@ def validate(head: ParserHead, cache: FeatureCache, batch_size: int = 20,
     matrix = np.zeros((groups, groups + 1), dtype=np.int64)
     parts = np.zeros((LIP20.num_parts, LIP20.num_parts + 1), dtype=np.int64)
     for start in range(0, len(cache), batch_size):
-        probabilities, labels = _probabilities(head, cache, np.arange(start, min(start + batch_size, len(cache))),
+        probabilities, labels = view_probabilities(head, cache, np.arange(start, min(start + batch_size, len(cache))),
                                                mirrored)
         predicted = probabilities.argmax(dim=1)
         matrix += confusion(table[labels].numpy(), table[predicted].numpy(), groups)

@@ -27,9 +27,9 @@ import torch
 from recapture.body.keypoints import KEYPOINT_INDEX
 from recapture.body.parts import LIP20
 from recapture.data.ccp import CCP_TO_LIP20, IGNORE, CcpDataset
-from recapture.models.parser import upsample_logits
 from recapture.models.parser_rules import vote_parts
 from recapture.training.parser_data import FeatureCache, ViewMaker, _flip_lut
+from recapture.training.parser_eval import view_probabilities
 
 #: LIP-20 garment parts a photo's tags can confirm or rule out.
 GARMENTS: tuple[str, ...] = ("hat", "glove", "sunglasses", "upper_clothes", "dress", "coat", "socks", "pants",
@@ -100,8 +100,6 @@ def label_cache(cache: FeatureCache, head: torch.nn.Module, dataset: CcpDataset,
                 batch_size: int = 10) -> dict[str, float]:
     """Write the teacher's corrected labels into ``cache`` (rows ``i`` plain views, ``i + n`` their mirrors, as
     :func:`build_cache` orders them with no random views); returns the shares of pixels kept and changed."""
-    from recapture.training.parser import batch
-
     count = len(cache) // 2
     ids = np.asarray(cache.arrays["photo_ids"][:count])
     flip = _flip_lut()
@@ -109,12 +107,7 @@ def label_cache(cache: FeatureCache, head: torch.nn.Module, dataset: CcpDataset,
     kept = changed = total = 0
     for start in range(0, count, batch_size):
         rows = np.arange(start, min(start + batch_size, count))
-        stages, mask, keypoints, _ = batch(cache, rows)
-        plain = upsample_logits(head(stages, mask, keypoints)).softmax(dim=1)
-        stages, mask, keypoints, _ = batch(cache, rows + count)
-        mirrored = upsample_logits(head(stages, mask, keypoints)).softmax(dim=1)
-        mirrored = mirrored.flip(-1)[:, list(LIP20.flip_permutation)]
-        probabilities = ((plain + mirrored) / 2).numpy()
+        probabilities = view_probabilities(head, cache, rows, cache, rows + count)[0].numpy()
         for row, photo_id, probs in zip(rows, ids[rows], probabilities):
             voted = vote_parts(probs, probs.argmax(axis=0).astype(np.uint8))
             labels = tag_corrected(voted, dataset.tags(int(photo_id)), np.asarray(cache.arrays["keypoints"][row]))
