@@ -2,14 +2,17 @@
 
 Settings compared: ``background: follow`` (the network's output everywhere: the background on the torso's map,
 the behaviour before the rule) and ``background: still`` with several ``still_margin`` / ``still_feather``
-values, all with the bundled ``default``'s weights (the rule has none). Pairs, never the held-out photos
-0905-1004 nor the pose2sim ``test`` part:
+values and both ``vacated`` rules (the background the source person leaves: the network's painting, or filled
+from the background around it), all with the bundled ``default``'s weights (the rule has none; ``--weights`` for
+other correspondence weights). Pairs, never the held-out photos 0905-1004 nor the pose2sim ``test`` part:
 
 * pose2sim ``validation`` (30 real pose changes, fixed lab cameras; rows: the bundled generator with its own
   Ŝ_B), by pair kind (same camera / other camera);
 * CCP self-supervised pairs of the 60 validation photos of 0001-0904 (``training_ids``; one pair per photo,
   seed 0; rows: the appearance network, target layout = warp of S_A), as made (the whole photo deformed: the
-  background moves with the person) and with ``still_camera`` (the same pose changes, the camera still).
+  background moves with the person) and with ``still_camera`` (the same pose changes, the camera still);
+* studio view changes (``benchmarks/studio_views.py``: SynthHumans, plain background, front/side/back views,
+  80 pairs; rows: the bundled generator with its own Ŝ_B).
 
 Floors (part-affine warp, source copied) once per pair set. Writes ``benchmarks/results/still-background.{json,md}``.
 
@@ -28,23 +31,29 @@ import torch
 
 from appearance import score
 from pose2sim import batches, methods, pair_kind, person_l1, save_results
+from studio_views import KINDS, SEED, studio_pair
+from studio_views import methods as studio_methods
 from recapture.body.keypoint_warp import warp_image
 from recapture.data.ccp_pairs import CcpPhotos, make_pair, training_ids
 from recapture.data.pose2sim import DEFAULT_MANIFEST
 from recapture.hub import load_generator
-from recapture.models.correspondence import CorrespondenceGenerator
+from recapture.models.correspondence import CorrespondenceConfig, CorrespondenceGenerator, load_correspondence
+from recapture.models.layout_ops import to_one_hot
 from recapture.training.correspondence_data import Batch, collate
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-SETTINGS = (("follow", 0, 0), ("still", 2, 1), ("still", 3, 1), ("still", 4, 2), ("still", 6, 2), ("still", 8, 3))
+SETTINGS = (("follow", 0, 0, "network"), ("still", 4, 2, "network"), ("still", 1, 1, "fill"), ("still", 2, 0, "fill"),
+            ("still", 2, 1, "fill"), ("still", 3, 1, "fill"), ("still", 4, 2, "fill"))
 BUNDLED = "bundled default (its own Ŝ_B)"
 FLOORS = ("part-affine warp (floor)", "source copied (floor)")
 Scores = dict[str, list[float]]
 
 
-def setting_name(background: str, margin: int, feather: int) -> str:
-    return "follow (previous)" if background == "follow" else f"still, margin {margin}, feather {feather}"
+def setting_name(background: str, margin: int, feather: int, vacated: str) -> str:
+    if background == "follow":
+        return "follow (before the rule)"
+    return f"still, margin {margin}, feather {feather}, vacated: {vacated}"
 
 
 def ccp_pairs(photos: CcpPhotos, config: object, still_camera: bool, seed: int = 0) -> list[Batch]:
@@ -96,6 +105,19 @@ def score_pose2sim(default: torch.nn.Module, parts: list, floors: bool) -> dict[
     return table
 
 
+def score_studio(default: torch.nn.Module, parts: list[list], floors: bool) -> dict[str, Scores]:
+    """The bundled generator (its own Ŝ_B) and, with ``floors``, the floors on the studio view pairs."""
+    table: dict[str, Scores] = {}
+    network = {"network": default.appearance}
+    for pairs in parts:
+        made, batch, keypoints = studio_methods(pairs, default, network)
+        for name in (BUNDLED, *(FLOORS if floors else ())):
+            values = score(made[name], batch.target_image, keypoints)
+            values["person_l1"] = person_l1(made[name], batch.target_image, to_one_hot(batch.target_labels, 20))
+            add(table, name, values)
+    return table
+
+
 def means(table: dict[str, Scores]) -> dict[str, dict[str, float | None]]:
     return {name: {k: float(np.mean(v)) if v else None for k, v in values.items()} for name, values in table.items()}
 
@@ -106,21 +128,24 @@ def markdown(result: dict) -> str:
              "network, target layout = warp of S_A, 60 validation photos of 0001-0904; *as made* deforms the whole "
              "photo (the background moves), *still camera* the same pose changes without the global map.", "",
              "| setting | pose2sim L1 | same camera | other camera | PSNR | SSIM | face L1 | person L1 | CCP as made L1 "
-             "| CCP still camera L1 | PSNR | SSIM |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| CCP still camera L1 | PSNR | SSIM | studio L1 | PSNR | person L1 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
-    def row(name: str, pose: dict, made: dict, still: dict) -> str:
+    def row(name: str, pose: dict, made: dict, still: dict, studio: dict) -> str:
         a, same, other = pose["all"], pose["same camera"], pose["other camera"]
         return (f"| {name} | {a['l1']:.4f} | {same['l1']:.4f} | {other['l1']:.4f} | {a['psnr']:.2f} | {a['ssim']:.3f} "
                 f"| {a['face_l1']:.4f} | {a['person_l1']:.4f} | {made['l1']:.4f} | {still['l1']:.4f} "
-                f"| {still['psnr']:.2f} | {still['ssim']:.3f} |")
+                f"| {still['psnr']:.2f} | {still['ssim']:.3f} | {studio['l1']:.4f} | {studio['psnr']:.2f} "
+                f"| {studio['person_l1']:.4f} |")
 
+    network = "network (target layout = warp of S_A)"
     for name, scores in result["settings"].items():
         lines.append(row(name, {k: v[BUNDLED] for k, v in scores["pose2sim"].items()},
-                         *(scores[s]["network (target layout = warp of S_A)"] for s in ("ccp as made", "ccp still camera"))))
+                         scores["ccp as made"][network], scores["ccp still camera"][network], scores["studio"][BUNDLED]))
     for floor in FLOORS:
         first = result["floors"]
         lines.append(row(floor, {k: v[floor] for k, v in first["pose2sim"].items()},
-                         first["ccp as made"][floor], first["ccp still camera"][floor]))
+                         first["ccp as made"][floor], first["ccp still camera"][floor], first["studio"][floor]))
     return "\n".join(lines) + "\n"
 
 
@@ -129,33 +154,43 @@ def main() -> None:
     parser.add_argument("--photos", default="runs/appearance-real/ccp-256x176.npz",
                         help="CCP photo cache (data/ccp_pairs.build_photos) holding the validation photos")
     parser.add_argument("--name", default="still-background")
+    parser.add_argument("--weights", default="", help="correspondence weights in place of the bundled appearance")
+    parser.add_argument("--chosen", action="store_true",
+                        help="only the rule as configured by default (and the floors), not every setting")
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.time()
     default = load_generator("default").generator.eval()
+    if args.weights:
+        default.appearance = load_correspondence(args.weights)
     network = default.appearance
     photos = CcpPhotos.load(args.photos)
     pose_parts = batches("validation", DEFAULT_MANIFEST)
     ccp = {"ccp as made": ccp_pairs(photos, network.config, False),
            "ccp still camera": ccp_pairs(photos, network.config, True)}
+    studio = [[studio_pair(SEED, 1000 * number + i, views[i % len(views)], network.config.internal_size)
+               for i in range(start, start + 10)] for number, views in enumerate(KINDS.values()) for start in (0, 10)]
     base = network.config
     result: dict = {"settings": {}, "floors": {}}
     try:
-        for index, (background, margin, feather) in enumerate(SETTINGS):
+        chosen = (CorrespondenceConfig().background, CorrespondenceConfig().still_margin,
+                  CorrespondenceConfig().still_feather, CorrespondenceConfig().vacated)
+        for index, (background, margin, feather, vacated) in enumerate((chosen,) if args.chosen else SETTINGS):
             network.config = dataclasses.replace(base, background=background, still_margin=margin,
-                                                 still_feather=feather)
+                                                 still_feather=feather, vacated=vacated)
             first = index == 0
             pose = score_pose2sim(default, pose_parts, first)
             tables = {"pose2sim": pose} | {name: score_ccp(network, parts, first) for name, parts in ccp.items()}
             summary = {"pose2sim": {k: means(v) for k, v in pose.items()}} | {
-                name: means(tables[name]) for name in ccp}
-            result["settings"][setting_name(background, margin, feather)] = summary
+                name: means(tables[name]) for name in ccp} | {"studio": means(score_studio(default, studio, first))}
+            result["settings"][setting_name(background, margin, feather, vacated)] = summary
             if first:
                 result["floors"] = summary
-            print(setting_name(background, margin, feather), f"{time.time() - started:.0f} s", flush=True)
+            print(setting_name(background, margin, feather, vacated), f"{time.time() - started:.0f} s", flush=True)
     finally:
         network.config = base
-    result["pairs"] = {"pose2sim": len(next(iter(pose["all"].values()))["l1"]),
+    result["weights"] = args.weights or "bundled default"
+    result["pairs"] = {"pose2sim": len(next(iter(pose["all"].values()))["l1"]), "studio": 10 * len(studio),
                        **{name: sum(len(b.source_image) for b in parts) for name, parts in ccp.items()}}
     result["seconds"] = round(time.time() - started, 1)
     save_results(args.name, result, markdown(result))

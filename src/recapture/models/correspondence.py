@@ -12,9 +12,10 @@ themselves come from the full-resolution source::
                                                            sharp; without it: upsample(flow))
     image   = v * grid_sample(source at full size, full) + (1 - v) * upsample(generated)
     image  += refine(image, v, generated)                                 (last layer zero)
-    still   = ``background: still`` (default): beyond ``still_margin`` internal pixels of the source and target
-              person (feathered) the output is the source pixel in place - a fixed camera; where the source
-              person was and the target person is not, the network's own output (its inpainting) stays.
+    still   = ``background: still`` (default; models/still_background.py): beyond ``still_margin`` internal pixels
+              of the target person (feathered) the output is the source pixel in place - a fixed camera; where the
+              source person was and the target person is not, the background is filled from the source's own
+              background around it (``vacated: fill``; ``vacated: network`` keeps the network's painting there).
 
 Grids are ``grid_sample`` x/y in [-1, 1] with ``align_corners=True``, so an identity grid upsampled
 bilinearly is the identity at any output size (a 1120x840 photo as well as 256x176). Nothing here
@@ -40,13 +41,14 @@ from recapture.body.part_maps import TORSO, segment_maps
 from recapture.body.prior_numpy import keypoints_to_size
 from recapture.models.layout_ops import labels_at, layout_at, majority_layout, to_one_hot
 from recapture.models.lgr import LayoutGraphReasoning
-from recapture.models.sat import SemanticAttentiveTransfer, identity_grid
+from recapture.models.sat import SemanticAttentiveTransfer
+from recapture.models.still_background import VACATED_RULES, people_weights, still_composite
 
 
 BACKGROUND_RULES = ("still", "follow")
 #: Config keys a weight file may lack (written before they existed) and the value such a file gets: the rule is
 #: not learned, so old weights take the current default.
-MISSING_KEY_DEFAULTS = {"background": "still", "still_margin": 4, "still_feather": 2}
+MISSING_KEY_DEFAULTS = {"background": "still", "still_margin": 2, "still_feather": 1, "vacated": "fill"}
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,9 @@ class CorrespondenceConfig:
     flow_scale: float = 0.1  # grid units per unit of the flow head's output
     visibility_bias: float = 4.0  # initial visibility logit (sigmoid 0.98: start from the warped source)
     background: str = "still"  # still: the background stays in place (fixed camera) | follow: the network's output
-    still_margin: int = 4  # internal pixels around either person that stay the network's output
-    still_feather: int = 2  # internal pixels of the seam's ramp (box blur radius; < still_margin keeps the people)
+    still_margin: int = 2  # internal pixels around the target person that stay the network's output
+    still_feather: int = 1  # internal pixels of the seam's ramp (box blur radius; < still_margin keeps the people)
+    vacated: str = "fill"  # where the source person was and the target is not: fill (from the background) | network
 
     def __post_init__(self) -> None:
         factor = 2 ** self.num_down
@@ -79,6 +82,8 @@ class CorrespondenceConfig:
                 raise ValueError(f"correspondence {name} must be >= 1, got {getattr(self, name)}")
         if self.background not in BACKGROUND_RULES:
             raise ValueError(f"correspondence background must be one of {BACKGROUND_RULES}, got {self.background!r}")
+        if self.vacated not in VACATED_RULES:
+            raise ValueError(f"correspondence vacated must be one of {VACATED_RULES}, got {self.vacated!r}")
         if self.still_margin < 0 or self.still_feather < 0:
             raise ValueError(f"correspondence still_margin/still_feather must be >= 0, got "
                              f"{self.still_margin}/{self.still_feather}")
@@ -258,21 +263,15 @@ class CorrespondenceGenerator(nn.Module):
         coarse_flow, logits, generated = self.predict(small, source_layout, source_pose, target_layout, target_pose,
                                                       prior.grid, prior.covered)
         return self.compose(source_image, coarse_flow, logits, generated, output_size, prior,
-                            self.people_weight(source_layout, target_layout))
+                            self.people_weight(source_layout, target_layout), small)
 
     def people_weight(self, source_layout: Tensor, target_layout: Tensor) -> Tensor | None:
-        """``(B, 1, h, w)`` weight of the network's output under ``background: still`` (None for ``follow``):
-        1 within ``still_margin`` internal pixels of the source or target person (layout channel 0 is the
-        background), ramping to 0 over ``still_feather`` pixels beyond; 0 is the source pixel in place."""
+        """``(B, 3, h, w)`` weights of the ``background: still`` rule (:func:`still_background.people_weights`:
+        where the network's output is kept, where the vacated background is filled); None for ``follow``."""
         if self.config.background == "follow":
             return None
-        margin, feather = self.config.still_margin, self.config.still_feather
-        people = torch.maximum(1.0 - source_layout[:, :1], 1.0 - target_layout[:, :1]).detach().clamp(0.0, 1.0)
-        if margin:
-            people = F.max_pool2d(people, 2 * margin + 1, stride=1, padding=margin)
-        if feather:
-            people = F.avg_pool2d(people, 2 * feather + 1, stride=1, padding=feather, count_include_pad=False)
-        return people
+        return people_weights(source_layout, target_layout, self.config.still_margin, self.config.still_feather,
+                              self.config.vacated)
 
     def predict(self, small: Tensor, source_layout: Tensor, source_pose: Tensor, target_layout: Tensor,
                 target_pose: Tensor, grid: Tensor, covered: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -304,10 +303,11 @@ class CorrespondenceGenerator(nn.Module):
                          "per-pixel SAT maps)")
 
     def compose(self, source_image: Tensor, coarse_flow: Tensor, visibility_logits: Tensor, generated: Tensor,
-                output_size: tuple[int, int], prior: PriorGrid | None = None, people: Tensor | None = None
-                ) -> CorrespondenceOutput:
+                output_size: tuple[int, int], prior: PriorGrid | None = None, people: Tensor | None = None,
+                small: Tensor | None = None) -> CorrespondenceOutput:
         """The parameter-free full-resolution step (plus the light refinement); with ``people``
-        (:meth:`people_weight`) the source pixel in place where it is 0 (exactly), the flow the identity there."""
+        (:meth:`people_weight`) the still-background rule (:func:`still_background.still_composite`; ``small``:
+        the source at the internal size, area-resized here when not given)."""
         flow, copied = sample_source(source_image, coarse_flow, output_size, prior)
         visibility = F.interpolate(torch.sigmoid(visibility_logits), size=output_size, mode="bilinear",
                                    align_corners=True)
@@ -315,13 +315,8 @@ class CorrespondenceGenerator(nn.Module):
         composite = visibility * copied + (1.0 - visibility) * painted
         image = self.refine(composite, visibility, painted).clamp(-1.0, 1.0)
         if people is not None:
-            weight = F.interpolate(people, size=output_size, mode="bilinear", align_corners=True)
-            in_place = F.interpolate(source_image, size=output_size, mode="bilinear", align_corners=True)
-            identity = identity_grid(people.shape[0], tuple(people.shape[-2:]), people.device).to(people.dtype)
-            identity = F.interpolate(identity, size=output_size, mode="bilinear", align_corners=True)
-            image = weight * image + (1.0 - weight) * in_place
-            flow = (weight * flow.permute(0, 3, 1, 2) + (1.0 - weight) * identity).permute(0, 2, 3, 1)
-            visibility = weight * visibility + (1.0 - weight)
+            small = F.interpolate(source_image, size=tuple(people.shape[-2:]), mode="area") if small is None else small
+            image, flow, visibility = still_composite(image, flow, visibility, source_image, small, people)
         return CorrespondenceOutput(image=image, flow=flow, visibility=visibility, invented=1.0 - visibility,
                                     generated=generated, coarse_flow=coarse_flow, visibility_logits=visibility_logits)
 

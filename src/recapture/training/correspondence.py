@@ -36,7 +36,7 @@ from recapture.data.ccp_pairs import CcpPhotos, training_ids
 from recapture.models.blocks import level_widths
 from recapture.models.correspondence import CorrespondenceConfig, CorrespondenceGenerator, load_correspondence
 from recapture.config import ModelConfig, from_dict
-from recapture.hub import bundled_path, read_model_file, save_generator
+from recapture.hub import bundled_path, load_generator, read_model_file, save_generator
 from recapture.models.discriminators import PatchDiscriminator
 from recapture.models.generator import RecaptureGenerator
 from recapture.models.inception import load_inception
@@ -66,15 +66,17 @@ class TrainSettings:
     unchanged_fraction: float = 0.1  # pairs whose pose does not change (own-pose round trip)
     reverse_fraction: float = 0.0  # CCP pairs photo -> deformed photo
     synthetic_fraction: float = 0.0  # SynthHumans pose changes
+    still_fraction: float = 0.0  # CCP pairs made with a fixed camera (the background stays in place)
+    validation_still: bool = False  # validation pairs made with a fixed camera (the real uses) instead of as made
     parsed: str = ""  # the parser's layouts (training/parsed_photos.py): source layouts of CCP pairs and validation
-    init: str = ""  # correspondence weights to start from (fine-tuning); empty: random
+    init: str = ""  # correspondence weights (.safetensors) or a bundled generator's name to start from; empty: random
     workers: int = 1  # DataLoader processes making the pairs while the model trains (0: in the training process)
     save_every_s: float = 600.0
     validate_every: int = 250
     validation_pairs: int = 48
 
     def mix(self) -> PairMix:
-        return PairMix(self.unchanged_fraction, self.reverse_fraction, self.synthetic_fraction)
+        return PairMix(self.unchanged_fraction, self.reverse_fraction, self.synthetic_fraction, self.still_fraction)
 
 
 class Perceptual:
@@ -108,6 +110,17 @@ def pixel_flow_error(flow: Tensor, truth: Tensor, visible: Tensor) -> Tensor:
 def flow_weight(batch: Batch) -> Tensor:
     """``(B, 1, h, w)``: the visible pixels of the pairs whose dense correspondence is known."""
     return batch.visible * batch.flow_known.view(-1, 1, 1, 1)
+
+
+def initial_weights(init: str) -> dict[str, Tensor]:
+    """The appearance weights named by ``init``: a correspondence ``.safetensors`` file, or the name of a bundled
+    generator whose appearance network is a correspondence model (e.g. ``default``); ValueError otherwise."""
+    if init.endswith(".safetensors"):
+        return load_correspondence(init).state_dict()
+    appearance = load_generator(init).generator.appearance
+    if not isinstance(appearance, CorrespondenceGenerator):
+        raise ValueError(f"init: {init}'s appearance network is not a correspondence model")
+    return {k: v.float() for k, v in appearance.state_dict().items()}
 
 
 def validate(model: CorrespondenceGenerator, batches: list[Batch], floors: list[Tensor]) -> tuple[float, float]:
@@ -217,7 +230,8 @@ def train(run_dir: Path, config: CorrespondenceConfig, settings: TrainSettings, 
     parsed = ParsedLayouts.load(settings.parsed).for_photos(photos) if settings.parsed else None
     rng_valid = np.random.default_rng(1234)
     chosen = valid_rows[: settings.validation_pairs]
-    valid_batches = [make_batch(photos, chosen[i:i + 8], rng_valid, config, 0.0, parsed=parsed)
+    valid_mix = PairMix(unchanged=0.0, still=1.0 if settings.validation_still else 0.0)
+    valid_batches = [make_batch(photos, chosen[i:i + 8], rng_valid, config, 0.0, valid_mix, parsed)
                      for i in range(0, len(chosen), 8)]
     floors = [warp_floor(b) for b in valid_batches]
     trainer = Trainer(config, settings, Perceptual() if settings.perceptual > 0 else None)
@@ -227,7 +241,7 @@ def train(run_dir: Path, config: CorrespondenceConfig, settings: TrainSettings, 
         best = float(state.get("best", best))
         log(f"resumed at step {trainer.step}")
     elif settings.init:
-        trainer.model.load_state_dict(load_correspondence(settings.init).state_dict())
+        trainer.model.load_state_dict(initial_weights(settings.init))
         trainer.model.train()
         ours, floor = validate(trainer.model, valid_batches, floors)
         log(f"validation step 0 ({settings.init}): L1 {ours:.4f} (part-affine warp {floor:.4f})")

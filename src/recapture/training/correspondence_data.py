@@ -4,6 +4,8 @@ A batch mixes, per pair (:class:`PairMix`):
 
 * CCP self-supervised pairs (:func:`recapture.data.ccp_pairs.make_pair`), forward (deformed photo -> photo)
   or, with probability ``reverse``, reversed (photo -> deformed photo); a share ``unchanged`` keeps the pose;
+  a share ``still`` is made with a fixed camera (no global zoom/shift of the whole photo: the background stays
+  in place, as in the real uses and under the model's ``background: still`` rule);
   with parsed layouts given, the source layout is the `ccp` parser's layout of the photo carried through the
   deformation (what the network gets at test time) instead of CCP's ground truth;
 * with probability ``synthetic``, a SynthHumans pose change (:func:`synthetic_pair`): one procedural person
@@ -39,9 +41,10 @@ class PairMix:
     unchanged: float = 0.1  # CCP pairs whose pose does not change (own-pose round trip)
     reverse: float = 0.0  # CCP pairs with the photo as source and the deformed photo as target
     synthetic: float = 0.0  # SynthHumans pose changes
+    still: float = 0.0  # CCP pairs made with a fixed camera (make_pair(still_camera=True))
 
     def __post_init__(self) -> None:
-        for name in ("unchanged", "reverse", "synthetic"):
+        for name in ("unchanged", "reverse", "synthetic", "still"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"pair mix {name} must be in [0, 1], got {getattr(self, name)}")
 
@@ -120,8 +123,10 @@ def make_batch(photos: CcpPhotos, indices: np.ndarray, rng: np.random.Generator,
             continue
         strength = 0.0 if rng.random() < mix.unchanged else 1.0
         reverse = bool(rng.random() < mix.reverse)
+        still = bool(mix.still > 0.0 and (mix.still >= 1.0 or rng.random() < mix.still))
         pairs.append(make_pair(photos.images[row], photos.labels[row], photos.keypoints[row], rng,
-                               config.internal_size, strength, None if parsed is None else parsed[row], reverse))
+                               config.internal_size, strength, None if parsed is None else parsed[row], reverse,
+                               still))
     return collate(pairs, config, [bool(rng.random() < fraction) for _ in indices])
 
 

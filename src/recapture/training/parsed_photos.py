@@ -6,7 +6,8 @@ of the photo cache at its native size with the real-photo path (:func:`parse_pho
 pose, bundled `ccp` parser), fits the labels to the cache's size exactly as :func:`fit_photo` fitted the photo,
 and writes ``ccp-parsed-HxW.npz`` (``labels (N, H, W)`` uint8 LIP-20, ``ids``, ``parsed (N,)`` bool: False where
 no person was found and the ground truth was kept). Resumable: partial results are saved every ``save_every``
-photos. The held-out photos are parsed too but only the benchmark reads them.
+photos. The held-out photos are parsed too but only the benchmark reads them. A photo cache that does not exist
+yet is built first (:func:`build_photos`, the 1,004 labelled photos at ``--size``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import numpy as np
 import torch
 
 from recapture.data.ccp import CcpDataset
-from recapture.data.ccp_pairs import CcpPhotos, fit_photo
+from recapture.data.ccp import LABELLED_IDS
+from recapture.data.ccp_pairs import CcpPhotos, build_photos, fit_photo
 from recapture.data.formats import read_annotations
 from recapture.fileio import atomic_path
 
@@ -92,8 +94,13 @@ def main() -> None:
     parser.add_argument("--out", default="runs/appearance-real/ccp-parsed-256x176.npz")
     parser.add_argument("--ccp", default=str(Path(__file__).resolve().parents[4] / "shared" / "data" / "ccp"))
     parser.add_argument("--keypoints", default="src/recapture/assets/ccp-keypoints.csv")
+    parser.add_argument("--size", default="256x176", help="HxW of a photo cache built here")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if not Path(args.photos).is_file():
+        height, width = (int(v) for v in args.size.split("x"))
+        build_photos(args.ccp, tuple(LABELLED_IDS), args.keypoints, (height, width)).save(args.photos)
+        print(time.strftime("%H:%M:%S"), f"wrote the photo cache {args.photos}", flush=True)
     result = parse_cache(CcpPhotos.load(args.photos), Path(args.ccp), Path(args.keypoints), Path(args.out),
                          log=lambda line: print(time.strftime("%H:%M:%S"), line, flush=True))
     print(f"wrote {args.out}: {len(result.ids)} photos, {int((~result.parsed).sum())} without a person found")

@@ -1,0 +1,147 @@
+"""Studio view changes: the appearance network against the floors on SynthHumans pairs shot like DeepFashion
+(one person, a plain studio background, a fixed camera, full body, the view turning between the two shots).
+
+About 40% of DeepFashion's test pairs have a back view on one side (`fasion-pairs-test.csv`: front<->back 1,258,
+side<->back 940, back<->full/additional 1,344 of 8,670), which neither real proxy has: CCP self-supervised pairs
+keep the view, pose2sim's people mostly face the cameras. SynthHumans gives those pairs with the exact target
+image. The identities are drawn with seed ``--seed`` (not the training mix's 7211, not the bundled data sets'
+0-9), ``--pairs`` per kind:
+
+- ``same view``: front -> front (a pose change);
+- ``front <-> side``, ``front <-> back``, ``side <-> back``: half each way.
+
+Rows: the bundled ``default`` (its own predicted Ŝ_B), its correspondence appearance network given the warp of
+the source layout as target layout and given the true target layout, extra weights (``--weights NAME=FILE``,
+warp of the source layout), the part-affine warp (floor), the source copied, all-white. L1 on [0, 1], PSNR, SSIM,
+face box L1 (the target's head keypoints) and person L1 (the target's true person), per kind and over all pairs.
+
+    .venv/bin/python benchmarks/studio_views.py --weights still=runs/appearance-still/best.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from appearance import score
+from pose2sim import COLUMNS, _number, person_l1, save_results
+from recapture.body.keypoint_warp import warp_image
+from recapture.body.keypoints import keypoints_to_heatmaps
+from recapture.data.ccp_pairs import CcpPair
+from recapture.data.synthetic.articulation import sample_articulation
+from recapture.data.synthetic.people import sample_identity
+from recapture.data.synthetic.render import render_person, sample_background
+from recapture.hub import load_generator
+from recapture.models.correspondence import CorrespondenceGenerator, load_correspondence, majority_layout
+from recapture.models.layout_ops import to_one_hot
+from recapture.training.correspondence_data import collate
+
+SIZE = (256, 176)
+KINDS = {"same view": (("front", "front"),), "front <-> side": (("front", "right_side"), ("left_side", "front")),
+         "front <-> back": (("front", "back"), ("back", "front")),
+         "side <-> back": (("right_side", "back"), ("back", "left_side"))}
+FLOOR = "part-affine warp (floor)"
+SEED = 4242  # identities: not the training mix's 7211, not the bundled data sets' 0-9
+
+
+def studio_pair(seed: int, index: int, views: tuple[str, str], internal: tuple[int, int]) -> CcpPair:
+    """Identity ``index`` of ``seed`` in two poses with the given views over one plain background."""
+    rng = np.random.default_rng([seed, index])
+    identity = sample_identity(seed, index)
+    background = sample_background(rng, "plain")
+    shots = [render_person(identity, sample_articulation(rng, 0.0, view), background, SIZE) for view in views]
+
+    def image(pixels: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(pixels).permute(2, 0, 1).float() / 127.5 - 1.0
+
+    source, target = shots
+    return CcpPair(source_image=image(source.image), target_image=image(target.image),
+                   source_labels=torch.as_tensor(source.layout.astype(np.int64)),
+                   target_labels=torch.as_tensor(target.layout.astype(np.int64)),
+                   source_keypoints=source.keypoints.astype(np.float64),
+                   target_keypoints=target.keypoints.astype(np.float64),
+                   flow=torch.zeros(*internal, 2), visible=torch.ones(*internal), flow_known=False)
+
+
+def methods(pairs: list[CcpPair], default: torch.nn.Module, networks: dict[str, CorrespondenceGenerator]
+            ) -> tuple[dict[str, torch.Tensor], torch.Tensor, np.ndarray]:
+    """Every row's ``(B, 3, H, W)`` image, the targets and the target keypoints of one batch of pairs."""
+    first = next(iter(networks.values()))
+    batch = collate(pairs, first.config, [False] * len(pairs))
+    made: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        poses = [keypoints_to_heatmaps(k, SIZE) for k in (batch.source_keypoints, batch.target_keypoints)]
+        made["bundled default (its own Ŝ_B)"] = default(
+            batch.source_image, to_one_hot(batch.source_labels, first.num_parts), *poses,
+            source_keypoints=batch.source_keypoints, target_keypoints=batch.target_keypoints).image
+        truth = majority_layout(batch.target_labels, first.num_parts, first.config.internal_size)
+        inputs = (batch.source_image, batch.source_layout, batch.source_pose)
+        for name, network in networks.items():
+            made[f"{name} (warp of S_A)"] = network(*inputs, batch.target_layout, batch.target_pose,
+                                                     batch.prior).image
+            made[f"{name} (true target layout)"] = network(*inputs, truth, batch.target_pose, batch.prior).image
+        made[FLOOR] = warp_image(batch.source_image, batch.source_labels, batch.source_keypoints,
+                                 batch.target_keypoints, "lip20")
+    made["source copied (floor)"] = batch.source_image
+    made["all-white (floor)"] = torch.ones_like(batch.target_image)
+    return made, batch, batch.target_keypoints
+
+
+def run(seed: int, per_kind: int, default: torch.nn.Module, networks: dict[str, CorrespondenceGenerator]
+        ) -> dict[str, dict[str, dict[str, float | int]]]:
+    """``{kind: {method: {metric: mean}}}`` with kind ``all`` too."""
+    table: dict[str, dict[str, dict[str, list[float]]]] = {}
+    internal = next(iter(networks.values())).config.internal_size
+    for number, (kind, directions) in enumerate(KINDS.items()):
+        pairs = [studio_pair(seed, 1000 * number + i, directions[i % len(directions)], internal)
+                 for i in range(per_kind)]
+        for start in range(0, per_kind, 10):
+            made, batch, keypoints = methods(pairs[start:start + 10], default, networks)
+            person = to_one_hot(batch.target_labels, 20)
+            for name, image in made.items():
+                values = score(image, batch.target_image, keypoints)
+                values["person_l1"] = person_l1(image, batch.target_image, person)
+                for group in ("all", kind):
+                    for key, found in values.items():
+                        table.setdefault(group, {}).setdefault(name, {}).setdefault(key, []).extend(found)
+    return {kind: {name: {key: float(np.mean(v)) if v else None for key, v in values.items()}
+                   | {"pairs": len(values["l1"])} for name, values in rows.items()} for kind, rows in table.items()}
+
+
+def markdown(result: dict) -> str:
+    lines = ["# Studio view changes (SynthHumans, plain background, fixed camera, 256x176)", ""]
+    for kind, rows in result["kinds"].items():
+        count = next(iter(rows.values()))["pairs"]
+        lines += [f"## {kind} ({count} pairs)", "",
+                  "| method | L1 | PSNR | SSIM | face L1 | face PSNR | person L1 |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {name} | " + " | ".join(_number(r[key], digits) for key, digits in COLUMNS) + " |"
+                  for name, r in rows.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="default", help="bundled generator name or model file")
+    parser.add_argument("--weights", action="append", default=[], metavar="NAME=FILE",
+                        help="also score correspondence appearance weights (load_correspondence)")
+    parser.add_argument("--pairs", type=int, default=20, help="pairs per kind")
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--name", default="studio-views")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    started = time.time()
+    loaded = load_generator(args.model)
+    networks = {"default's appearance network": loaded.generator.appearance}
+    networks |= {name: load_correspondence(path) for name, path in (w.split("=", 1) for w in args.weights)}
+    result = {"model": args.model, "weights": args.weights, "seed": args.seed, "pairs_per_kind": args.pairs,
+              "kinds": run(args.seed, args.pairs, loaded.generator.eval(), networks)}
+    result["seconds"] = round(time.time() - started, 1)
+    save_results(args.name, result, markdown(result))
+
+
+if __name__ == "__main__":
+    main()
