@@ -77,13 +77,14 @@ def score(made: torch.Tensor, real: torch.Tensor, keypoints: np.ndarray) -> dict
 
 
 def pairs_of(photos: CcpPhotos, ids: tuple[int, ...], config: CorrespondenceConfig, seed: int,
-             parsed: np.ndarray | None = None) -> list[Batch]:
+             parsed: np.ndarray | None = None, still_camera: bool = False) -> list[Batch]:
     """One self-supervised pair per photo id, batched by 10 (``parsed``: the parser's layouts in the row order of
-    ``photos``, carried through the deformation as the source layouts; None: CCP's ground truth)."""
+    ``photos``, carried through the deformation as the source layouts; None: CCP's ground truth;
+    ``still_camera``: the same pose changes without the global zoom/shift of the whole photo)."""
     rows = [int(np.flatnonzero(photos.ids == i)[0]) for i in ids]
     rng = np.random.default_rng(seed)
     pairs = [make_pair(photos.images[r], photos.labels[r], photos.keypoints[r], rng, config.internal_size,
-                       parsed=None if parsed is None else parsed[r]) for r in rows]
+                       parsed=None if parsed is None else parsed[r], still_camera=still_camera) for r in rows]
     return [collate(pairs[i:i + 10], config, [False] * len(pairs[i:i + 10])) for i in range(0, len(pairs), 10)]
 
 
@@ -168,6 +169,8 @@ def main() -> None:
                         "source layouts, for every row (the test-time input); default: CCP's ground truth")
     parser.add_argument("--compare", action="append", default=[], metavar="NAME=WEIGHTS",
                         help="also score other correspondence weights (warped source layout)")
+    parser.add_argument("--still-camera", action="store_true",
+                        help="pairs made with a fixed camera (the background in place, as in the real uses)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.time()
@@ -177,16 +180,19 @@ def main() -> None:
     generators = {name: load_generator(where) for name, where in (item.split("=", 1) for item in args.generator)}
     parsed = ParsedLayouts.load(args.parsed).for_photos(photos) if args.parsed else None
     others = {name: load_correspondence(where) for name, where in (item.split("=", 1) for item in args.compare)}
-    table = pair_table(model, pairs_of(photos, ids, model.config, args.seed, parsed), generators, others)
+    table = pair_table(model, pairs_of(photos, ids, model.config, args.seed, parsed, args.still_camera), generators,
+                       others)
     trip = round_trip(model, Path(args.ccp), Path(args.keypoints), ids[:args.round_trip])
     result = {
-        "weights": args.weights, "split": args.split, "source_layouts": args.parsed or "CCP ground truth", "pairs": len(table["all-white (floor)"]["l1"]), "seed": args.seed,
+        "weights": args.weights, "split": args.split, "source_layouts": args.parsed or "CCP ground truth",
+        "still_camera": args.still_camera, "pairs": len(table["all-white (floor)"]["l1"]), "seed": args.seed,
         "pair_scores": {name: {key: _mean(values) for key, values in scores.items()} | {
             "face_pairs": len(scores["face_l1"])} for name, scores in table.items()},
         "round_trip_person_psnr": {name: _mean(values) for name, values in trip.items()},
         "round_trip_photos": args.round_trip, "seconds": round(time.time() - started, 1),
     }
-    lines = [f"# Appearance on real photos ({result['pairs']} {args.split} CCP self-supervised pairs, 256x176)", "",
+    camera = ", fixed camera" if args.still_camera else ""
+    lines = [f"# Appearance on real photos ({result['pairs']} {args.split} CCP self-supervised pairs{camera}, 256x176)", "",
              f"Source layouts: {result['source_layouts']}; target layout of the correspondence rows: the part-affine "
              "warp of the source layout unless named.", "",
              "| method | L1 | PSNR | SSIM | face L1 | face PSNR |", "|---|---|---|---|---|---|"]
