@@ -38,7 +38,7 @@ from recapture.body.keypoint_warp import warp_image
 from recapture.data.dataset import PairBatch, collate_pairs
 from recapture.data.pose2sim import DEFAULT_MANIFEST, SPLITS, FrameId, load_split
 from recapture.fileio import atomic_write_text
-from recapture.hub import load_generator
+from recapture.hub import LoadedGenerator, load_generator
 from recapture.models.correspondence import CorrespondenceGenerator, load_correspondence, prepare_inputs, repose
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,16 +150,36 @@ def _number(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def table_lines(title: str, rows: dict[str, dict[str, float | int | None]]) -> list[str]:
+    """A ``## title (N pairs)`` section with one row per method and the :data:`COLUMNS`."""
+    count = next(iter(rows.values()))["pairs"]
+    lines = [f"## {title} ({count} pairs)", "",
+             "| method | L1 | PSNR | SSIM | face L1 | face PSNR | person L1 |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {name} | " + " | ".join(_number(r[key], digits) for key, digits in COLUMNS) + " |"
+              for name, r in rows.items()]
+    return lines + [""]
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model`` (the generator) and ``--weights NAME=FILE`` (extra correspondence weights)."""
+    parser.add_argument("--model", default="default", help="bundled generator name or model file")
+    parser.add_argument("--weights", action="append", default=[], metavar="NAME=FILE",
+                        help="also score correspondence appearance weights (load_correspondence)")
+
+
+def load_networks(model: str, weights: list[str]) -> tuple[LoadedGenerator, dict[str, CorrespondenceGenerator]]:
+    """The generator and ``{row name: appearance network}``: its own first, then each ``NAME=FILE``."""
+    loaded = load_generator(model)
+    networks = {"default's appearance network": loaded.generator.appearance}
+    networks |= {name: load_correspondence(path) for name, path in (w.split("=", 1) for w in weights)}
+    return loaded, networks
+
+
 def markdown(result: dict) -> str:
     lines = ["# The default model on real pose changes (pose2sim pairs, 256x176)", ""]
     for split, kinds in result["splits"].items():
         for kind, rows in kinds.items():
-            count = next(iter(rows.values()))["pairs"]
-            lines += [f"## {split}: {kind} ({count} pairs)", "",
-                      "| method | L1 | PSNR | SSIM | face L1 | face PSNR | person L1 |", "|---|---|---|---|---|---|---|"]
-            lines += [f"| {name} | " + " | ".join(_number(r[key], digits) for key, digits in COLUMNS) + " |"
-                      for name, r in rows.items()]
-            lines.append("")
+            lines += table_lines(f"{split}: {kind}", rows)
         lines += [f"Targets ({split}, all pairs; L1 <= {TARGET_L1}, >= {TARGET_BELOW_FLOOR:.0%} below the warp floor):", ""]
         lines += [f"- {name}: L1 {v['l1']:.4f} ({'met' if v['l1_met'] else 'not met'}), "
                   f"{abs(v['below_floor']):.1%} {'below' if v['below_floor'] >= 0 else 'above'} the floor "
@@ -171,9 +191,7 @@ def markdown(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
-    parser.add_argument("--model", default="default", help="bundled generator name or model file")
-    parser.add_argument("--weights", action="append", default=[], metavar="NAME=FILE",
-                        help="also score correspondence appearance weights (load_correspondence)")
+    add_model_arguments(parser)
     parser.add_argument("--split", action="append", choices=SPLITS, help="default: both")
     parser.add_argument("--name", default="pose2sim")
     parser.add_argument("--previous-background", action="store_true",
@@ -181,9 +199,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.time()
-    loaded = load_generator(args.model)
-    networks = {"default's appearance network": loaded.generator.appearance}
-    networks |= {name: load_correspondence(path) for name, path in (w.split("=", 1) for w in args.weights)}
+    loaded, networks = load_networks(args.model, args.weights)
     manifest = args.manifest.resolve()
     shown = manifest.relative_to(ROOT) if manifest.is_relative_to(ROOT) else manifest
     appearance = loaded.generator.appearance

@@ -27,17 +27,14 @@ import numpy as np
 import torch
 
 from appearance import score
-from pose2sim import COLUMNS, _number, person_l1, save_results
+from pose2sim import add_model_arguments, load_networks, person_l1, save_results, table_lines
 from recapture.body.keypoint_warp import warp_image
 from recapture.body.keypoints import keypoints_to_heatmaps
 from recapture.data.ccp_pairs import CcpPair
-from recapture.data.synthetic.articulation import sample_articulation
 from recapture.data.synthetic.people import sample_identity
-from recapture.data.synthetic.render import render_person, sample_background
-from recapture.hub import load_generator
-from recapture.models.correspondence import CorrespondenceGenerator, load_correspondence, majority_layout
+from recapture.models.correspondence import CorrespondenceGenerator, majority_layout
 from recapture.models.layout_ops import to_one_hot
-from recapture.training.correspondence_data import collate
+from recapture.training.correspondence_data import collate, synthetic_pair
 
 SIZE = (256, 176)
 KINDS = {"same view": (("front", "front"),), "front <-> side": (("front", "right_side"), ("left_side", "front")),
@@ -48,22 +45,9 @@ SEED = 4242  # identities: not the training mix's 7211, not the bundled data set
 
 
 def studio_pair(seed: int, index: int, views: tuple[str, str], internal: tuple[int, int]) -> CcpPair:
-    """Identity ``index`` of ``seed`` in two poses with the given views over one plain background."""
-    rng = np.random.default_rng([seed, index])
-    identity = sample_identity(seed, index)
-    background = sample_background(rng, "plain")
-    shots = [render_person(identity, sample_articulation(rng, 0.0, view), background, SIZE) for view in views]
-
-    def image(pixels: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(pixels).permute(2, 0, 1).float() / 127.5 - 1.0
-
-    source, target = shots
-    return CcpPair(source_image=image(source.image), target_image=image(target.image),
-                   source_labels=torch.as_tensor(source.layout.astype(np.int64)),
-                   target_labels=torch.as_tensor(target.layout.astype(np.int64)),
-                   source_keypoints=source.keypoints.astype(np.float64),
-                   target_keypoints=target.keypoints.astype(np.float64),
-                   flow=torch.zeros(*internal, 2), visible=torch.ones(*internal), flow_known=False)
+    """Identity ``index`` of ``seed`` in two full-body poses with the given views over one plain wall."""
+    return synthetic_pair(np.random.default_rng([seed, index]), SIZE, internal, sample_identity(seed, index),
+                          "plain", views, 0.0)
 
 
 def methods(pairs: list[CcpPair], default: torch.nn.Module, networks: dict[str, CorrespondenceGenerator]
@@ -114,29 +98,20 @@ def run(seed: int, per_kind: int, default: torch.nn.Module, networks: dict[str, 
 def markdown(result: dict) -> str:
     lines = ["# Studio view changes (SynthHumans, plain background, fixed camera, 256x176)", ""]
     for kind, rows in result["kinds"].items():
-        count = next(iter(rows.values()))["pairs"]
-        lines += [f"## {kind} ({count} pairs)", "",
-                  "| method | L1 | PSNR | SSIM | face L1 | face PSNR | person L1 |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {name} | " + " | ".join(_number(r[key], digits) for key, digits in COLUMNS) + " |"
-                  for name, r in rows.items()]
-        lines.append("")
+        lines += table_lines(kind, rows)
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="default", help="bundled generator name or model file")
-    parser.add_argument("--weights", action="append", default=[], metavar="NAME=FILE",
-                        help="also score correspondence appearance weights (load_correspondence)")
+    add_model_arguments(parser)
     parser.add_argument("--pairs", type=int, default=20, help="pairs per kind")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--name", default="studio-views")
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.time()
-    loaded = load_generator(args.model)
-    networks = {"default's appearance network": loaded.generator.appearance}
-    networks |= {name: load_correspondence(path) for name, path in (w.split("=", 1) for w in args.weights)}
+    loaded, networks = load_networks(args.model, args.weights)
     result = {"model": args.model, "weights": args.weights, "seed": args.seed, "pairs_per_kind": args.pairs,
               "kinds": run(args.seed, args.pairs, loaded.generator.eval(), networks)}
     result["seconds"] = round(time.time() - started, 1)

@@ -300,6 +300,21 @@ def test_synthetic_pairs_have_part_visibility_and_no_flow_loss() -> None:
     assert float(weight[~known].abs().sum()) == 0.0 and float(weight[known].sum()) > 0
 
 
+def test_synthetic_pairs_on_a_plain_wall_have_a_smooth_background() -> None:
+    """``background="plain"`` (the mix's ``plain`` share): a studio wall, not a cluttered room; same camera."""
+    from recapture.training.correspondence_data import synthetic_pair
+
+    def roughness(kind: str) -> float:
+        pair = synthetic_pair(np.random.default_rng(2), (64, 44), (64, 44), background=kind, crop_probability=0.0)
+        people = ((pair.source_labels > 0) | (pair.target_labels > 0)).float()[None, None]
+        wall = F.max_pool2d(people, 5, stride=1, padding=2)[0, 0] == 0  # antialiased edges count as people
+        assert float((pair.source_image - pair.target_image).abs()[:, wall].max()) < 1e-6  # the camera is still
+        steps = (pair.source_image[:, 1:] - pair.source_image[:, :-1]).abs()
+        return float(steps[:, wall[1:] & wall[:-1]].mean())
+
+    assert roughness("plain") < 0.5 * roughness("cluttered")
+
+
 def test_pair_stream_is_reproducible_from_its_start_step() -> None:
     from recapture.training.correspondence_data import PairMix, PairStream, batch_loader
 

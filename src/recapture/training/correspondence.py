@@ -67,6 +67,7 @@ class TrainSettings:
     reverse_fraction: float = 0.0  # CCP pairs photo -> deformed photo
     synthetic_fraction: float = 0.0  # SynthHumans pose changes
     still_fraction: float = 0.0  # CCP pairs made with a fixed camera (the background stays in place)
+    plain_fraction: float = 0.0  # SynthHumans pairs on a plain studio wall (else a cluttered room)
     validation_still: bool = False  # validation pairs made with a fixed camera (the real uses) instead of as made
     parsed: str = ""  # the parser's layouts (training/parsed_photos.py): source layouts of CCP pairs and validation
     init: str = ""  # correspondence weights (.safetensors) or a bundled generator's name to start from; empty: random
@@ -76,7 +77,8 @@ class TrainSettings:
     validation_pairs: int = 48
 
     def mix(self) -> PairMix:
-        return PairMix(self.unchanged_fraction, self.reverse_fraction, self.synthetic_fraction, self.still_fraction)
+        return PairMix(self.unchanged_fraction, self.reverse_fraction, self.synthetic_fraction, self.still_fraction,
+                       self.plain_fraction)
 
 
 class Perceptual:

@@ -9,8 +9,9 @@ A batch mixes, per pair (:class:`PairMix`):
   with parsed layouts given, the source layout is the `ccp` parser's layout of the photo carried through the
   deformation (what the network gets at test time) instead of CCP's ground truth;
 * with probability ``synthetic``, a SynthHumans pose change (:func:`synthetic_pair`): one procedural person
-  rendered in two poses over one background; exact truth of the parts the source never shows (visibility),
-  no dense correspondence (no flow loss on these pairs).
+  rendered in two poses over one background (a cluttered room, or with probability ``plain`` a plain studio
+  wall); exact truth of the parts the source never shows (visibility), no dense correspondence (no flow loss on
+  these pairs).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from recapture.body.keypoint_warp import warp_image
 from recapture.data.ccp_pairs import CcpPair, CcpPhotos, make_pair
 from recapture.data.synthetic.articulation import sample_articulation
-from recapture.data.synthetic.people import sample_identity
+from recapture.data.synthetic.people import Identity, sample_identity
 from recapture.data.synthetic.render import render_person, sample_background
 from recapture.data.synthetic.truth import invisible_mask
 from recapture.models.correspondence import CorrespondenceConfig, PriorGrid, majority_layout, prepare_inputs
@@ -42,9 +43,10 @@ class PairMix:
     reverse: float = 0.0  # CCP pairs with the photo as source and the deformed photo as target
     synthetic: float = 0.0  # SynthHumans pose changes
     still: float = 0.0  # CCP pairs made with a fixed camera (make_pair(still_camera=True))
+    plain: float = 0.0  # SynthHumans pairs on a plain studio wall instead of a cluttered room
 
     def __post_init__(self) -> None:
-        for name in ("unchanged", "reverse", "synthetic", "still"):
+        for name in ("unchanged", "reverse", "synthetic", "still", "plain"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"pair mix {name} must be in [0, 1], got {getattr(self, name)}")
 
@@ -88,12 +90,17 @@ def collate(pairs: list[CcpPair], config: CorrespondenceConfig, true_layout: lis
                  target_labels=target_labels, source_keypoints=source_points, target_keypoints=target_points)
 
 
-def synthetic_pair(rng: np.random.Generator, size: tuple[int, int], internal_size: tuple[int, int]) -> CcpPair:
-    """A SynthHumans pose change at ``size``: one identity in two sampled poses over one cluttered background.
-    ``visible`` is 0 on target pixels of parts the source does not show, 1 elsewhere; ``flow`` is unknown."""
-    identity = sample_identity(SYNTHETIC_SEED, int(rng.integers(0, 2**31 - 1)))
-    background = sample_background(rng, "cluttered")
-    source, target = (render_person(identity, sample_articulation(rng), background, size) for _ in range(2))
+def synthetic_pair(rng: np.random.Generator, size: tuple[int, int], internal_size: tuple[int, int],
+                   identity: Identity | None = None, background: str = "cluttered",
+                   views: tuple[str, str] | tuple[None, None] = (None, None), crop_probability: float = 0.25
+                   ) -> CcpPair:
+    """A SynthHumans pose change at ``size``: one identity (drawn with :data:`SYNTHETIC_SEED` unless given) in two
+    sampled poses (of the given ``views``) over one background of kind ``background``. ``visible`` is 0 on target
+    pixels of parts the source does not show, 1 elsewhere; ``flow`` is unknown."""
+    identity = identity or sample_identity(SYNTHETIC_SEED, int(rng.integers(0, 2**31 - 1)))
+    scene = sample_background(rng, background)
+    source, target = (render_person(identity, sample_articulation(rng, crop_probability, view), scene, size)
+                      for view in views)
     invisible = torch.as_tensor(invisible_mask(source.layout, target.layout)).float()[..., None]
     rows = torch.round(torch.linspace(0, size[0] - 1, internal_size[0])).long()
     cols = torch.round(torch.linspace(0, size[1] - 1, internal_size[1])).long()
@@ -119,7 +126,8 @@ def make_batch(photos: CcpPhotos, indices: np.ndarray, rng: np.random.Generator,
     pairs = []
     for row in indices:
         if rng.random() < mix.synthetic:
-            pairs.append(synthetic_pair(rng, size, config.internal_size))
+            plain = mix.plain > 0.0 and rng.random() < mix.plain
+            pairs.append(synthetic_pair(rng, size, config.internal_size, background="plain" if plain else "cluttered"))
             continue
         strength = 0.0 if rng.random() < mix.unchanged else 1.0
         reverse = bool(rng.random() < mix.reverse)
