@@ -31,7 +31,7 @@ import torch
 
 from appearance import score
 from pose2sim import batches, methods, pair_kind, person_l1, save_results
-from studio_views import KINDS, SEED, studio_pair
+from studio_views import SEED, studio_pairs
 from studio_views import methods as studio_methods
 from recapture.body.keypoint_warp import warp_image
 from recapture.data.ccp_pairs import CcpPhotos, make_pair, training_ids
@@ -110,9 +110,9 @@ def score_studio(default: torch.nn.Module, parts: list[list], floors: bool) -> d
     table: dict[str, Scores] = {}
     network = {"network": default.appearance}
     for pairs in parts:
-        made, batch, keypoints = studio_methods(pairs, default, network)
+        made, batch = studio_methods(pairs, default, network)
         for name in (BUNDLED, *(FLOORS if floors else ())):
-            values = score(made[name], batch.target_image, keypoints)
+            values = score(made[name], batch.target_image, batch.target_keypoints)
             values["person_l1"] = person_l1(made[name], batch.target_image, to_one_hot(batch.target_labels, 20))
             add(table, name, values)
     return table
@@ -168,13 +168,13 @@ def main() -> None:
     pose_parts = batches("validation", DEFAULT_MANIFEST)
     ccp = {"ccp as made": ccp_pairs(photos, network.config, False),
            "ccp still camera": ccp_pairs(photos, network.config, True)}
-    studio = [[studio_pair(SEED, 1000 * number + i, views[i % len(views)], network.config.internal_size)
-               for i in range(start, start + 10)] for number, views in enumerate(KINDS.values()) for start in (0, 10)]
+    studio = [pairs[start:start + 10] for pairs in studio_pairs(SEED, 20, network.config.internal_size).values()
+              for start in (0, 10)]
     base = network.config
     result: dict = {"settings": {}, "floors": {}}
     try:
-        chosen = (CorrespondenceConfig().background, CorrespondenceConfig().still_margin,
-                  CorrespondenceConfig().still_feather, CorrespondenceConfig().vacated)
+        defaults = CorrespondenceConfig()
+        chosen = (defaults.background, defaults.still_margin, defaults.still_feather, defaults.vacated)
         for index, (background, margin, feather, vacated) in enumerate((chosen,) if args.chosen else SETTINGS):
             network.config = dataclasses.replace(base, background=background, still_margin=margin,
                                                  still_feather=feather, vacated=vacated)

@@ -34,7 +34,7 @@ from recapture.data.ccp_pairs import CcpPair
 from recapture.data.synthetic.people import sample_identity
 from recapture.models.correspondence import CorrespondenceGenerator, majority_layout
 from recapture.models.layout_ops import to_one_hot
-from recapture.training.correspondence_data import collate, synthetic_pair
+from recapture.training.correspondence_data import Batch, collate, synthetic_pair
 
 SIZE = (256, 176)
 KINDS = {"same view": (("front", "front"),), "front <-> side": (("front", "right_side"), ("left_side", "front")),
@@ -50,9 +50,15 @@ def studio_pair(seed: int, index: int, views: tuple[str, str], internal: tuple[i
                           "plain", views, 0.0)
 
 
+def studio_pairs(seed: int, per_kind: int, internal: tuple[int, int]) -> dict[str, list[CcpPair]]:
+    """``{kind: pairs}``: ``per_kind`` pairs of each of :data:`KINDS`, the directions alternating."""
+    return {kind: [studio_pair(seed, 1000 * number + i, directions[i % len(directions)], internal)
+                   for i in range(per_kind)] for number, (kind, directions) in enumerate(KINDS.items())}
+
+
 def methods(pairs: list[CcpPair], default: torch.nn.Module, networks: dict[str, CorrespondenceGenerator]
-            ) -> tuple[dict[str, torch.Tensor], torch.Tensor, np.ndarray]:
-    """Every row's ``(B, 3, H, W)`` image, the targets and the target keypoints of one batch of pairs."""
+            ) -> tuple[dict[str, torch.Tensor], Batch]:
+    """Every row's ``(B, 3, H, W)`` image and the collated batch of one list of pairs."""
     first = next(iter(networks.values()))
     batch = collate(pairs, first.config, [False] * len(pairs))
     made: dict[str, torch.Tensor] = {}
@@ -71,7 +77,7 @@ def methods(pairs: list[CcpPair], default: torch.nn.Module, networks: dict[str, 
                                  batch.target_keypoints, "lip20")
     made["source copied (floor)"] = batch.source_image
     made["all-white (floor)"] = torch.ones_like(batch.target_image)
-    return made, batch, batch.target_keypoints
+    return made, batch
 
 
 def run(seed: int, per_kind: int, default: torch.nn.Module, networks: dict[str, CorrespondenceGenerator]
@@ -79,14 +85,12 @@ def run(seed: int, per_kind: int, default: torch.nn.Module, networks: dict[str, 
     """``{kind: {method: {metric: mean}}}`` with kind ``all`` too."""
     table: dict[str, dict[str, dict[str, list[float]]]] = {}
     internal = next(iter(networks.values())).config.internal_size
-    for number, (kind, directions) in enumerate(KINDS.items()):
-        pairs = [studio_pair(seed, 1000 * number + i, directions[i % len(directions)], internal)
-                 for i in range(per_kind)]
+    for kind, pairs in studio_pairs(seed, per_kind, internal).items():
         for start in range(0, per_kind, 10):
-            made, batch, keypoints = methods(pairs[start:start + 10], default, networks)
+            made, batch = methods(pairs[start:start + 10], default, networks)
             person = to_one_hot(batch.target_labels, 20)
             for name, image in made.items():
-                values = score(image, batch.target_image, keypoints)
+                values = score(image, batch.target_image, batch.target_keypoints)
                 values["person_l1"] = person_l1(image, batch.target_image, person)
                 for group in ("all", kind):
                     for key, found in values.items():

@@ -50,8 +50,8 @@ def people_weights(source_layout: Tensor, target_layout: Tensor, margin: int, fe
         nothing = torch.zeros_like(source)
         return torch.cat([_grow(torch.maximum(source, target), margin, feather), nothing, nothing], dim=1)
     network = _grow(target, margin, feather)
-    vacated = _grow(source, max(0, min(1, margin - feather)), 0)
-    return torch.cat([network, (1.0 - network) * vacated, vacated], dim=1)
+    left = _grow(source, max(0, min(1, margin - feather)), 0)  # the vacated mask
+    return torch.cat([network, (1.0 - network) * left, left], dim=1)
 
 
 def push_pull_fill(image: Tensor, known: Tensor, levels: int = 8) -> Tensor:

@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recapture.data.ccp import CcpDataset
-from recapture.data.ccp import LABELLED_IDS
+from recapture.data.ccp import LABELLED_IDS, CcpDataset
 from recapture.data.ccp_pairs import CcpPhotos, build_photos, fit_photo
 from recapture.data.formats import read_annotations
 from recapture.fileio import atomic_path
