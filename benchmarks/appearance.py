@@ -199,8 +199,9 @@ def main() -> None:
     for name, scores in result["pair_scores"].items():
         lines.append(f"| {name} | {scores['l1']:.4f} | {scores['psnr']:.2f} | {scores['ssim']:.3f} | "
                      f"{scores['face_l1']:.4f} | {scores['face_psnr']:.2f} |")
-    lines += ["", f"Own-pose round trip, {len(trip['model'])} {args.split} photos at native size, PSNR over the person box: "
-              + ", ".join(f"{k} {v:.2f} dB" for k, v in result["round_trip_person_psnr"].items())]
+    if trip["model"]:
+        lines += ["", f"Own-pose round trip, {len(trip['model'])} {args.split} photos at native size, PSNR over the "
+                  "person box: " + ", ".join(f"{k} {v:.2f} dB" for k, v in result["round_trip_person_psnr"].items())]
     RESULTS.mkdir(exist_ok=True)
     for suffix, text in ((".json", json.dumps(result, indent=2)), (".md", "\n".join(lines) + "\n")):
         handle, temporary = tempfile.mkstemp(dir=RESULTS, suffix=suffix)
