@@ -42,20 +42,17 @@ from recapture.models.generator import RecaptureGenerator
 from recapture.models.inception import load_inception
 from recapture.models.losses import discriminator_loss, generator_adversarial_loss
 from recapture.training.checkpoint import load_checkpoint, save_checkpoint
-from recapture.training.correspondence_data import (Batch, PairMix, PairStream, batch_loader, make_batch,
-                                                    warp_floor)
+from recapture.training.correspondence_data import (Batch, PairSettings, PairMix, PairStream, batch_loader,
+                                                    make_batch, warp_floor)
 from recapture.training.parsed_photos import ParsedLayouts
 
 
 @dataclass(frozen=True)
-class TrainSettings:
-    """One correspondence training run."""
+class TrainSettings(PairSettings):
+    """One correspondence training run (photos, batches and the pair mix: :class:`PairSettings`)."""
 
-    photos: str = "runs/appearance-real/ccp-256x176.npz"
     steps: int = 6000
-    batch_size: int = 8
     lr: float = 4e-4
-    seed: int = 0
     l1: float = 1.0
     perceptual: float = 0.3
     flow: float = 0.02
@@ -63,22 +60,10 @@ class TrainSettings:
     generated: float = 0.5
     adversarial: float = 0.01
     true_layout_fraction: float = 0.5
-    unchanged_fraction: float = 0.1  # pairs whose pose does not change (own-pose round trip)
-    reverse_fraction: float = 0.0  # CCP pairs photo -> deformed photo
-    synthetic_fraction: float = 0.0  # SynthHumans pose changes
-    still_fraction: float = 0.0  # CCP pairs made with a fixed camera (the background stays in place)
-    plain_fraction: float = 0.0  # SynthHumans pairs on a plain studio wall (else a cluttered room)
     validation_still: bool = False  # validation pairs made with a fixed camera (the real uses) instead of as made
     parsed: str = ""  # the parser's layouts (training/parsed_photos.py): source layouts of CCP pairs and validation
     init: str = ""  # correspondence weights (.safetensors) or a bundled generator's name to start from; empty: random
-    workers: int = 1  # DataLoader processes making the pairs while the model trains (0: in the training process)
-    save_every_s: float = 600.0
     validate_every: int = 250
-    validation_pairs: int = 48
-
-    def mix(self) -> PairMix:
-        return PairMix(self.unchanged_fraction, self.reverse_fraction, self.synthetic_fraction, self.still_fraction,
-                       self.plain_fraction)
 
 
 class Perceptual:

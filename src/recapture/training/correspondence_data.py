@@ -52,6 +52,28 @@ class PairMix:
 
 
 @dataclass(frozen=True)
+class PairSettings:
+    """The fields a training preset (YAML keys) on these pairs shares: photos, batches, the pair mix; base of the
+    trainers' settings."""
+
+    photos: str = "runs/appearance-real/ccp-256x176.npz"  # the photo cache (recapture.data.ccp_pairs.CcpPhotos)
+    batch_size: int = 8
+    seed: int = 0
+    workers: int = 1  # DataLoader processes making the pairs while the model trains (0: in the training process)
+    save_every_s: float = 600.0
+    validation_pairs: int = 48
+    unchanged_fraction: float = 0.1  # CCP pairs whose pose does not change (own-pose round trip)
+    reverse_fraction: float = 0.0  # CCP pairs photo -> deformed photo
+    synthetic_fraction: float = 0.0  # SynthHumans pose changes
+    still_fraction: float = 0.0  # CCP pairs made with a fixed camera (the background stays in place)
+    plain_fraction: float = 0.0  # SynthHumans pairs on a plain studio wall (else a cluttered room)
+
+    def mix(self) -> PairMix:
+        return PairMix(self.unchanged_fraction, self.reverse_fraction, self.synthetic_fraction, self.still_fraction,
+                       self.plain_fraction)
+
+
+@dataclass(frozen=True)
 class Batch:
     """Network inputs (internal size) and truth (output size / internal size) of a batch of pairs."""
 

@@ -41,8 +41,8 @@ from recapture.models.correspondence import CorrespondenceConfig
 from recapture.models.geometric import GeometricGenerator
 from recapture.models.layout_ops import to_one_hot
 from recapture.training.checkpoint import load_checkpoint, save_checkpoint
-from recapture.training.correspondence_data import (Batch, PairMix, PairStream, batch_loader, collate, make_batch,
-                                                    synthetic_pair)
+from recapture.training.correspondence_data import (Batch, PairSettings, PairMix, PairStream, batch_loader, collate,
+                                                    make_batch, synthetic_pair)
 from recapture.training.parsed_photos import ParsedLayouts
 
 #: SynthHumans identities of the validation studio pairs (the studio benchmark's selection seed).
@@ -50,29 +50,15 @@ STUDIO_SEED = 4242
 
 
 @dataclass(frozen=True)
-class LayoutSettings:
-    """One geometric fine-tuning run."""
+class LayoutSettings(PairSettings):
+    """One geometric fine-tuning run (photos, batches and the pair mix: :class:`PairSettings`; the preset sets the
+    mix)."""
 
-    photos: str = "runs/appearance-real/ccp-256x176.npz"
     parsed: str = "runs/appearance-real/ccp-parsed-256x176.npz"  # empty: CCP's labels as source layouts
     init: str = "default"  # the bundled generator (or generator file) whose geometric network is fine-tuned
-    steps: int = 1500
-    batch_size: int = 8
-    lr: float = 1e-4
-    seed: int = 0
-    unchanged_fraction: float = 0.1
-    reverse_fraction: float = 0.2
-    still_fraction: float = 0.7
-    synthetic_fraction: float = 0.4
-    plain_fraction: float = 0.5
-    workers: int = 1
-    save_every_s: float = 600.0
+    steps: int = 600
+    lr: float = 3e-5
     validate_every: int = 150
-    validation_pairs: int = 48
-
-    def mix(self) -> PairMix:
-        return PairMix(self.unchanged_fraction, self.reverse_fraction, self.synthetic_fraction, self.still_fraction,
-                       self.plain_fraction)
 
 
 @dataclass(frozen=True)
