@@ -42,7 +42,7 @@ from recapture.models.generator import RecaptureGenerator
 from recapture.models.inception import load_inception
 from recapture.models.losses import discriminator_loss, generator_adversarial_loss
 from recapture.training.checkpoint import load_checkpoint, save_checkpoint
-from recapture.training.correspondence_data import (Batch, PairSettings, PairMix, PairStream, batch_loader,
+from recapture.training.correspondence_data import (Batch, PairMix, PairSettings, PairStream, batch_loader,
                                                     make_batch, warp_floor)
 from recapture.training.parsed_photos import ParsedLayouts
 

@@ -41,7 +41,7 @@ from recapture.models.correspondence import CorrespondenceConfig
 from recapture.models.geometric import GeometricGenerator
 from recapture.models.layout_ops import to_one_hot
 from recapture.training.checkpoint import load_checkpoint, save_checkpoint
-from recapture.training.correspondence_data import (Batch, PairSettings, PairMix, PairStream, batch_loader, collate,
+from recapture.training.correspondence_data import (Batch, PairMix, PairSettings, PairStream, batch_loader, collate,
                                                     make_batch, synthetic_pair)
 from recapture.training.parsed_photos import ParsedLayouts
 
