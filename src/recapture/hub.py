@@ -168,7 +168,9 @@ def newest_checkpoint(run_dir: str | Path) -> tuple[Path | None, tuple[str, ...]
     return None, tuple(skipped)
 
 
-def _from_file(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, str]]:
+def read_generator_file(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, str]]:
+    """Config, tensors and metadata of an exported generator file; WeightsError naming the file otherwise."""
+    path = Path(path)
     weights, metadata = read_model_file(path)
     if "model_config" not in metadata:
         raise WeightsError(f"not a Recapture model: {path} (no model_config in its metadata; "
@@ -212,7 +214,7 @@ def load_generator(name_or_path: str | Path, device: str | torch.device = "cpu")
     if not path.exists() and str(name_or_path) in REGISTRY:
         path = bundled_path(str(name_or_path))
     if path.is_file():
-        config, weights, metadata = _from_file(path)
+        config, weights, metadata = read_generator_file(path)
     elif path.is_dir():
         config, weights, metadata = _from_run(path)
     else:

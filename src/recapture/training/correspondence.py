@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from safetensors import safe_open
 import torch.nn.functional as F
 from torch import Tensor
@@ -35,15 +34,15 @@ from recapture.body.keypoints import NUM_KEYPOINTS
 from recapture.data.ccp_pairs import CcpPhotos, training_ids
 from recapture.models.blocks import level_widths
 from recapture.models.correspondence import CorrespondenceConfig, CorrespondenceGenerator, load_correspondence
-from recapture.config import ModelConfig, from_dict
-from recapture.hub import bundled_path, load_generator, read_model_file, save_generator
+from recapture.config import ModelConfig
+from recapture.hub import bundled_path, load_generator, read_generator_file, save_generator, write_model_file
 from recapture.models.discriminators import PatchDiscriminator
 from recapture.models.generator import RecaptureGenerator
 from recapture.models.inception import load_inception
 from recapture.models.losses import discriminator_loss, generator_adversarial_loss
 from recapture.training.checkpoint import load_checkpoint, save_checkpoint
 from recapture.training.correspondence_data import (Batch, PairMix, PairSettings, PairStream, batch_loader,
-                                                    make_batch, warp_floor)
+                                                    load_preset, make_batch, warp_floor)
 from recapture.training.parsed_photos import ParsedLayouts
 
 
@@ -198,12 +197,8 @@ class Trainer:
 
 def save_best(model: CorrespondenceGenerator, path: Path, info: dict) -> None:
     """The selected weights as safetensors (with the config and validation scores as metadata), atomically."""
-    from safetensors.torch import save_file
-
-    temporary = path.with_suffix(".tmp")
     metadata = {"config": json.dumps(asdict(model.config)), **{k: str(v) for k, v in info.items()}}
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(temporary), metadata=metadata)
-    temporary.replace(path)
+    write_model_file(model.state_dict(), path, metadata)
 
 
 def train(run_dir: Path, config: CorrespondenceConfig, settings: TrainSettings, log: callable = print) -> None:
@@ -260,8 +255,7 @@ def with_geometric(default_file: Path, model: CorrespondenceGenerator
                    ) -> tuple[ModelConfig, dict[str, Tensor], dict[str, str]]:
     """The configuration, weights and metadata of a generator made of ``default_file``'s geometric network and
     ``model`` as its appearance network (``model.appearance: correspondence``); ValueError when they do not fit."""
-    tensors, metadata = read_model_file(default_file)
-    base = from_dict(ModelConfig, yaml.safe_load(metadata["model_config"]))
+    base, tensors, metadata = read_generator_file(default_file)
     config = dataclasses.replace(base, appearance="correspondence", base_channels=model.config.base_channels,
                                  sat_level=model.config.num_down, sat_dim=model.config.sat_dim,
                                  lgr_dim=model.config.lgr_dim, lgr_steps=model.config.lgr_steps)
@@ -282,9 +276,7 @@ def with_geometric(default_file: Path, model: CorrespondenceGenerator
 
 def load_settings(path: str = "", steps: int = 0, photos: str = "") -> TrainSettings:
     """TrainSettings from a YAML file of its fields (unknown keys raise ConfigError), then the overrides."""
-    settings = from_dict(TrainSettings, yaml.safe_load(Path(path).read_text()) or {}) if path else TrainSettings()
-    changes = {k: v for k, v in (("steps", steps), ("photos", photos)) if v}
-    return dataclasses.replace(settings, **changes)
+    return load_preset(TrainSettings, path, steps=steps, photos=photos)
 
 
 def main() -> None:

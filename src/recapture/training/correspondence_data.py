@@ -16,14 +16,19 @@ A batch mixes, per pair (:class:`PairMix`):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
+import yaml
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
 from recapture.body.keypoint_warp import warp_image
+from recapture.config import from_dict
 from recapture.data.ccp_pairs import CcpPair, CcpPhotos, make_pair
 from recapture.data.synthetic.articulation import sample_articulation
 from recapture.data.synthetic.people import Identity, sample_identity
@@ -71,6 +76,16 @@ class PairSettings:
     def mix(self) -> PairMix:
         return PairMix(self.unchanged_fraction, self.reverse_fraction, self.synthetic_fraction, self.still_fraction,
                        self.plain_fraction)
+
+
+Settings = TypeVar("Settings", bound=PairSettings)
+
+
+def load_preset(kind: type[Settings], path: str = "", **changes: object) -> Settings:
+    """``kind`` from a YAML file of its fields (unknown keys raise ConfigError; no file: the defaults), then the
+    truthy ``changes`` (command-line overrides)."""
+    settings = from_dict(kind, yaml.safe_load(Path(path).read_text()) or {}) if path else kind()
+    return dataclasses.replace(settings, **{k: v for k, v in changes.items() if v})
 
 
 @dataclass(frozen=True)

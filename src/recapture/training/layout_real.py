@@ -20,7 +20,6 @@ pooled over the pairs; the kept network has the best mean of the two. The held-o
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -29,20 +28,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import Tensor
 
 from recapture.body.keypoints import keypoints_to_heatmaps
-from recapture.config import ModelConfig, from_dict
+from recapture.config import ModelConfig
 from recapture.data.ccp_pairs import CcpPhotos, training_ids
 from recapture.data.synthetic.people import sample_identity
-from recapture.hub import bundled_path, read_model_file, save_generator
+from recapture.hub import bundled_path, read_generator_file, save_generator, write_model_file
 from recapture.models.correspondence import CorrespondenceConfig
 from recapture.models.geometric import GeometricGenerator
 from recapture.models.layout_ops import to_one_hot
 from recapture.training.checkpoint import load_checkpoint, save_checkpoint
 from recapture.training.correspondence_data import (Batch, PairMix, PairSettings, PairStream, batch_loader, collate,
-                                                    make_batch, synthetic_pair)
+                                                    load_preset, make_batch, synthetic_pair)
 from recapture.training.parsed_photos import ParsedLayouts
 
 #: SynthHumans identities of the validation studio pairs (the studio benchmark's selection seed).
@@ -137,10 +135,14 @@ def scores(network: GeometricGenerator, sets: dict[str, list[LayoutInputs]], pri
     return result | {"mean": float(np.mean(list(result.values())))}
 
 
+def generator_file(init: str) -> tuple[ModelConfig, dict[str, Tensor], dict[str, str]]:
+    """Config, tensors and metadata of a bundled generator (name) or generator file (``.safetensors``)."""
+    return read_generator_file(Path(init) if init.endswith(".safetensors") else bundled_path(init))
+
+
 def load_geometric(init: str) -> tuple[GeometricGenerator, ModelConfig]:
     """The geometric network of a bundled generator (name) or generator file, in float32."""
-    tensors, metadata = read_model_file(bundled_path(init) if not init.endswith(".safetensors") else Path(init))
-    config = from_dict(ModelConfig, yaml.safe_load(metadata["model_config"]))
+    config, tensors, _ = generator_file(init)
     network = GeometricGenerator(config)
     network.load_state_dict({k.removeprefix("geometric."): v.float() for k, v in tensors.items()
                              if k.startswith("geometric.")})
@@ -149,12 +151,7 @@ def load_geometric(init: str) -> tuple[GeometricGenerator, ModelConfig]:
 
 def save_best(network: GeometricGenerator, path: Path, info: dict) -> None:
     """The kept geometric weights as safetensors (validation scores as metadata), atomically."""
-    from safetensors.torch import save_file
-
-    temporary = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(temporary),
-              metadata={k: json.dumps(v) for k, v in info.items()})
-    temporary.replace(path)
+    write_model_file(network.state_dict(), path, {k: json.dumps(v) for k, v in info.items()})
 
 
 def train(run_dir: Path, settings: LayoutSettings, log: callable = print) -> None:
@@ -215,8 +212,7 @@ def export_default(best: Path, out: str, init: str = "default") -> None:
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    tensors, metadata = read_model_file(bundled_path(init) if not init.endswith(".safetensors") else Path(init))
-    config = from_dict(ModelConfig, yaml.safe_load(metadata["model_config"]))
+    config, tensors, metadata = generator_file(init)
     geometric = load_file(str(best))
     missing = {k.removeprefix("geometric.") for k in tensors if k.startswith("geometric.")} ^ set(geometric)
     if missing:
@@ -234,8 +230,7 @@ def export_default(best: Path, out: str, init: str = "default") -> None:
 
 def load_settings(path: str = "", steps: int = 0) -> LayoutSettings:
     """LayoutSettings from a YAML file of its fields (unknown keys raise ConfigError), then ``steps``."""
-    settings = from_dict(LayoutSettings, yaml.safe_load(Path(path).read_text()) or {}) if path else LayoutSettings()
-    return dataclasses.replace(settings, steps=steps) if steps else settings
+    return load_preset(LayoutSettings, path, steps=steps)
 
 
 def main() -> None:
