@@ -52,6 +52,16 @@ def scores(matrix: np.ndarray, coarse: np.ndarray) -> dict:
             "lip20": {name: float(v) for name, v, p in zip(LIP20.names, lip, present) if p}}
 
 
+def person_inputs(models: PersonModels, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What every parser is given for a photo: ``(keypoints (18, 2) from BlazePose, -1 where missing; person 0's
+    mask (H, W) float32)``."""
+    estimate = models.estimator(image)
+    keypoints = np.full((18, 2), -1.0) if estimate is None else estimate.keypoints
+    mask = models.segmenter(image)
+    people = find_people(mask, models.faces(image))  # type: ignore[misc]
+    return keypoints, (np.where(people[0].mask, mask, 0.0).astype(np.float32) if people else mask)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ccp", type=Path, default=Path("../shared/data/ccp"))
@@ -75,11 +85,7 @@ def main() -> None:
         for photo_id in dataset.ids:
             image = dataset.photo(photo_id)
             truth = dataset.lip20_labels(photo_id, table.get(dataset.photo_name(photo_id)))
-            estimate = models.estimator(image)
-            keypoints = np.full((18, 2), -1.0) if estimate is None else estimate.keypoints
-            mask = models.segmenter(image)
-            people = find_people(mask, models.faces(image))  # type: ignore[misc]
-            own = np.where(people[0].mask, mask, 0.0).astype(np.float32) if people else mask
+            keypoints, own = person_inputs(models, image)
             for name, layout_parser in parsers.items():
                 started, started_cpu = time.perf_counter(), time.process_time()
                 labels = layout_parser(image, keypoints, own)

@@ -47,6 +47,8 @@ class ParserTrainConfig:
     validation_photos: int = 100  # drawn from 0001-0904 with split_seed
     split_seed: int = 0
     random_views: int = 2  # random augmented views per training photo (plus the plain view and its mirror)
+    cut_share: float = 0.0  # share of the random views that are close-ups (the photo cut below the hips, parser_data)
+    validation_cut: float = 0.25  # with cut_share > 0: each validation photo also as a close-up cut this far hips->ankles
     head: ParserHeadConfig = ParserHeadConfig()
     steps: int = 1400
     batch_size: int = 10
@@ -137,13 +139,23 @@ def training_datasets(config: ParserTrainConfig) -> tuple[CcpDataset, CcpDataset
     return CcpDataset(Path(config.ccp), train_ids), CcpDataset(Path(config.ccp), validation_ids)
 
 
+def _cut(config: ParserTrainConfig) -> tuple[str, float | None]:
+    """The cache folders' suffix and the validation close-up of a run with close-up views (none without)."""
+    if config.cut_share <= 0:
+        return "", None
+    return f"-cut{round(100 * config.cut_share)}-{round(100 * config.validation_cut)}", config.validation_cut
+
+
 def prepare_caches(config: ParserTrainConfig) -> tuple[FeatureCache, FeatureCache]:
-    """Build or resume the training and validation caches."""
+    """Build or resume the training and validation caches (with close-up views, under their own folders)."""
     run = Path(config.cache_dir or config.run_dir)
     train_set, validation_set = training_datasets(config)
     maker = ViewMaker(CcpDataset(Path(config.ccp)), read_annotations(config.keypoints), run / "masks")
-    validation = build_cache(maker, run / "cache" / "validation", validation_set.ids, -1, config.seed)
-    train = build_cache(maker, run / "cache" / "train", train_set.ids, config.random_views, config.seed)
+    suffix, cut = _cut(config)
+    validation = build_cache(maker, run / "cache" / f"validation{suffix}", validation_set.ids, -1, config.seed,
+                             validation_cut=cut)
+    train = build_cache(maker, run / "cache" / f"train{suffix}", train_set.ids, config.random_views, config.seed,
+                        cut_share=config.cut_share)
     return train, validation
 
 
@@ -183,8 +195,9 @@ def mirrored_validation_cache(config: ParserTrainConfig) -> FeatureCache:
     """The validation views mirrored (built once, under the cache folder), for the flip test-time augmentation."""
     run = Path(config.cache_dir or config.run_dir)
     maker = ViewMaker(CcpDataset(Path(config.ccp)), read_annotations(config.keypoints), run / "masks")
-    return build_cache(maker, run / "cache" / "validation-mirrored", training_datasets(config)[1].ids, -1,
-                       config.seed, mirrored=True)
+    suffix, cut = _cut(config)
+    return build_cache(maker, run / "cache" / f"validation-mirrored{suffix}", training_datasets(config)[1].ids, -1,
+                       config.seed, mirrored=True, validation_cut=cut)
 
 
 def train(config: ParserTrainConfig) -> dict:

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from recapture.body.keypoints import NUM_KEYPOINTS, flip_keypoints
+from recapture.body.keypoints import KEYPOINT_INDEX, NUM_KEYPOINTS, flip_keypoints
 from recapture.body.parts import LIP20
 from recapture.data.ccp import UNLABELLED_IDS, CcpDataset
 from recapture.data.formats import AnnotationTable, write_annotations
@@ -69,17 +69,37 @@ class Augmentation:
     saturation: float = 1.0
     hue: float = 0.0
     background: int | None = None  # id of the photo whose background replaces this one's
+    cut: float | None = None  # close-up: the photo ends this far from the hips (0) towards the ankles (1)
 
 
-def random_augmentation(rng: np.random.Generator, background_ids: tuple[int, ...]) -> Augmentation:
+def random_augmentation(rng: np.random.Generator, background_ids: tuple[int, ...],
+                        cut_share: float = 0.0) -> Augmentation:
     """A random :class:`Augmentation`: zoom 0.8-1.25, shift up to 8%, mirror half of the time, colour
-    jitter, and half of the time another photo's background."""
-    return Augmentation(
+    jitter, half of the time another photo's background, and a ``cut_share`` of the time a close-up (the photo
+    cut between a little above the hips and a little above the ankles, :data:`CUT_RANGE`)."""
+    cut = float(rng.uniform(*CUT_RANGE)) if cut_share > 0 and rng.random() < cut_share else None
+    return Augmentation(cut=cut,
         zoom=float(np.exp(rng.uniform(np.log(0.8), np.log(1.25)))),
         shift=(float(rng.uniform(-0.08, 0.08)), float(rng.uniform(-0.08, 0.08))), flip=bool(rng.random() < 0.5),
         brightness=float(rng.uniform(0.7, 1.3)), contrast=float(rng.uniform(0.7, 1.3)),
         saturation=float(rng.uniform(0.6, 1.4)), hue=float(rng.uniform(-10, 10)),
         background=int(rng.choice(background_ids)) if rng.random() < 0.5 else None)
+
+
+#: Where close-up views end, from the hips (0) to the ankles (1): -0.3 is about the waist, 0.25 mid-thigh
+#: (most DeepFashion photos end there), 0.9 just above the ankles.
+CUT_RANGE: tuple[float, float] = (-0.3, 0.9)
+
+
+def cut_photo(keypoints: np.ndarray, cut: float | None, height: int) -> int:
+    """The number of photo rows a close-up at ``cut`` keeps (``height`` without a cut, or without both a hip
+    and an ankle to measure from)."""
+    hips, ankles = (keypoints[[KEYPOINT_INDEX[f"left_{joint}"], KEYPOINT_INDEX[f"right_{joint}"]], 0]
+                    for joint in ("hip", "ankle"))
+    if cut is None or not (hips >= 0).any() or not (ankles >= 0).any():
+        return height
+    hip, ankle = hips[hips >= 0].mean(), ankles[ankles >= 0].mean()
+    return int(np.clip(round(hip + cut * (ankle - hip)), 1, height))
 
 
 def _flip_lut() -> np.ndarray:
@@ -137,16 +157,24 @@ class ViewMaker:
         return self.dataset.ccp_labels(photo_id) > 0
 
     def view(self, photo_id: int, aug: Augmentation = Augmentation()) -> TrainingView:
+        """The parser's crop of the photo as :class:`Augmentation` ``aug`` changes it. A close-up (``aug.cut``)
+        is the photo with its rows below the cut removed before anything else, as the parser would see such a
+        photo: the joints below the cut missing, the crop made around what is left."""
         keypoints, mask = self.keypoints(photo_id), self.mask(photo_id)
+        labels = self.labels(photo_id, keypoints)
+        photo, person = self.dataset.photo(photo_id), self.person(photo_id)
+        rows = cut_photo(keypoints, aug.cut, photo.shape[0])
+        if rows < photo.shape[0]:
+            photo, mask, labels, person = photo[:rows], mask[:rows], labels[:rows], person[:rows]
+            keypoints = np.where((keypoints[:, :1] >= rows), -1.0, keypoints)
         crop = parser_crop(keypoints, mask.astype(np.float32) / 255.0, zoom=aug.zoom, shift=aug.shift)
-        photo = self.dataset.photo(photo_id)
         image = crop.warp(photo)
-        labels = crop.warp(self.labels(photo_id, keypoints), nearest=True)
+        labels = crop.warp(labels, nearest=True)
         crop_mask = crop.warp(mask)
         crop_keypoints = crop.keypoints(keypoints)
         if aug.background is not None:
             other = self.view(aug.background)
-            person = crop.warp(self.person(photo_id).astype(np.uint8), nearest=True).astype(np.float32)
+            person = crop.warp(person.astype(np.uint8), nearest=True).astype(np.float32)
             alpha = cv2.GaussianBlur(cv2.dilate(person, np.ones((3, 3), np.uint8)), (5, 5), 0)[..., None]
             image = (alpha * image + (1 - alpha) * other.image).astype(np.uint8)
         if aug.flip:
@@ -191,16 +219,26 @@ class FeatureCache:
             array.flush()
 
 
-def build_cache(maker: ViewMaker, folder: Path, ids: tuple[int, ...], random_views: int, seed: int,
-                mirrored: bool = False) -> FeatureCache:
-    """Cache, for each photo of ``ids``, the plain view, its mirror and ``random_views`` random views
-    (``random_views < 0``: the plain view only, or with ``mirrored`` its mirror only, for validation).
-    Resumes a partly filled cache."""
+def cache_plans(ids: tuple[int, ...], random_views: int, seed: int, mirrored: bool = False, cut_share: float = 0.0,
+                validation_cut: float | None = None) -> list[tuple[int, Augmentation]]:
+    """The ``(photo id, augmentation)`` of each cache row: for each photo of ``ids`` the plain view, then its
+    mirror, then ``random_views`` random views, a ``cut_share`` of them close-ups (``random_views < 0``: the plain
+    view only, or with ``mirrored`` its mirror only, for validation; then with ``validation_cut`` also each
+    photo's close-up at that cut, after them)."""
     plans = [(i, Augmentation(flip=mirrored)) for i in ids]
+    if random_views < 0 and validation_cut is not None:
+        plans += [(i, Augmentation(flip=mirrored, cut=validation_cut)) for i in ids]
     if random_views >= 0:
         rng = np.random.default_rng(seed)
         plans += [(i, Augmentation(flip=True)) for i in ids]
-        plans += [(i, random_augmentation(rng, ids)) for _ in range(random_views) for i in ids]
+        plans += [(i, random_augmentation(rng, ids, cut_share)) for _ in range(random_views) for i in ids]
+    return plans
+
+
+def build_cache(maker: ViewMaker, folder: Path, ids: tuple[int, ...], random_views: int, seed: int,
+                mirrored: bool = False, cut_share: float = 0.0, validation_cut: float | None = None) -> FeatureCache:
+    """Cache the views of :func:`cache_plans` with their backbone stages; resumes a partly filled cache."""
+    plans = cache_plans(ids, random_views, seed, mirrored, cut_share, validation_cut)
     cache = FeatureCache(folder, len(plans))
     backbone = load_inception()
     started = time.time()
