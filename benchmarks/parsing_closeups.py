@@ -7,7 +7,8 @@ higher still; CCP's photos are full-body. Each photo of the split is scored whol
 mid-thigh and 0.6 = below the knee) - with pose and person mask estimated on the cut photo, as the photo path
 does. Parsers: the bundled ``ccp``, ``pose-mask`` and any ``--parser NAME=FILE`` (a parser ``.safetensors``);
 scores as in benchmarks/parsing.py (pooled confusion matrices, coarse groups, LIP-20 parts present). Photos
-with no hip or no ankle in the cached keypoints are left out of every row.
+with no hip or no ankle in the cached keypoints are left out of every row; a parser that refuses a photo (pose-mask
+without shoulders) is scored as all background there and counted under "failed".
 
     .venv/bin/python benchmarks/parsing_closeups.py --split validation --parser "stage 4=runs/x/parser-ccp.safetensors"
 """
@@ -71,6 +72,7 @@ def main() -> None:
     groups, lookup = len(COARSE_GROUPS), coarse_table()
     lip = {(f, n): np.zeros((LIP20.num_parts, LIP20.num_parts + 1), np.int64) for f in framings for n in parsers}
     coarse = {(f, n): np.zeros((groups, groups + 1), np.int64) for f in framings for n in parsers}
+    failed = {key: 0 for key in lip}
     used = []
     with PersonModels.open() as models:
         for photo_id in dataset.ids:
@@ -85,11 +87,16 @@ def main() -> None:
                 photo, true = np.ascontiguousarray(image[:bottom]), truth[:bottom]
                 keypoints, mask = person_inputs(models, photo)
                 for name, layout_parser in parsers.items():
-                    labels = layout_parser(photo, keypoints, mask)
+                    try:
+                        labels = layout_parser(photo, keypoints, mask)
+                    except ValueError:  # e.g. pose-mask with no shoulder found: scored as all background
+                        failed[framing, name] += 1
+                        labels = np.zeros(true.shape, np.uint8)
                     lip[framing, name] += confusion(true, labels, LIP20.num_parts)
                     coarse[framing, name] += confusion(lookup[true], lookup[labels], groups)
     result = {"split": args.split, "photos": len(used), "cuts": args.cuts,
-              "rows": {framing: {name: scores(lip[framing, name], coarse[framing, name]) for name in parsers}
+              "rows": {framing: {name: {**scores(lip[framing, name], coarse[framing, name]),
+                                        "failed": failed[framing, name]} for name in parsers}
                        for framing in framings}}
     out = RESULTS / ("parsing-closeups-" + args.split + (f"-{args.name}" if args.name else ""))
     atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
@@ -102,11 +109,12 @@ def markdown(result: dict) -> str:
     lines = [f"# Human parsing of close-ups: CCP {result['split']} ({result['photos']} photos)", ""]
     for framing, rows in result["rows"].items():
         lines += [f"## {framing}", "", "| parser | pixel acc. | LIP-20 mIoU | coarse mIoU | "
-                  + " | ".join(n for n, _ in COARSE_GROUPS) + " | Skirt |", "|---" * (len(COARSE_GROUPS) + 5) + "|"]
+                  + " | ".join(n for n, _ in COARSE_GROUPS) + " | Skirt | failed |",
+                  "|---" * (len(COARSE_GROUPS) + 6) + "|"]
         for name, r in rows.items():
             lines.append(f"| {name} | {r['pixel_accuracy']:.3f} | {r['lip20_miou']:.3f} | {r['coarse_miou']:.3f} | "
                          + " | ".join(f"{r['groups'][n]:.3f}" for n, _ in COARSE_GROUPS)
-                         + f" | {r['lip20'].get('skirt', float('nan')):.3f} |")
+                         + f" | {r['lip20'].get('skirt', float('nan')):.3f} | {r['failed']} |")
         lines.append("")
     return "\n".join(lines)
 
