@@ -244,7 +244,13 @@ def test_parser_export_matches_the_torch_parser(tmp_path: Path) -> None:
     assert runtime.metadata == reference.metadata and runtime.flip == reference.flip  # same post-processing
     expected, got = (p.probabilities(image, keypoints, mask) for p in (reference, runtime))
     assert got.shape == (20, *size) and np.abs(got - expected).max() < 1e-3
-    assert np.array_equal(got.argmax(0), expected.argmax(0))
+    # The labels agree wherever torch's top two parts are not tied: the stage-4 head has a pixel of this image
+    # whose two best parts differ by 2e-7, which float rounding may order either way.
+    # Outside the crop every probability is 0 (argmax 0 in both).
+    second, first = np.sort(expected, axis=0)[-2:]
+    tied = (first - second <= 1e-4) & (first > 0)
+    assert tied.mean() < 1e-4
+    assert np.array_equal(got.argmax(0)[~tied], expected.argmax(0)[~tied])
 
 
 @pytest.mark.slow
