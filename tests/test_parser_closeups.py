@@ -1,5 +1,5 @@
-"""Close-up training views of the CCP parser: the photo cut below the hips before the crop, as a half-body photo
-reaches the parser (training/parser_data.py)."""
+"""Close-up training views of the CCP parser: the photo cut between the waist and the ankles before the crop, as a
+half-body photo reaches the parser (training/parser_data.py)."""
 
 from __future__ import annotations
 

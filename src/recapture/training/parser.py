@@ -47,7 +47,7 @@ class ParserTrainConfig:
     validation_photos: int = 100  # drawn from 0001-0904 with split_seed
     split_seed: int = 0
     random_views: int = 2  # random augmented views per training photo (plus the plain view and its mirror)
-    cut_share: float = 0.0  # share of the random views that are close-ups (the photo cut below the hips, parser_data)
+    cut_share: float = 0.0  # share of the random views that are close-ups (the photo cut between waist and ankles)
     validation_cut: float = 0.25  # with cut_share > 0: each validation photo also as a close-up cut this far hips->ankles
     head: ParserHeadConfig = ParserHeadConfig()
     steps: int = 1400
