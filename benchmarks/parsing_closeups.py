@@ -7,8 +7,9 @@ higher still; CCP's photos are full-body. Each photo of the split is scored whol
 mid-thigh and 0.6 = below the knee) - with pose and person mask estimated on the cut photo, as the photo path
 does. Parsers: the bundled ``ccp``, ``pose-mask`` and any ``--parser NAME=FILE`` (a parser ``.safetensors``);
 scores as in benchmarks/parsing.py (pooled confusion matrices, coarse groups, LIP-20 parts present). Photos
-with no hip or no ankle in the cached keypoints are left out of every row; a parser that refuses a photo (pose-mask
-without shoulders) is scored as all background there and counted under "failed".
+with no hip or no ankle in the cached keypoints (or whose cut falls below the photo) are left out of every row; a
+parser that refuses a photo (pose-mask without shoulders) is scored as all background there and counted under
+"failed".
 
     .venv/bin/python benchmarks/parsing_closeups.py --split validation --parser "stage 4=runs/x/parser-ccp.safetensors"
 """
@@ -80,7 +81,7 @@ def main() -> None:
             image = dataset.photo(photo_id)
             rows = [image.shape[0]] + [cut_photo(cached, c, image.shape[0]) for c in args.cuts]
             if any(r == image.shape[0] for r in rows[1:]):
-                continue  # no hip or no ankle to cut at
+                continue  # no hip or no ankle to cut at (or a cut below the photo's end)
             used.append(photo_id)
             truth = dataset.lip20_labels(photo_id, cached)
             for framing, bottom in zip(framings, rows):

@@ -161,12 +161,11 @@ class ViewMaker:
         is the photo with its rows below the cut removed before anything else, as the parser would see such a
         photo: the joints below the cut missing, the crop made around what is left."""
         keypoints, mask = self.keypoints(photo_id), self.mask(photo_id)
-        labels = self.labels(photo_id, keypoints)
-        photo, person = self.dataset.photo(photo_id), self.person(photo_id)
+        labels, photo = self.labels(photo_id, keypoints), self.dataset.photo(photo_id)
         rows = cut_photo(keypoints, aug.cut, photo.shape[0])
         if rows < photo.shape[0]:
-            photo, mask, labels, person = photo[:rows], mask[:rows], labels[:rows], person[:rows]
-            keypoints = np.where((keypoints[:, :1] >= rows), -1.0, keypoints)
+            photo, mask, labels = photo[:rows], mask[:rows], labels[:rows]
+            keypoints = np.where(keypoints[:, :1] >= rows, -1.0, keypoints)
         crop = parser_crop(keypoints, mask.astype(np.float32) / 255.0, zoom=aug.zoom, shift=aug.shift)
         image = crop.warp(photo)
         labels = crop.warp(labels, nearest=True)
@@ -174,7 +173,8 @@ class ViewMaker:
         crop_keypoints = crop.keypoints(keypoints)
         if aug.background is not None:
             other = self.view(aug.background)
-            person = crop.warp(person.astype(np.uint8), nearest=True).astype(np.float32)
+            person = self.person(photo_id)[:rows].astype(np.uint8)
+            person = crop.warp(person, nearest=True).astype(np.float32)
             alpha = cv2.GaussianBlur(cv2.dilate(person, np.ones((3, 3), np.uint8)), (5, 5), 0)[..., None]
             image = (alpha * image + (1 - alpha) * other.image).astype(np.uint8)
         if aug.flip:
