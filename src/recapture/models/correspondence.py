@@ -48,7 +48,7 @@ from recapture.models.still_background import VACATED_RULES, people_weights, sti
 BACKGROUND_RULES = ("still", "follow")
 #: Config keys a weight file may lack (written before they existed) and the value such a file gets: the rule is
 #: not learned, so old weights take the current default.
-MISSING_KEY_DEFAULTS = {"background": "still", "still_margin": 2, "still_feather": 1, "vacated": "fill"}
+MISSING_KEY_DEFAULTS = {"background": "still", "still_margin": 1, "still_feather": 0, "vacated": "fill"}
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,8 @@ class CorrespondenceConfig:
     flow_scale: float = 0.1  # grid units per unit of the flow head's output
     visibility_bias: float = 4.0  # initial visibility logit (sigmoid 0.98: start from the warped source)
     background: str = "still"  # still: the background stays in place (fixed camera) | follow: the network's output
-    still_margin: int = 2  # internal pixels around the target person that stay the network's output
-    still_feather: int = 1  # internal pixels of the seam's ramp (box blur radius; < still_margin keeps the people)
+    still_margin: int = 1  # internal pixels around the target person that stay the network's output
+    still_feather: int = 0  # internal pixels of the seam's ramp (box blur radius; < still_margin keeps the people)
     vacated: str = "fill"  # where the source person was and the target is not: fill (from the background) | network
 
     def __post_init__(self) -> None:

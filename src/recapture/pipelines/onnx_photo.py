@@ -40,8 +40,8 @@ CORRESPONDENCE_KIND = "recapture-correspondence-onnx"
 CORRESPONDENCE_INPUTS = ("source_image", "small", "source_layout", "source_pose", "target_layout", "target_pose",
                          "grid", "covered", "full_grid")
 #: Bumped when an export's graph changes: part of every cache file name, so stale files are not used.
-ONNX_FORMAT = 7  # 4: still-background rule; 5: its identity grid in float32; 6: parser aligns as MatMuls;
-#                  7: the vacated background filled (still_background.py)
+ONNX_FORMAT = 8  # 4: still-background rule; 5: its identity grid in float32; 6: parser aligns as MatMuls;
+#                  7: the vacated background filled (still_background.py); 8: still margin 1, no feather
 
 
 #: One side thread for NumPy work of the photo path beside the main thread (the parser's flip averaging, the
