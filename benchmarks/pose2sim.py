@@ -16,6 +16,10 @@ the bundled generator and its network with ``background: follow`` (the behaviour
 rule, docs/correspondence.md), in the same run.
 
     .venv/bin/python benchmarks/pose2sim.py --previous-background
+    .venv/bin/python benchmarks/pose2sim.py --manifest benchmarks/data/pose2sim-still/manifest.yaml --name pose2sim-still
+
+The second scores the fixed-camera variant (one crop window per camera, every same-camera pair; all its pairs are
+of the "same camera" kind).
 """
 
 from __future__ import annotations

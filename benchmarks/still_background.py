@@ -37,7 +37,7 @@ from studio_views import SEED, studio_pairs
 from studio_views import methods as studio_methods
 from recapture.body.keypoint_warp import warp_image
 from recapture.data.ccp_pairs import CcpPhotos, make_pair, training_ids
-from recapture.data.pose2sim import DEFAULT_MANIFEST
+from recapture.data.pose2sim import DEFAULT_MANIFEST, STILL_MANIFEST
 from recapture.hub import load_generator
 from recapture.models.correspondence import CorrespondenceConfig, CorrespondenceGenerator, load_correspondence
 from recapture.models.layout_ops import to_one_hot
@@ -49,7 +49,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 SETTINGS = (("follow", 0, 0, "network"), ("still", 4, 2, "network"), ("still", 0, 0, "fill"), ("still", 1, 0, "fill"),
             ("still", 1, 1, "fill"), ("still", 2, 0, "fill"), ("still", 2, 1, "fill"), ("still", 3, 1, "fill"),
             ("still", 4, 2, "fill"))
-STILL_MANIFEST = ROOT / "benchmarks" / "data" / "pose2sim-still" / "manifest.yaml"
 BUNDLED = "bundled default (its own Ŝ_B)"
 FLOORS = ("part-affine warp (floor)", "source copied (floor)")
 Scores = dict[str, list[float]]

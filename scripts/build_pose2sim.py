@@ -10,9 +10,10 @@ layout PNG + a row of the annotation CSV. In ``Demo_MultiPerson`` only the woman
 the lowest torso saturation, when mask and faces separate two people); frames where she is not separated,
 or where a shoulder or hip is missing, are skipped and listed in ``build.json``.
 
-``--still-camera --out benchmarks/data/pose2sim-still`` builds the fixed-camera variant: every crop of one person,
-camera and split is cut with the same window (``camera_boxes``: the union of their person boxes), and the pairs
-are every ordered same-camera pair (``same_camera_pairs``): real pose changes with the background in place.
+``--still-camera`` builds the fixed-camera variant (into ``benchmarks/data/pose2sim-still`` unless ``--out``):
+every crop of one person, camera and split is cut with the same window (``camera_boxes``: the union of their
+person boxes), and the pairs are every ordered same-camera pair (``same_camera_pairs``): real pose changes with the
+background in place.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from recapture.body.keypoints import missing_mask
 from recapture.data.formats import write_annotations, write_layout, write_pairs
 from recapture.data.manifest import SplitSpec, write_manifest
 from recapture.body.parts import LIP20
-from recapture.data.pose2sim import (DEFAULT_MANIFEST, PEOPLE, SIZE, SPLITS, FrameId, background_colour, camera_boxes,
-                                     crop_person, frame_ids, read_frame, same_camera_pairs, select_pairs,
-                                     torso_saturation, usable_crop)
+from recapture.data.pose2sim import (DEFAULT_MANIFEST, PEOPLE, SIZE, SPLITS, STILL_MANIFEST, FrameId,
+                                     background_colour, camera_boxes, crop_person, frame_ids, read_frame,
+                                     same_camera_pairs, select_pairs, torso_saturation, usable_crop)
 from recapture.fileio import atomic_path, atomic_write_text
 from recapture.pipelines.human_parsing import PersonModels, load_parser, parse_photo
 from recapture.pipelines.people import Person, find_people
@@ -156,15 +157,16 @@ def build(wheel: Path, out: Path, pairs_per_person: int, seed: int, still_camera
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("wheel", type=Path, help="pose2sim-0.10.49-py3-none-any.whl")
-    parser.add_argument("--out", type=Path, default=DEFAULT_MANIFEST.parent)
+    parser.add_argument("--out", type=Path, help="default: benchmarks/data/pose2sim (-still with --still-camera)")
     parser.add_argument("--pairs", type=int, default=15, help="pairs per person and split")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--still-camera", action="store_true",
-                        help="one crop window per camera and every same-camera pair (write it to another --out)")
+                        help="one crop window per camera and every same-camera pair")
     args = parser.parse_args()
     if not args.wheel.is_file():
         parser.error(f"no such wheel: {args.wheel}")
-    info = build(args.wheel, args.out, args.pairs, args.seed, args.still_camera)
+    out = args.out or (STILL_MANIFEST if args.still_camera else DEFAULT_MANIFEST).parent
+    info = build(args.wheel, out, args.pairs, args.seed, args.still_camera)
     print(json.dumps(info, indent=2))
 
 

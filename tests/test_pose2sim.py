@@ -13,8 +13,9 @@ import torch
 
 from recapture.body.parts import LIP20
 from recapture.data.formats import read_annotations, read_image, read_layout, read_pairs
-from recapture.data.pose2sim import (DEFAULT_MANIFEST, SIZE, FrameId, camera_boxes, crop_box, crop_person, frame_ids,
-                                     load_split, same_camera_pairs, select_pairs, torso_saturation, usable_crop)
+from recapture.data.pose2sim import (DEFAULT_MANIFEST, SIZE, STILL_MANIFEST, FrameId, camera_boxes, crop_box,
+                                     crop_person, frame_ids, load_split, same_camera_pairs, select_pairs,
+                                     torso_saturation, usable_crop)
 
 ROOT = Path(__file__).resolve().parents[1]
 SET = DEFAULT_MANIFEST.parent
@@ -135,7 +136,7 @@ def test_the_fixed_camera_set_keeps_the_background_in_place() -> None:
     """``benchmarks/data/pose2sim-still``: every pair is one person seen by one camera at two frames, and away from
     both people (9 px) the two crops agree (the room did not move; the cropped-per-frame set's same-camera pairs
     differ there by ~0.12)."""
-    still = ROOT / "benchmarks" / "data" / "pose2sim-still"
+    still = STILL_MANIFEST.parent
     assert "BSD 3-Clause" in (still / "LICENSE").read_text()
     differences = []
     for split, count in {"validation": 74, "test": 44}.items():

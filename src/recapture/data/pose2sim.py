@@ -38,6 +38,8 @@ SIZE: tuple[int, int] = (256, 176)
 MARGIN = 0.08
 #: The committed set (a manifest with splits ``validation`` and ``test``).
 DEFAULT_MANIFEST = Path(__file__).resolve().parents[3] / "benchmarks" / "data" / "pose2sim" / "manifest.yaml"
+#: The fixed-camera variant (one crop window per camera, every same-camera pair; :func:`camera_boxes`).
+STILL_MANIFEST = DEFAULT_MANIFEST.parents[1] / "pose2sim-still" / "manifest.yaml"
 
 _NAME = re.compile(r"^(?P<person>[a-z]+)-cam(?P<camera>\d)-f(?P<frame>\d{3})\.jpg$")
 
