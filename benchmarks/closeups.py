@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from appearance import pairs_of, score
-from pose2sim import save_results
+from pose2sim import person_l1, save_results
 from recapture.body.keypoint_warp import warp_image
 from recapture.body.keypoints import keypoints_to_heatmaps
 from recapture.data.ccp import HELD_OUT_IDS
@@ -84,11 +84,10 @@ def closeup_scores(generator: torch.nn.Module, batches: list, cut: float) -> dic
                 source_keypoints=points[0], target_keypoints=points[1]).image,
                 "part-affine warp (floor)": warp_image(images[0], labels[0], points[0], points[1], "lip20"),
                 "source copied (floor)": images[0]}
-        person = (labels[1] > 0).float()[:, None]
+        truth = to_one_hot(labels[1], 20)
         for name, image in made.items():
             values = score(image, images[1], points[1])
-            error = ((image.clamp(-1, 1) - images[1]).abs() / 2 * person).sum(dim=(1, 2, 3))
-            values["person_l1"] = (error / (3 * person.sum(dim=(1, 2, 3))).clamp_min(1)).tolist()
+            values["person_l1"] = person_l1(image, images[1], truth)
             for key in ("l1", "psnr", "person_l1"):
                 rows.setdefault(name, {}).setdefault(key, []).extend(values[key])
     return rows
