@@ -86,8 +86,11 @@ def score_ccp(network: CorrespondenceGenerator, parts: list[Batch], floors: bool
             made[FLOORS[0]] = warp_image(batch.source_image, batch.source_labels, batch.source_keypoints,
                                          batch.target_keypoints, "lip20")
             made[FLOORS[1]] = batch.source_image
+        person = to_one_hot(batch.target_labels, 20)
         for name, image in made.items():
-            add(table, name, score(image, batch.target_image, batch.target_keypoints))
+            values = score(image, batch.target_image, batch.target_keypoints)
+            values["person_l1"] = person_l1(image, batch.target_image, person)
+            add(table, name, values)
     return table
 
 

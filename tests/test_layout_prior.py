@@ -191,3 +191,42 @@ def test_full_resolution_agrees_with_the_small_frame() -> None:
     sampled = big.labels[0].numpy()[1::4, 1::4]
     person = (small > 0) | (sampled > 0)
     assert (small == sampled)[person].mean() > 0.85
+
+
+def _legs_apart(scale: float) -> np.ndarray:
+    """The mannequin with its left leg swung out: knee and ankle 4 and 9 px (x scale) further left."""
+    target = mannequin_keypoints(scale)
+    for name, dx in (("left_knee", 4.0), ("left_ankle", 9.0)):
+        target[KEYPOINT_INDEX[name], 1] += dx * scale
+    return target
+
+
+def test_twins_draw_a_leg_the_source_labels_as_the_other_one() -> None:
+    """Crossed or mislabelled legs: the source's left leg is labelled right leg, so no left-leg pixel exists. With
+    ``twins`` the swung-out left leg of the target is drawn from the right leg (labelled left); without, it is
+    missing."""
+    scale, size = 2.0, (128, 88)
+    keypoints, target = mannequin_keypoints(scale), _legs_apart(scale)
+    labels = mannequin_layout(keypoints, size, scale)
+    labels[labels == LIP20.index("left_leg")] = LIP20.index("right_leg")
+    leg = LIP20.index("left_leg")
+    plain, twins = (part_warp(_batch(labels), keypoints, target, LIP20, twins=t) for t in (False, True))
+    expected = mannequin_layout(target, size, scale) == leg
+    assert (plain.labels[0].numpy() == leg).sum() == 0
+    drawn = twins.labels[0].numpy() == leg
+    assert (drawn & expected).sum() > 0.6 * expected.sum(), ((drawn & expected).sum(), expected.sum())
+    source_y, source_x = (twins.source_coords[0][torch.from_numpy(drawn)].round().long().T)
+    assert (labels[source_y.numpy(), source_x.numpy()] == LIP20.index("right_leg")).all()
+
+
+def test_twins_change_nothing_when_every_limb_shows_or_a_hidden_one_stays() -> None:
+    scale, size = 2.0, (128, 88)
+    keypoints = mannequin_keypoints(scale)
+    labels = mannequin_layout(keypoints, size, scale)
+    hidden = labels.copy()
+    hidden[np.isin(labels, [LIP20.index("left_leg"), LIP20.index("left_shoe")])] = 0  # the left leg not shown
+    for source_labels, target in ((labels, _legs_apart(scale)), (hidden, keypoints)):
+        plain, twins = (part_warp(_batch(source_labels), keypoints, target, LIP20, twins=t) for t in (False, True))
+        assert torch.equal(plain.labels, twins.labels) and torch.equal(plain.segment, twins.segment)
+    moved = part_warp(_batch(hidden), keypoints, _legs_apart(scale), LIP20, twins=True).labels
+    assert (moved == LIP20.index("left_leg")).sum() > 0  # the same hidden leg, moved: drawn from its twin

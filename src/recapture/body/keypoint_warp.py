@@ -94,9 +94,10 @@ def _normalised(coords: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def part_warp(source_layout: Tensor, source_keypoints: Tensor | np.ndarray, target_keypoints: Tensor | np.ndarray,
-              label_set: str | LabelSet | None = None) -> PartWarp:
+              label_set: str | LabelSet | None = None, twins: bool = False) -> PartWarp:
     """The part-by-part backward warp of ``source_layout`` ((B, N, H, W) one-hot or (B, H, W) labels) from
-    ``source_keypoints`` to ``target_keypoints`` ((B, 18, 2) y/x in the layout's pixel frame, -1 missing)."""
+    ``source_keypoints`` to ``target_keypoints`` ((B, 18, 2) y/x in the layout's pixel frame, -1 missing);
+    ``twins``: limbs the source cannot supply are taken from the other side's (``prior_numpy.part_warp``)."""
     labels = _labels_of(source_layout)
     batch = labels.shape[0]
     if source_layout.dim() == 4:
@@ -107,7 +108,8 @@ def part_warp(source_layout: Tensor, source_keypoints: Tensor | np.ndarray, targ
         raise ValueError(f"source_layout has label {int(labels.max())} >= {found.num_parts} parts of {found.name}")
     source = _keypoints_of("source_keypoints", source_keypoints, batch)
     target = _keypoints_of("target_keypoints", target_keypoints, batch)
-    rows = [numpy_part_warp(item, source[i], target[i], found) for i, item in enumerate(labels.cpu().numpy())]
+    rows = [numpy_part_warp(item, source[i], target[i], found, twins)
+            for i, item in enumerate(labels.cpu().numpy())]
 
     def stacked(name: str, dtype: torch.dtype) -> Tensor:
         return torch.from_numpy(np.stack([getattr(row, name) for row in rows])).to(labels.device, dtype)
@@ -121,9 +123,10 @@ def part_warp(source_layout: Tensor, source_keypoints: Tensor | np.ndarray, targ
 
 
 def warp_layout(source_layout: Tensor, source_keypoints: Tensor | np.ndarray, target_keypoints: Tensor | np.ndarray,
-                label_set: str | LabelSet | None = None) -> WarpedLayout:
-    """Warp a layout into the target pose: ``(B, N, H, W)`` one-hot + ``(B, N)`` part validity (see module doc)."""
-    found = part_warp(source_layout, source_keypoints, target_keypoints, label_set)
+                label_set: str | LabelSet | None = None, twins: bool = False) -> WarpedLayout:
+    """Warp a layout into the target pose: ``(B, N, H, W)`` one-hot + ``(B, N)`` part validity (see module doc;
+    ``twins`` as in :func:`part_warp`)."""
+    found = part_warp(source_layout, source_keypoints, target_keypoints, label_set, twins)
     num_parts = source_layout.shape[1] if source_layout.dim() == 4 else found.part_validity.shape[1]
     hot = F.one_hot(found.labels, num_parts).permute(0, 3, 1, 2).float()
     return WarpedLayout(layout=hot, validity=found.part_validity, unexplained=found.unexplained)

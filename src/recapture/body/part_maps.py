@@ -41,6 +41,8 @@ SEGMENT_NAMES: tuple[str, ...] = tuple(s[0] for s in SEGMENTS)
 NUM_SEGMENTS = len(SEGMENTS)
 TORSO, HEAD, HAIR = 0, 1, 10
 ARMS, LEGS = (2, 3, 4, 5), (6, 7, 8, 9)
+#: The same segment of the other side (right upper arm <-> left upper arm, ...).
+TWIN = {2: 4, 3: 5, 4: 2, 5: 3, 6: 8, 7: 9, 8: 6, 9: 7}
 RIGHT_SIDE, LEFT_SIDE = (2, 3, 6, 7), (4, 5, 8, 9)
 NECK, NOSE = 1, 0
 TORSO_JOINTS = (1, 2, 5, 8, 11)
@@ -171,6 +173,18 @@ def _limb_map(source: np.ndarray, target: np.ndarray, a: int, b: int, scale: flo
     return _affine(linear, ts, ss)
 
 
+def twin_map(source: np.ndarray, target: np.ndarray, index: int, scale: float) -> np.ndarray | None:
+    """``(2, 3)`` backward map carrying limb segment ``index``'s target bone onto its :data:`TWIN`'s source bone
+    (the other side's arm or leg, standing in for one the source hides); None without those joints."""
+    _, a, b, _ = SEGMENTS[index]
+    _, twin_a, twin_b, _ = SEGMENTS[TWIN[index]]
+    if not (_present(target)[[a, b]].all() and _present(source)[[twin_a, twin_b]].all()):
+        return None
+    stand_in = source.copy()
+    stand_in[[a, b]] = source[[twin_a, twin_b]]
+    return _limb_map(stand_in, target, a, b, scale)
+
+
 def _torso_map(source: np.ndarray, target: np.ndarray, both: np.ndarray, scale: float) -> np.ndarray | None:
     joints = [j for j in TORSO_JOINTS if both[j]]
     if len(joints) >= 3:
@@ -297,16 +311,40 @@ def in_torso(keypoints: np.ndarray, size: tuple[int, int], margin: float) -> np.
     return np.zeros(size, dtype=bool) if distance is None else distance <= margin
 
 
+def limb_radius(keypoints: np.ndarray, index: int, height: int) -> float:
+    """Nominal half-width in pixels of limb segment ``index`` (:data:`LIMB_RADIUS` x the torso length; without
+    a torso, 0.3 of the image ``height`` stands for it)."""
+    return LIMB_RADIUS[index] * (_torso_length(keypoints, _present(keypoints)) or 0.3 * height)
+
+
+def limb_stroke(keypoints: np.ndarray, index: int, size: tuple[int, int]
+                ) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """Limb segment ``index`` drawn at its half-width (:func:`limb_radius`) in a ``size`` frame, as ``(window,
+    mask)``: the rows/columns box around it and the ``(h, w)`` bool stroke within the box; None without its joints
+    or off the frame."""
+    _, a, b, _ = SEGMENTS[index]
+    present = _present(keypoints)
+    if index not in ARMS + LEGS or not (present[a] and present[b]):
+        return None
+    radius = limb_radius(keypoints, index, size[0])
+    ends = keypoints[[a, b]]
+    low = np.clip(np.floor(ends.min(axis=0) - radius).astype(np.int64), 0, size)
+    high = np.clip(np.ceil(ends.max(axis=0) + radius).astype(np.int64) + 1, 0, size)
+    if (high <= low).any():
+        return None
+    ys = np.arange(low[0], high[0], dtype=np.float32)[:, None]
+    xs = np.arange(low[1], high[1], dtype=np.float32)[None, :]
+    window = (slice(int(low[0]), int(high[0])), slice(int(low[1]), int(high[1])))
+    return window, _segment_distance(ys, xs, keypoints[a], keypoints[b]) <= radius
+
+
 def limb_strokes(keypoints: np.ndarray, segments: list[int], size: tuple[int, int]) -> np.ndarray:
     """``(H, W)`` bool: the limb ``segments`` drawn at their half-widths."""
-    ys, xs = pixel_grid(size)
-    present = _present(keypoints)
-    length = _torso_length(keypoints, present) or 0.3 * size[0]
     mask = np.zeros(size, dtype=bool)
     for index in segments:
-        _, a, b, _ = SEGMENTS[index]
-        if index in ARMS + LEGS and present[a] and present[b]:
-            mask |= _segment_distance(ys, xs, keypoints[a], keypoints[b]) <= LIMB_RADIUS[index] * length
+        found = limb_stroke(keypoints, index, size)
+        if found is not None:
+            mask[found[0]] |= found[1]
     return mask
 
 

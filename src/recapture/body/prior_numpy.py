@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from recapture.body.part_maps import (
-    ARMS, BACK, FRONT, HEAD, NUM_SEGMENTS, TORSO, assign_segments, in_torso, limb_strokes, owner_table, pixel_grid,
-    segment_maps, torso_distance,
+    ARMS, BACK, FRONT, HEAD, LEGS, NUM_SEGMENTS, SEGMENTS, TORSO, TWIN, SegmentMaps, assign_segments, in_torso,
+    limb_radius, limb_stroke, limb_strokes, owner_table, pixel_grid, segment_maps, torso_distance, twin_map,
 )
 from recapture.body.parts import LabelSet, get_label_set
 
@@ -30,6 +30,11 @@ from recapture.body.parts import LabelSet, get_label_set
 #: torso too: a sleeve or an arm lifted off the body leaves shirt behind (the torso's most common
 #: clothing label where an arm lay over it), not a hole.
 TORSO_MARGIN = 0.04
+#: With ``twins``: a target limb whose own source pixels cover less than this share of its stroke is hidden in the
+#: source (behind the body, or labelled as the other side) and is drawn from the other side's limb ...
+HIDDEN_LIMB = 0.5
+#: ... when one of its joints moves more than this many half-widths of the limb (one that stays, stays hidden).
+STILL_LIMB = 0.5
 
 
 @dataclass(frozen=True)
@@ -78,9 +83,47 @@ def _target_window(backward: np.ndarray, region: np.ndarray) -> tuple[slice, sli
     return slice(int(low[0]), int(high[0])), slice(int(low[1]), int(high[1]))
 
 
+def _moves(source: np.ndarray, target: np.ndarray, index: int, height: int) -> bool:
+    """Limb segment ``index`` moves between the poses: one of its joints by more than :data:`STILL_LIMB` x its
+    half-width (a limb that stays where it was stays as hidden as it was)."""
+    _, a, b, _ = SEGMENTS[index]
+    shift = np.linalg.norm(target[[a, b]] - source[[a, b]], axis=1).max()
+    return bool(shift > STILL_LIMB * limb_radius(target, index, height))
+
+
+def _fill_from_twins(fit: SegmentMaps, assigned: np.ndarray, source: np.ndarray, target: np.ndarray,
+                     segment: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Draw the target limbs the source hides from the other side's limb (:func:`twin_map`), in place: a limb
+    that moves and whose own source pixels cover less than :data:`HIDDEN_LIMB` of its target stroke (its nominal
+    width) takes, at the stroke's uncovered pixels, the twin's source pixels they land on. Returns the ``(H, W)``
+    bool mask of the pixels so drawn."""
+    size = segment.shape
+    filled = np.zeros(size, dtype=bool)
+    for index in ARMS + LEGS:
+        backward = twin_map(source, target, index, fit.scale)
+        stroke = limb_stroke(target, index, size)
+        if backward is None or stroke is None or not _moves(source, target, index, size[0]):
+            continue
+        window, inside = stroke
+        here_segment = segment[window]
+        if not inside.any() or (here_segment[inside] == index).mean() >= HIDDEN_LIMB:
+            continue
+        rows = np.arange(window[0].start, window[0].stop, dtype=np.float32)[:, None]
+        cols = np.arange(window[1].start, window[1].stop, dtype=np.float32)[None, :]
+        here = np.stack([(backward[k, 0] * rows + backward[k, 1] * cols + backward[k, 2]).astype(np.float32)
+                         for k in (0, 1)], -1)
+        drawn = inside & (here_segment < 0) & _sample_nearest(assigned == TWIN[index], here).astype(bool)
+        here_segment[drawn] = index
+        coords[window][drawn] = here[drawn]
+        filled[window] |= drawn
+    return filled
+
+
 def part_warp(labels: np.ndarray, source: np.ndarray, target: np.ndarray,
-              label_set: str | LabelSet = "lip20") -> NumpyPartWarp:
-    """The part-by-part backward warp of ``(H, W)`` source labels from ``source`` to ``target`` keypoints."""
+              label_set: str | LabelSet = "lip20", twins: bool = False) -> NumpyPartWarp:
+    """The part-by-part backward warp of ``(H, W)`` source labels from ``source`` to ``target`` keypoints.
+    With ``twins``, target limb pixels the source cannot supply (the limb hidden or mislabelled in the source)
+    are taken from the other side's limb, left/right labels swapped (:func:`_fill_from_twins`)."""
     found = label_set if isinstance(label_set, LabelSet) else get_label_set(label_set)
     labels = np.asarray(labels).astype(np.int64)
     if labels.size and int(labels.max()) >= found.num_parts:
@@ -123,8 +166,11 @@ def part_warp(labels: np.ndarray, source: np.ndarray, target: np.ndarray,
         depth[covered] = np.float32(fit.depth[index])
         segment[window][covered] = index
         coords[window][covered] = here[covered]
+    filled = _fill_from_twins(fit, assigned, source, target, segment, coords) if twins else None
     small = labels.astype(np.uint8) if found.num_parts <= 256 else labels  # the same values, a quarter of the reads
     warped = np.where(segment >= 0, _sample_nearest(small, coords), 0).astype(np.int64)
+    if filled is not None:
+        warped = np.where(filled, np.asarray(found.flip_permutation)[warped], warped)
     hole = (segment == TORSO) & ~owners[:, TORSO][warped]  # a limb lay over the source torso
     warped = np.where(hole, fill, warped)
     if fit.views == (FRONT, BACK) and "hair" in found.names:
@@ -160,9 +206,9 @@ class NumpyPriorGrid:
 
 
 def prior_grid(labels: np.ndarray, source: np.ndarray, target: np.ndarray,
-               label_set: str | LabelSet = "lip20") -> NumpyPriorGrid:
+               label_set: str | LabelSet = "lip20", twins: bool = False) -> NumpyPriorGrid:
     """The part warp as a sampling grid (as :func:`recapture.models.correspondence.prior_grid`)."""
-    warp = part_warp(labels, source, target, label_set)
+    warp = part_warp(labels, source, target, label_set, twins)
     size = labels.shape
     ys, xs = pixel_grid(size)
     torso = warp.torso_map.astype(np.float32)

@@ -48,7 +48,8 @@ from recapture.models.still_background import VACATED_RULES, people_weights, sti
 BACKGROUND_RULES = ("still", "follow")
 #: Config keys a weight file may lack (written before they existed) and the value such a file gets: the rule is
 #: not learned, so old weights take the current default.
-MISSING_KEY_DEFAULTS = {"background": "still", "still_margin": 1, "still_feather": 0, "vacated": "fill"}
+MISSING_KEY_DEFAULTS = {"background": "still", "still_margin": 1, "still_feather": 0, "vacated": "fill",
+                        "twin_limbs": True}
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class CorrespondenceConfig:
     still_margin: int = 1  # internal pixels around the target person that stay the network's output
     still_feather: int = 0  # internal pixels of the seam's ramp (box blur radius; < still_margin keeps the people)
     vacated: str = "fill"  # where the source person was and the target is not: fill (from the background) | network
+    twin_limbs: bool = True  # the prior draws a limb the source hides from the other side's (part_warp twins)
 
     def __post_init__(self) -> None:
         factor = 2 ** self.num_down
@@ -144,11 +146,12 @@ def torso_grid(source_keypoints: Tensor | np.ndarray, target_keypoints: Tensor |
 
 
 def prior_grid(source_labels: Tensor, source_keypoints: Tensor | np.ndarray, target_keypoints: Tensor | np.ndarray,
-               label_set: str = "lip20") -> PriorGrid:
+               label_set: str = "lip20", twins: bool = False) -> PriorGrid:
     """The part-affine warp's sampling grid for ``(B, h, w)`` source labels and ``(B, 18, 2)`` y/x keypoints
-    in the labels' pixel frame (-1 missing); pixels no body segment covers follow the torso's map."""
+    in the labels' pixel frame (-1 missing); pixels no body segment covers follow the torso's map (``twins``:
+    :func:`recapture.body.keypoint_warp.part_warp`)."""
     size = (source_labels.shape[-2], source_labels.shape[-1])
-    warp = part_warp(source_labels, source_keypoints, target_keypoints, label_set)
+    warp = part_warp(source_labels, source_keypoints, target_keypoints, label_set, twins)
     covered = warp.segment >= 0
     background = torso_grid(source_keypoints, target_keypoints, size, source_labels.device)
     grid = torch.where(covered[..., None], pixel_to_grid(warp.source_coords, size), background)
@@ -340,8 +343,10 @@ def prepare_inputs(config: CorrespondenceConfig, source_labels: Tensor, source_k
     source_layout = majority_layout(source_labels, parts, size)
     source_points = keypoints_to_size(source_keypoints, full, size)
     target_points = keypoints_to_size(target_keypoints, full, size)
-    prior = prior_grid(source_layout.argmax(dim=1), source_points, target_points, config.label_set)
-    prior = with_full_prior(prior, prior_grid(source_labels, source_keypoints, target_keypoints, config.label_set))
+    twins = config.twin_limbs
+    prior = prior_grid(source_layout.argmax(dim=1), source_points, target_points, config.label_set, twins)
+    prior = with_full_prior(prior, prior_grid(source_labels, source_keypoints, target_keypoints, config.label_set,
+                                              twins))
     target_layout = (to_one_hot(prior.labels, parts) if target_labels is None
                      else majority_layout(target_labels, parts, size))
     return CorrespondenceInputs(source_layout=source_layout, source_pose=keypoints_to_heatmaps(source_points, size),

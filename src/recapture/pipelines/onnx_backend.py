@@ -164,11 +164,20 @@ def export_onnx(model: str | Path | LoadedGenerator, out: str | Path) -> OnnxExp
         graph = onnx.load(tmp)
         info = {"kind": CORRESPONDENCE_KIND if correspondence else KIND,
                 "model_config": yaml.safe_dump(to_dict(loaded.config), sort_keys=False),
-                "source": loaded.source, "sat": "dense", **{k: v for k, v in loaded.metadata.items()
+                "source": loaded.source, "sat": "dense", **_prior_metadata(generator),
+                **{k: v for k, v in loaded.metadata.items()
                                                             if k in ("trained_on", "step", "tensors_sha256")}}
         onnx.helper.set_model_props(graph, info)
         onnx.save(graph, tmp)
     return OnnxExport(path=out, config=loaded.config, seconds=time.perf_counter() - start)
+
+
+def _prior_metadata(generator: RecaptureGenerator) -> dict[str, str]:
+    """What the NumPy side of a correspondence export must know about the keypoint prior (``twin_limbs``)."""
+    appearance = generator.appearance
+    if not isinstance(appearance, CorrespondenceGenerator):
+        return {}
+    return {"twin_limbs": "true" if appearance.config.twin_limbs else "false"}
 
 
 class _CorrespondenceGraph(nn.Module):

@@ -40,8 +40,9 @@ CORRESPONDENCE_KIND = "recapture-correspondence-onnx"
 CORRESPONDENCE_INPUTS = ("source_image", "small", "source_layout", "source_pose", "target_layout", "target_pose",
                          "grid", "covered", "full_grid")
 #: Bumped when an export's graph changes: part of every cache file name, so stale files are not used.
-ONNX_FORMAT = 8  # 4: still-background rule; 5: its identity grid in float32; 6: parser aligns as MatMuls;
-#                  7: the vacated background filled (still_background.py); 8: still margin 1, no feather
+ONNX_FORMAT = 9  # 4: still-background rule; 5: its identity grid in float32; 6: parser aligns as MatMuls;
+#                  7: the vacated background filled (still_background.py); 8: still margin 1, no feather;
+#                  9: ``twin_limbs`` in the metadata
 
 
 #: One side thread for NumPy work of the photo path beside the main thread (the parser's flip averaging, the
@@ -115,6 +116,8 @@ class OnnxCorrespondence:
             raise OnnxUnavailable(f"{self.path}: bad model_config ({err})") from None
         self.internal_size: tuple[int, int] = tuple(self.config.network_size)  # type: ignore[assignment]
         self.num_parts = get_label_set(self.config.label_set).num_parts
+        #: The keypoint prior draws limbs the source hides from their twins (``CorrespondenceConfig.twin_limbs``).
+        self.twins = self.metadata.get("twin_limbs", "false") == "true"
 
     def feeds(self, source_image: np.ndarray, source_labels: np.ndarray, source_keypoints: np.ndarray,
               target_keypoints: np.ndarray, target_labels: np.ndarray, soft_target: bool = False
@@ -124,13 +127,13 @@ class OnnxCorrespondence:
         ``render_layouts`` does, instead of its majority labels)."""
         size, full = self.internal_size, source_labels.shape
         label_set = self.config.label_set
-        full_args = (source_labels, source_keypoints, target_keypoints, label_set)
+        full_args = (source_labels, source_keypoints, target_keypoints, label_set, self.twins)
         pending = BESIDE.submit(prior_grid, *full_args) if self.threads > 1 else None
         image = np.ascontiguousarray(source_image.transpose(2, 0, 1), dtype=np.float32) / np.float32(127.5) - 1
         small_labels = majority_labels(source_labels, self.num_parts, size)
         source_points = keypoints_to_size(source_keypoints, full, size)
         target_points = keypoints_to_size(target_keypoints, full, size)
-        prior = prior_grid(small_labels, source_points, target_points, label_set)
+        prior = prior_grid(small_labels, source_points, target_points, label_set, self.twins)
         target = (area_resize(one_hot(target_labels, self.num_parts), size) if soft_target
                   else one_hot(majority_labels(target_labels, self.num_parts, size), self.num_parts))
         arrays = (image, area_resize(image, size), one_hot(small_labels, self.num_parts),
@@ -176,7 +179,8 @@ class OnnxRecapturer(Recapturer):
             raise OnnxUnavailable("the geometric network (--layout network) runs on the torch backend only; "
                                   "use --layout prior or --backend torch")
         keypoints = self._target_keypoints(target_pose)
-        predicted = part_warp(source.layout, source.keypoints, keypoints, self.label_set).labels.astype(np.uint8)
+        predicted = part_warp(source.layout, source.keypoints, keypoints, self.label_set,
+                              self.appearance.twins).labels.astype(np.uint8)
         used = predicted if target_layout is None else self._check_target_layout(target_layout)
         if edits is not None and not edits.is_empty():  # type: ignore[attr-defined]
             used = edits.apply(used, keypoints, self.label_set)  # type: ignore[attr-defined]

@@ -259,7 +259,8 @@ class Recapturer:
         if method == "warp":
             from recapture.body.keypoint_warp import warp_layout
 
-            logits = warp_layout(layout, source.keypoints[None], keypoints[None], self.label_set).layout
+            twins = self.copies_full_resolution and self.generator.appearance.config.twin_limbs
+            logits = warp_layout(layout, source.keypoints[None], keypoints[None], self.label_set, twins).layout
         else:
             logits = self.generator.geometric(layout, source_heat, target_heat, source.keypoints[None],
                                               keypoints[None])
