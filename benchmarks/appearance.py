@@ -106,8 +106,9 @@ def pair_table(model: CorrespondenceGenerator, batches: list[Batch], generators:
                                                       batch.prior).image, batch)
             oracle = majority_layout(batch.target_labels, model.num_parts, size)
             add("model (true target layout)", model(*inputs, oracle, batch.target_pose, batch.prior).image, batch)
-            for name, other in (others or {}).items():
-                add(name, other(*inputs, batch.target_layout, batch.target_pose, batch.prior).image, batch)
+            for name, other in (others or {}).items():  # its own prior and warped layout (its config's rules)
+                add(name, repose(other, batch.source_image, batch.source_labels, batch.source_keypoints,
+                                 batch.target_keypoints).image, batch)
         for name, loaded in generators.items():
             output = tuple(batch.target_image.shape[-2:])
             with torch.no_grad():

@@ -32,7 +32,7 @@ from recapture.body.keypoint_warp import warp_image
 from recapture.body.keypoints import keypoints_to_heatmaps
 from recapture.data.ccp_pairs import CcpPair
 from recapture.data.synthetic.people import sample_identity
-from recapture.models.correspondence import CorrespondenceGenerator, majority_layout
+from recapture.models.correspondence import CorrespondenceGenerator, repose
 from recapture.models.layout_ops import to_one_hot
 from recapture.training.correspondence_data import Batch, collate, synthetic_pair
 
@@ -67,12 +67,10 @@ def methods(pairs: list[CcpPair], default: torch.nn.Module, networks: dict[str, 
         made["bundled default (its own Ŝ_B)"] = default(
             batch.source_image, to_one_hot(batch.source_labels, first.num_parts), *poses,
             source_keypoints=batch.source_keypoints, target_keypoints=batch.target_keypoints).image
-        truth = majority_layout(batch.target_labels, first.num_parts, first.config.internal_size)
-        inputs = (batch.source_image, batch.source_layout, batch.source_pose)
-        for name, network in networks.items():
-            made[f"{name} (warp of S_A)"] = network(*inputs, batch.target_layout, batch.target_pose,
-                                                     batch.prior).image
-            made[f"{name} (true target layout)"] = network(*inputs, truth, batch.target_pose, batch.prior).image
+        posed = (batch.source_image, batch.source_labels, batch.source_keypoints, batch.target_keypoints)
+        for name, network in networks.items():  # each with its own prior (its config's rules)
+            made[f"{name} (warp of S_A)"] = repose(network, *posed).image
+            made[f"{name} (true target layout)"] = repose(network, *posed, batch.target_labels).image
         made[FLOOR] = warp_image(batch.source_image, batch.source_labels, batch.source_keypoints,
                                  batch.target_keypoints, "lip20")
     made["source copied (floor)"] = batch.source_image
