@@ -296,6 +296,32 @@ def test_vote_parts_gives_each_dress_or_skirt_region_one_part() -> None:
         assert (out[ys, xs] == expected).all()
 
 
+def test_shoes_are_dropped_only_when_no_knee_or_ankle_is_in_the_photo() -> None:
+    """A photo cut above the knees (no knee, no ankle in the pose) shows no shoe: shoe pixels take their most probable
+    other part; with one knee (a photo cut below the knee, boots) or one ankle the labels are left as they are."""
+    from recapture.models.parser_rules import drop_unseen_shoes
+
+    rng = np.random.default_rng(1)
+    probabilities = rng.dirichlet(np.ones(20), size=(12, 10)).transpose(2, 0, 1).astype(np.float32)
+    left, right, pants = (LIP20.index(n) for n in ("left_shoe", "right_shoe", "pants"))
+    labels = probabilities.argmax(axis=0).astype(np.uint8)
+    labels[9:, :5], labels[9:, 5:] = left, right
+    probabilities[pants, 9:, :3] = 2.0  # the next most probable part there
+    keypoints = np.full((18, 2), -1.0)
+    keypoints[KEYPOINT_INDEX["neck"]] = (1, 5)
+    out = drop_unseen_shoes(probabilities, labels, keypoints)
+    others = probabilities.copy()
+    others[[left, right]] = -1
+    assert not np.isin(out, (left, right)).any()
+    shoes = np.isin(labels, (left, right))
+    assert (out[9:, :3] == pants).all() and np.array_equal(out[shoes], others[:, shoes].argmax(axis=0))
+    assert np.array_equal(out[~shoes], labels[~shoes])
+    for joint in ("right_knee", "left_ankle"):
+        seen = keypoints.copy()
+        seen[KEYPOINT_INDEX[joint]] = (11, 4)
+        assert np.array_equal(drop_unseen_shoes(probabilities, labels, seen), labels)
+
+
 def test_flip_averaging_makes_the_crop_parse_mirror_equivariant() -> None:
     """With the weight file's ``test_flip``, the parse of a mirrored crop (mirrored keypoints) is the mirror of
     the crop's parse with left and right parts swapped, even for a network that is not symmetric itself."""

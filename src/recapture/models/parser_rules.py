@@ -1,5 +1,6 @@
 """Torch-free rules applied to the parser's part probabilities after the network (the torch and the ONNX
-parser share them): one garment is one part (:func:`vote_parts`). See docs/parser.md for how they were chosen.
+parser share them): one garment is one part (:func:`vote_parts`); no shoes in a photo that ends above the knees
+(:func:`drop_unseen_shoes`). See docs/parser.md for how they were chosen.
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from recapture.body.keypoints import KEYPOINT_INDEX, missing_mask
 from recapture.body.parts import LIP20
 
 #: Parts decided together per connected region by :func:`vote_parts` (one garment is a dress or a skirt).
@@ -34,3 +36,24 @@ def vote_parts(probabilities: np.ndarray, labels: np.ndarray, parts: tuple[str, 
     out = labels.ravel()
     out[inside] = winner[flat[inside]]
     return out.reshape(labels.shape)
+
+
+#: Joints of which at least one must be in the photo for it to show a shoe (a knee or an ankle).
+LOWER_LEG_JOINTS: tuple[str, ...] = ("left_knee", "right_knee", "left_ankle", "right_ankle")
+SHOES: tuple[str, ...] = ("left_shoe", "right_shoe")
+
+
+def drop_unseen_shoes(probabilities: np.ndarray, labels: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+    """No shoe in a photo that ends above the knees: when the pose has none of :data:`LOWER_LEG_JOINTS` (``(18, 2)``
+    y/x keypoints, -1 missing; BlazePose leaves out joints outside the frame), pixels labelled a shoe take their most
+    probable other part. ``probabilities`` ``(20, H, W)``, ``labels`` ``(H, W)`` uint8 -> a relabelled copy (the
+    same array when nothing changes). A photo cut below the knee keeps its shoes (boots reach above the ankle)."""
+    joints = np.asarray(keypoints)[[KEYPOINT_INDEX[name] for name in LOWER_LEG_JOINTS]]
+    shoes = np.isin(labels, [LIP20.index(name) for name in SHOES])
+    if not missing_mask(joints).all() or not shoes.any():
+        return labels
+    others = np.array(probabilities, dtype=np.float32, copy=True)
+    others[[LIP20.index(name) for name in SHOES]] = -1.0
+    out = np.array(labels, dtype=np.uint8, copy=True)
+    out[shoes] = others[:, shoes].argmax(axis=0).astype(np.uint8)
+    return out

@@ -26,7 +26,7 @@ from recapture.fileio import atomic_path, atomic_write_text
 from recapture.hub import REGISTRY, WeightsError, bundled_models, bundled_path, read_model_file
 from recapture.lazy import LazyModule, no_grad
 from recapture.models.parser_crop import parser_crop
-from recapture.models.parser_rules import vote_parts
+from recapture.models.parser_rules import drop_unseen_shoes, vote_parts
 from recapture.pipelines.parsing import FileLayoutParser, LayoutParser, ModelLayoutParser, PoseMaskLayoutParser
 from recapture.pipelines.people import FaceDetector, people_of, pose_of_person
 from recapture.pipelines.pose_estimation import PersonSegmenter, PoseEstimate, PoseEstimator
@@ -123,7 +123,8 @@ class CcpParser:
     def predict(self, image_rgb: np.ndarray, keypoints: np.ndarray,
                 person_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(labels (H, W) uint8, confidence (20,))``: labels are the most probable part per pixel, each
-        connected dress-or-skirt region then given one of the two as a whole (``parser_rules.vote_parts``);
+        connected dress-or-skirt region then given one of the two as a whole (``parser_rules.vote_parts``), and no
+        shoe when the pose has no knee or ankle in the photo (``parser_rules.drop_unseen_shoes``);
         confidence is the mean probability of each part over the pixels given that part (NaN where none).
         Photos taller than :data:`MAX_PARSE_HEIGHT` are parsed on a shrunk copy and the labels enlarged
         (nearest), to bound memory."""
@@ -138,6 +139,7 @@ class CcpParser:
             keypoints = np.where(missing_mask(keypoints)[:, None], -1.0, (keypoints + 0.5) * factor - 0.5)
         probabilities = self.probabilities(image_rgb, keypoints, person_mask)
         labels = vote_parts(probabilities, probabilities.argmax(axis=0).astype(np.uint8))
+        labels = drop_unseen_shoes(probabilities, labels, keypoints)
         best = np.take_along_axis(probabilities, labels[None].astype(np.intp), axis=0)[0]
         counts = np.bincount(labels.ravel(), minlength=LIP20.num_parts)
         sums = np.bincount(labels.ravel(), weights=best.ravel(), minlength=LIP20.num_parts)
