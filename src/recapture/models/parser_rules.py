@@ -49,8 +49,10 @@ def drop_unseen_shoes(probabilities: np.ndarray, labels: np.ndarray, keypoints: 
     probable other part. ``probabilities`` ``(20, H, W)``, ``labels`` ``(H, W)`` uint8 -> a relabelled copy (the
     same array when nothing changes). A photo cut below the knee keeps its shoes (boots reach above the ankle)."""
     joints = np.asarray(keypoints)[[KEYPOINT_INDEX[name] for name in LOWER_LEG_JOINTS]]
+    if not missing_mask(joints).all():  # the common case, decided before any pixel is read
+        return labels
     shoes = np.isin(labels, [LIP20.index(name) for name in SHOES])
-    if not missing_mask(joints).all() or not shoes.any():
+    if not shoes.any():
         return labels
     others = np.array(probabilities, dtype=np.float32, copy=True)
     others[[LIP20.index(name) for name in SHOES]] = -1.0
