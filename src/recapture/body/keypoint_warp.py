@@ -11,6 +11,10 @@ they come with, so the warp runs at any resolution (a 1024-pixel photo as well a
 Front <-> back view changes: the person's own left/right labels follow their own joints; when the
 source faces the camera and the target turns its back, the face becomes hair.
 
+With ``twins`` (the correspondence model's prior and the photo path's ``--layout prior``; not the floor) a limb the
+source hides - behind the body, crossed over the other one, labelled as the other side - is drawn from the other
+side's limb (:func:`recapture.body.prior_numpy.part_warp`).
+
 The warp itself is computed, one pair at a time, by the vectorised NumPy implementation
 (:func:`recapture.body.prior_numpy.part_warp`, which the torch-free ONNX photo path uses directly); this
 module is its torch-tensor API (batches, one-hot layouts, the bilinear image warp).
