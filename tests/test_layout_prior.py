@@ -137,7 +137,8 @@ def test_front_to_back_turns_the_face_into_hair_and_arms_go_behind_the_torso() -
     assert (belly == LIP20.index("upper_clothes")).mean() > 0.8, belly
 
 
-def test_missing_joints_never_give_nan_or_parts_outside_the_image() -> None:
+@pytest.mark.parametrize("twins", [False, True])
+def test_missing_joints_never_give_nan_or_parts_outside_the_image(twins: bool) -> None:
     rng = np.random.default_rng(0)
     keypoints = mannequin_keypoints()
     labels = _batch(mannequin_layout(keypoints)).repeat(6, 1, 1)
@@ -152,7 +153,7 @@ def test_missing_joints_never_give_nan_or_parts_outside_the_image() -> None:
             target[:] = (500.0, -300.0)  # far outside the frame
         sources.append(source)
         targets.append(target)
-    found = part_warp(labels, np.stack(sources), np.stack(targets), LIP20)
+    found = part_warp(labels, np.stack(sources), np.stack(targets), LIP20, twins=twins)
     assert torch.isfinite(found.source_coords).all() and torch.isfinite(found.part_validity).all()
     assert found.labels.shape == labels.shape and int(found.labels.max()) < 20 and int(found.labels.min()) >= 0
     assert int(found.labels[4].max()) == 0 and int(found.labels[5].max()) == 0
