@@ -101,8 +101,10 @@ def _fill_from_twins(fit: SegmentMaps, assigned: np.ndarray, source: np.ndarray,
     filled = np.zeros(size, dtype=bool)
     for index in ARMS + LEGS:
         backward = twin_map(source, target, index, fit.scale)
+        if backward is None or not _moves(source, target, index, size[0]):
+            continue
         stroke = limb_stroke(target, index, size)
-        if backward is None or stroke is None or not _moves(source, target, index, size[0]):
+        if stroke is None:
             continue
         window, inside = stroke
         here_segment = segment[window]
