@@ -83,6 +83,13 @@ def _target_window(backward: np.ndarray, region: np.ndarray) -> tuple[slice, sli
     return slice(int(low[0]), int(high[0])), slice(int(low[1]), int(high[1]))
 
 
+def _backward_points(backward: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``(h, w, 2)`` float32 source y/x of the target pixels ``rows`` ``(h, 1)`` x ``cols`` ``(1, w)`` under a
+    ``(2, 3)`` backward map (computed in the map's dtype)."""
+    return np.stack([(backward[k, 0] * rows + backward[k, 1] * cols + backward[k, 2]).astype(np.float32, copy=False)
+                     for k in (0, 1)], -1)
+
+
 def _moves(source: np.ndarray, target: np.ndarray, index: int, height: int) -> bool:
     """Limb segment ``index`` moves between the poses: one of its joints by more than :data:`STILL_LIMB` x its
     half-width (a limb that stays where it was stays as hidden as it was)."""
@@ -92,12 +99,13 @@ def _moves(source: np.ndarray, target: np.ndarray, index: int, height: int) -> b
 
 
 def _fill_from_twins(fit: SegmentMaps, assigned: np.ndarray, source: np.ndarray, target: np.ndarray,
-                     segment: np.ndarray, coords: np.ndarray) -> np.ndarray:
+                     segment: np.ndarray, coords: np.ndarray, grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Draw the target limbs the source hides from the other side's limb (:func:`twin_map`), in place: a limb
     that moves and whose own source pixels cover less than :data:`HIDDEN_LIMB` of its target stroke (its nominal
     width) takes, at the stroke's uncovered pixels, the twin's source pixels they land on. Returns the ``(H, W)``
-    bool mask of the pixels so drawn."""
+    bool mask of the pixels so drawn (``grid``: the frame's :func:`pixel_grid`)."""
     size = segment.shape
+    ys, xs = grid
     filled = np.zeros(size, dtype=bool)
     for index in ARMS + LEGS:
         backward = twin_map(source, target, index, fit.scale)
@@ -110,10 +118,7 @@ def _fill_from_twins(fit: SegmentMaps, assigned: np.ndarray, source: np.ndarray,
         here_segment = segment[window]
         if not inside.any() or (here_segment[inside] == index).mean() >= HIDDEN_LIMB:
             continue
-        rows = np.arange(window[0].start, window[0].stop, dtype=np.float32)[:, None]
-        cols = np.arange(window[1].start, window[1].stop, dtype=np.float32)[None, :]
-        here = np.stack([(backward[k, 0] * rows + backward[k, 1] * cols + backward[k, 2]).astype(np.float32)
-                         for k in (0, 1)], -1)
+        here = _backward_points(backward, ys[window[0]], xs[:, window[1]])
         drawn = inside & (here_segment < 0) & _sample_nearest(assigned == TWIN[index], here).astype(bool)
         here_segment[drawn] = index
         coords[window][drawn] = here[drawn]
@@ -161,14 +166,13 @@ def part_warp(labels: np.ndarray, source: np.ndarray, target: np.ndarray,
         window = _target_window(fit.maps[index], region)  # only target pixels that can land on the region
         if window is None:
             continue
-        rows, cols = ys[window[0]], xs[:, window[1]]
-        here = np.stack([maps[index, k, 0] * rows + maps[index, k, 1] * cols + maps[index, k, 2] for k in (0, 1)], -1)
+        here = _backward_points(maps[index], ys[window[0]], xs[:, window[1]])
         depth = best_depth[window]
         covered = _sample_nearest(region, here).astype(bool) & (np.float32(fit.depth[index]) > depth)
         depth[covered] = np.float32(fit.depth[index])
         segment[window][covered] = index
         coords[window][covered] = here[covered]
-    filled = _fill_from_twins(fit, assigned, source, target, segment, coords) if twins else None
+    filled = _fill_from_twins(fit, assigned, source, target, segment, coords, (ys, xs)) if twins else None
     small = labels.astype(np.uint8) if found.num_parts <= 256 else labels  # the same values, a quarter of the reads
     warped = np.where(segment >= 0, _sample_nearest(small, coords), 0).astype(np.int64)
     if filled is not None:

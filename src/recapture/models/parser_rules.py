@@ -54,8 +54,8 @@ def drop_unseen_shoes(probabilities: np.ndarray, labels: np.ndarray, keypoints: 
     shoes = np.isin(labels, [LIP20.index(name) for name in SHOES])
     if not shoes.any():
         return labels
-    others = np.array(probabilities, dtype=np.float32, copy=True)
+    others = np.asarray(probabilities, dtype=np.float32)[:, shoes]  # (20, P): only the shoe pixels are copied
     others[[LIP20.index(name) for name in SHOES]] = -1.0
     out = np.array(labels, dtype=np.uint8, copy=True)
-    out[shoes] = others[:, shoes].argmax(axis=0).astype(np.uint8)
+    out[shoes] = others.argmax(axis=0).astype(np.uint8)
     return out

@@ -165,8 +165,7 @@ def export_onnx(model: str | Path | LoadedGenerator, out: str | Path) -> OnnxExp
         info = {"kind": CORRESPONDENCE_KIND if correspondence else KIND,
                 "model_config": yaml.safe_dump(to_dict(loaded.config), sort_keys=False),
                 "source": loaded.source, "sat": "dense", **_prior_metadata(generator),
-                **{k: v for k, v in loaded.metadata.items()
-                                                            if k in ("trained_on", "step", "tensors_sha256")}}
+                **{k: v for k, v in loaded.metadata.items() if k in ("trained_on", "step", "tensors_sha256")}}
         onnx.helper.set_model_props(graph, info)
         onnx.save(graph, tmp)
     return OnnxExport(path=out, config=loaded.config, seconds=time.perf_counter() - start)
