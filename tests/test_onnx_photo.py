@@ -151,8 +151,8 @@ def test_edit_defaults_to_onnxruntime_and_falls_back_to_torch(tiny_correspondenc
     assert again.name == "onnxruntime" and again.made == ()  # cached: nothing made, no torch needed
     forced = choose_backend(_request(weights), "torch")
     assert forced.name == "torch" and forced.recapturer is None and not forced.note
-    for changes, reason in (({"attention": (1, 1)}, "--attention"), ({"layout": "network"}, "--layout network"),
-                            ({"method": "warp"}, "--method warp")):
+    for changes, reason in (({"attention": (1, 1)}, "--attention"), ({"method": "warp"}, "--method warp"),
+                            ({"layout": "network"}, "geometric network runs on torch only")):  # no prior network
         chosen = choose_backend(_request(weights, **changes))
         assert chosen.name == "torch" and reason in chosen.note
     generative = tmp_path / "generative.safetensors"

@@ -208,8 +208,9 @@ def edit(source: str = typer.Argument(..., help="Source portrait (a dataset imag
          threads: int | None = typer.Option(None, min=1, help="Threads (default: $RECAPTURE_THREADS or free cores)."),
          method: str = typer.Option("model", help="model (the networks) | warp (training-free keypoint part-affine "
                                     "warp of the source: the floor)."),
-         layout: str = typer.Option("prior", help="Target layout of a photo: prior (keypoint warp of its parsing) "
-                                    "| network (the geometric network's correction; trained on SynthHumans only)."),
+         layout: str = typer.Option("prior", help="Target layout of a photo: prior (keypoint warp of its parsing) | "
+                                    "network (the geometric network's correction of it) | auto (network when the "
+                                    "pose changes by over 0.1 torso lengths, else prior)."),
          ) -> None:
     """Recapture a portrait in a new pose, with figure and clothing edits (docs/cli.md)."""
     from pathlib import Path

@@ -8,7 +8,8 @@ photo) take the target's length times the median subject/target ratio of the bon
 
 :func:`anchor` and :func:`torso_length` are the framing rule's measures: a pose is placed by its hip
 centre (the neck when a hip is missing) and scaled by its torso (neck to hip centre; the shoulder span
-or the median bone ratio when a hip is missing). Pure numpy; keypoints are ``(18, 2)`` y/x, -1 missing.
+or the median bone ratio when a hip is missing). :func:`pose_distance` measures how far a target pose is from the
+source's, in the same torso lengths (the photo path's choice of Ŝ_B). Pure numpy; keypoints are ``(18, 2)`` y/x, -1 missing.
 """
 
 from __future__ import annotations
@@ -95,6 +96,23 @@ def torso_length(keypoints: np.ndarray) -> float | None:
 def has_hips(keypoints: np.ndarray) -> bool:
     """Both hips present."""
     return bool((~missing_mask(_check(keypoints, "keypoints")))[list(HIPS)].all())
+
+
+def pose_distance(source: np.ndarray, target: np.ndarray) -> float:
+    """How far ``target`` is from ``source`` (both ``(18, 2)`` y/x in one frame): the mean over the joints either
+    pose shows of the joint's displacement in torso lengths (the source's, else the target's, else the height of
+    the joints both show); a joint shown by one pose only counts 1. 0 for the same pose; inf when the poses share
+    no joint or no scale can be measured."""
+    source, target = _check(source, "source"), _check(target, "target")
+    shown_source, shown_target = ~missing_mask(source), ~missing_mask(target)
+    both, either = shown_source & shown_target, shown_source | shown_target
+    if not both.any():
+        return float("inf")
+    scale = torso_length(source) or torso_length(target) or float(np.ptp(source[both, 0]))
+    if not scale:
+        return float("inf")
+    moved = np.linalg.norm(target[both] - source[both], axis=1) / scale
+    return float((moved.sum() + (either & ~both).sum()) / either.sum())
 
 
 def anchor(keypoints: np.ndarray, hips: bool = True) -> np.ndarray | None:

@@ -55,7 +55,7 @@ class EditRequest:
     verbose: bool = False
     overwrite: bool = False  # allow an output to replace an existing file or an input (the source photo)
     method: str = "model"  # "model" or "warp": the training-free keypoint part-affine warp of the source
-    layout: str = "prior"  # a photo's Ŝ_B: "prior" (keypoint warp of its parsing) or "network"
+    layout: str = "prior"  # a photo's Ŝ_B: "prior" (keypoint warp of its parsing), "network" or "auto" (PhotoOptions)
 
 
 @dataclass(frozen=True)
@@ -184,8 +184,6 @@ def onnxruntime_available() -> bool:
 
 def torch_only(request: EditRequest) -> str:
     """Why ``request`` needs the torch backend (one line), or "" when the ONNX photo path can run it."""
-    if request.layout == "network":
-        return "--layout network (the geometric network) runs on torch only"
     if request.method == "warp":
         return "--method warp runs on torch only"
     if request.attention is not None:
@@ -219,6 +217,8 @@ def choose_backend(request: EditRequest, backend: str = "auto", threads: int = 1
         reason = " ".join(str(err).split())[:200] or type(err).__name__
         return Backend("torch", note=f"the ONNX files of {request.model} could not be made ({reason})")
     made = tuple(sorted(set(onnx_cache_dir().glob("*.onnx")) - before))
+    if backend == "auto" and request.layout == "network" and not recapturer.has_geometric:
+        return Backend("torch", note="--layout network: this model's geometric network runs on torch only")
     return Backend("onnxruntime", recapturer, parser, made=made)
 
 

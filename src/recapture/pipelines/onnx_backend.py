@@ -22,8 +22,8 @@ A ``model.appearance: correspondence`` model (the bundled ``default``) exports i
 (metadata kind ``recapture-correspondence-onnx``): the networks at the internal size and the full-resolution
 step (flow upsampled to any output size, ``GridSample`` of the full-size source, visibility blend,
 refinement; height and width dynamic), with the keypoint prior's grids, the pooled source and the layouts
-as inputs. :mod:`recapture.pipelines.onnx_photo` runs it without torch (photos take Ŝ_B from the prior, so
-the geometric network is not exported for them).
+as inputs. :mod:`recapture.pipelines.onnx_photo` runs it without torch; its geometric network is exported
+alone (:func:`export_geometric_onnx`, run by :mod:`recapture.pipelines.onnx_geometric`).
 
 SAT's fast path sorts pixels into data-dependent segments, which a static graph cannot hold; the export
 switches SAT to its dense masked form (:attr:`recapture.models.sat.SemanticAttentiveTransfer.dense`,
@@ -177,6 +177,55 @@ def _prior_metadata(generator: RecaptureGenerator) -> dict[str, str]:
     if not isinstance(appearance, CorrespondenceGenerator):
         return {}
     return {"twin_limbs": "true" if appearance.config.twin_limbs else "false"}
+
+
+class _GeometricPass(nn.Module):
+    """The photo path's geometric network (prior models): one pass over the given keypoint warp at the image size
+    (the eval-mode clean-ups run in NumPy: :mod:`recapture.pipelines.onnx_geometric`)."""
+
+    def __init__(self, geometric: nn.Module) -> None:
+        super().__init__()
+        self.geometric = geometric
+
+    def forward(self, source_layout: Tensor, source_pose: Tensor, target_pose: Tensor, warped_layout: Tensor,
+                unexplained: Tensor) -> Tensor:
+        from recapture.body.keypoint_warp import WarpedLayout
+
+        warped = WarpedLayout(warped_layout, warped_layout.new_ones(warped_layout.shape[:2]), unexplained)
+        self.geometric.warp = lambda *args, **kwargs: warped
+        try:
+            return self.geometric._predict(source_layout, source_pose, target_pose, None, None)
+        finally:
+            self.geometric.__dict__.pop("warp", None)
+
+
+def export_geometric_onnx(model: str | Path | LoadedGenerator, out: str | Path) -> OnnxExport:
+    """Write the geometric network of a ``model.geometric_prior`` model to ``out`` as ONNX (one pass; inputs
+    :data:`recapture.pipelines.onnx_geometric.GEOMETRIC_PASS_INPUTS`), atomically, with its ``model_config``."""
+    import onnx
+
+    from recapture.pipelines.onnx_geometric import GEOMETRIC_KIND, GEOMETRIC_PASS_INPUTS
+
+    start = time.perf_counter()
+    loaded = model if isinstance(model, LoadedGenerator) else load_generator(model)
+    if not isinstance(loaded.generator, RecaptureGenerator) or not loaded.config.geometric_prior:
+        raise WeightsError(f"{loaded.source}: only a geometric network over the keypoint prior can be exported alone")
+    generator = loaded.generator if is_folded(loaded.generator) else prepare_for_inference(copy.deepcopy(loaded.generator))
+    _, layout, source_pose, target_pose, warped = example_inputs(loaded.config)
+    inputs = (layout, source_pose, target_pose, warped, torch.zeros_like(warped[:, :1]))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_GeometricPass(generator.geometric.eval()), inputs, tmp, dynamo=False,
+                              input_names=list(GEOMETRIC_PASS_INPUTS), output_names=["layout_logits"],
+                              opset_version=OPSET)
+        graph = onnx.load(tmp)
+        onnx.helper.set_model_props(graph, {"kind": GEOMETRIC_KIND, "source": loaded.source,
+                                            "model_config": yaml.safe_dump(to_dict(loaded.config), sort_keys=False)})
+        onnx.save(graph, tmp)
+    return OnnxExport(path=out, config=loaded.config, seconds=time.perf_counter() - start)
 
 
 class _CorrespondenceGraph(nn.Module):

@@ -315,6 +315,6 @@ def export_onnx_file(model: str | Path, out: str | Path | None = None) -> Path:
     if is_parser:
         return export_parser_onnx(model, out) if out is not None else cached_parser_onnx(model)
     from recapture.pipelines.onnx_backend import export_onnx
-    from recapture.pipelines.onnx_photo import cached_generator_onnx
+    from recapture.pipelines.onnx_photo import cached_photo_onnx
 
-    return export_onnx(model, out).path if out is not None else cached_generator_onnx(model)
+    return export_onnx(model, out).path if out is not None else cached_photo_onnx(model)

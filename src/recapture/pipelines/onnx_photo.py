@@ -1,18 +1,20 @@
 """The photo path on ONNX Runtime without torch: ``recapture edit --backend onnxruntime``.
 
-What runs where (the ``default`` model: ``model.appearance: correspondence``, Ŝ_B from the keypoint prior):
+What runs where (the ``default`` model: ``model.appearance: correspondence``):
 
 * MediaPipe: people, pose, person mask (as on the torch path);
 * ONNX Runtime: the CCP parser (:mod:`recapture.pipelines.onnx_parser`) and the correspondence appearance
   network, whose graph also holds the full-resolution step (flow upsampling, bilinear ``GridSample`` of the
   full-size source, visibility blend, refinement) with dynamic height and width;
+* ONNX Runtime: the geometric network when Ŝ_B comes from it (:mod:`recapture.pipelines.onnx_geometric`);
 * NumPy/OpenCV: the keypoint prior (:mod:`recapture.body.prior_numpy`: layout warp, prior grids at the
   internal and the full size), area pooling, heatmaps, crops and the composite.
 
 The ONNX files are made from the bundled (or given) weights on first use and kept in the cache
 (:func:`onnx_cache_dir`), named by a digest of the weights file, the kind and :data:`ONNX_FORMAT`; a
-run that finds them imports no torch. Making them imports torch once (a few seconds). The geometric
-network (``--layout network``), ``--method warp``, SAT attention maps and generative models keep the
+run that finds them imports no torch. Making them imports torch once (a few seconds). The geometric network
+(``--layout network``, and ``auto`` when the pose changes) runs from its own cached export
+(:mod:`recapture.pipelines.onnx_geometric`); ``--method warp``, SAT attention maps and generative models keep the
 torch backend (docs/performance.md).
 """
 
@@ -152,13 +154,18 @@ class OnnxCorrespondence:
 
 
 class OnnxRecapturer(Recapturer):
-    """A :class:`Recapturer` for the photo path whose appearance network runs in ONNX Runtime and whose Ŝ_B
-    is the NumPy keypoint prior: no torch. ``--layout network``, ``--method warp`` and attention maps raise
-    :class:`OnnxUnavailable` (they need the torch backend)."""
+    """A :class:`Recapturer` for the photo path whose networks run in ONNX Runtime: no torch. Ŝ_B is the NumPy
+    keypoint prior or (``method="model"``) the geometric network (:class:`~recapture.pipelines.onnx_geometric.OnnxGeometric`,
+    when the generator's weights are known). ``--method warp`` and attention maps raise :class:`OnnxUnavailable`
+    (they need the torch backend)."""
 
-    def __init__(self, appearance: OnnxCorrespondence, source: str = "") -> None:
+    def __init__(self, appearance: OnnxCorrespondence, source: str = "", weights: Path | None = None) -> None:
         # Recapturer.__init__ is not called: it would put a torch generator on a torch device.
         self.appearance = appearance
+        #: The generator weights whose geometric network runs on ONNX Runtime when Ŝ_B asks for it (made from them
+        #: and cached on first use: :mod:`recapture.pipelines.onnx_geometric`); None: an ONNX file was given.
+        self.weights = weights
+        self._geometric = None
         self.generator = None
         self.config = appearance.config
         self.device = "cpu"
@@ -171,16 +178,33 @@ class OnnxRecapturer(Recapturer):
     def copies_full_resolution(self) -> bool:
         return True
 
+    @property
+    def has_geometric(self) -> bool:
+        return self.weights is not None and self.config.geometric_prior
+
+    @property
+    def geometric(self):  # noqa: ANN201 - OnnxGeometric
+        """The geometric network's ONNX runner (exported and cached on first use)."""
+        if not self.has_geometric:
+            raise OnnxUnavailable("no geometric network over the keypoint prior at hand (an ONNX file "
+                                  "holds none: give the model's .safetensors or bundled name); use --layout prior "
+                                  "or --backend torch")
+        if self._geometric is None:
+            from recapture.pipelines.onnx_geometric import OnnxGeometric, cached_geometric_onnx
+
+            self._geometric = OnnxGeometric(cached_geometric_onnx(self.weights), self.appearance.threads)
+        return self._geometric
+
     def predict_layout(self, source: SourceInput, target_pose: np.ndarray, edits: object | None = None,
                        target_layout: np.ndarray | None = None, method: str = "model") -> LayoutPrediction:
-        """Ŝ_B as the keypoint prior's warp of the source layout (``method`` "warp"; see the class doc)."""
+        """Ŝ_B: the keypoint prior's warp of the source layout (``method`` "warp") or the geometric network's."""
         check_method(method)
-        if method != "warp":
-            raise OnnxUnavailable("the geometric network (--layout network) runs on the torch backend only; "
-                                  "use --layout prior or --backend torch")
         keypoints = self._target_keypoints(target_pose)
-        predicted = part_warp(source.layout, source.keypoints, keypoints, self.label_set,
-                              self.appearance.twins).labels.astype(np.uint8)
+        if method == "warp":
+            predicted = part_warp(source.layout, source.keypoints, keypoints, self.label_set,
+                                  self.appearance.twins).labels.astype(np.uint8)
+        else:
+            predicted = self.geometric.labels(source.layout, source.keypoints, keypoints)
         used = predicted if target_layout is None else self._check_target_layout(target_layout)
         if edits is not None and not edits.is_empty():  # type: ignore[attr-defined]
             used = edits.apply(used, keypoints, self.label_set)  # type: ignore[attr-defined]
@@ -233,8 +257,9 @@ def onnx_recapturer(model: str | Path = "default", threads: int = 1) -> Recaptur
             from recapture.pipelines.onnx_backend import onnx_recapturer as torch_side
 
             return torch_side(model, threads)
-        path = cached_generator_onnx(model)
-    elif _onnx_kind(path) != CORRESPONDENCE_KIND:
+        return OnnxRecapturer(OnnxCorrespondence(cached_photo_onnx(model), threads), str(model),
+                              generator_weights(model))
+    if _onnx_kind(path) != CORRESPONDENCE_KIND:
         from recapture.pipelines.onnx_backend import onnx_recapturer as torch_side
 
         return torch_side(model, threads)
@@ -253,6 +278,19 @@ def cached_generator_onnx(model: str | Path = "default") -> Path:
     return cached(weights, "generator", export)
 
 
+def cached_photo_onnx(model: str | Path = "default") -> Path:
+    """:func:`cached_generator_onnx`, and for a correspondence model over the keypoint prior also its geometric
+    network's export (:func:`recapture.pipelines.onnx_geometric.cached_geometric_onnx`): every file the photo path
+    may read, made now so that later runs find them cached."""
+    path = cached_generator_onnx(model)
+    section = _model_section(generator_weights(model))
+    if section.get("appearance") == "correspondence" and section.get("geometric_prior"):
+        from recapture.pipelines.onnx_geometric import cached_geometric_onnx
+
+        cached_geometric_onnx(model)
+    return path
+
+
 def torch_free_problem(model: str | Path) -> str:
     """"" when ``model`` can run on the torch-free photo path: an ``.onnx`` file (opened by ONNX Runtime) or a
     bundled name or ``.safetensors`` file of a correspondence model; else why not, in one line (``recapture
@@ -267,8 +305,8 @@ def torch_free_problem(model: str | Path) -> str:
     return f"{model} is not a correspondence model (only those run without torch)"
 
 
-def _is_correspondence(weights: Path) -> bool:
-    """Whether a generator file's ``model_config`` says ``appearance: correspondence`` (header only)."""
+def _model_section(weights: Path) -> dict:
+    """The ``model`` section of a generator file's ``model_config`` (header only)."""
     import json
     import struct
 
@@ -276,7 +314,12 @@ def _is_correspondence(weights: Path) -> bool:
         length = struct.unpack("<Q", handle.read(8))[0]
         header = json.loads(handle.read(length))
     config = yaml.safe_load(header.get("__metadata__", {}).get("model_config", "") or "{}") or {}
-    return (config.get("model", config) or {}).get("appearance") == "correspondence"
+    return config.get("model", config) or {}
+
+
+def _is_correspondence(weights: Path) -> bool:
+    """Whether a generator file's ``model_config`` says ``appearance: correspondence``."""
+    return _model_section(weights).get("appearance") == "correspondence"
 
 
 def _onnx_kind(path: Path) -> str | None:

@@ -17,6 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
+from recapture.body.retarget import pose_distance
 from recapture.pipelines.framing import (
     Appearance, FrameOptions, Framed, SourceWindow, appearance, frame, geometric,
 )
@@ -105,7 +106,10 @@ class PhotoModels:
 LOW_POSE_CONFIDENCE = 0.8
 
 #: Where a photo's target layout Ŝ_B comes from (see :attr:`PhotoOptions.layout`).
-LAYOUT_SOURCES = ("prior", "network")
+LAYOUT_SOURCES = ("auto", "prior", "network")
+#: ``layout="auto"`` takes the geometric network's Ŝ_B when the target pose is more than this far from the
+#: source's (:func:`recapture.body.retarget.pose_distance`, torso lengths), the prior otherwise (docs/models.md).
+AUTO_LAYOUT_CHANGE = 0.1
 
 
 @dataclass(frozen=True)
@@ -121,9 +125,11 @@ class PhotoOptions:
     inpaint_method: str = "telea"
     feather_px: float | None = None
     method: str = "model"  # "model" or "warp" (the training-free keypoint warp; see recapture.METHODS)
-    #: Ŝ_B of a real photo: "prior" (the keypoint part-affine warp of the parsed layout) or "network" (the
-    #: geometric network's correction of it). The bundled geometric network learned its correction on
-    #: SynthHumans only and makes real layouts worse (docs/models.md), so photos use the prior by default.
+    #: Ŝ_B of a real photo: "prior" (the keypoint part-affine warp of the parsed layout), "network" (the
+    #: geometric network's correction of it) or "auto": the network when the pose changes by more than
+    #: :data:`AUTO_LAYOUT_CHANGE`, the prior for a pose that barely moves (the network re-draws layouts that need
+    #: no change) or when no geometric network is at hand. The prior is the default: on real photos the network
+    #: drops hats and draws a second face on side views (docs/models.md).
     layout: str = "prior"
 
     def __post_init__(self) -> None:
@@ -296,8 +302,9 @@ def render_photo(models: PhotoModels, prepared: PreparedPhoto, index: int = 0, e
     clock = _Clock(timings)
     photo, person_mask = prepared.decoded.photo, prepared.segmented.person_mask
     with clock.stage("geometric"):
-        layout_method = "warp" if options.method == "warp" or options.layout == "prior" else "model"
-        geometry = geometric(models.recapturer, prepared.framed, index, edits, layout_method)
+        method = layout_method(options, models.recapturer, prepared.framed.source.keypoints,
+                               prepared.framed.targets[index])
+        geometry = geometric(models.recapturer, prepared.framed, index, edits, method)
     with clock.stage("appearance"):
         generated = appearance(models.recapturer, prepared.framed, geometry, options.method, photo, source)
     with clock.stage("composite"):
@@ -305,6 +312,18 @@ def render_photo(models: PhotoModels, prepared: PreparedPhoto, index: int = 0, e
         composited = composite_person(photo, person_mask, prepared.framed, geometry, generated, background,
                                       options.inpaint_method, options.feather_px, fill)
     return geometry, generated, composited, clock.timings
+
+
+def layout_method(options: PhotoOptions, recapturer: Recapturer, source_pose: np.ndarray,
+                  target_pose: np.ndarray) -> str:
+    """The ``method`` of :meth:`Recapturer.predict_layout` for ``options.layout`` (model-frame ``(18, 2)`` poses):
+    "warp" (the prior) or "model" (the geometric network)."""
+    if options.method == "warp" or options.layout == "prior":
+        return "warp"
+    if options.layout == "network":
+        return "model"
+    moved = pose_distance(source_pose, target_pose) > AUTO_LAYOUT_CHANGE
+    return "model" if moved and recapturer.has_geometric else "warp"
 
 
 def run_photo(request: PhotoRequest, models: PhotoModels) -> PhotoResult:

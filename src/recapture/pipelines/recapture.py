@@ -283,6 +283,11 @@ class Recapturer:
         return moved[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
 
     @property
+    def has_geometric(self) -> bool:
+        """Whether ``predict_layout(method="model")`` can run (a geometric network is at hand)."""
+        return getattr(self.generator, "geometric", None) is not None
+
+    @property
     def copies_full_resolution(self) -> bool:
         """Whether the appearance network copies pixels along a flow (``model.appearance: correspondence``),
         so :meth:`render_full` can take them from a larger image of the same view."""
