@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from appearance import score
-from pose2sim import add_model_arguments, load_networks, person_l1, save_results, table_lines
+from pose2sim import FLOOR, add_model_arguments, load_networks, person_l1, save_results, table_lines
 from recapture.body.keypoint_warp import warp_image
 from recapture.body.keypoints import keypoints_to_heatmaps
 from recapture.data.ccp_pairs import CcpPair
@@ -40,7 +40,6 @@ SIZE = (256, 176)
 KINDS = {"same view": (("front", "front"),), "front <-> side": (("front", "right_side"), ("left_side", "front")),
          "front <-> back": (("front", "back"), ("back", "front")),
          "side <-> back": (("right_side", "back"), ("back", "left_side"))}
-FLOOR = "part-affine warp (floor)"
 SEED = 4242  # identities: not the training mix's 7211, not the bundled data sets' 0-9
 
 

@@ -151,6 +151,18 @@ def test_generate_returns_the_photo_and_a_full_size_download(editor: Editor, mon
         editor.generate(None, PoseChoice("preset", "walking"), EditChoice())
 
 
+def test_the_layout_choice_reaches_the_geometric_step(editor: Editor) -> None:
+    source = editor.sample(next(iter(editor.samples))).source
+    pose = PoseChoice("preset", "walking")
+    found = {name: editor.generate(source, pose, EditChoice(), layout=name) for name in (None, "prior", "network")}
+    geometry = {name: view.photo.geometry.predicted_layout for name, view in found.items()}
+    np.testing.assert_array_equal(geometry[None], geometry["prior"])  # the editor's options: the prior
+    assert (geometry["network"] != geometry["prior"]).any()  # the tiny model's network draws its own Ŝ_B
+    assert "layout network" in found["network"].status and "layout" not in found["prior"].status.split("Edits:")[1]
+    with pytest.raises(AppError, match="unknown target layout 'nets'"):
+        editor.generate(source, pose, EditChoice(), layout="nets")
+
+
 def test_edits_change_the_layout_as_layout_edits_do(editor: Editor) -> None:
     source = editor.sample(next(iter(editor.samples))).source
     pose = PoseChoice("preset", "front")

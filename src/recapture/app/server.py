@@ -33,6 +33,7 @@ from recapture.app.state import (  # noqa: E402
 from recapture.body.edits import CLOTHING_SLOTS, FIGURE_GROUPS  # noqa: E402
 from recapture.devices import check_device  # noqa: E402
 from recapture.pipelines.recapture import Recapturer  # noqa: E402
+from recapture.pipelines.photo import LAYOUT_SOURCES  # noqa: E402
 from recapture.hub import REGISTRY, bundled_models, describe  # noqa: E402
 
 log = logging.getLogger("recapture.app")
@@ -115,6 +116,10 @@ def build_app(editor: Editor) -> gr.Blocks:
                                      elem_id="allow-invent")
                 retarget = gr.Checkbox(True, label="Keep the person's own bone lengths (off: --no-retarget)",
                                        elem_id="retarget")
+                layout = gr.Radio(list(LAYOUT_SOURCES), value=editor.options.layout, elem_id="layout",
+                                  label="Target layout Ŝ_B (--layout): prior = the keypoint warp of the parse; "
+                                        "network = the geometric network (better for view changes, may drop hats); "
+                                        "auto = network when the pose changes")
                 generate = gr.Button("Generate", variant="primary", elem_id="generate")
                 status = gr.Markdown(elem_id="status")
             with gr.Column():
@@ -147,11 +152,11 @@ def build_app(editor: Editor) -> gr.Blocks:
 
         @user_errors
         def on_generate(source: Any, kind: str, preset_name: str, row_text: str, photo: str | None,
-                        allow_invent: bool, retargeting: bool, *controls: Any) -> tuple[Any, ...]:
+                        allow_invent: bool, retargeting: bool, layout_source: str, *controls: Any) -> tuple[Any, ...]:
             figure = dict(zip(FIGURE_GROUPS, controls[: len(FIGURE_GROUPS)]))
             garments = dict(zip(CLOTHING_SLOTS, controls[len(FIGURE_GROUPS):]))
             view = editor.generate(source, PoseChoice(kind, preset_name, row_text, photo), EditChoice(figure, garments),
-                                   FramingChoice(allow_invent, retargeting))
+                                   FramingChoice(allow_invent, retargeting), layout_source)
             return view.photo, view.image, view.layout_image, None, str(view.download), view.status
 
         @user_errors
@@ -163,8 +168,8 @@ def build_app(editor: Editor) -> gr.Blocks:
         upload.upload(on_upload, [upload, person], [*source_outputs, sample])
         person.input(on_upload, [upload, person], [*source_outputs, sample])
         pose_kind.change(on_pose_kind, pose_kind, [preset, row, pose_photo], **quick)
-        generate.click(on_generate, [source_state, pose_kind, preset, row, pose_photo, invent, retarget, *sliders,
-                                     *clothing],
+        generate.click(on_generate, [source_state, pose_kind, preset, row, pose_photo, invent, retarget, layout,
+                                     *sliders, *clothing],
                        [result_state, result_image, layout_image, attention_image, download, status])
         result_image.select(on_select, result_state, attention_image)
     return demo

@@ -35,7 +35,7 @@ from recapture.app.inputs import AppError, DemoSample, PoseRows, UploadGuard, Up
 from recapture.body.edits import CLOTHING_SLOTS, FIGURE_GROUPS, LayoutEdits
 from recapture.body.keypoints import LIMBS, missing_mask
 from recapture.pipelines.photo import (
-    PhotoModels, PhotoOptions, PhotoResult, PreparedPhoto, prepare_photo, reframe, render_result,
+    LAYOUT_SOURCES, PhotoModels, PhotoOptions, PhotoResult, PreparedPhoto, prepare_photo, reframe, render_result,
 )
 from recapture.pipelines.photo_io import PhotoFile, WildPhotoError
 from recapture.pipelines.poses import PoseSourceError, fit_keypoints, preset_library, target_keypoints
@@ -305,10 +305,14 @@ class Editor:
 
     # ------------------------------------------------------------ generation
     def generate(self, source: EditorSource | None, pose: PoseChoice, edits: EditChoice,
-                 framing: FramingChoice = FramingChoice()) -> GenerateView:
-        """Re-pose ``source`` in the chosen pose with the chosen edits, in its photo, at the photo's size."""
+                 framing: FramingChoice = FramingChoice(), layout: str | None = None) -> GenerateView:
+        """Re-pose ``source`` in the chosen pose with the chosen edits, in its photo, at the photo's size;
+        ``layout``: where Ŝ_B comes from (``edit --layout``; None: the editor's options)."""
         if source is None:
             raise AppError("pick a demo sample or upload a photo first")
+        if layout is not None and layout not in LAYOUT_SOURCES:
+            raise AppError(f"unknown target layout {layout!r}: choose one of {', '.join(LAYOUT_SOURCES)}")
+        options = self.options if layout is None else replace(self.options, layout=layout)
         keypoints = self.target_pose(pose)
         layout_edits = edits.to_edits()
         flags = replace(source.prepared.frame_options, allow_invent=bool(framing.allow_invent),
@@ -317,7 +321,7 @@ class Editor:
         try:
             with self._lock:
                 prepared = reframe(self.recapturer, replace(source.prepared, frame_options=flags), keypoints[None])
-                found = render_result(self.models, prepared, layout_edits, self.options)
+                found = render_result(self.models, prepared, layout_edits, options)
         except WildPhotoError as err:
             raise AppError(f"cannot re-pose this photo: {err}") from None
         except ValueError as err:  # a target without hips or neck to place it by
@@ -331,6 +335,7 @@ class Editor:
         panels = [draw_pose(self.recapturer.label_set.colorize(layout), geometry.target_keypoints) for layout in shown]
         applied = [f"{g}={f:g}" for g, f in layout_edits.figure] + [f"{s}={c}" for s, c in layout_edits.clothing]
         applied += ["invent allowed"] * flags.allow_invent + ["not retargeted"] * (not flags.retarget)
+        applied += [f"layout {options.layout}"] * (options.layout != "prior")
         status = (f"Generated in {seconds:.2f} s: **{found.summary()}**. Edits: {', '.join(applied) or 'none'}"
                   + (f" ({changed} layout pixels changed; left: predicted Ŝ_B, right: edited)." if changed else ".")
                   + bullets(found.messages))
