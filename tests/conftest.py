@@ -122,3 +122,23 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml").model
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
     return save_generator(RecaptureGenerator(config).state_dict(), config, path, {"trained_on": "random init"})
+
+
+def random_tiny_model(folder: Path, network: str, std: float, **changes: object) -> Path:
+    """A tiny ``appearance: correspondence`` generator (``tiny.yaml`` with ``changes``) whose ``network``
+    (``appearance`` or ``geometric``) has random normal weights of ``std`` everywhere (zero-initialised heads too,
+    so every part of its graph matters), saved under ``folder``."""
+    import dataclasses
+
+    from recapture.config import load_config
+    from recapture.hub import save_generator
+    from recapture.models.generator import RecaptureGenerator
+
+    tiny = load_config(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml").model
+    config = dataclasses.replace(tiny, appearance="correspondence", **changes)
+    torch.manual_seed(0)
+    generator = RecaptureGenerator(config)
+    with torch.no_grad():
+        for parameter in getattr(generator, network).parameters():
+            parameter.normal_(0.0, std)
+    return save_generator(generator.state_dict(), config, folder / "tiny.safetensors", half=False)

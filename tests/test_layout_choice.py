@@ -14,13 +14,12 @@ import torch
 
 from recapture.body.keypoints import KEYPOINT_INDEX, keypoints_to_heatmaps, missing_mask
 from recapture.body.retarget import pose_distance, torso_length
-from recapture.config import load_config
-from recapture.hub import load_generator, save_generator
-from recapture.models.generator import RecaptureGenerator
+from recapture.hub import load_generator
 from recapture.pipelines.photo import AUTO_LAYOUT_CHANGE, PhotoOptions, layout_method
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_layout_prior import mannequin_keypoints, mannequin_layout  # noqa: E402
+from conftest import random_tiny_model  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 WRIST = KEYPOINT_INDEX["right_wrist"]
@@ -72,17 +71,10 @@ def test_auto_layout_keeps_the_prior_for_a_still_pose_and_takes_the_network_for_
 
 @pytest.fixture(scope="module")
 def tiny_prior_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny correspondence generator whose geometric network corrects the keypoint prior, random weights, with
+    """A tiny correspondence generator whose geometric network (random weights) corrects the keypoint prior, with
     the eval-mode clean-ups on (flip averaging, parts under 4 pixels dropped)."""
-    config = dataclasses.replace(load_config(CONFIGS / "tiny.yaml").model, appearance="correspondence",
-                                 geometric_prior=True, layout_flip_average=True, layout_min_area=4)
-    torch.manual_seed(0)
-    generator = RecaptureGenerator(config)
-    with torch.no_grad():
-        for parameter in generator.geometric.parameters():
-            parameter.normal_(0.0, 0.2)
-    folder = tmp_path_factory.mktemp("prior-model")
-    return save_generator(generator.state_dict(), config, folder / "tiny.safetensors", half=False)
+    return random_tiny_model(tmp_path_factory.mktemp("prior-model"), "geometric", 0.2, geometric_prior=True,
+                             layout_flip_average=True, layout_min_area=4)
 
 
 def _pose_pair(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -4,7 +4,6 @@ onnxruntime`` in a subprocess that never imports torch and matches the torch bac
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -28,23 +27,16 @@ from recapture.pipelines.onnx_photo import (CORRESPONDENCE_INPUTS, OnnxCorrespon
 sys.path.insert(0, str(Path(__file__).parent))
 from test_layout_prior import mannequin_keypoints, mannequin_layout  # noqa: E402
 from test_speed_paths import WRAPPER  # noqa: E402
+from conftest import random_tiny_model  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @pytest.fixture(scope="module")
 def tiny_correspondence(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A tiny ``appearance: correspondence`` generator with random weights everywhere (the zero-initialised flow
-    and refinement heads too, so every part of the graph matters) and its ONNX export."""
-    config = dataclasses.replace(load_config(CONFIGS / "tiny.yaml").model, appearance="correspondence")
-    torch.manual_seed(0)
-    generator = RecaptureGenerator(config)
-    with torch.no_grad():
-        for parameter in generator.appearance.parameters():
-            parameter.normal_(0.0, 0.1)
-    folder = tmp_path_factory.mktemp("correspondence")
-    weights = save_generator(generator.state_dict(), config, folder / "tiny.safetensors", half=False)
-    return weights, export_onnx(weights, folder / "tiny.onnx").path
+    """A tiny correspondence generator with a random appearance network and its ONNX export."""
+    weights = random_tiny_model(tmp_path_factory.mktemp("correspondence"), "appearance", 0.1)
+    return weights, export_onnx(weights, weights.parent / "tiny.onnx").path
 
 
 def _pair(size: tuple[int, int], seed: int) -> tuple[np.ndarray, ...]:
