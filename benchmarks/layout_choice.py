@@ -44,8 +44,8 @@ SIZE = (256, 176)
 Table = dict[str, list[float]]
 
 
-#: The head parts a real photo's prior keeps under ``network, head from prior`` (hats, hair and faces are what the
-#: network re-draws wrongly on real photos: a hat dropped, a second face beside the first).
+#: The head parts a real photo's prior keeps under ``network, head from prior`` (a try at the second face the
+#: network's wider head gives a real photo's side view: docs/models.md).
 HEAD = tuple(LIP20.index(name) for name in ("hat", "hair", "sunglasses", "face"))
 
 

@@ -128,8 +128,8 @@ class PhotoOptions:
     #: Ŝ_B of a real photo: "prior" (the keypoint part-affine warp of the parsed layout), "network" (the
     #: geometric network's correction of it) or "auto": the network when the pose changes by more than
     #: :data:`AUTO_LAYOUT_CHANGE`, the prior for a pose that barely moves (the network re-draws layouts that need
-    #: no change) or when no geometric network is at hand. The prior is the default: on real photos the network
-    #: drops hats and draws a second face on side views (docs/models.md).
+    #: no change) or when no geometric network is at hand. The prior is the default: on a real photo's side view
+    #: the network's wider head can show the face twice (docs/models.md).
     layout: str = "prior"
 
     def __post_init__(self) -> None:
