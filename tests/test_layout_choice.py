@@ -129,3 +129,25 @@ def test_onnx_recapturer_predicts_the_torch_networks_layout(tiny_prior_model: Pa
     assert not bare.has_geometric
     with pytest.raises(OnnxUnavailable, match="--layout prior"):
         bare.predict_layout(given, target)
+
+
+def test_the_bundled_default_geometric_network_exports_exactly(tmp_path: Path) -> None:
+    """The shipped network (spectral norm folded, InstanceNorm, 256x176, flip averaging, small parts dropped)."""
+    pytest.importorskip("onnxruntime")
+    from recapture.pipelines.onnx_backend import export_geometric_onnx
+    from recapture.pipelines.onnx_geometric import OnnxGeometric
+
+    loaded = load_generator("default")
+    runtime = OnnxGeometric(export_geometric_onnx(loaded, tmp_path / "default.onnx").path)
+    source = mannequin_keypoints(4.0)
+    labels = mannequin_layout(source, (256, 176), 4.0)
+    target = source.copy()
+    target[KEYPOINT_INDEX["right_wrist"]] = source[KEYPOINT_INDEX["right_shoulder"]] + (-60.0, -20.0)  # hand up
+    layout = torch.nn.functional.one_hot(torch.from_numpy(labels.astype(np.int64)), 20).permute(2, 0, 1)
+    with torch.no_grad():
+        expected = loaded.generator.geometric.eval()(
+            layout[None].float(), keypoints_to_heatmaps(source, (256, 176))[None],
+            keypoints_to_heatmaps(target, (256, 176))[None], source[None], target[None])[0].numpy()
+    got = runtime.logits(labels, source, target)
+    assert (got.argmax(0) == expected.argmax(0)).mean() > 0.9999
+    assert not np.array_equal(got.argmax(0), labels)  # the raised hand moved the layout
