@@ -118,8 +118,8 @@ def build_app(editor: Editor) -> gr.Blocks:
                                        elem_id="retarget")
                 layout = gr.Radio(list(LAYOUT_SOURCES), value=editor.options.layout, elem_id="layout",
                                   label="Target layout Ŝ_B (--layout): prior = the keypoint warp of the parse; "
-                                        "network = the geometric network (better for view changes; a side view may show the face twice); "
-                                        "auto = network when the pose changes")
+                                        "network = the geometric network (better for view changes; a side view "
+                                        "may show the face twice); auto = network when the pose changes")
                 generate = gr.Button("Generate", variant="primary", elem_id="generate")
                 status = gr.Markdown(elem_id="status")
             with gr.Column():

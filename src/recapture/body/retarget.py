@@ -8,8 +8,9 @@ photo) take the target's length times the median subject/target ratio of the bon
 
 :func:`anchor` and :func:`torso_length` are the framing rule's measures: a pose is placed by its hip
 centre (the neck when a hip is missing) and scaled by its torso (neck to hip centre; the shoulder span
-or the median bone ratio when a hip is missing). :func:`pose_distance` measures how far a target pose is from the
-source's, in the same torso lengths (the photo path's choice of Ŝ_B). Pure numpy; keypoints are ``(18, 2)`` y/x, -1 missing.
+or the median bone ratio when a hip is missing). :func:`pose_distance` measures how far a target pose is from
+the source's, in the same torso lengths (the photo path's choice of Ŝ_B). Pure numpy; keypoints are ``(18, 2)``
+y/x, -1 missing.
 """
 
 from __future__ import annotations

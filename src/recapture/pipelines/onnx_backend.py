@@ -180,8 +180,7 @@ def _prior_metadata(generator: RecaptureGenerator) -> dict[str, str]:
 
 
 class _GeometricPass(nn.Module):
-    """The photo path's geometric network (prior models): one pass over the given keypoint warp at the image size
-    (the eval-mode clean-ups run in NumPy: :mod:`recapture.pipelines.onnx_geometric`)."""
+    """One pass of a prior model's geometric network over a given keypoint warp (:mod:`.onnx_geometric`)."""
 
     def __init__(self, geometric: nn.Module) -> None:
         super().__init__()
@@ -210,14 +209,15 @@ def export_geometric_onnx(model: str | Path | LoadedGenerator, out: str | Path) 
     loaded = model if isinstance(model, LoadedGenerator) else load_generator(model)
     if not isinstance(loaded.generator, RecaptureGenerator) or not loaded.config.geometric_prior:
         raise WeightsError(f"{loaded.source}: only a geometric network over the keypoint prior can be exported alone")
-    generator = loaded.generator if is_folded(loaded.generator) else prepare_for_inference(copy.deepcopy(loaded.generator))
+    generator = loaded.generator if is_folded(loaded.generator) else prepare_for_inference(
+        copy.deepcopy(loaded.generator))
     _, layout, source_pose, target_pose, warped = example_inputs(loaded.config)
-    inputs = (layout, source_pose, target_pose, warped, torch.zeros_like(warped[:, :1]))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            inputs = (layout, source_pose, target_pose, warped, torch.zeros_like(warped[:, :1]))
             torch.onnx.export(_GeometricPass(generator.geometric.eval()), inputs, tmp, dynamo=False,
                               input_names=list(GEOMETRIC_PASS_INPUTS), output_names=["layout_logits"],
                               opset_version=OPSET)

@@ -7,7 +7,7 @@ warp of the source layout (one-hot) and its ``unexplained`` map. :class:`OnnxGeo
 (:mod:`recapture.body.prior_numpy`, the plain warp: the network was trained on it) and the eval-mode clean-ups of
 the torch module: the average with the mirrored pair (``model.layout_flip_average``: left/right parts and joints
 swapped, log-probabilities averaged) and the removal of parts smaller than ``model.layout_min_area`` pixels. Its
-logits are the torch module's to float rounding (tests/test_onnx_photo.py).
+logits are the torch module's to float rounding (tests/test_layout_choice.py).
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ class OnnxGeometric:
             raise OnnxUnavailable(f"{self.path}: bad model_config ({err})") from None
         self.label_set = get_label_set(self.config.label_set)
         self.size: tuple[int, int] = tuple(self.config.image_size)  # type: ignore[assignment]
-        permutation = np.asarray(self.label_set.flip_permutation)
-        self.parts = permutation
-        self.mirror_labels = np.argsort(permutation).astype(np.uint8)  # label l of the photo -> label of its mirror
+        #: Channel c of a mirrored layout is channel ``flip_parts[c]`` of the photo's (left/right parts swapped).
+        self.flip_parts = np.asarray(self.label_set.flip_permutation)
+        self.mirror_labels = np.argsort(self.flip_parts).astype(np.uint8)  # label l of the photo -> of its mirror
 
     def _pass(self, labels: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
         warp = part_warp(labels, source, target, self.label_set)
@@ -74,7 +74,7 @@ class OnnxGeometric:
             width = self.size[1]
             mirrored = self._pass(np.ascontiguousarray(self.mirror_labels[labels[:, ::-1]]),
                                   flip_keypoints(source, width), flip_keypoints(target, width))
-            back = mirrored[self.parts, :, ::-1]
+            back = mirrored[self.flip_parts, :, ::-1]
             logits = np.logaddexp(log_softmax(logits), log_softmax(back)) - np.float32(np.log(2.0))
         if self.config.layout_min_area > 0:
             area = np.bincount(logits.argmax(axis=0).ravel(), minlength=len(logits))
