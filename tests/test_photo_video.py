@@ -219,3 +219,12 @@ def test_recapture_video_command_end_to_end(recapturer: Recapturer, tmp_path: Pa
     with av.open(str(out)) as written:
         assert len(written.streams.audio) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "photo.png", "reference.mp4", "tiny.safetensors"]
+    common = ["video", "--source", str(tmp_path / "photo.png"), "--reference", str(reference), "--model", str(model),
+              "--parser", "pose-mask", "--size", "101", "--threads", "1"]
+    bad = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "bad.mp4"), "--layout", "nets"])
+    assert bad.exit_code == 1 and "unknown layout source 'nets'" in bad.output and not (tmp_path / "bad.mp4").exists()
+    network = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "network.mp4"), "--layout", "network"])
+    assert network.exit_code == 0, network.output
+    frames = [read_video(path, in_memory=True) for path in (out, tmp_path / "network.mp4")]
+    assert frames[1].frame_count == 4  # the tiny model's random geometric network draws another Ŝ_B:
+    assert any((a.astype(int) - b).any() for a, b in zip(frames[0].frames, frames[1].frames))

@@ -306,6 +306,7 @@ def video(source: str = typer.Option(..., help="Source portrait photo (or datase
                                            "(default: the subject's)."),
           verbose: bool = typer.Option(False, "--verbose", help="Show third-party (MediaPipe, TF Lite) log lines."),
           threads: int | None = typer.Option(None, min=1, help="Threads (default: $RECAPTURE_THREADS or free cores)."),
+          layout: str = typer.Option("prior", help="Target layout of each frame: prior | network | auto (as edit)."),
           ) -> None:
     """Re-pose the person of a photo with the poses of every frame of a reference video, in the photo's scene."""
     from recapture.fileio import check_output_file
@@ -317,7 +318,7 @@ def video(source: str = typer.Option(..., help="Source portrait photo (or datase
         result = run_video_command(source, reference, out, model=model, source_pose=source_pose,
                                    source_layout=source_layout, smoothing=smoothing, size=size, parser=parser,
                                    person=person, allow_invent=allow_invent, retarget=not no_retarget,
-                                   verbose=verbose)
+                                   verbose=verbose, layout=layout)
     except (ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -262,9 +262,10 @@ def recapture_photo_video(models: PhotoModels, source: object, reference: str | 
 def run_video_command(source: str | Path, reference: str | Path, out: str | Path, *, model: str = "default",
                       source_pose: str | None = None, source_layout: str | Path | None = None, smoothing: bool = True,
                       size: int = VIDEO_MAX_SIDE, parser: str | None = None, person: int = 0,
-                      allow_invent: bool = False, retarget: bool = True, verbose: bool = False) -> VideoResult:
+                      allow_invent: bool = False, retarget: bool = True, verbose: bool = False,
+                      layout: str = "prior") -> VideoResult:
     """``recapture video``: load the model, read a dataset source's pose/layout files when given, run
-    :func:`recapture_photo_video`."""
+    :func:`recapture_photo_video` (``layout``: each frame's Ŝ_B, :attr:`PhotoOptions.layout`)."""
     from recapture.pipelines.framing import FrameOptions
     from recapture.pipelines.photo import PhotoModels, PhotoOptions
     from recapture.pipelines.photo_io import output_format, read_photo
@@ -284,7 +285,8 @@ def run_video_command(source: str | Path, reference: str | Path, out: str | Path
         labels = read_layout(source_layout, recapturer.label_set.num_parts)
     elif source_layout is not None:
         parser = str(source_layout)
-    options = PhotoOptions(person=person, frame=FrameOptions(retarget=retarget, allow_invent=allow_invent))
+    options = PhotoOptions(person=person, frame=FrameOptions(retarget=retarget, allow_invent=allow_invent),
+                           layout=layout)
     with PhotoModels(recapturer, parser, verbose) as models:
         return recapture_photo_video(models, photo, reference, out, size=size, smoothing=smoothing,
                                      options=options, source_pose=keypoints, source_layout=labels)
