@@ -4,13 +4,14 @@ pose changes (docs/models.md).
 
 Per pair, the bundled ``default`` renders the target with its geometric network's Ŝ_B (the whole model), with the
 prior as target layout (its appearance network alone, as ``--layout prior``) and with the network's Ŝ_B whose head
-parts come from the prior; and
-:func:`recapture.body.retarget.pose_distance` measures the pose change (mean joint displacement in torso lengths).
-The rule "network (or the network with the prior's head) above ``t``, prior at or below" is scored for each
-threshold ``t`` from the same per-pair scores. Pair sets (never the held-out photos 0905-1004 nor the pose2sim ``test`` part): pose2sim cropped per
-frame and fixed camera (``validation``), CCP self-supervised pairs of the 60 validation photos with the camera
-still and as made, studio view changes (SynthHumans, seed 4242), and the same CCP photos re-posed into their own
-pose (change 0: the round trip). Writes ``benchmarks/results/layout-choice.{json,md}``.
+parts come from the prior; :func:`recapture.body.retarget.pose_distance` measures the pose change (mean joint
+displacement in torso lengths). The rule "network (or the network with the prior's head) above ``t``, prior at or
+below" is scored for each threshold ``t`` from the same per-pair scores. Pair sets (never the held-out photos
+0905-1004 nor the pose2sim ``test`` part): pose2sim cropped per frame and fixed camera (``validation``), CCP
+self-supervised pairs of the 60 validation photos with the camera still and as made, studio view changes
+(SynthHumans, seed 4242), and the same CCP photos re-posed into their own pose (change 0: the round trip). Needs
+``runs/appearance-real/ccp-256x176.npz`` (``python -m recapture.training.parsed_photos``). Writes
+``benchmarks/results/layout-choice.{json,md}``.
 
     .venv/bin/python benchmarks/layout_choice.py
 """
