@@ -25,7 +25,7 @@ import torch
 
 from appearance import score
 from pose2sim import batches, person_l1, save_results
-from still_background import ccp_pairs
+from still_background import add, ccp_pairs
 from studio_views import SEED, studio_pairs
 from recapture.body.keypoints import keypoints_to_heatmaps
 from recapture.body.parts import LIP20
@@ -77,8 +77,7 @@ def add_scores(table: dict[str, Table], name: str, made: torch.Tensor, truth: to
                target: np.ndarray) -> None:
     values = score(made, truth, target)
     values["person_l1"] = person_l1(made, truth, person)
-    for key, found in values.items():
-        table.setdefault(name, {}).setdefault(key, []).extend(found)
+    add(table, name, values)
 
 
 def collect(default: torch.nn.Module, sets: list[tuple[torch.Tensor, ...]]) -> dict:

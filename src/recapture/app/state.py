@@ -310,9 +310,10 @@ class Editor:
         ``layout``: where Ŝ_B comes from (``edit --layout``; None: the editor's options)."""
         if source is None:
             raise AppError("pick a demo sample or upload a photo first")
-        if layout is not None and layout not in LAYOUT_SOURCES:
-            raise AppError(f"unknown target layout {layout!r}: choose one of {', '.join(LAYOUT_SOURCES)}")
-        options = self.options if layout is None else replace(self.options, layout=layout)
+        try:
+            options = self.options if layout is None else replace(self.options, layout=layout)  # PhotoOptions checks
+        except ValueError:
+            raise AppError(f"unknown target layout {layout!r}: choose one of {', '.join(LAYOUT_SOURCES)}") from None
         keypoints = self.target_pose(pose)
         layout_edits = edits.to_edits()
         flags = replace(source.prepared.frame_options, allow_invent=bool(framing.allow_invent),

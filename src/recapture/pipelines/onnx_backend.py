@@ -38,7 +38,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +67,6 @@ OPSET = 17
 KIND = "recapture-generator-onnx"
 
 
-
 class _Graph(nn.Module):
     """What is traced: both networks side by side, the appearance network fed the given target layout
     and (prior models) the geometric network fed the given keypoint warp."""
@@ -80,16 +79,23 @@ class _Graph(nn.Module):
                 target_layout: Tensor, *prior: Tensor) -> tuple[Tensor, Tensor]:
         image = self.generator.render(source_image, source_layout, source_pose, target_layout, target_pose)
         geometric = self.generator.geometric
-        if prior:  # the warp becomes two graph inputs (its own computation is data-dependent NumPy)
-            from recapture.body.keypoint_warp import WarpedLayout
-
-            validity = prior[0].new_ones(prior[0].shape[:2])  # not read by the network
-            warped = WarpedLayout(layout=prior[0], validity=validity, unexplained=prior[1])
-            geometric.warp = lambda *args, **kwargs: warped  # type: ignore[method-assign]
-        try:
+        with given_warp(geometric, *prior) if prior else nullcontext():  # prior: the warp as two graph inputs
             return image, geometric(source_layout, source_pose, target_pose)
-        finally:
-            geometric.__dict__.pop("warp", None)
+
+
+@contextmanager
+def given_warp(geometric: nn.Module, warped_layout: Tensor, unexplained: Tensor) -> Iterator[None]:
+    """Within the block ``geometric`` (a prior model's geometric network) takes ``warped_layout`` ``(B, N, H, W)``
+    and ``unexplained`` ``(B, 1, H, W)`` as its keypoint warp instead of computing it."""
+    from recapture.body.keypoint_warp import WarpedLayout
+
+    validity = warped_layout.new_ones(warped_layout.shape[:2])  # not read by the network
+    warped = WarpedLayout(layout=warped_layout, validity=validity, unexplained=unexplained)
+    geometric.warp = lambda *args, **kwargs: warped  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        geometric.__dict__.pop("warp", None)
 
 
 @contextmanager
@@ -188,14 +194,8 @@ class _GeometricPass(nn.Module):
 
     def forward(self, source_layout: Tensor, source_pose: Tensor, target_pose: Tensor, warped_layout: Tensor,
                 unexplained: Tensor) -> Tensor:
-        from recapture.body.keypoint_warp import WarpedLayout
-
-        warped = WarpedLayout(warped_layout, warped_layout.new_ones(warped_layout.shape[:2]), unexplained)
-        self.geometric.warp = lambda *args, **kwargs: warped
-        try:
+        with given_warp(self.geometric, warped_layout, unexplained):
             return self.geometric._predict(source_layout, source_pose, target_pose, None, None)
-        finally:
-            self.geometric.__dict__.pop("warp", None)
 
 
 def export_geometric_onnx(model: str | Path | LoadedGenerator, out: str | Path) -> OnnxExport:
