@@ -7,10 +7,15 @@ input evenly: the centre of cell ``i`` of a stage lies at input pixel ``stride *
 (:data:`STAGE_GRIDS`, derived from the layer list: conv_4 ``4i + 9``, mixed_2 ``8i + 13``, mixed_7
 ``16i + 21``). :func:`align` resamples any map onto another grid with these offsets, and the head
 predicts on the conv_4 grid; :func:`upsample_logits` brings its logits back to input pixels.
+
+A head may also fine-tune the last Inception stages (``ParserHeadConfig.tuned``, e.g. ``mixed_6,mixed_7``): it
+then holds trainable copies of them (:class:`TunedStages`, saved with the head; the shared backbone is never
+changed) and reads the stage before them (``mixed_5``) instead of ``mixed_7`` (:func:`input_stages`).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +28,9 @@ from recapture.body.parts import LIP20
 from recapture.models.parser_crop import INPUT_SIZE, parser_crop  # noqa: F401 - parser_crop re-exported
 
 STAGES: tuple[str, ...] = ("conv_4", "mixed_2", "mixed_7")
-STAGE_CHANNELS: dict[str, int] = {"conv_4": 192, "mixed_2": 288, "mixed_7": 768}
+#: Stages a feature cache keeps: :data:`STAGES` and ``mixed_5``, the input of a head that tunes mixed_6 and mixed_7.
+CACHED_STAGES: tuple[str, ...] = ("conv_4", "mixed_2", "mixed_5", "mixed_7")
+STAGE_CHANNELS: dict[str, int] = {"conv_4": 192, "mixed_2": 288, "mixed_5": 768, "mixed_6": 768, "mixed_7": 768}
 #: ``(stride, offset)``: cell ``i`` of the stage is centred on input pixel ``stride * i + offset``.
 STAGE_GRIDS: dict[str, tuple[int, int]] = {"input": (1, 0), "conv_4": (4, 9), "mixed_2": (8, 13), "mixed_7": (16, 21)}
 #: Gaussian width of the pose heatmaps, in input pixels.
@@ -90,13 +97,60 @@ class ParserHeadConfig:
     num_parts: int = LIP20.num_parts
     context: int = 0  # hidden width of the global-context branch (0: none, the first shipped head)
     bands: int = 4  # horizontal bands of the crop pooled separately by the context branch
+    tuned: str = ""  # comma-separated last Inception stages fine-tuned with the head ("": the backbone frozen)
+
+
+def tuned_names(config: ParserHeadConfig) -> tuple[str, ...]:
+    """The Inception stages a head fine-tunes, in order, ending at mixed_7 (``()``: none)."""
+    from recapture.models.inception import STAGE_NAMES
+
+    names = tuple(name.strip() for name in config.tuned.split(",") if name.strip())
+    if not names:
+        return ()
+    end = STAGE_NAMES.index("mixed_7") + 1
+    if names[0] not in STAGE_NAMES[:end] or names != STAGE_NAMES[STAGE_NAMES.index(names[0]):end]:
+        raise ValueError(f"head.tuned: {config.tuned!r} is not a run of Inception stages ending at mixed_7")
+    return names
+
+
+def input_stages(config: ParserHeadConfig) -> tuple[str, ...]:
+    """The backbone stages a head reads: conv_4, mixed_2 and mixed_7, or the stage before its tuned ones."""
+    from recapture.models.inception import STAGE_NAMES
+
+    names = tuned_names(config)
+    return STAGES if not names else ("conv_4", "mixed_2", STAGE_NAMES[STAGE_NAMES.index(names[0]) - 1])
+
+
+class TunedStages(nn.Module):
+    """Trainable copies of the last Inception stages (``names``; TorchScript modules copied from the shared,
+    frozen backbone). Their convolution weights and BatchNorm offsets (``beta``) train; the BatchNorm statistics
+    (``mean``, ``var``) stay frozen (the stages always normalise with them).
+
+    forward: ``(N, 768, h, w)`` map of the stage before ``names`` -> ``(N, 768, h, w)`` mixed_7.
+    """
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        from recapture.models.inception import load_inception
+
+        super().__init__()
+        layers = dict(load_inception().module.net.layers.named_children())
+        self.stages = nn.ModuleList(copy.deepcopy(layers[name]) for name in names)
+        for name, parameter in self.stages.named_parameters():
+            parameter.requires_grad_(not name.endswith((".mean", ".var")))
+
+    def forward(self, x: Tensor) -> Tensor:
+        for stage in self.stages:
+            x = stage(x)
+        return x
 
 
 class ParserHead(nn.Module):
     """Stage maps + person mask + pose -> LIP-20 logits on the conv_4 grid.
 
     With ``config.context`` > 0, a global-context vector (:meth:`pooled_context`) is added to every cell
-    of the middle (mixed_2-grid) features.
+    of the middle (mixed_2-grid) features. With ``config.tuned``, ``stages`` holds the stage before the tuned
+    ones (:func:`input_stages`) and :attr:`tail` computes mixed_7 from it; given mixed_7 instead (the ONNX export
+    runs the tail with the backbone), the head uses it as it is.
 
     forward: ``stages`` ``{conv_4: (N,192,..), mixed_2: (N,288,..), mixed_7: (N,768,..)}`` of a
     :data:`INPUT_SIZE` input, ``mask`` ``(N, 1, H, W)`` person probability at input pixels, ``keypoints``
@@ -119,6 +173,9 @@ class ParserHead(nn.Module):
                                          nn.Linear(c.context, c.middle))
             nn.init.zeros_(self.context[2].weight)  # starts as a no-op: a head without context can be extended
             nn.init.zeros_(self.context[2].bias)
+        names = tuned_names(config)
+        self.tail = TunedStages(names) if names else None
+        self.tail_input = input_stages(config)[-1]
 
     def pooled_context(self, deep: Tensor, mask: Tensor) -> Tensor:
         """``(N, deep, h7, w7)`` deep features and ``(N, 1, H, W)`` person mask -> ``(N, middle)``: the
@@ -132,6 +189,8 @@ class ParserHead(nn.Module):
 
     def forward(self, stages: dict[str, Tensor], mask: Tensor, keypoints: Tensor) -> Tensor:
         size = (mask.shape[-2], mask.shape[-1])
+        if self.tail is not None and self.tail_input in stages:
+            stages = {**stages, "mixed_7": self.tail(stages[self.tail_input].float())}
         deep7 = self.deep(stages["mixed_7"].float())
         deep = align(deep7, "mixed_7", "mixed_2", size)
         extra = torch.cat([align(mask.float(), "input", "mixed_2", size), pose_heatmaps(keypoints, "mixed_2", size)], 1)

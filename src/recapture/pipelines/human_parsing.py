@@ -79,9 +79,9 @@ class CcpParser:
         """``(h, w, 20)`` float32 part probabilities of a parser crop: ``(h, w, 3)`` uint8, ``(h, w)`` mask,
         ``(18, 2)`` crop keypoints (the network; :class:`recapture.pipelines.onnx_parser.OnnxCcpParser` runs it
         in ONNX Runtime)."""
-        from recapture.models.parser import INPUT_SIZE, STAGES, image_tensor, upsample_logits
+        from recapture.models.parser import INPUT_SIZE, image_tensor, input_stages, upsample_logits
 
-        stages = self.backbone.stages(image_tensor(crop_rgb).to(self.device), STAGES)
+        stages = self.backbone.stages(image_tensor(crop_rgb).to(self.device), input_stages(self.head.config))
         mask = torch.from_numpy(crop_mask)[None, None].to(self.device)
         points = torch.from_numpy(crop_keypoints.astype(np.float32))[None].to(self.device)
         logits = upsample_logits(self.head(stages, mask, points), INPUT_SIZE)

@@ -60,20 +60,24 @@ def export_parser_onnx(weights: str | Path, out: str | Path) -> Path:
 
     from recapture.fileio import atomic_path
     from recapture.models.inception import STAGE_NAMES
-    from recapture.models.parser import INPUT_SIZE, STAGE_GRIDS, STAGES
+    from recapture.models.parser import INPUT_SIZE, STAGE_GRIDS, STAGES, input_stages
 
     parser = CcpParser(weights)
     layers = dict(parser.backbone.module.net.layers.named_children())
-    cuts = [STAGE_NAMES.index(name) + 1 for name in STAGES]  # conv_4, mixed_2, mixed_7 end three runs of stages
+    # conv_4, mixed_2 and mixed_7 (or the stage before a head's fine-tuned ones) end three runs of stages
+    cuts = [STAGE_NAMES.index(name) + 1 for name in input_stages(parser.head.config)]
 
     class Stages(nn.Module):
-        """The TorchScript stages up to mixed_7 as one scripted module (exported by itself: see below)."""
+        """The TorchScript stages up to mixed_7 (the head's fine-tuned copies of the last ones, if it has them)
+        as one scripted module (exported by itself: see below)."""
 
         def __init__(self) -> None:
             super().__init__()
             runs = zip([0] + cuts[:-1], cuts)
             self.first, self.second, self.third = (nn.ModuleList([layers[n] for n in STAGE_NAMES[a:b]])
                                                    for a, b in runs)
+            if parser.head.tail is not None:
+                self.third.extend(parser.head.tail.stages)
 
         def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             x = (image * 255.0 - 128.0) / 128.0  # models.inception.to_tf_range of a float image

@@ -53,6 +53,7 @@ class ParserTrainConfig:
     steps: int = 1400
     batch_size: int = 10
     learning_rate: float = 2e-3
+    tuned_learning_rate: float = 1e-4  # learning rate of the fine-tuned Inception stages (head.tuned), no weight decay
     warmup: int = 100  # linear warm-up steps before the cosine decay
     group_loss: float = 0.0  # weight of the auxiliary cross entropy on the 7 coarse groups (summed probabilities)
     pair_loss: float = 0.0  # weight of the auxiliary two-way cross entropy between pair_parts on their pixels
@@ -128,7 +129,15 @@ def export_head(head_state: dict[str, torch.Tensor], config: ParserTrainConfig, 
                               + (f", pseudo-labelled 1005-2098 ({config.pseudo_share:.0%} of each batch)"
                                  if config.pseudo_share > 0 else "") + "; held-out 0905-1004 unused"}
     # BatchNorm's step counters are not weights (and are 0-d, which the model file digest refuses).
-    write_model_file({k: v for k, v in head_state.items() if not k.endswith("num_batches_tracked")}, path, metadata)
+    tensors = {k: v.half() if k.startswith("tail.") else v for k, v in head_state.items()
+               if not k.endswith("num_batches_tracked")}
+    write_model_file(tensors, path, metadata)
+
+
+def as_shipped(head_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The head's weights as the exported file holds them: fine-tuned Inception stages (``tail.*``) rounded to
+    float16 (half the file; the head itself stays float32), so that calibration sees what ships."""
+    return {k: v.half().float() if k.startswith("tail.") else v for k, v in head_state.items()}
 
 
 def training_datasets(config: ParserTrainConfig) -> tuple[CcpDataset, CcpDataset]:
@@ -217,7 +226,11 @@ def train(config: ParserTrainConfig) -> dict:
     weights = class_weights(np.asarray(train_cache.arrays["labels"]), config.class_weight_power)
     weights[[LIP20.index(name.strip()) for name in config.boost_parts.split(",") if name.strip()]] *= config.boost
     head = ParserHead(config.head)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    tuned = [p for p in head.tail.parameters() if p.requires_grad] if head.tail is not None else []
+    groups = [{"params": [p for name, p in head.named_parameters() if not name.startswith("tail.")]}]
+    if tuned:
+        groups.append({"params": tuned, "lr": config.tuned_learning_rate, "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _warm_cosine(s, config.steps, config.warmup))
     state = {"step": 0, "best": -1.0, "best_head": None, "best_scores": {}, "seconds": 0.0}
     checkpoint = run / "checkpoint.pt"
@@ -289,7 +302,7 @@ def train(config: ParserTrainConfig) -> dict:
             last_save = time.time()
     state["seconds"] = time.time() - started
     scores = {**state["best_scores"], "training_seconds": round(state["seconds"]), "steps": config.steps}
-    best_head = dict(state["best_head"])
+    best_head = as_shipped(dict(state["best_head"]))
     if config.calibrate:
         head.load_state_dict(best_head)
         mirrored = mirrored_validation_cache(config) if config.test_flip else None

@@ -26,7 +26,7 @@ from recapture.body.parts import LIP20
 from recapture.data.ccp import UNLABELLED_IDS, CcpDataset
 from recapture.data.formats import AnnotationTable, write_annotations
 from recapture.models.inception import load_inception
-from recapture.models.parser import INPUT_SIZE, STAGE_CHANNELS, STAGES, grid_size, image_tensor, parser_crop
+from recapture.models.parser import CACHED_STAGES, INPUT_SIZE, STAGE_CHANNELS, grid_size, image_tensor, parser_crop
 
 
 def estimate_keypoints_and_masks(dataset: CcpDataset, keypoints_csv: Path, mask_dir: Path) -> None:
@@ -192,7 +192,7 @@ class FeatureCache:
 
     def __init__(self, folder: Path, count: int | None = None) -> None:
         self.folder = folder
-        shapes = {name: (STAGE_CHANNELS[name], *grid_size(name)) for name in STAGES}
+        shapes = {name: (STAGE_CHANNELS[name], *grid_size(name)) for name in CACHED_STAGES}
         shapes.update(labels=INPUT_SIZE, masks=INPUT_SIZE, keypoints=(NUM_KEYPOINTS, 2), photo_ids=(), done=())
         types = {"labels": np.uint8, "masks": np.uint8, "keypoints": np.float32, "photo_ids": np.int32, "done": bool}
         if count is not None and not (folder / "done.npy").is_file():
@@ -206,7 +206,7 @@ class FeatureCache:
         return len(self.arrays["done"])
 
     def fill(self, row: int, photo_id: int, view: TrainingView, stages: dict[str, torch.Tensor]) -> None:
-        for name in STAGES:
+        for name in CACHED_STAGES:
             self.arrays[name][row] = stages[name][0].numpy().astype(np.float16)
         self.arrays["labels"][row] = view.labels
         self.arrays["masks"][row] = view.mask
@@ -247,7 +247,7 @@ def build_cache(maker: ViewMaker, folder: Path, ids: tuple[int, ...], random_vie
             continue
         view = maker.view(photo_id, aug)
         with torch.no_grad():
-            stages = backbone.stages(image_tensor(view.image), STAGES)
+            stages = backbone.stages(image_tensor(view.image), CACHED_STAGES)
         cache.fill(row, photo_id, view, stages)
         if row % 100 == 0:
             cache.flush()

@@ -12,7 +12,7 @@ import torch
 
 from recapture.body.parts import LIP20
 from recapture.data.ccp import COARSE_GROUPS, IGNORE, coarse_table, confusion, iou_per_class
-from recapture.models.parser import STAGES, ParserHead, upsample_logits
+from recapture.models.parser import CACHED_STAGES, ParserHead, upsample_logits
 from recapture.training.parser_data import FeatureCache
 
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]
@@ -21,7 +21,7 @@ Batch = tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]
 def batch(cache: FeatureCache, rows: np.ndarray) -> Batch:
     """``(stages, mask (B,1,H,W) float, keypoints (B,18,2), labels (B,H,W) int64)`` of cache ``rows``."""
     rows = np.sort(rows)
-    stages = {name: torch.from_numpy(np.asarray(cache.arrays[name][rows])) for name in STAGES}
+    stages = {name: torch.from_numpy(np.asarray(cache.arrays[name][rows])) for name in CACHED_STAGES}
     mask = torch.from_numpy(np.asarray(cache.arrays["masks"][rows])).float()[:, None] / 255.0
     keypoints = torch.from_numpy(np.asarray(cache.arrays["keypoints"][rows]))
     labels = torch.from_numpy(np.asarray(cache.arrays["labels"][rows])).long()
