@@ -246,7 +246,9 @@ def train(config: ParserTrainConfig) -> dict:
         missing, unexpected = head.load_state_dict(start, strict=False)
         if unexpected:
             raise ValueError(f"{config.init}: head weights the config does not have: {', '.join(unexpected)}")
-        print(f"started from {config.init} (fresh: {', '.join(missing) or 'nothing'})", flush=True)
+        fresh = [name for name in missing if not name.startswith("tail.")]
+        copied = " (tuned stages: copies of the backbone's)" if len(fresh) < len(missing) else ""
+        print(f"started from {config.init} (fresh: {', '.join(fresh) or 'nothing'}){copied}", flush=True)
     table = torch.from_numpy(coarse_table())
     pair = tuple(LIP20.index(name.strip()) for name in config.pair_parts.split(","))
     if config.pair_loss > 0 and len(pair) != 2:
