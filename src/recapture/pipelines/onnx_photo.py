@@ -20,6 +20,7 @@ torch backend (docs/performance.md).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -65,9 +66,17 @@ def onnx_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "recapture" / "onnx"
 
 
+@functools.lru_cache(maxsize=16)
+def _digest(path: str, mtime_ns: int, size: int) -> str:
+    """A weights file's sha256, once per process for each (path, modification time, size): the generator's and
+    the geometric network's ONNX files are both keyed on the generator's weights."""
+    return file_digest(Path(path))
+
+
 def cache_key(weights: Path, kind: str, extra: str = "") -> str:
     """Digest naming the ONNX file of ``weights`` (its bytes' sha256, the kind, :data:`ONNX_FORMAT`, ``extra``)."""
-    text = f"{file_digest(weights)}|{kind}|{ONNX_FORMAT}|{extra}"
+    stat = weights.stat()
+    text = f"{_digest(str(weights.resolve()), stat.st_mtime_ns, stat.st_size)}|{kind}|{ONNX_FORMAT}|{extra}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 
