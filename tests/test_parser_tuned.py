@@ -58,3 +58,45 @@ def test_tuned_head_starts_as_the_frozen_one_and_trains_only_its_own_copy() -> N
         assert torch.equal(backbone.stages(image, STAGES)["mixed_7"], plain_stages["mixed_7"])
         assert torch.equal(tuned({**plain_stages}, mask, keypoints), frozen(plain_stages, mask, keypoints))
     assert all(torch.equal(p, statistics[n]) for n, p in tuned.tail.named_parameters() if n in statistics)
+
+
+@pytest.mark.slow
+def test_a_tuned_parser_file_runs_its_stages_in_torch_and_onnx(tmp_path) -> None:
+    """A parser file with tuned stages (perturbed, so that running the backbone's own stages would differ) gives
+    the same probabilities in the torch parser and its ONNX export; the copies are stored as float16."""
+    import numpy as np
+
+    from recapture.hub import read_model_file
+    from recapture.pipelines.human_parsing import CcpParser
+    from recapture.pipelines.onnx_parser import OnnxCcpParser, export_parser_onnx
+    from recapture.training.parser import ParserTrainConfig, export_head
+
+    pytest.importorskip("onnxruntime")
+    _backbone()
+    torch.manual_seed(1)
+    head = ParserHead(ParserHeadConfig(**SMALL, tuned="mixed_7"))
+    with torch.no_grad():
+        for parameter in head.tail.parameters():
+            if parameter.requires_grad:
+                parameter.mul_(1.0 + torch.randn_like(parameter))
+        head.fine[2].weight.mul_(300.0)  # peaked probabilities, which follow the features
+    path = tmp_path / "tuned.safetensors"
+    export_head(head.state_dict(), ParserTrainConfig(head=head.config), {}, path)
+    tensors, _ = read_model_file(path)
+    assert tensors["tail.stages.0.conv.weight"].dtype == torch.float16
+    assert tensors["deep.0.0.weight"].dtype == torch.float32
+    reference = CcpParser(path)
+    runtime = OnnxCcpParser(path=export_parser_onnx(path, tmp_path / "tuned.onnx"))
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (300, 200, 3)).astype(np.uint8)
+    mask = np.zeros((300, 200), np.float32)
+    mask[40:280, 60:140] = 1.0
+    keypoints = np.full((18, 2), -1.0)
+    keypoints[[0, 1, 2, 5, 8, 11]] = [[60, 100], [90, 100], [90, 80], [90, 120], [170, 88], [170, 112]]
+    expected, got = (p.probabilities(image, keypoints, mask) for p in (reference, runtime))
+    assert np.abs(got - expected).max() < 1e-3, np.abs(got - expected).max()
+    frozen = ParserHead(ParserHeadConfig(**SMALL)).eval()
+    frozen.load_state_dict({k: v for k, v in reference.head.state_dict().items() if not k.startswith("tail.")})
+    reference.head = frozen
+    change = np.abs(reference.probabilities(image, keypoints, mask) - expected).max()
+    assert change > 0.02, change  # the tuned stages change the parse
