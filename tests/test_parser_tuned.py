@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from recapture.config import ConfigError
 from recapture.models.parser import STAGES, ParserHead, ParserHeadConfig, input_stages, tuned_names
 
 SMALL = dict(deep=8, middle=8, shallow=8, fine=8, context=8)
@@ -25,8 +26,8 @@ def test_tuned_stages_must_be_a_run_ending_at_mixed_7() -> None:
     assert input_stages(ParserHeadConfig(tuned="mixed_6,mixed_7")) == ("conv_4", "mixed_2", "mixed_5")
     assert input_stages(ParserHeadConfig(tuned="mixed_7")) == ("conv_4", "mixed_2", "mixed_6")
     for bad in ("mixed_7, mixed_6", "mixed_5, mixed_7", "mixed_6", "mixed_8", "tail"):
-        with pytest.raises(ValueError, match="head.tuned"):
-            tuned_names(ParserHeadConfig(tuned=bad))
+        with pytest.raises(ConfigError, match="head.tuned"):
+            ParserHeadConfig(tuned=bad)
 
 
 def test_tuned_head_starts_as_the_frozen_one_and_trains_only_its_own_copy() -> None:

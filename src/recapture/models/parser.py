@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from recapture.body.keypoints import NUM_KEYPOINTS
 from recapture.body.parts import LIP20
+from recapture.config import ConfigError
 from recapture.models.parser_crop import INPUT_SIZE, parser_crop  # noqa: F401 - parser_crop re-exported
 
 STAGES: tuple[str, ...] = ("conv_4", "mixed_2", "mixed_7")
@@ -99,6 +100,9 @@ class ParserHeadConfig:
     bands: int = 4  # horizontal bands of the crop pooled separately by the context branch
     tuned: str = ""  # comma-separated last Inception stages fine-tuned with the head ("": the backbone frozen)
 
+    def __post_init__(self) -> None:
+        tuned_names(self)  # a ConfigError naming head.tuned when it is not a run of stages ending at mixed_7
+
 
 def tuned_names(config: ParserHeadConfig) -> tuple[str, ...]:
     """The Inception stages a head fine-tunes, in order, ending at mixed_7 (``()``: none)."""
@@ -109,7 +113,7 @@ def tuned_names(config: ParserHeadConfig) -> tuple[str, ...]:
         return ()
     end = STAGE_NAMES.index("mixed_7") + 1
     if names[0] not in STAGE_NAMES[:end] or names != STAGE_NAMES[STAGE_NAMES.index(names[0]):end]:
-        raise ValueError(f"head.tuned: {config.tuned!r} is not a run of Inception stages ending at mixed_7")
+        raise ConfigError(f"head.tuned: {config.tuned!r} is not a run of Inception stages ending at mixed_7")
     return names
 
 
