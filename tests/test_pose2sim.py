@@ -192,3 +192,15 @@ def test_scores_are_sane_on_committed_pairs() -> None:
     verdict = benchmark.verdict(rows, "bundled default (its own Ŝ_B)")
     assert verdict["below_floor"] == pytest.approx(
         1 - rows["bundled default (its own Ŝ_B)"]["l1"] / rows[benchmark.FLOOR]["l1"])
+
+
+def test_on_white_whitens_exactly_the_parsed_background_of_both_images() -> None:
+    batch = _benchmark().batches("validation", DEFAULT_MANIFEST, size=2)[0]
+    white = _benchmark().on_white(batch)
+    for image, whitened, layout in ((batch.source_image, white.source_image, batch.source_layout),
+                                    (batch.target_image, white.target_image, batch.target_layout)):
+        person = (layout.argmax(dim=1, keepdim=True) > 0).expand_as(image)
+        assert 0 < person.float().mean() < 1
+        assert torch.equal(whitened[person], image[person]) and bool((whitened[~person] == 1).all())
+        assert not bool((image[~person] == 1).all())
+    assert white.target_layout is batch.target_layout and white.source_name == batch.source_name
