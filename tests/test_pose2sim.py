@@ -195,8 +195,9 @@ def test_scores_are_sane_on_committed_pairs() -> None:
 
 
 def test_on_white_whitens_exactly_the_parsed_background_of_both_images() -> None:
-    batch = _benchmark().batches("validation", DEFAULT_MANIFEST, size=2)[0]
-    white = _benchmark().on_white(batch)
+    benchmark = _benchmark()
+    batch = benchmark.batches("validation", DEFAULT_MANIFEST, size=2)[0]
+    white = benchmark.on_white(batch)
     for image, whitened, layout in ((batch.source_image, white.source_image, batch.source_layout),
                                     (batch.target_image, white.target_image, batch.target_layout)):
         person = (layout.argmax(dim=1, keepdim=True) > 0).expand_as(image)
