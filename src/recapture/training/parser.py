@@ -265,9 +265,9 @@ def train(config: ParserTrainConfig) -> dict:
     head.train()
     while state["step"] < config.steps:
         rows = rng.choice(len(train_cache), config.batch_size - pseudo_rows, replace=False)
-        stages, mask, keypoints, labels = batch(train_cache, rows)
+        stages, mask, keypoints, labels = batch(train_cache, rows, head)
         if pseudo_cache is not None and pseudo_rows:
-            extra = batch(pseudo_cache, rng.choice(len(pseudo_cache), pseudo_rows, replace=False))
+            extra = batch(pseudo_cache, rng.choice(len(pseudo_cache), pseudo_rows, replace=False), head)
             stages = {name: torch.cat([stages[name], extra[0][name]]) for name in stages}
             mask, keypoints, labels = (torch.cat(pair) for pair in zip((mask, keypoints, labels), extra[1:]))
         logits = upsample_logits(head(stages, mask, keypoints))

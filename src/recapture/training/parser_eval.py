@@ -12,16 +12,17 @@ import torch
 
 from recapture.body.parts import LIP20
 from recapture.data.ccp import COARSE_GROUPS, IGNORE, coarse_table, confusion, iou_per_class
-from recapture.models.parser import CACHED_STAGES, ParserHead, upsample_logits
+from recapture.models.parser import ParserHead, input_stages, upsample_logits
 from recapture.training.parser_data import FeatureCache
 
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def batch(cache: FeatureCache, rows: np.ndarray) -> Batch:
-    """``(stages, mask (B,1,H,W) float, keypoints (B,18,2), labels (B,H,W) int64)`` of cache ``rows``."""
+def batch(cache: FeatureCache, rows: np.ndarray, head: ParserHead) -> Batch:
+    """``(stages, mask (B,1,H,W) float, keypoints (B,18,2), labels (B,H,W) int64)`` of cache ``rows``; only the
+    backbone stages ``head`` reads (:func:`recapture.models.parser.input_stages`) are read from the cache."""
     rows = np.sort(rows)
-    stages = {name: torch.from_numpy(np.asarray(cache.arrays[name][rows])) for name in CACHED_STAGES}
+    stages = {name: torch.from_numpy(np.asarray(cache.arrays[name][rows])) for name in input_stages(head.config)}
     mask = torch.from_numpy(np.asarray(cache.arrays["masks"][rows])).float()[:, None] / 255.0
     keypoints = torch.from_numpy(np.asarray(cache.arrays["keypoints"][rows]))
     labels = torch.from_numpy(np.asarray(cache.arrays["labels"][rows])).long()
@@ -52,10 +53,10 @@ def view_probabilities(head: ParserHead, cache: FeatureCache, rows: np.ndarray, 
     """``((B, 20, H, W) part probabilities, (B, H, W) labels)`` of cache ``rows``; with ``mirrored`` (a cache
     holding the same views mirrored, at ``mirrored_rows``, default ``rows``), the mean of the view's and its
     mirror's (mirrored back, left/right parts swapped), as the shipped parser's flip averaging."""
-    stages, mask, keypoints, labels = batch(cache, rows)
+    stages, mask, keypoints, labels = batch(cache, rows, head)
     probabilities = upsample_logits(head(stages, mask, keypoints)).softmax(dim=1)
     if mirrored is not None:
-        stages, mask, keypoints, _ = batch(mirrored, rows if mirrored_rows is None else mirrored_rows)
+        stages, mask, keypoints, _ = batch(mirrored, rows if mirrored_rows is None else mirrored_rows, head)
         flipped = upsample_logits(head(stages, mask, keypoints)).softmax(dim=1).flip(-1)
         probabilities = (probabilities + flipped[:, list(LIP20.flip_permutation)]) / 2
     return probabilities, labels
@@ -102,11 +103,11 @@ def calibrate_offsets(head: ParserHead, cache: FeatureCache, passes: int = 3,
     logits, logits_mirrored, truth = [], [], []
     for start in range(0, len(cache), 20):
         rows = np.arange(start, min(start + 20, len(cache)))
-        stages, mask, keypoints, labels = batch(cache, rows)
+        stages, mask, keypoints, labels = batch(cache, rows, head)
         logits.append(head(stages, mask, keypoints).numpy())
         truth.append(labels.numpy()[:, rows_y][:, :, cols_x])
         if mirrored is not None:
-            stages, mask, keypoints, _ = batch(mirrored, rows)
+            stages, mask, keypoints, _ = batch(mirrored, rows, head)
             back = upsample_logits(head(stages, mask, keypoints)).flip(-1)[:, list(LIP20.flip_permutation)]
             logits_mirrored.append(back.numpy()[:, :, rows_y][:, :, :, cols_x])
     head.train()
