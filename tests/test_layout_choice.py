@@ -18,7 +18,7 @@ from recapture.hub import load_generator
 from recapture.pipelines.photo import AUTO_LAYOUT_CHANGE, PhotoOptions, layout_method
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_layout_prior import mannequin_keypoints, mannequin_layout  # noqa: E402
+from test_layout_prior import mannequin_keypoints, mannequin_layout, moved_mannequin  # noqa: E402
 from conftest import random_tiny_model  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -78,10 +78,7 @@ def tiny_prior_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _pose_pair(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    source = mannequin_keypoints(0.5)
-    target = source + rng.normal(0, 2.0, source.shape)
-    return mannequin_layout(source, (32, 24), 0.5), source, target
+    return moved_mannequin((32, 24), 0.5, 2.0, np.random.default_rng(seed))
 
 
 def test_geometric_export_matches_the_torch_module(tiny_prior_model: Path, tmp_path: Path) -> None:

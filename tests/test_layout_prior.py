@@ -53,6 +53,14 @@ def mannequin_layout(keypoints: np.ndarray, size: tuple[int, int] = SIZE, scale:
     return labels
 
 
+def moved_mannequin(size: tuple[int, int], scale: float, spread: float,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(labels at size, source keypoints, target keypoints)``: the mannequin at ``scale`` and a target pose with
+    every joint moved by Gaussian noise of ``spread`` pixels."""
+    source = mannequin_keypoints(scale)
+    return mannequin_layout(source, size, scale), source, source + rng.normal(0, spread, source.shape)
+
+
 def _batch(labels: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(labels.astype(np.int64))[None]
 

@@ -25,7 +25,7 @@ from recapture.pipelines.onnx_photo import (CORRESPONDENCE_INPUTS, OnnxCorrespon
                                              OnnxUnavailable, cached)
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_layout_prior import mannequin_keypoints, mannequin_layout  # noqa: E402
+from test_layout_prior import mannequin_keypoints, mannequin_layout, moved_mannequin  # noqa: E402
 from test_speed_paths import WRAPPER  # noqa: E402
 from conftest import random_tiny_model  # noqa: E402
 
@@ -42,12 +42,9 @@ def tiny_correspondence(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
 def _pair(size: tuple[int, int], seed: int) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(seed)
     scale = size[0] / 64
-    source = mannequin_keypoints(scale)
-    target = source + rng.normal(0, 3 * scale, source.shape)
+    labels, source, target = moved_mannequin(size, scale, 3 * scale, rng)
     image = (rng.random((*size, 3)) * 255).astype(np.uint8)
-    labels = mannequin_layout(source, size, scale)
-    target_labels = mannequin_layout(target, size, scale)
-    return image, labels, source, target, target_labels
+    return image, labels, source, target, mannequin_layout(target, size, scale)
 
 
 @pytest.mark.parametrize("size", [(64, 48), (96, 72)])  # the full-resolution axes of the graph are dynamic

@@ -80,3 +80,19 @@ def test_a_close_up_view_loses_what_lies_below_the_cut(tmp_path: Path) -> None:
     # below the photo's end the crop is black and labelled background
     bottom = close.image.reshape(close.image.shape[0], -1).max(axis=1) == 0
     assert bottom[-10:].all() and (close.labels[-10:] == 0).all()
+
+
+def test_a_feature_cache_of_another_version_or_plan_is_refused(tmp_path: Path) -> None:
+    from recapture.data.errors import FormatError
+    from recapture.models.parser import CACHED_STAGES
+    from recapture.training.parser_data import FeatureCache
+
+    folder = tmp_path / "cache"
+    FeatureCache(folder, 3).arrays["done"][1] = True
+    reopened = FeatureCache(folder, 3)
+    assert len(reopened) == 3 and reopened.arrays["done"][1]  # same plan: resumed, not rebuilt
+    with pytest.raises(FormatError, match=r"conv_4.npy: shape \(3, .*expected \(4, "):
+        FeatureCache(folder, 4)  # a longer plan would misread the finished rows
+    (folder / f"{CACHED_STAGES[1]}.npy").unlink()  # a cache written before that stage was kept
+    with pytest.raises(FormatError, match=f"no {CACHED_STAGES[1]}.npy.*delete the folder"):
+        FeatureCache(folder)

@@ -19,7 +19,7 @@ from recapture.body.parts import LIP20
 from recapture.models.correspondence import majority_layout, prior_grid
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_layout_prior import mannequin_keypoints, mannequin_layout  # noqa: E402
+from test_layout_prior import mannequin_keypoints, mannequin_layout, moved_mannequin  # noqa: E402
 
 
 def _case(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -28,9 +28,7 @@ def _case(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     scale = rng.uniform(1.0, 3.0)
     size = (int(64 * scale), int(44 * scale))
-    source = mannequin_keypoints(scale)
-    labels = mannequin_layout(source, size, scale)
-    target = source + rng.normal(0, 4 * scale, source.shape)
+    labels, source, target = moved_mannequin(size, scale, 4 * scale, rng)
     if seed % 3 == 1:
         target[rng.integers(0, 18, 3)] = -1
     if seed % 5 == 2:

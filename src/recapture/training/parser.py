@@ -23,9 +23,10 @@ import torch.nn.functional as F
 import yaml
 
 from recapture.body.parts import LIP20
-from recapture.config import load_config, to_dict
+from recapture.config import ConfigError, load_config, to_dict
 from recapture.data.ccp import COARSE_GROUPS, HELD_OUT_IDS, IGNORE, UNLABELLED_IDS, CcpDataset, coarse_table, \
     split_ids
+from recapture.data.errors import FormatError
 from recapture.data.formats import read_annotations
 from recapture.fileio import atomic_path
 from recapture.hub import write_model_file
@@ -331,7 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=None, help="YAML preset, e.g. configs/parser-ccp.yaml")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. steps=100")
     args = parser.parse_args(argv)
-    train(load_parser_config(args.config, args.overrides))
+    try:
+        train(load_parser_config(args.config, args.overrides))
+    except (ConfigError, FormatError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -24,6 +24,7 @@ import torch
 from recapture.body.keypoints import KEYPOINT_INDEX, NUM_KEYPOINTS, flip_keypoints
 from recapture.body.parts import LIP20
 from recapture.data.ccp import UNLABELLED_IDS, CcpDataset
+from recapture.data.errors import FormatError
 from recapture.data.formats import AnnotationTable, write_annotations
 from recapture.models.inception import load_inception
 from recapture.models.parser import CACHED_STAGES, INPUT_SIZE, STAGE_CHANNELS, grid_size, image_tensor, parser_crop
@@ -200,7 +201,9 @@ class FeatureCache:
             for name, shape in shapes.items():
                 np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=types.get(name, np.float16),
                                           shape=(count, *shape)).flush()
-        self.arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r+") for name in shapes}
+        self.arrays = {name: _open_array(folder, name, shape, count) for name, shape in shapes.items()}
+        if len({len(array) for array in self.arrays.values()}) > 1:
+            raise FormatError(folder, "its arrays have different row counts: delete the folder to rebuild it")
 
     def __len__(self) -> int:
         return len(self.arrays["done"])
@@ -217,6 +220,21 @@ class FeatureCache:
     def flush(self) -> None:
         for array in self.arrays.values():
             array.flush()
+
+
+def _open_array(folder: Path, name: str, shape: tuple[int, ...], count: int | None) -> np.ndarray:
+    """The memory map ``folder/name.npy`` checked against the cache's layout (rows of ``shape``, ``count`` rows
+    when given); a cache of another version or plan is a :class:`FormatError` naming the folder, never reused."""
+    path = folder / f"{name}.npy"
+    if not path.is_file():
+        raise FormatError(folder, f"not a feature cache of this version (no {name}.npy): delete the folder to "
+                                  "rebuild it")
+    array = np.load(path, mmap_mode="r+")
+    if array.shape[1:] != tuple(shape) or (count is not None and len(array) != count):
+        expected = f"({'N' if count is None else count}, {', '.join(map(str, shape))})".replace(", )", ")")
+        raise FormatError(path, f"shape {array.shape}, expected {expected} (another version or plan of the cache): "
+                                "delete the folder to rebuild it")
+    return array
 
 
 def cache_plans(ids: tuple[int, ...], random_views: int, seed: int, mirrored: bool = False, cut_share: float = 0.0,
