@@ -56,6 +56,7 @@ def test_correspondence_export_matches_eager_torch(tiny_correspondence: tuple[Pa
     model = load_generator(weights).generator.appearance
     runtime = OnnxCorrespondence(path, threads=1)
     assert runtime.twins is model.config.twin_limbs is True  # the NumPy prior is told by the export's metadata
+    assert runtime.snap_reach == model.config.snap_reach > 0  # as is the snap of its samples to their own parts
     image, labels, source, target, target_labels = _pair(size, 1)
     tensor = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
     as_long = [torch.from_numpy(v.astype(np.int64))[None] for v in (labels, target_labels)]

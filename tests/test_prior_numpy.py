@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from recapture.body import keypoint_warp, prior_numpy
 from recapture.body.keypoints import keypoints_to_heatmaps
 from recapture.body.parts import LIP20
+from recapture.body.prior_numpy import SKIN_PARTS, snap_to_own_parts
 from recapture.models.correspondence import majority_layout, prior_grid
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -106,3 +107,49 @@ def test_heatmaps_one_hot_and_keypoint_scaling() -> None:
     assert np.array_equal(prior_numpy.one_hot(labels, 20), LIP20.one_hot(torch.from_numpy(labels)).numpy())
     moved = prior_numpy.keypoints_to_size(keypoints, (256, 176), (128, 88))
     assert (moved[4] == -1).all() and np.allclose(moved[0], keypoints[0] * (127 / 255, 87 / 175))
+
+
+def _naive_snap(grid: np.ndarray, source: np.ndarray, target: np.ndarray, reach: float) -> np.ndarray:
+    """snap_to_own_parts by brute force: every pixel, every source pixel."""
+    skin = [LIP20.index(name) for name in SKIN_PARTS]
+    height, width = source.shape
+    out = grid.copy()
+    for y in range(target.shape[0]):
+        for x in range(target.shape[1]):
+            sx = int(np.clip(np.rint((grid[y, x, 0] + 1) * (width - 1) / 2), 0, width - 1))
+            sy = int(np.clip(np.rint((grid[y, x, 1] + 1) * (height - 1) / 2), 0, height - 1))
+            part = target[y, x]
+            if part == 0 or part in skin or source[sy, sx] not in skin:
+                continue
+            own = np.argwhere(source == part)
+            if not len(own):
+                continue
+            distance = np.hypot(own[:, 0] - sy, own[:, 1] - sx)
+            if distance.min() <= reach * height:
+                ny, nx = own[np.argmin(distance)]
+                out[y, x] = (nx * 2 / (width - 1) - 1, ny * 2 / (height - 1) - 1)
+    return out
+
+
+def test_samples_that_land_on_skin_that_moved_take_their_own_part() -> None:
+    """An arm hung along the trousers; in the target it has gone and the trousers show there: those pixels sample
+    the nearest trouser pixel (not the arm) within the reach, as a brute-force search finds it."""
+    pants, arm, coat = LIP20.index("pants"), LIP20.index("left_arm"), LIP20.index("coat")
+    source = np.zeros((40, 30), np.int64)
+    source[5:35, 8:22] = pants
+    source[5:35, 8:13] = arm  # an arm along the trousers' edge
+    source[2:5, 10:20] = arm  # skin with no part of the target's label nearby
+    target = source.copy()
+    target[5:35, 8:13] = pants  # the arm moved away: trousers there now
+    target[0:5, 10:20] = coat  # a part the source lacks near its sample: kept
+    ys, xs = np.mgrid[0:40, 0:30].astype(np.float32)
+    grid = np.stack([xs * 2 / 29 - 1, ys * 2 / 39 - 1], axis=-1).astype(np.float32)  # the identity
+    snapped = snap_to_own_parts(grid, source, target, "lip20", reach=0.1)
+    np.testing.assert_allclose(snapped, _naive_snap(grid, source, target, 0.1), atol=1e-6)
+    changed = np.any(snapped != grid, axis=-1)
+    assert changed[5:35, 9:13].all() and changed.sum() == 30 * 4  # 4 px reach: not column 8, 5 px away
+    moved = np.rint((snapped[5:35, 9:13] + 1) * np.array([29, 39]) / 2)
+    assert np.all(moved[..., 0] == 13) and np.array_equal(moved[..., 1], ys[5:35, 9:13])  # the trousers beside
+    assert np.array_equal(snap_to_own_parts(grid, source, target, "lip20", reach=0.0), grid)
+    near = snap_to_own_parts(grid, source, target, "lip20", reach=0.05)  # 2 px: the arm's last 2 columns only
+    assert np.any(near != grid, axis=-1).sum() == 30 * 2

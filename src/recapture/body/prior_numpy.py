@@ -224,6 +224,53 @@ def prior_grid(labels: np.ndarray, source: np.ndarray, target: np.ndarray,
     return NumpyPriorGrid(grid=pixel_to_grid(coords, size), covered=covered.astype(np.float32), labels=warp.labels)
 
 
+#: Skin parts: they move with their own segment (an arm that swings away, a leg, the face). A target pixel of
+#: another part whose sample lands on one of them would copy that skin a second time where it used to be.
+SKIN_PARTS = ("left_arm", "right_arm", "left_leg", "right_leg", "face")
+
+
+def snap_to_own_parts(grid: np.ndarray, source_labels: np.ndarray, target_labels: np.ndarray,
+                      label_set: str | LabelSet = "lip20", reach: float = 0.04) -> np.ndarray:
+    """A full-resolution sampling grid made to respect the parts (SAT's rule, applied to the prior's samples).
+
+    ``grid`` ``(H, W, 2)`` x/y in [-1, 1] samples the ``(Hs, Ws)`` ``source_labels`` for the ``(H, W)``
+    ``target_labels``. A target pixel of a part that is not skin (:data:`SKIN_PARTS`) whose sample lands on a
+    source skin pixel (e.g. a hand that lay over the trousers and has moved away) samples instead the nearest
+    source pixel of its own part, if one lies within ``reach`` x ``Hs`` pixels of the sample; other pixels and
+    parts the source lacks keep their sample. ``reach`` 0: the grid unchanged. Returns a new float32 array."""
+    found = label_set if isinstance(label_set, LabelSet) else get_label_set(label_set)
+    skin = np.zeros(found.num_parts, dtype=bool)
+    skin[[found.index(name) for name in SKIN_PARTS if name in found.names]] = True
+    out = np.array(grid, dtype=np.float32)
+    if reach <= 0 or not skin.any():
+        return out
+    source_labels, target_labels = np.asarray(source_labels), np.asarray(target_labels)
+    height, width = source_labels.shape
+    xs = np.rint((out[..., 0] + 1.0) * (max(width - 1, 1) / 2.0)).astype(np.int64).clip(0, width - 1)
+    ys = np.rint((out[..., 1] + 1.0) * (max(height - 1, 1) / 2.0)).astype(np.int64).clip(0, height - 1)
+    wrong = (target_labels > 0) & skin[source_labels[ys, xs]] & ~skin[target_labels]
+    if not wrong.any():
+        return out
+    from scipy.ndimage import distance_transform_edt  # lazy: importing scipy.ndimage costs ~0.35 s
+
+    limit = reach * height
+    margin = int(np.ceil(limit)) + 1
+    y0, y1 = max(0, int(ys[wrong].min()) - margin), min(height, int(ys[wrong].max()) + margin + 1)
+    x0, x1 = max(0, int(xs[wrong].min()) - margin), min(width, int(xs[wrong].max()) + margin + 1)
+    for part in np.unique(target_labels[wrong]):
+        own = source_labels[y0:y1, x0:x1] == part
+        if not own.any():
+            continue
+        distance, (near_y, near_x) = distance_transform_edt(~own, return_indices=True)
+        rows, cols = np.nonzero(wrong & (target_labels == part))
+        at_y, at_x = ys[rows, cols] - y0, xs[rows, cols] - x0
+        close = distance[at_y, at_x] <= limit
+        rows, cols, at_y, at_x = rows[close], cols[close], at_y[close], at_x[close]
+        out[rows, cols, 0] = (near_x[at_y, at_x] + x0) * np.float32(2.0 / max(width - 1, 1)) - np.float32(1.0)
+        out[rows, cols, 1] = (near_y[at_y, at_x] + y0) * np.float32(2.0 / max(height - 1, 1)) - np.float32(1.0)
+    return out
+
+
 def _bins(count: int, out: int) -> tuple[np.ndarray, np.ndarray]:
     """Adaptive-pooling bins (torch's ``area`` interpolation): for each input index its first bin and a
     second bin it also belongs to (-1 if none)."""

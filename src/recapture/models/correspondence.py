@@ -25,7 +25,7 @@ the output (the "droplet" of the instance-normed decoder).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ from recapture.config import ModelConfig
 from recapture.models.blocks import Merge, PyramidEncoder, activation, conv2d, level_widths
 from recapture.body.keypoint_warp import part_warp
 from recapture.body.part_maps import TORSO, segment_maps
-from recapture.body.prior_numpy import keypoints_to_size
+from recapture.body.prior_numpy import keypoints_to_size, snap_to_own_parts
 from recapture.models.layout_ops import labels_at, layout_at, majority_layout, to_one_hot
 from recapture.models.lgr import LayoutGraphReasoning
 from recapture.models.sat import SemanticAttentiveTransfer
@@ -49,7 +49,7 @@ BACKGROUND_RULES = ("still", "follow")
 #: Config keys a weight file may lack (written before they existed) and the value such a file gets: the rule is
 #: not learned, so old weights take the current default.
 MISSING_KEY_DEFAULTS = {"background": "still", "still_margin": 1, "still_feather": 0, "vacated": "fill",
-                        "twin_limbs": True}
+                        "twin_limbs": True, "snap_reach": 0.04}
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,9 @@ class CorrespondenceConfig:
     still_feather: int = 0  # internal pixels of the seam's ramp (box blur radius; < still_margin keeps the people)
     vacated: str = "fill"  # where the source person was and the target is not: fill (from the background) | network
     twin_limbs: bool = True  # the prior draws a limb the source hides from the other side's (part_warp twins)
+    #: A non-skin target pixel whose full-size prior sample lands on source skin samples the nearest source pixel
+    #: of its own part within this fraction of the source height instead (prior_numpy.snap_to_own_parts; 0: off)
+    snap_reach: float = 0.04
 
     def __post_init__(self) -> None:
         factor = 2 ** self.num_down
@@ -86,6 +89,8 @@ class CorrespondenceConfig:
             raise ValueError(f"correspondence background must be one of {BACKGROUND_RULES}, got {self.background!r}")
         if self.vacated not in VACATED_RULES:
             raise ValueError(f"correspondence vacated must be one of {VACATED_RULES}, got {self.vacated!r}")
+        if not 0.0 <= self.snap_reach <= 1.0:
+            raise ValueError(f"correspondence snap_reach must be in [0, 1], got {self.snap_reach}")
         if self.still_margin < 0 or self.still_feather < 0:
             raise ValueError(f"correspondence still_margin/still_feather must be >= 0, got "
                              f"{self.still_margin}/{self.still_feather}")
@@ -156,6 +161,15 @@ def prior_grid(source_labels: Tensor, source_keypoints: Tensor | np.ndarray, tar
     background = torso_grid(source_keypoints, target_keypoints, size, source_labels.device)
     grid = torch.where(covered[..., None], pixel_to_grid(warp.source_coords, size), background)
     return PriorGrid(grid=grid.float(), covered=covered[:, None].float(), labels=warp.labels)
+
+
+def snap_prior(prior: PriorGrid, source_labels: Tensor, target_labels: Tensor, config: CorrespondenceConfig
+               ) -> PriorGrid:
+    """``prior`` (at the labels' size) with :func:`~recapture.body.prior_numpy.snap_to_own_parts` applied to its
+    grid: ``(B, H, W)`` source and target labels, ``config.snap_reach``."""
+    grids = [snap_to_own_parts(g, s, t, config.label_set, config.snap_reach) for g, s, t in
+             zip(*(x.detach().cpu().numpy() for x in (prior.grid, source_labels, target_labels)))]
+    return replace(prior, grid=torch.from_numpy(np.stack(grids)).to(prior.grid.device))
 
 
 def with_full_prior(prior: PriorGrid, full: PriorGrid) -> PriorGrid:
@@ -345,8 +359,9 @@ def prepare_inputs(config: CorrespondenceConfig, source_labels: Tensor, source_k
     target_points = keypoints_to_size(target_keypoints, full, size)
     twins = config.twin_limbs
     prior = prior_grid(source_layout.argmax(dim=1), source_points, target_points, config.label_set, twins)
-    prior = with_full_prior(prior, prior_grid(source_labels, source_keypoints, target_keypoints, config.label_set,
-                                              twins))
+    full = prior_grid(source_labels, source_keypoints, target_keypoints, config.label_set, twins)
+    prior = with_full_prior(prior, snap_prior(full, source_labels, full.labels if target_labels is None
+                                              else target_labels, config))
     target_layout = (to_one_hot(prior.labels, parts) if target_labels is None
                      else majority_layout(target_labels, parts, size))
     return CorrespondenceInputs(source_layout=source_layout, source_pose=keypoints_to_heatmaps(source_points, size),
@@ -385,6 +400,7 @@ def render_layouts(model: CorrespondenceGenerator, source_image: Tensor, source_
     keypoints ``(B, 18, 2)`` in that frame (default: the centroids of the pose heatmaps)."""
     source_points = _keypoints(source_keypoints, source_pose)
     target_points = _keypoints(target_keypoints, target_pose)
-    inputs = prepare_inputs(model.config, source_layout.argmax(dim=1), source_points, target_points)
+    inputs = prepare_inputs(model.config, source_layout.argmax(dim=1), source_points, target_points,
+                            target_layout.argmax(dim=1))
     target = layout_at(target_layout, model.config.internal_size)
     return model(source_image, inputs.source_layout, inputs.source_pose, target, inputs.target_pose, inputs.prior)
