@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from recapture.body import keypoint_warp, prior_numpy
 from recapture.body.keypoints import keypoints_to_heatmaps
 from recapture.body.parts import LIP20
-from recapture.body.prior_numpy import SKIN_PARTS, snap_to_own_parts
+from recapture.body.prior_numpy import LIMB_PARTS, snap_to_own_parts
 from recapture.models.correspondence import majority_layout, prior_grid
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -111,7 +111,7 @@ def test_heatmaps_one_hot_and_keypoint_scaling() -> None:
 
 def _naive_snap(grid: np.ndarray, source: np.ndarray, target: np.ndarray, reach: float) -> np.ndarray:
     """snap_to_own_parts by brute force: every pixel, every source pixel."""
-    skin = [LIP20.index(name) for name in SKIN_PARTS]
+    limbs = [LIP20.index(name) for name in LIMB_PARTS]
     height, width = source.shape
     out = grid.copy()
     for y in range(target.shape[0]):
@@ -119,7 +119,7 @@ def _naive_snap(grid: np.ndarray, source: np.ndarray, target: np.ndarray, reach:
             sx = int(np.clip(np.rint((grid[y, x, 0] + 1) * (width - 1) / 2), 0, width - 1))
             sy = int(np.clip(np.rint((grid[y, x, 1] + 1) * (height - 1) / 2), 0, height - 1))
             part = target[y, x]
-            if part == 0 or part in skin or source[sy, sx] not in skin:
+            if part == 0 or part in limbs or source[sy, sx] not in limbs:
                 continue
             own = np.argwhere(source == part)
             if not len(own):
@@ -131,7 +131,7 @@ def _naive_snap(grid: np.ndarray, source: np.ndarray, target: np.ndarray, reach:
     return out
 
 
-def test_samples_that_land_on_skin_that_moved_take_their_own_part() -> None:
+def test_samples_that_land_on_a_limb_that_moved_take_their_own_part() -> None:
     """An arm hung along the trousers; in the target it has gone and the trousers show there: those pixels sample
     the nearest trouser pixel (not the arm) within the reach, as a brute-force search finds it."""
     pants, arm, coat = LIP20.index("pants"), LIP20.index("left_arm"), LIP20.index("coat")
@@ -139,7 +139,9 @@ def test_samples_that_land_on_skin_that_moved_take_their_own_part() -> None:
     source[5:35, 8:22] = pants
     source[5:35, 8:13] = arm  # an arm along the trousers' edge
     source[2:5, 10:20] = arm  # skin with no part of the target's label nearby
+    source[36:39, 8:22], source[39, 8:22] = LIP20.index("face"), LIP20.index("hair")
     target = source.copy()
+    target[36:39, 8:22] = LIP20.index("hair")  # a hairline drawn lower than the source's: the face is not a limb
     target[5:35, 8:13] = pants  # the arm moved away: trousers there now
     target[0:5, 10:20] = coat  # a part the source lacks near its sample: kept
     ys, xs = np.mgrid[0:40, 0:30].astype(np.float32)

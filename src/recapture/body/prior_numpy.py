@@ -224,9 +224,10 @@ def prior_grid(labels: np.ndarray, source: np.ndarray, target: np.ndarray,
     return NumpyPriorGrid(grid=pixel_to_grid(coords, size), covered=covered.astype(np.float32), labels=warp.labels)
 
 
-#: Skin parts: they move with their own segment (an arm that swings away, a leg, the face). A target pixel of
-#: another part whose sample lands on one of them would copy that skin a second time where it used to be.
-SKIN_PARTS = ("left_arm", "right_arm", "left_leg", "right_leg", "face")
+#: Limbs: they move with their own segment (an arm that swings away, a leg). A target pixel of another part whose
+#: sample lands on one of them would copy that limb's skin a second time where it used to be. Not the face: where a
+#: predicted layout's hairline is off, snapping its hair pixels off the forehead drew hair on the face.
+LIMB_PARTS = ("left_arm", "right_arm", "left_leg", "right_leg")
 
 
 def snap_to_own_parts(grid: np.ndarray, source_labels: np.ndarray, target_labels: np.ndarray,
@@ -234,21 +235,21 @@ def snap_to_own_parts(grid: np.ndarray, source_labels: np.ndarray, target_labels
     """A full-resolution sampling grid made to respect the parts (SAT's rule, applied to the prior's samples).
 
     ``grid`` ``(H, W, 2)`` x/y in [-1, 1] samples the ``(Hs, Ws)`` ``source_labels`` for the ``(H, W)``
-    ``target_labels``. A target pixel of a part that is not skin (:data:`SKIN_PARTS`) whose sample lands on a
-    source skin pixel (e.g. a hand that lay over the trousers and has moved away) samples instead the nearest
+    ``target_labels``. A target pixel of a part that is not a limb (:data:`LIMB_PARTS`) whose sample lands on a
+    source limb pixel (e.g. a hand that lay over the trousers and has moved away) samples instead the nearest
     source pixel of its own part, if one lies within ``reach`` x ``Hs`` pixels of the sample; other pixels and
     parts the source lacks keep their sample. ``reach`` 0: the grid unchanged. Returns a new float32 array."""
     found = label_set if isinstance(label_set, LabelSet) else get_label_set(label_set)
-    skin = np.zeros(found.num_parts, dtype=bool)
-    skin[[found.index(name) for name in SKIN_PARTS if name in found.names]] = True
+    limb = np.zeros(found.num_parts, dtype=bool)
+    limb[[found.index(name) for name in LIMB_PARTS if name in found.names]] = True
     out = np.array(grid, dtype=np.float32)
-    if reach <= 0 or not skin.any():
+    if reach <= 0 or not limb.any():
         return out
     source_labels, target_labels = np.asarray(source_labels), np.asarray(target_labels)
     height, width = source_labels.shape
     xs = np.rint((out[..., 0] + 1.0) * (max(width - 1, 1) / 2.0)).astype(np.int64).clip(0, width - 1)
     ys = np.rint((out[..., 1] + 1.0) * (max(height - 1, 1) / 2.0)).astype(np.int64).clip(0, height - 1)
-    wrong = (target_labels > 0) & skin[source_labels[ys, xs]] & ~skin[target_labels]
+    wrong = (target_labels > 0) & limb[source_labels[ys, xs]] & ~limb[target_labels]
     if not wrong.any():
         return out
     from scipy.ndimage import distance_transform_edt  # lazy: importing scipy.ndimage costs ~0.35 s

@@ -73,7 +73,7 @@ class CorrespondenceConfig:
     still_feather: int = 0  # internal pixels of the seam's ramp (box blur radius; < still_margin keeps the people)
     vacated: str = "fill"  # where the source person was and the target is not: fill (from the background) | network
     twin_limbs: bool = True  # the prior draws a limb the source hides from the other side's (part_warp twins)
-    #: A non-skin target pixel whose full-size prior sample lands on source skin samples the nearest source pixel
+    #: A non-limb target pixel whose full-size prior sample lands on a source limb samples the nearest source pixel
     #: of its own part within this fraction of the source height instead (prior_numpy.snap_to_own_parts; 0: off)
     snap_reach: float = 0.04
 

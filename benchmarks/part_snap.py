@@ -1,0 +1,112 @@
+"""Samples kept to their own parts (``CorrespondenceConfig.snap_reach``), on VALIDATION pairs only: how the reach
+was chosen (docs/correspondence.md, "Samples keep to their own parts").
+
+With ``snap_reach`` > 0, a target pixel of a part that is not skin whose full-size prior sample lands on source skin
+(an arm that hung along the trousers and has moved away, a leg, the face) samples the nearest source pixel of its own
+part within that fraction of the source height (``body/prior_numpy.snap_to_own_parts``). The rule has no weights:
+the bundled ``default`` renders every pair with each reach, with its geometric network's Ŝ_B (the whole model, as
+``recapture evaluate`` and ``--layout network``) and with the warp of S_A (``--layout prior``, the photo path's
+default). Pair sets (never the held-out photos 0905-1004 nor the pose2sim ``test`` part): CCP self-supervised pairs
+of the 60 validation photos with the camera still and as made, studio view changes (SynthHumans, seed 4242),
+pose2sim on a white wall, with the camera still and cropped per frame (``validation``), and the CCP photos re-posed
+into their own pose. Needs ``runs/appearance-real/ccp-256x176.npz`` (``python -m recapture.training.parsed_photos``).
+Writes ``benchmarks/results/part-snap.{json,md}``.
+
+    .venv/bin/python benchmarks/part_snap.py
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import torch
+
+from appearance import score
+from layout_choice import PHOTOS, SIZE, own_pose_sets, pair_sets, pose2sim_sets
+from pose2sim import batches, person_l1, save_results
+from still_background import ccp_pairs
+from studio_views import SEED, studio_pairs
+from recapture.body.keypoints import keypoints_to_heatmaps
+from recapture.data.ccp_pairs import CcpPhotos
+from recapture.data.pose2sim import DEFAULT_MANIFEST, STILL_MANIFEST
+from recapture.hub import load_generator
+from recapture.models.correspondence import repose
+from recapture.models.layout_ops import to_one_hot
+from recapture.training.correspondence_data import collate
+
+#: The reaches compared (fractions of the source height; 0: the rule off, 1: no limit).
+REACHES = (0.0, 0.02, 0.04, 1.0)
+METRICS = ("l1", "psnr", "person_l1", "face_l1")
+
+
+def white_sets() -> list[tuple]:
+    """pose2sim validation pairs cropped per frame, every pixel the parse calls background set to white."""
+    return [(b.source_image, b.source_layout.argmax(1), b.target_layout, b.target_image,
+             b.source_keypoints.double().numpy(), b.target_keypoints.double().numpy())
+            for b in batches("validation", DEFAULT_MANIFEST, white=True)]
+
+
+def pair_scores(default: torch.nn.Module, sets: list[tuple]) -> dict[str, dict[str, float]]:
+    """``{"<Ŝ_B>, reach <r>": {metric: mean over pairs}}`` over batches of ``(image, labels, person one-hot, truth,
+    source keypoints, target keypoints)``."""
+    base = default.appearance.config
+    table: dict[str, dict[str, list[float]]] = {}
+    try:
+        for image, labels, person, truth, source, target in sets:
+            source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
+            poses = [keypoints_to_heatmaps(k, SIZE) for k in (source, target)]
+            for reach in REACHES:
+                default.appearance.config = dataclasses.replace(base, snap_reach=reach)
+                with torch.no_grad():
+                    made = {"network": default(image, to_one_hot(labels, 20), *poses, source_keypoints=source,
+                                               target_keypoints=target).image,
+                            "prior": repose(default.appearance, image, labels, source, target).image}
+                for kind, rendered in made.items():
+                    values = score(rendered, truth, target)
+                    values["person_l1"] = person_l1(rendered, truth, person)
+                    row = table.setdefault(f"{kind}, reach {reach:g}", {k: [] for k in METRICS})
+                    for key in METRICS:
+                        row[key] += values[key]
+    finally:
+        default.appearance.config = base
+    return {row: {key: float(np.mean(v)) for key, v in values.items()} for row, values in table.items()}
+
+
+def markdown(result: dict) -> str:
+    sets = list(result["sets"])
+    lines = ["# Samples kept to their own parts (`snap_reach`), validation pairs (bundled `default` weights)", "",
+             "Whole-image L1 / person L1 per pair set; Ŝ_B = the geometric network's (the whole model) or the warp of "
+             "S_A (`--layout prior`). See the script's docstring.", "",
+             "| Ŝ_B, reach | " + " | ".join(f"{s} L1 | person L1" for s in sets) + " |",
+             "|---|" + "---|---|" * len(sets)]
+    for row in result["sets"][sets[0]]:
+        cells = [f"{result['sets'][s][row][k]:.4f}" for s in sets for k in ("l1", "person_l1")]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    lines += ["", f"Wall time {result['seconds']:.0f} s."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    started = time.time()
+    default = load_generator("default").generator.eval()
+    config = default.appearance.config
+    photos = CcpPhotos.load(PHOTOS)
+    sources = {"ccp still camera": lambda: pair_sets(ccp_pairs(photos, config, True)),
+               "ccp as made": lambda: pair_sets(ccp_pairs(photos, config, False)),
+               "studio": lambda: pair_sets([collate(p[i:i + 10], config, [False] * len(p[i:i + 10]))
+                                            for p in studio_pairs(SEED, 20, config.internal_size).values()
+                                            for i in range(0, 20, 10)]),
+               "pose2sim on white": white_sets,
+               "pose2sim fixed camera": lambda: pose2sim_sets(STILL_MANIFEST),
+               "pose2sim per frame": lambda: pose2sim_sets(DEFAULT_MANIFEST),
+               "ccp own pose": lambda: own_pose_sets(photos, config)}
+    result = {"sets": {name: pair_scores(default, make()) for name, make in sources.items()}}
+    result["seconds"] = round(time.time() - started, 1)
+    save_results("part-snap", result, markdown(result))
+
+
+if __name__ == "__main__":
+    main()
