@@ -19,6 +19,7 @@ self-supervised pairs of the 60 validation photos with the camera still and as m
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -150,20 +151,26 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def validation_sets(config: object) -> dict[str, Callable[[], list[tuple]]]:
+    """The validation pair sets by name, each made when called: pose2sim cropped per frame and with the camera still,
+    the CCP validation photos' pairs with the camera still and as made, studio view changes (seed 4242), and the
+    CCP photos re-posed into their own pose."""
+    photos = CcpPhotos.load(PHOTOS)
+    return {"pose2sim per frame": lambda: pose2sim_sets(DEFAULT_MANIFEST),
+            "pose2sim fixed camera": lambda: pose2sim_sets(STILL_MANIFEST),
+            "ccp still camera": lambda: pair_sets(ccp_pairs(photos, config, True)),
+            "ccp as made": lambda: pair_sets(ccp_pairs(photos, config, False)),
+            "studio": lambda: pair_sets([collate(p[i:i + 10], config, [False] * len(p[i:i + 10]))
+                                         for p in studio_pairs(SEED, 20, config.internal_size).values()
+                                         for i in range(0, 20, 10)]),
+            "ccp own pose": lambda: own_pose_sets(photos, config)}
+
+
 def main() -> None:
     torch.set_num_threads(1)
     started = time.time()
     default = load_generator("default").generator.eval()
-    config = default.appearance.config
-    photos = CcpPhotos.load(PHOTOS)
-    sources = {"pose2sim per frame": lambda: pose2sim_sets(DEFAULT_MANIFEST),
-               "pose2sim fixed camera": lambda: pose2sim_sets(STILL_MANIFEST),
-               "ccp still camera": lambda: pair_sets(ccp_pairs(photos, config, True)),
-               "ccp as made": lambda: pair_sets(ccp_pairs(photos, config, False)),
-               "studio": lambda: pair_sets([collate(p[i:i + 10], config, [False] * len(p[i:i + 10]))
-                                            for p in studio_pairs(SEED, 20, config.internal_size).values()
-                                            for i in range(0, 20, 10)]),
-               "ccp own pose": lambda: own_pose_sets(photos, config)}
+    sources = validation_sets(default.appearance.config)
     result = {"sets": {name: summarise(collect(default, make())) for name, make in sources.items()}}
     result["seconds"] = round(time.time() - started, 1)
     save_results("layout-choice", result, markdown(result))

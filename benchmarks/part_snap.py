@@ -24,17 +24,13 @@ import numpy as np
 import torch
 
 from appearance import score
-from layout_choice import PHOTOS, SIZE, own_pose_sets, pair_sets, pose2sim_sets
+from layout_choice import SIZE, validation_sets
 from pose2sim import batches, person_l1, save_results
-from still_background import ccp_pairs
-from studio_views import SEED, studio_pairs
 from recapture.body.keypoints import keypoints_to_heatmaps
-from recapture.data.ccp_pairs import CcpPhotos
-from recapture.data.pose2sim import DEFAULT_MANIFEST, STILL_MANIFEST
+from recapture.data.pose2sim import DEFAULT_MANIFEST
 from recapture.hub import load_generator
 from recapture.models.correspondence import repose
 from recapture.models.layout_ops import to_one_hot
-from recapture.training.correspondence_data import collate
 
 #: The reaches compared (fractions of the source height; 0: the rule off, 1: no limit).
 REACHES = (0.0, 0.02, 0.04, 1.0)
@@ -92,17 +88,8 @@ def main() -> None:
     torch.set_num_threads(1)
     started = time.time()
     default = load_generator("default").generator.eval()
-    config = default.appearance.config
-    photos = CcpPhotos.load(PHOTOS)
-    sources = {"ccp still camera": lambda: pair_sets(ccp_pairs(photos, config, True)),
-               "ccp as made": lambda: pair_sets(ccp_pairs(photos, config, False)),
-               "studio": lambda: pair_sets([collate(p[i:i + 10], config, [False] * len(p[i:i + 10]))
-                                            for p in studio_pairs(SEED, 20, config.internal_size).values()
-                                            for i in range(0, 20, 10)]),
-               "pose2sim on white": white_sets,
-               "pose2sim fixed camera": lambda: pose2sim_sets(STILL_MANIFEST),
-               "pose2sim per frame": lambda: pose2sim_sets(DEFAULT_MANIFEST),
-               "ccp own pose": lambda: own_pose_sets(photos, config)}
+    sources = validation_sets(default.appearance.config)
+    sources["pose2sim on white"] = white_sets
     result = {"sets": {name: pair_scores(default, make()) for name, make in sources.items()}}
     result["seconds"] = round(time.time() - started, 1)
     save_results("part-snap", result, markdown(result))
