@@ -95,6 +95,14 @@ def test_onnx_recapturer_renders_like_the_torch_recapturer(tiny_correspondence: 
     big = [r.repose_full(given, target, layouts[0].target_layout, full) for r in (torch_side, onnx_side)]
     assert big[1].image.shape == (96, 72, 3) and np.abs(big[0].image.astype(int) - big[1].image).max() <= 1
     assert np.abs(big[0].flow - big[1].flow).max() < 0.05  # pixels
+    # The source's own layout at the full size (a photo's parse), finer than the model frame's enlarged: used by both
+    fine = mannequin_layout(source * 3 + 1, (96, 72), 3.0)
+    finer = [r.repose_full(given, target, layouts[0].target_layout, full, fine) for r in (torch_side, onnx_side)]
+    assert np.abs(finer[0].image.astype(int) - finer[1].image).max() <= 1
+    assert np.abs(finer[0].flow - big[0].flow).max() > 0.5  # the fine layout moved some samples
+    for runner in (torch_side, onnx_side):
+        with pytest.raises(ValueError, match=r"source_full_layout \(32, 24\) does not match source_full \(96, 72\)"):
+            runner.repose_full(given, target, layouts[0].target_layout, full, labels)
     with pytest.raises(OnnxUnavailable, match="--layout prior"):
         onnx_side.predict_layout(given, target)
     with pytest.raises(OnnxUnavailable, match="torch backend"):

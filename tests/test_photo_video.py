@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -131,7 +132,15 @@ def test_source_only_work_runs_once_per_video_with_the_same_frames(copying: Reca
     loaded = models(copying)
     options = PhotoOptions()
     prepared = prepare_photo(loaded, photo, targets, options)
-    assert framing_module.source_window(copying, prepared.framed, prepared.decoded.photo) is not None
+    window = framing_module.source_window(copying, prepared.framed, prepared.decoded.photo)
+    assert window is not None and window.layout is not None and window.layout.shape == window.image.shape[:2]
+    model = prepared.framed.source.layout
+    enlarged = cv2.resize(model, window.layout.shape[::-1], interpolation=cv2.INTER_NEAREST)
+    reach = int(np.ceil(window.layout.shape[0] / model.shape[0]))  # one model pixel in window pixels
+    agree = {(dy, dx): np.mean(np.roll(window.layout, (dy, dx), (0, 1)) == enlarged)
+             for dy in range(-2 * reach, 2 * reach + 1) for dx in range(-2 * reach, 2 * reach + 1)}
+    best = max(agree, key=agree.get)  # the photo's parse in the same window: aligned within half a model pixel
+    assert max(abs(best[0]), abs(best[1])) <= reach / 2 and agree[best] > 0.9
     background = inpaint_background(prepared.decoded.photo, prepared.segmented.person_mask)
     crops, encodes = [], []
     crop_to_model = framing_module.crop_to_model

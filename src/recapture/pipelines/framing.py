@@ -55,7 +55,8 @@ class FrameOptions:
 class Framed:
     """crop: the model-frame window; extent: one of :data:`EXTENTS`; source: the model-frame source;
     targets ``(N, 18, 2)`` model-frame and targets_photo ``(N, 18, 2)`` photo-frame placed target poses;
-    bottom: photo row below which the new person is not drawn (None: no limit)."""
+    bottom: photo row below which the new person is not drawn (None: no limit); parsed: the photo's parse, from
+    which the photo-resolution window takes its layout (:func:`source_window`; None: the model frame's enlarged)."""
 
     crop: PersonCrop
     extent: str
@@ -63,6 +64,7 @@ class Framed:
     targets: np.ndarray
     targets_photo: np.ndarray
     bottom: float | None
+    parsed: Parsed | None = None
 
 
 def visible_extent(keypoints: np.ndarray) -> str:
@@ -172,7 +174,7 @@ def frame(photo: np.ndarray, posed: Posed, segmented: Segmented, parsed: Parsed,
         bottom = float(lowest + 0.02 * (lowest - top))
     model_targets = np.stack([keypoints_to_model(t, crop) for t in placed]) if len(placed) else placed
     return Framed(crop=crop, extent=extent, source=source, targets=model_targets, targets_photo=placed,
-                  bottom=bottom)
+                  bottom=bottom, parsed=parsed)
 
 
 # ---------------------------------------------------------------- geometric, appearance
@@ -213,10 +215,12 @@ def full_window(crop: PersonCrop, max_side: int = MAX_FULL_SIDE) -> PersonCrop:
 class SourceWindow:
     """The source at photo resolution for a copying appearance network, which depends on the source only (a
     video computes it once for all its frames): ``window`` the model frame's window at photo resolution
-    (:func:`full_window`) and ``image`` ``(H', W', 3)`` uint8 the photo's pixels there (not to be changed)."""
+    (:func:`full_window`), ``image`` ``(H', W', 3)`` uint8 the photo's pixels there (not to be changed) and
+    ``layout`` ``(H', W')`` uint8 the photo's parse there (None: the model frame's layout, enlarged)."""
 
     window: PersonCrop
     image: np.ndarray
+    layout: np.ndarray | None = None
 
 
 def source_window(recapturer: Recapturer, framed: Framed, photo: np.ndarray | None) -> SourceWindow | None:
@@ -227,7 +231,13 @@ def source_window(recapturer: Recapturer, framed: Framed, photo: np.ndarray | No
     window = full_window(framed.crop)
     if window.model_size[0] <= framed.crop.model_size[0]:
         return None
-    return SourceWindow(window, crop_to_model(photo, window))
+    layout = None
+    if framed.parsed is not None:
+        factor = framed.parsed.factor
+        parse_window = PersonCrop(tuple(v * factor for v in window.box), window.scale / factor,  # type: ignore
+                                  window.model_size)
+        layout = layout_to_model(framed.parsed.labels, parse_window)
+    return SourceWindow(window, crop_to_model(photo, window), layout)
 
 
 def appearance(recapturer: Recapturer, framed: Framed, geometry: LayoutPrediction, method: str = "model",
@@ -241,6 +251,7 @@ def appearance(recapturer: Recapturer, framed: Framed, geometry: LayoutPredictio
     source = source if source is not None else source_window(recapturer, framed, photo)
     if source is None:
         return Appearance(recapturer.render(framed.source, geometry.target_keypoints, geometry.target_layout))
-    full = recapturer.repose_full(framed.source, geometry.target_keypoints, geometry.target_layout, source.image)
+    full = recapturer.repose_full(framed.source, geometry.target_keypoints, geometry.target_layout, source.image,
+                                  source.layout)
     small = cv2.resize(full.image, framed.crop.model_size[::-1], interpolation=cv2.INTER_AREA)
     return Appearance(small, full.image, source.window, full.flow)

@@ -236,12 +236,14 @@ class OnnxRecapturer(Recapturer):
         return self.appearance(source.image, source.layout, source.keypoints, keypoints, labels, soft_target=True)[0]
 
     def repose_full(self, source: SourceInput, target_pose: np.ndarray, target_layout: np.ndarray,
-                    source_full: np.ndarray) -> FullRender:
+                    source_full: np.ndarray, source_full_layout: np.ndarray | None = None) -> FullRender:
         """The person at the size of ``source_full`` (as :meth:`Recapturer.repose_full`)."""
         frame = FullFrame.of(self.image_size, source_full)
         keypoints = self._target_keypoints(target_pose)
         labels = self._check_target_layout(target_layout)
-        image, flow = self.appearance(np.ascontiguousarray(source_full), frame.labels(source.layout),
+        full_layout = (frame.labels(source.layout) if source_full_layout is None
+                       else frame.check_labels(source_full_layout))
+        image, flow = self.appearance(np.ascontiguousarray(source_full), full_layout,
                                       frame.points(source.keypoints), frame.points(keypoints),
                                       frame.labels(labels))
         return FullRender(image=image, flow=flow)

@@ -155,6 +155,13 @@ class FullFrame:
         """``(H, W)`` labels -> ``(H', W')`` uint8 (nearest)."""
         return cv2.resize(np.asarray(values).astype(np.uint8), self.size[::-1], interpolation=cv2.INTER_NEAREST)
 
+    def check_labels(self, values: np.ndarray) -> np.ndarray:
+        """``(H', W')`` labels already at this size as int64; ValueError naming the sizes otherwise."""
+        values = np.asarray(values)
+        if values.shape != tuple(self.size):
+            raise ValueError(f"source_full_layout {values.shape} does not match source_full {tuple(self.size)}")
+        return values.astype(np.int64)
+
     def points(self, points: np.ndarray) -> np.ndarray:
         """``(18, 2)`` model-frame y/x -> full-size y/x float64 (-1 stays missing)."""
         points = np.asarray(points, dtype=np.float64)
@@ -302,11 +309,12 @@ class Recapturer:
 
     @no_grad
     def repose_full(self, source: SourceInput, target_pose: np.ndarray, target_layout: np.ndarray,
-                    source_full: np.ndarray) -> FullRender:
+                    source_full: np.ndarray, source_full_layout: np.ndarray | None = None) -> FullRender:
         """The person at the size of ``source_full``, a larger ``(H', W', 3)`` uint8 image of exactly the model
         frame's view (same aspect): the networks run at their internal size, the pixels are sampled from
-        ``source_full`` (layouts enlarged nearest, keypoints scaled); also where each pixel was sampled.
-        Needs :attr:`copies_full_resolution`."""
+        ``source_full`` (the source's layout ``source_full_layout`` at that size when given, else the model
+        frame's enlarged nearest; the target layout enlarged, keypoints scaled); also where each pixel was
+        sampled. Needs :attr:`copies_full_resolution`."""
         from recapture.models.correspondence import grid_to_pixel, repose
 
         if not self.copies_full_resolution:
@@ -319,7 +327,9 @@ class Recapturer:
             return torch.from_numpy(frame.labels(values).astype(np.int64))[None].to(self.device)
 
         image = torch.from_numpy(np.ascontiguousarray(source_full)).permute(2, 0, 1).float().div(127.5).sub(1.0)
-        output = repose(self.generator.appearance, image[None].to(self.device), enlarge_labels(source.layout),
+        full_layout = (enlarge_labels(source.layout) if source_full_layout is None
+                       else torch.from_numpy(frame.check_labels(source_full_layout))[None].to(self.device))
+        output = repose(self.generator.appearance, image[None].to(self.device), full_layout,
                         frame.points(source.keypoints)[None], frame.points(keypoints)[None], enlarge_labels(labels))
         rgb = ((output.image[0].permute(1, 2, 0).float().cpu().numpy() + 1.0) * 127.5).round().clip(0, 255)
         flow = grid_to_pixel(output.flow[0].float().cpu(), frame.size).numpy().astype(np.float32)
