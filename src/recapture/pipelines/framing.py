@@ -149,6 +149,14 @@ def pixel_aligned(crop: PersonCrop) -> PersonCrop:
                       scale=model_h / height, model_size=crop.model_size)
 
 
+def parsed_layout(parsed: Parsed, crop: PersonCrop) -> np.ndarray:
+    """The photo's parse (at ``parsed.factor`` x the photo frame) cut with the photo-frame window ``crop``: its
+    ``model_size`` uint8 labels (nearest)."""
+    factor = parsed.factor
+    return layout_to_model(parsed.labels, PersonCrop(tuple(v * factor for v in crop.box),  # type: ignore[arg-type]
+                                                     crop.scale / factor, crop.model_size))
+
+
 def frame(photo: np.ndarray, posed: Posed, segmented: Segmented, parsed: Parsed, targets: np.ndarray,
           model_size: tuple[int, int], options: FrameOptions = FrameOptions()) -> Framed:
     """Refuse too little body, find the visible extent, place the targets, crop the model frame."""
@@ -161,10 +169,8 @@ def frame(photo: np.ndarray, posed: Posed, segmented: Segmented, parsed: Parsed,
         placed = _cut_to_extent(placed, extent)
     crop = pixel_aligned(person_crop(keypoints, segmented.person_mask, photo.shape[:2], model_size, options.margin,
                                      include=placed.reshape(-1, 2), min_height=options.min_height))
-    parse_crop = PersonCrop(tuple(v * parsed.factor for v in crop.box), crop.scale / parsed.factor,  # type: ignore
-                            crop.model_size)
     source = SourceInput(image=crop_to_model(photo, crop), keypoints=keypoints_to_model(keypoints, crop),
-                         layout=layout_to_model(parsed.labels, parse_crop))
+                         layout=parsed_layout(parsed, crop))
     bottom = None
     if not options.allow_invent and extent != "full body":
         rows = np.nonzero((segmented.person_mask > 0.5).any(axis=1))[0]
@@ -231,12 +237,7 @@ def source_window(recapturer: Recapturer, framed: Framed, photo: np.ndarray | No
     window = full_window(framed.crop)
     if window.model_size[0] <= framed.crop.model_size[0]:
         return None
-    layout = None
-    if framed.parsed is not None:
-        factor = framed.parsed.factor
-        parse_window = PersonCrop(tuple(v * factor for v in window.box), window.scale / factor,  # type: ignore
-                                  window.model_size)
-        layout = layout_to_model(framed.parsed.labels, parse_window)
+    layout = None if framed.parsed is None else parsed_layout(framed.parsed, window)
     return SourceWindow(window, crop_to_model(photo, window), layout)
 
 
