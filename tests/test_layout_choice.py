@@ -1,6 +1,6 @@
 """The photo path's choice of Ŝ_B (``--layout auto|prior|network``): the pose-change measure, the rule, and the
-geometric network on ONNX Runtime against the torch module (tiny config, random weights, flip averaging and the
-small-part clean-up on)."""
+geometric network on ONNX Runtime against the torch module (tiny config, random weights, flip averaging, the
+confident-person rule and the small-part clean-up on)."""
 
 from __future__ import annotations
 
@@ -72,9 +72,11 @@ def test_auto_layout_keeps_the_prior_for_a_still_pose_and_takes_the_network_for_
 @pytest.fixture(scope="module")
 def tiny_prior_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny correspondence generator whose geometric network (random weights) corrects the keypoint prior, with
-    the eval-mode clean-ups on (flip averaging, parts under 4 pixels dropped)."""
+    the eval-mode clean-ups on (flip averaging, person only above 0.95 confidence when the pose changes, parts
+    under 4 pixels dropped)."""
     return random_tiny_model(tmp_path_factory.mktemp("prior-model"), "geometric", 0.2, geometric_prior=True,
-                             layout_flip_average=True, layout_min_area=4)
+                             layout_flip_average=True, layout_min_area=4, layout_person_confidence=0.95,
+                             layout_confident_above=0.01)
 
 
 def _pose_pair(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -102,6 +104,38 @@ def test_geometric_export_matches_the_torch_module(tiny_prior_model: Path, tmp_p
         assert np.array_equal(kept, got > -1e3) and np.abs(got[kept] - expected[kept]).max() < 1e-4
     runtime.config = dataclasses.replace(runtime.config, layout_flip_average=False)
     assert np.abs(runtime.logits(labels, source, target) - got).max() > 1e-2  # the mirrored pass matters
+
+
+def test_confident_person_rule_against_a_naive_reference(tiny_prior_model: Path) -> None:
+    """With ``layout_person_confidence`` c, Ŝ_B is background exactly where the plain network's P(background) >=
+    1 - c and its best part elsewhere, on the pairs whose pose changes by more than ``layout_confident_above``; a
+    pair in its own pose (change 0) keeps the argmax. Out-of-range settings are config errors."""
+    from recapture.config import ConfigError
+
+    geometric = load_generator(tiny_prior_model).generator.geometric.eval()
+    ruled = dataclasses.replace(geometric.config, layout_min_area=0)
+    labels, source, moved = _pose_pair(5)
+    targets = np.stack([source, moved])  # pair 0: its own pose; pair 1: moved
+    layout = torch.nn.functional.one_hot(torch.from_numpy(np.stack([labels, labels]).astype(np.int64)), 20)
+    inputs = (layout.permute(0, 3, 1, 2).float(), keypoints_to_heatmaps(np.stack([source, source]), (32, 24)),
+              keypoints_to_heatmaps(targets, (32, 24)), np.stack([source, source]), targets)
+
+    def run(config: object) -> torch.Tensor:
+        geometric.config = config
+        with torch.no_grad():
+            return geometric(*inputs)
+
+    plain = run(dataclasses.replace(ruled, layout_person_confidence=0.0))
+    probabilities = plain.softmax(1)
+    naive = torch.where(probabilities[:, 0] >= 1.0 - 0.95, 0, probabilities[:, 1:].argmax(1) + 1)
+    found = run(ruled).argmax(1)
+    assert torch.equal(found[1], naive[1]) and not torch.equal(naive[1], plain[1].argmax(0))  # the rule acted
+    assert torch.equal(found[0], plain[0].argmax(0))  # own pose: below layout_confident_above
+    assert torch.equal(run(dataclasses.replace(ruled, layout_confident_above=50.0)).argmax(1), plain.argmax(1))
+    for bad in ({"layout_person_confidence": 1.0}, {"layout_person_confidence": -0.1},
+                {"layout_confident_above": -1.0}):
+        with pytest.raises(ConfigError, match="layout_person_confidence"):
+            dataclasses.replace(ruled, **bad)
 
 
 def test_onnx_recapturer_predicts_the_torch_networks_layout(tiny_prior_model: Path, tmp_path: Path,

@@ -49,6 +49,9 @@ class ModelConfig:
     geometric_prior: bool = False  # geometric net predicts residual logits over the keypoint part warp
     layout_flip_average: bool = False  # inference: average Ŝ_B with that of the mirrored pair (L/R swapped)
     layout_min_area: int = 0  # inference: a label covering fewer Ŝ_B pixels gives way to the next best
+    layout_person_confidence: float = 0.0  # inference: a Ŝ_B pixel is person only where 1 - P(background) exceeds
+    # this (its part then the most likely part), for pose changes above layout_confident_above; 0 = the argmax
+    layout_confident_above: float = 0.0  # pose change (retarget.pose_distance, torso lengths) beyond which it applies
     appearance: str = "generative"  # generative (image painted at internal_size) | correspondence (flow +
     # visibility at internal_size, pixels copied from the full-size source: models/correspondence.py)
     base_channels: int = 64  # appearance encoder/decoder width at level 0 (doubles per level)
@@ -75,6 +78,9 @@ class ModelConfig:
             raise ConfigError(f"model.appearance must be generative or correspondence, got {self.appearance!r}")
         if self.layout_min_area < 0:
             raise ConfigError(f"model.layout_min_area must be >= 0, got {self.layout_min_area}")
+        if not 0.0 <= self.layout_person_confidence < 1.0 or self.layout_confident_above < 0:
+            raise ConfigError(f"model.layout_person_confidence must be in [0, 1) and model.layout_confident_above >= 0,"
+                              f" got {self.layout_person_confidence} / {self.layout_confident_above}")
         if self.internal_size is not None:
             if min(self.internal_size) < 1 or any(i > o for i, o in zip(self.internal_size, self.image_size)):
                 raise ConfigError(f"model.internal_size {self.internal_size} must be positive and at most "

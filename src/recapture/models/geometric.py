@@ -11,10 +11,13 @@ network predicts residual logits over it (newly visible parts, hair and loose cl
 The warp runs at the input (output) size; the U-Net at ``model.internal_size``. Both gains are learned
 (initially 4 and 0.5, so an untrained network returns the warp).
 
-At inference (eval mode) two optional clean-ups: ``model.layout_flip_average`` averages the class
+At inference (eval mode) three optional clean-ups: ``model.layout_flip_average`` averages the class
 probabilities with those predicted for the mirrored pair (left/right parts and joints swapped, mapped
-back), and ``model.layout_min_area`` drops labels that cover fewer pixels than that in an image (their
-pixels take the next most likely label): stray specks of a part the person does not show.
+back); ``model.layout_person_confidence`` makes a pixel person only where 1 - P(background) exceeds it (then
+its most likely part), for pose changes beyond ``model.layout_confident_above`` torso lengths
+(:func:`recapture.body.retarget.pose_distance`): the network's edges are unsure on large pose changes; and
+``model.layout_min_area`` drops labels that cover fewer pixels than that in an image (their pixels take the
+next most likely label): stray specks of a part the person does not show.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from torch import Tensor, nn
 
 from recapture.body.keypoints import FLIP_PERMUTATION, NUM_KEYPOINTS, flip_keypoints, heatmaps_to_keypoints
 from recapture.body.parts import get_label_set
+from recapture.body.retarget import pose_distance
 from recapture.config import ModelConfig
 from recapture.models.blocks import Merge, PyramidEncoder, ResBlock, conv2d, level_widths, validate_model_config
 from recapture.body.keypoint_warp import WarpedLayout, warp_layout
@@ -114,12 +118,29 @@ class GeometricGenerator(nn.Module):
             flipped = self._predict(source_layout.flip(-1)[:, parts], source_pose.flip(-1)[:, joints],
                                     target_pose.flip(-1)[:, joints], *mirrored).flip(-1)[:, parts]
             logits = torch.logaddexp(logits.log_softmax(1), flipped.log_softmax(1)) - float(np.log(2.0))
+        if self.config.layout_person_confidence > 0:
+            logits = self._confident_person(logits, source_pose, target_pose, source_keypoints, target_keypoints)
         if self.config.layout_min_area > 0:
             area = F.one_hot(logits.argmax(1), self.num_parts).sum(dim=(1, 2))
             small = (area > 0) & (area < self.config.layout_min_area)
             small[:, 0] = False
             logits = logits.masked_fill(small[:, :, None, None], -1e4)
         return logits
+
+    def _confident_person(self, logits: Tensor, source_pose: Tensor, target_pose: Tensor,
+                          source_keypoints: Tensor | np.ndarray | None,
+                          target_keypoints: Tensor | np.ndarray | None) -> Tensor:
+        """``(B, N, H, W)`` logits whose argmax calls a pixel background where P(background) >= 1 -
+        ``layout_person_confidence`` and its most likely part otherwise, for the pairs whose pose changes by more
+        than ``layout_confident_above`` (others unchanged); the losing labels are -1e4."""
+        poses = [keypoints_from_heatmaps(p) if k is None else np.asarray(
+            k.detach().cpu() if isinstance(k, Tensor) else k, dtype=np.float64)
+            for k, p in ((source_keypoints, source_pose), (target_keypoints, target_pose))]
+        moved = torch.tensor([pose_distance(s, t) > self.config.layout_confident_above for s, t in zip(*poses)],
+                             device=logits.device)
+        background = logits.softmax(1)[:, :1] >= 1.0 - self.config.layout_person_confidence
+        losing = torch.cat([~background, background.expand(-1, self.num_parts - 1, -1, -1)], dim=1)
+        return logits.masked_fill(losing & moved[:, None, None, None], -1e4)
 
     def _predict(self, source_layout: Tensor, source_pose: Tensor, target_pose: Tensor,
                  source_keypoints: Tensor | np.ndarray | None, target_keypoints: Tensor | np.ndarray | None) -> Tensor:

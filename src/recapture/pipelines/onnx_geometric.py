@@ -6,7 +6,8 @@ size, its inputs :data:`GEOMETRIC_PASS_INPUTS`: the source layout (one-hot), bot
 warp of the source layout (one-hot) and its ``unexplained`` map. :class:`OnnxGeometric` computes those in NumPy
 (:mod:`recapture.body.prior_numpy`, the plain warp: the network was trained on it) and the eval-mode clean-ups of
 the torch module: the average with the mirrored pair (``model.layout_flip_average``: left/right parts and joints
-swapped, log-probabilities averaged) and the removal of parts smaller than ``model.layout_min_area`` pixels. Its
+swapped, log-probabilities averaged), the person/background decision on ``model.layout_person_confidence`` beyond
+``model.layout_confident_above`` and the removal of parts smaller than ``model.layout_min_area`` pixels. Its
 logits are the torch module's to float rounding (tests/test_layout_choice.py).
 """
 
@@ -20,6 +21,7 @@ import yaml
 from recapture.body.keypoints import flip_keypoints
 from recapture.body.parts import get_label_set
 from recapture.body.prior_numpy import disk_heatmaps, one_hot, part_warp
+from recapture.body.retarget import pose_distance
 from recapture.config import ConfigError, ModelConfig, from_dict
 from recapture.pipelines.onnx_photo import OnnxUnavailable, cached, generator_weights, session
 
@@ -76,6 +78,11 @@ class OnnxGeometric:
                                   flip_keypoints(source, width), flip_keypoints(target, width))
             back = mirrored[self.flip_parts, :, ::-1]
             logits = np.logaddexp(log_softmax(logits), log_softmax(back)) - np.float32(np.log(2.0))
+        confidence = self.config.layout_person_confidence
+        if confidence > 0 and pose_distance(source, target) > self.config.layout_confident_above:
+            background = np.exp(log_softmax(logits)[0]) >= 1.0 - confidence
+            logits[0][~background] = -1e4
+            logits[1:, background] = -1e4
         if self.config.layout_min_area > 0:
             area = np.bincount(logits.argmax(axis=0).ravel(), minlength=len(logits))
             small = (area > 0) & (area < self.config.layout_min_area)
