@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -44,15 +45,21 @@ def white_sets() -> list[tuple]:
             for b in batches("validation", DEFAULT_MANIFEST, white=True)]
 
 
+def posed(sets: list[tuple]) -> Iterator[tuple]:
+    """The batches of ``sets`` with float64 keypoints and their heatmaps: ``(image, labels, person, truth, source,
+    target, [source heatmaps, target heatmaps])``."""
+    for image, labels, person, truth, source, target in sets:
+        source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
+        yield image, labels, person, truth, source, target, [keypoints_to_heatmaps(k, SIZE) for k in (source, target)]
+
+
 def pair_scores(default: torch.nn.Module, sets: list[tuple]) -> dict[str, dict[str, float]]:
     """``{"<Ŝ_B>, reach <r>": {metric: mean over pairs}}`` over batches of ``(image, labels, person one-hot, truth,
     source keypoints, target keypoints)``."""
     base = default.appearance.config
     table: dict[str, dict[str, list[float]]] = {}
     try:
-        for image, labels, person, truth, source, target in sets:
-            source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
-            poses = [keypoints_to_heatmaps(k, SIZE) for k in (source, target)]
+        for image, labels, person, truth, source, target, poses in posed(sets):
             for reach in REACHES:
                 default.appearance.config = dataclasses.replace(base, snap_reach=reach)
                 with torch.no_grad():
@@ -60,39 +67,62 @@ def pair_scores(default: torch.nn.Module, sets: list[tuple]) -> dict[str, dict[s
                                                target_keypoints=target).image,
                             "prior": repose(default.appearance, image, labels, source, target).image}
                 for kind, rendered in made.items():
-                    values = score(rendered, truth, target)
-                    values["person_l1"] = person_l1(rendered, truth, person)
-                    row = table.setdefault(f"{kind}, reach {reach:g}", {k: [] for k in METRICS})
-                    for key in METRICS:
-                        row[key] += values[key]
+                    add_scores(table, f"{kind}, reach {reach:g}", rendered, truth, person, target, METRICS)
     finally:
         default.appearance.config = base
+    return table_means(table)
+
+
+def add_scores(table: dict[str, dict[str, list[float]]], row: str, rendered: torch.Tensor, truth: torch.Tensor,
+               person: torch.Tensor, target: np.ndarray, metrics: tuple[str, ...],
+               extra: dict[str, list[float]] | None = None) -> None:
+    """Append one batch's per-pair scores (``appearance.score``, person L1 and ``extra``) to ``table[row]``."""
+    values = score(rendered, truth, target) | {"person_l1": person_l1(rendered, truth, person)} | (extra or {})
+    found = table.setdefault(row, {key: [] for key in metrics})
+    for key in metrics:
+        found[key] += values[key]
+
+
+def table_means(table: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
+    """``{row: {metric: mean over pairs}}``."""
     return {row: {key: float(np.mean(v)) for key, v in values.items()} for row, values in table.items()}
 
 
-def markdown(result: dict) -> str:
+def l1_table(result: dict, title: str, intro: str, header: str) -> list[str]:
+    """Markdown lines: ``# title``, ``intro``, one row per variant with whole-image and person L1 per pair set."""
     sets = list(result["sets"])
-    lines = ["# Samples kept to their own parts (`snap_reach`), validation pairs (bundled `default` weights)", "",
-             "Whole-image L1 / person L1 per pair set; Ŝ_B = the geometric network's (the whole model) or the warp of "
-             "S_A (`--layout prior`). See the script's docstring.", "",
-             "| Ŝ_B, reach | " + " | ".join(f"{s} L1 | person L1" for s in sets) + " |",
+    lines = [f"# {title}", "", intro, "", f"| {header} | " + " | ".join(f"{s} L1 | person L1" for s in sets) + " |",
              "|---|" + "---|---|" * len(sets)]
     for row in result["sets"][sets[0]]:
         cells = [f"{result['sets'][s][row][k]:.4f}" for s in sets for k in ("l1", "person_l1")]
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(result: dict) -> str:
+    lines = l1_table(result, "Samples kept to their own parts (`snap_reach`), validation pairs (bundled `default` "
+                     "weights)", "Whole-image L1 / person L1 per pair set; Ŝ_B = the geometric network's (the whole "
+                     "model) or the warp of S_A (`--layout prior`). See the script's docstring.", "Ŝ_B, reach")
     lines += ["", f"Wall time {result['seconds']:.0f} s."]
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def run_validation(name: str, pair_scores: Callable[[torch.nn.Module, list[tuple]], dict],
+                   markdown: Callable[[dict], str]) -> None:
+    """Score the bundled ``default`` on every validation pair set with ``pair_scores`` (one torch thread) and save
+    ``benchmarks/results/NAME.{json,md}``."""
     torch.set_num_threads(1)
     started = time.time()
     default = load_generator("default").generator.eval()
     sources = validation_sets(default.appearance.config)
     sources["pose2sim on white"] = white_sets
-    result = {"sets": {name: pair_scores(default, make()) for name, make in sources.items()}}
+    result = {"sets": {key: pair_scores(default, make()) for key, make in sources.items()}}
     result["seconds"] = round(time.time() - started, 1)
-    save_results("part-snap", result, markdown(result))
+    save_results(name, result, markdown(result))
+
+
+def main() -> None:
+    run_validation("part-snap", pair_scores, markdown)
 
 
 if __name__ == "__main__":
