@@ -32,10 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recapture.body.keypoints import NUM_KEYPOINTS, heatmaps_to_keypoints, keypoints_to_heatmaps
+from recapture.body.keypoints import NUM_KEYPOINTS, keypoints_to_heatmaps
 from recapture.body.parts import get_label_set
 from recapture.config import ModelConfig
 from recapture.models.blocks import Merge, PyramidEncoder, activation, conv2d, level_widths
+from recapture.models.geometric import keypoints_or_centroids
 from recapture.body.keypoint_warp import part_warp
 from recapture.body.part_maps import TORSO, segment_maps
 from recapture.body.prior_numpy import keypoints_to_size, snap_to_own_parts
@@ -386,20 +387,14 @@ def correspondence_config(config: ModelConfig) -> CorrespondenceConfig:
                                 lgr_steps=config.lgr_steps)
 
 
-def _keypoints(given: Tensor | np.ndarray | None, pose: Tensor) -> np.ndarray:
-    if given is not None:
-        return np.asarray(given.detach().cpu() if isinstance(given, Tensor) else given, dtype=np.float64)
-    return np.stack([heatmaps_to_keypoints(p.detach().cpu()) for p in pose]).astype(np.float64)
-
-
 def render_layouts(model: CorrespondenceGenerator, source_image: Tensor, source_layout: Tensor, source_pose: Tensor,
                    target_layout: Tensor, target_pose: Tensor, source_keypoints: Tensor | np.ndarray | None = None,
                    target_keypoints: Tensor | np.ndarray | None = None) -> CorrespondenceOutput:
     """The generator's call shape: ``(B, 3, H, W)`` image, ``(B, N, H, W)`` layouts (the target layout may be a
     straight-through one-hot: its gradient is kept), ``(B, 18, H, W)`` poses, all at the output size;
     keypoints ``(B, 18, 2)`` in that frame (default: the centroids of the pose heatmaps)."""
-    source_points = _keypoints(source_keypoints, source_pose)
-    target_points = _keypoints(target_keypoints, target_pose)
+    source_points = keypoints_or_centroids(source_keypoints, source_pose)
+    target_points = keypoints_or_centroids(target_keypoints, target_pose)
     inputs = prepare_inputs(model.config, source_layout.argmax(dim=1), source_points, target_points,
                             target_layout.argmax(dim=1))
     target = layout_at(target_layout, model.config.internal_size)

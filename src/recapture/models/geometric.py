@@ -65,6 +65,14 @@ def keypoints_from_heatmaps(pose: Tensor) -> np.ndarray:
     return np.stack([heatmaps_to_keypoints(p.detach().cpu()).astype(np.float64) for p in pose])
 
 
+def keypoints_or_centroids(given: Tensor | np.ndarray | None, pose: Tensor) -> np.ndarray:
+    """``(B, 18, 2)`` float64 keypoints: ``given`` (a tensor or an array) when there, else the centroids of the
+    ``(B, 18, H, W)`` heatmaps ``pose`` (:func:`keypoints_from_heatmaps`)."""
+    if given is None:
+        return keypoints_from_heatmaps(pose)
+    return np.asarray(given.detach().cpu() if isinstance(given, Tensor) else given, dtype=np.float64)
+
+
 class GeometricGenerator(nn.Module):
     """``(source_layout (B, N, H, W), source_pose (B, 18, H, W), target_pose) -> logits (B, N, H, W)``.
 
@@ -133,11 +141,10 @@ class GeometricGenerator(nn.Module):
         """``(B, N, H, W)`` logits whose argmax calls a pixel background where P(background) >= 1 -
         ``layout_person_confidence`` and its most likely part otherwise, for the pairs whose pose changes by more
         than ``layout_confident_above`` (others unchanged); the losing labels are -1e4."""
-        poses = [keypoints_from_heatmaps(p) if k is None else np.asarray(
-            k.detach().cpu() if isinstance(k, Tensor) else k, dtype=np.float64)
-            for k, p in ((source_keypoints, source_pose), (target_keypoints, target_pose))]
-        moved = torch.tensor([pose_distance(s, t) > self.config.layout_confident_above for s, t in zip(*poses)],
-                             device=logits.device)
+        sources = keypoints_or_centroids(source_keypoints, source_pose)
+        targets = keypoints_or_centroids(target_keypoints, target_pose)
+        above = self.config.layout_confident_above
+        moved = torch.tensor([pose_distance(s, t) > above for s, t in zip(sources, targets)], device=logits.device)
         background = logits.softmax(1)[:, :1] >= 1.0 - self.config.layout_person_confidence
         losing = torch.cat([~background, background.expand(-1, self.num_parts - 1, -1, -1)], dim=1)
         return logits.masked_fill(losing & moved[:, None, None, None], -1e4)
