@@ -9,8 +9,8 @@ displacement in torso lengths). The rule "network (or the network with the prior
 below" is scored for each threshold ``t`` from the same per-pair scores. Pair sets (never the held-out photos
 0905-1004 nor the pose2sim ``test`` part): pose2sim cropped per frame and fixed camera (``validation``), CCP
 self-supervised pairs of the 60 validation photos with the camera still and as made, studio view changes
-(SynthHumans, seed 4242), and the same CCP photos re-posed into their own pose (change 0: the round trip). Needs
-``runs/appearance-real/ccp-256x176.npz`` (``python -m recapture.training.parsed_photos``). Writes
+(SynthHumans, seed 4242; full body and framed as DeepFashion's pairs), and the same CCP photos re-posed into their
+own pose (change 0: the round trip). Needs ``runs/appearance-real/ccp-256x176.npz`` (``python -m recapture.training.parsed_photos``). Writes
 ``benchmarks/results/layout-choice.{json,md}``.
 
     .venv/bin/python benchmarks/layout_choice.py
@@ -160,10 +160,15 @@ def validation_sets(config: object) -> dict[str, Callable[[], list[tuple]]]:
             "pose2sim fixed camera": lambda: pose2sim_sets(STILL_MANIFEST),
             "ccp still camera": lambda: pair_sets(ccp_pairs(photos, config, True)),
             "ccp as made": lambda: pair_sets(ccp_pairs(photos, config, False)),
-            "studio": lambda: pair_sets([collate(p[i:i + 10], config, [False] * len(p[i:i + 10]))
-                                         for p in studio_pairs(SEED, 20, config.internal_size).values()
-                                         for i in range(0, 20, 10)]),
+            "studio": lambda: studio_sets(config, False),
+            "studio framed": lambda: studio_sets(config, True),
             "ccp own pose": lambda: own_pose_sets(photos, config)}
+
+
+def studio_sets(config: object, framed: bool) -> list[tuple]:
+    """Studio view changes (seed 4242), full body or framed as DeepFashion's pairs (``studio_views.py``)."""
+    return pair_sets([collate(p[i:i + 10], config, [False] * len(p[i:i + 10]))
+                      for p in studio_pairs(SEED, 20, config.internal_size, framed).values() for i in range(0, 20, 10)])
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from pose2sim import FLOOR, add_model_arguments, load_networks, person_l1, save_
 from recapture.body.keypoint_warp import warp_image
 from recapture.body.keypoints import keypoints_to_heatmaps
 from recapture.data.ccp_pairs import CcpPair
+from recapture.data.synthetic.articulation import deepfashion_framing
 from recapture.data.synthetic.people import sample_identity
 from recapture.models.correspondence import CorrespondenceGenerator, repose
 from recapture.models.layout_ops import to_one_hot
@@ -41,17 +42,31 @@ KINDS = {"same view": (("front", "front"),), "front <-> side": (("front", "right
          "front <-> back": (("front", "back"), ("back", "front")),
          "side <-> back": (("right_side", "back"), ("back", "left_side"))}
 SEED = 4242  # identities: not the training mix's 7211, not the bundled data sets' 0-9
+def deepfashion_framing_of(seed: int, index: int) -> tuple[str, str]:
+    """The framings of pair ``index`` (DeepFashion's test proportions, ``articulation.deepfashion_framing``)."""
+    return deepfashion_framing(np.random.default_rng([seed, index, 1]))
 
 
-def studio_pair(seed: int, index: int, views: tuple[str, str], internal: tuple[int, int]) -> CcpPair:
-    """Identity ``index`` of ``seed`` in two full-body poses with the given views over one plain wall."""
+def framing_change(seed: int, index: int) -> str:
+    """``framing: same``, ``framing: target closer`` or ``framing: target wider`` for pair ``index``."""
+    tightness = {"whole": 0, "knee": 1, "hips": 2}
+    source, target = (tightness[framing] for framing in deepfashion_framing_of(seed, index))
+    return "framing: " + ("same" if source == target else "target closer" if target > source else "target wider")
+
+
+def studio_pair(seed: int, index: int, views: tuple[str, str], internal: tuple[int, int],
+                framed: bool = False) -> CcpPair:
+    """Identity ``index`` of ``seed`` with the given views over one plain wall: full body in both poses, or, when
+    ``framed``, shot as DeepFashion's pairs are (:func:`deepfashion_framing_of`)."""
+    framings = deepfashion_framing_of(seed, index) if framed else None
     return synthetic_pair(np.random.default_rng([seed, index]), SIZE, internal, sample_identity(seed, index),
-                          "plain", views, 0.0)
+                          "plain", views, 0.0, framings)
 
 
-def studio_pairs(seed: int, per_kind: int, internal: tuple[int, int]) -> dict[str, list[CcpPair]]:
+def studio_pairs(seed: int, per_kind: int, internal: tuple[int, int], framed: bool = False
+                 ) -> dict[str, list[CcpPair]]:
     """``{kind: pairs}``: ``per_kind`` pairs of each of :data:`KINDS`, the directions alternating."""
-    return {kind: [studio_pair(seed, 1000 * number + i, directions[i % len(directions)], internal)
+    return {kind: [studio_pair(seed, 1000 * number + i, directions[i % len(directions)], internal, framed)
                    for i in range(per_kind)] for number, (kind, directions) in enumerate(KINDS.items())}
 
 
@@ -77,21 +92,26 @@ def methods(pairs: list[CcpPair], default: torch.nn.Module, networks: dict[str, 
     return made, batch
 
 
-def run(seed: int, per_kind: int, default: torch.nn.Module, networks: dict[str, CorrespondenceGenerator]
-        ) -> dict[str, dict[str, dict[str, float | int]]]:
+def run(seed: int, per_kind: int, default: torch.nn.Module, networks: dict[str, CorrespondenceGenerator],
+        framed: bool = False) -> dict[str, dict[str, dict[str, float | int]]]:
     """``{kind: {method: {metric: mean}}}`` with kind ``all`` too."""
     table: dict[str, dict[str, dict[str, list[float]]]] = {}
     internal = next(iter(networks.values())).config.internal_size
-    for kind, pairs in studio_pairs(seed, per_kind, internal).items():
+    for number, (kind, pairs) in enumerate(studio_pairs(seed, per_kind, internal, framed).items()):
         for start in range(0, per_kind, 10):
             made, batch = methods(pairs[start:start + 10], default, networks)
             person = to_one_hot(batch.target_labels, 20)
+            framings = [framing_change(seed, 1000 * number + i) for i in range(start, start + len(batch.target_image))]
             for name, image in made.items():
                 values = score(image, batch.target_image, batch.target_keypoints)
                 values["person_l1"] = person_l1(image, batch.target_image, person)
                 for group in ("all", kind):
                     for key, found in values.items():
                         table.setdefault(group, {}).setdefault(name, {}).setdefault(key, []).extend(found)
+                for i, group in enumerate(framings if framed else []):  # face boxes are not per pair: left out
+                    row = table.setdefault(group, {}).setdefault(name, {"face_l1": [], "face_psnr": []})
+                    for key in ("l1", "psnr", "ssim", "person_l1"):
+                        row.setdefault(key, []).append(values[key][i])
     return {kind: {name: {key: float(np.mean(v)) if v else None for key, v in values.items()}
                    | {"pairs": len(values["l1"])} for name, values in rows.items()} for kind, rows in table.items()}
 
@@ -108,13 +128,16 @@ def main() -> None:
     add_model_arguments(parser)
     parser.add_argument("--pairs", type=int, default=20, help="pairs per kind")
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--deepfashion-framing", action="store_true",
+                        help="frame the two shots as DeepFashion's test pairs are (half body, zoom changes)")
     parser.add_argument("--name", default="studio-views")
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.time()
     loaded, networks = load_networks(args.model, args.weights)
     result = {"model": args.model, "weights": args.weights, "seed": args.seed, "pairs_per_kind": args.pairs,
-              "kinds": run(args.seed, args.pairs, loaded.generator.eval(), networks)}
+              "deepfashion_framing": args.deepfashion_framing,
+              "kinds": run(args.seed, args.pairs, loaded.generator.eval(), networks, args.deepfashion_framing)}
     result["seconds"] = round(time.time() - started, 1)
     save_results(args.name, result, markdown(result))
 

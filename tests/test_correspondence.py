@@ -351,3 +351,35 @@ def test_parsed_layouts_name_a_missing_photo(tmp_path: Path) -> None:
         loaded.for_photos(photos)
     shifted = type(photos)(photos.images[1:], photos.labels[1:], photos.keypoints[1:], photos.ids[1:])
     assert np.array_equal(loaded.for_photos(shifted), photos.labels[:1] + 1)
+
+
+def test_framed_pairs_follow_deepfashion_framings() -> None:
+    """``framings``: each shot's height/top from ``FRAMINGS``; ``hips`` shots end above the knees, ``whole`` ones
+    show the ankles; the framing draw follows DeepFashion's counts; the ``framed`` share of the mix uses it."""
+    from recapture.data.synthetic.articulation import (DEEPFASHION_FRAMINGS, deepfashion_framing, reframed,
+                                                       sample_articulation)
+    from recapture.data.synthetic.people import sample_identity
+    from recapture.training.correspondence_data import PairMix, synthetic_pair
+
+    pose = sample_articulation(np.random.default_rng(0), 0.0, "front")
+    assert 1.5 <= reframed(pose, "hips", np.random.default_rng(1)).height <= 1.9
+    with pytest.raises(ValueError, match="unknown framing 'ankle'"):
+        reframed(pose, "ankle", np.random.default_rng(1))
+    whole_ankles = hips_knees = 0
+    for k in range(6):
+        pair = synthetic_pair(np.random.default_rng(k), (128, 88), (64, 44), sample_identity(4, k), "plain",
+                              ("front", "front"), 0.0, ("whole", "hips"))
+        whole_ankles += int(pair.source_keypoints[10, 0] >= 0 or pair.source_keypoints[13, 0] >= 0)
+        hips_knees += int(pair.target_keypoints[9, 0] >= 0 or pair.target_keypoints[12, 0] >= 0)
+        assert pair.target_keypoints[8, 0] >= 0 or pair.target_keypoints[11, 0] >= 0  # the hips stay in the frame
+    assert whole_ankles == 6 and hips_knees <= 2  # a knee bent up (sitting, walking) may stay in the frame
+    rng = np.random.default_rng(3)
+    drawn = [deepfashion_framing(rng) for _ in range(4000)]
+    total = sum(DEEPFASHION_FRAMINGS.values())
+    assert abs(drawn.count(("hips", "hips")) / 4000 - 3176 / total) < 0.03
+    assert abs(drawn.count(("whole", "hips")) / 4000 - 1479 / total) < 0.02
+    with pytest.raises(ValueError, match="framed"):
+        PairMix(framed=1.5)
+    plain = synthetic_pair(np.random.default_rng(9), (128, 88), (64, 44), sample_identity(4, 0), "plain",
+                           ("front", "front"), 0.0)
+    assert plain.source_keypoints[10, 0] >= 0 or plain.source_keypoints[13, 0] >= 0

@@ -10,8 +10,8 @@ A batch mixes, per pair (:class:`PairMix`):
   deformation (what the network gets at test time) instead of CCP's ground truth;
 * with probability ``synthetic``, a SynthHumans pose change (:func:`synthetic_pair`): one procedural person
   rendered in two poses over one background (a cluttered room, or with probability ``plain`` a plain studio
-  wall); exact truth of the parts the source never shows (visibility), no dense correspondence (no flow loss on
-  these pairs).
+  wall; with probability ``framed`` both shots framed as DeepFashion's pairs are - half body, zoom changes); exact
+  truth of the parts the source never shows (visibility), no dense correspondence (no flow loss on these pairs).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from recapture.body.keypoint_warp import warp_image
 from recapture.config import from_dict
 from recapture.data.ccp_pairs import CcpPair, CcpPhotos, make_pair
-from recapture.data.synthetic.articulation import sample_articulation
+from recapture.data.synthetic.articulation import deepfashion_framing, reframed, sample_articulation
 from recapture.data.synthetic.people import Identity, sample_identity
 from recapture.data.synthetic.render import render_person, sample_background
 from recapture.data.synthetic.truth import invisible_mask
@@ -49,9 +49,10 @@ class PairMix:
     synthetic: float = 0.0  # SynthHumans pose changes
     still: float = 0.0  # CCP pairs made with a fixed camera (make_pair(still_camera=True))
     plain: float = 0.0  # SynthHumans pairs on a plain studio wall instead of a cluttered room
+    framed: float = 0.0  # SynthHumans pairs shot as DeepFashion's (articulation.deepfashion_framing)
 
     def __post_init__(self) -> None:
-        for name in ("unchanged", "reverse", "synthetic", "still", "plain"):
+        for name in ("unchanged", "reverse", "synthetic", "still", "plain", "framed"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"pair mix {name} must be in [0, 1], got {getattr(self, name)}")
 
@@ -72,10 +73,11 @@ class PairSettings:
     synthetic_fraction: float = 0.0  # SynthHumans pose changes
     still_fraction: float = 0.0  # CCP pairs made with a fixed camera (the background stays in place)
     plain_fraction: float = 0.0  # SynthHumans pairs on a plain studio wall (else a cluttered room)
+    framed_fraction: float = 0.0  # SynthHumans pairs framed as DeepFashion's (half body, zoom changes)
 
     def mix(self) -> PairMix:
         return PairMix(self.unchanged_fraction, self.reverse_fraction, self.synthetic_fraction, self.still_fraction,
-                       self.plain_fraction)
+                       self.plain_fraction, self.framed_fraction)
 
 
 Settings = TypeVar("Settings", bound=PairSettings)
@@ -129,15 +131,18 @@ def collate(pairs: list[CcpPair], config: CorrespondenceConfig, true_layout: lis
 
 def synthetic_pair(rng: np.random.Generator, size: tuple[int, int], internal_size: tuple[int, int],
                    identity: Identity | None = None, background: str = "cluttered",
-                   views: tuple[str, str] | tuple[None, None] = (None, None), crop_probability: float = 0.25
-                   ) -> CcpPair:
+                   views: tuple[str, str] | tuple[None, None] = (None, None), crop_probability: float = 0.25,
+                   framings: tuple[str, str] | None = None) -> CcpPair:
     """A SynthHumans pose change at ``size``: one identity (drawn with :data:`SYNTHETIC_SEED` unless given) in two
-    sampled poses (of the given ``views``) over one background of kind ``background``. ``visible`` is 0 on target
+    sampled poses (of the given ``views``; shot with the given ``framings`` of ``articulation.FRAMINGS``, else
+    zoomed with ``crop_probability``) over one background of kind ``background``. ``visible`` is 0 on target
     pixels of parts the source does not show, 1 elsewhere; ``flow`` is unknown."""
     identity = identity or sample_identity(SYNTHETIC_SEED, int(rng.integers(0, 2**31 - 1)))
     scene = sample_background(rng, background)
-    source, target = (render_person(identity, sample_articulation(rng, crop_probability, view), scene, size)
-                      for view in views)
+    poses = [sample_articulation(rng, crop_probability, view) for view in views]
+    if framings is not None:
+        poses = [reframed(pose, framing, rng) for pose, framing in zip(poses, framings)]
+    source, target = (render_person(identity, pose, scene, size) for pose in poses)
     invisible = torch.as_tensor(invisible_mask(source.layout, target.layout)).float()[..., None]
     rows = torch.round(torch.linspace(0, size[0] - 1, internal_size[0])).long()
     cols = torch.round(torch.linspace(0, size[1] - 1, internal_size[1])).long()
@@ -164,7 +169,9 @@ def make_batch(photos: CcpPhotos, indices: np.ndarray, rng: np.random.Generator,
     for row in indices:
         if rng.random() < mix.synthetic:
             plain = mix.plain > 0.0 and rng.random() < mix.plain
-            pairs.append(synthetic_pair(rng, size, config.internal_size, background="plain" if plain else "cluttered"))
+            framings = deepfashion_framing(rng) if mix.framed > 0.0 and rng.random() < mix.framed else None
+            pairs.append(synthetic_pair(rng, size, config.internal_size, background="plain" if plain else "cluttered",
+                                        framings=framings))
             continue
         strength = 0.0 if rng.random() < mix.unchanged else 1.0
         reverse = bool(rng.random() < mix.reverse)

@@ -12,8 +12,8 @@ its training on a mix of
 
 Objective: the cross entropy of Ŝ_B against the truth (as the recipe's ``geometric`` stage; no D1). Validation
 (fixed pairs: CCP photos of the validation split of 0001-0904, fixed camera; SynthHumans studio pairs of seed
-4242) scores the eval-mode Ŝ_B (flip average and clean-ups on) with the mIoU over the LIP-20 parts present,
-pooled over the pairs; the kept network has the best mean of the two. The held-out photos are never read here.
+4242, full body and framed as DeepFashion's pairs) scores the eval-mode Ŝ_B (flip average and clean-ups on) with
+the mIoU over the LIP-20 parts present, pooled over the pairs; the kept network has the best mean of the three. The held-out photos are never read here.
 ``--export-default OUT`` writes the bundled default with RUN/best.safetensors as its geometric network.
 """
 
@@ -33,6 +33,7 @@ from torch import Tensor
 from recapture.body.keypoints import keypoints_to_heatmaps
 from recapture.config import ModelConfig
 from recapture.data.ccp_pairs import CcpPhotos, training_ids
+from recapture.data.synthetic.articulation import deepfashion_framing
 from recapture.data.synthetic.people import sample_identity
 from recapture.hub import bundled_path, read_generator_file, save_generator, write_model_file
 from recapture.models.correspondence import CorrespondenceConfig
@@ -114,18 +115,22 @@ def confusion_of(network: GeometricGenerator, batches: list[LayoutInputs], prior
 
 def validation_sets(settings: LayoutSettings, photos: CcpPhotos, parsed: np.ndarray | None, rows: np.ndarray,
                     config: CorrespondenceConfig, num_parts: int) -> dict[str, list[LayoutInputs]]:
-    """``{"ccp": ..., "studio": ...}``: fixed validation batches of 8 (same pairs on every call)."""
+    """``{"ccp": ..., "studio": ..., "framed": ...}``: fixed validation batches of 8 (same pairs on every call);
+    ``framed``: the studio identities shot as DeepFashion's pairs are (half body, zoom changes)."""
     rng = np.random.default_rng(1234)
     chosen = rows[: settings.validation_pairs]
     ccp = [layout_inputs(make_batch(photos, chosen[i:i + 8], rng, config, 0.0, PairMix(unchanged=0.0, still=1.0),
                                     parsed), num_parts) for i in range(0, len(chosen), 8)]
     size = tuple(photos.labels.shape[1:])
-    studio = [synthetic_pair(np.random.default_rng([STUDIO_SEED, k]), size, config.internal_size,
-                             sample_identity(STUDIO_SEED, k), "plain", (None, None), 0.0)
-              for k in range(settings.validation_pairs)]
-    studio_batches = [layout_inputs(collate(studio[i:i + 8], config, [False] * len(studio[i:i + 8])), num_parts)
+    sets = {"ccp": ccp}
+    for name, framed in (("studio", False), ("framed", True)):
+        studio = [synthetic_pair(np.random.default_rng([STUDIO_SEED, k]), size, config.internal_size,
+                                 sample_identity(STUDIO_SEED, k), "plain", (None, None), 0.0,
+                                 deepfashion_framing(np.random.default_rng([STUDIO_SEED, k, 1])) if framed else None)
+                  for k in range(settings.validation_pairs)]
+        sets[name] = [layout_inputs(collate(studio[i:i + 8], config, [False] * len(studio[i:i + 8])), num_parts)
                       for i in range(0, len(studio), 8)]
-    return {"ccp": ccp, "studio": studio_batches}
+    return sets
 
 
 def scores(network: GeometricGenerator, sets: dict[str, list[LayoutInputs]], prior_only: bool = False

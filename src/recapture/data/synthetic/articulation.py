@@ -11,7 +11,7 @@ A :class:`Articulation` is resolution independent (the framing is stored as frac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -244,9 +244,37 @@ def sample_articulation(rng: np.random.Generator, crop_probability: float = 0.25
              _clip("torso_twist", rng.normal(0, 8)))
     head = (_clip("head_pitch", rng.normal(0, 7)), _clip("head_roll", rng.normal(0, 5)),
             _clip("head_yaw", rng.normal(0, 14)))
-    if rng.random() < crop_probability:
-        height, top = _u(rng, 1.15, 1.8), _u(rng, 0.02, 0.06)
-    else:
-        height, top = _u(rng, 0.8, 0.92), _u(rng, 0.03, 0.08)
+    (height_low, height_high), (top_low, top_high) = FRAMINGS["zoom" if rng.random() < crop_probability else "whole"]
+    height, top = _u(rng, height_low, height_high), _u(rng, top_low, top_high)
     return Articulation(view=view, yaw=yaw, torso=torso, head=head, arms=arms, legs=legs,  # type: ignore[arg-type]
                 height=height, top=top, centre=0.5 + _u(rng, -0.08, 0.08))
+
+
+# Framings: ranges of (height, top) in image heights. ``zoom`` is the cropped framing of the data sets; ``knee``
+# and ``hips`` split it like DeepFashion's photos, whose frame ends between knee and ankle or above the knees.
+FRAMINGS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    "whole": ((0.8, 0.92), (0.03, 0.08)), "zoom": ((1.15, 1.8), (0.02, 0.06)),
+    "knee": ((1.18, 1.32), (0.02, 0.06)), "hips": ((1.5, 1.9), (0.02, 0.06))}
+
+
+def reframed(articulation: Articulation, framing: str, rng: np.random.Generator) -> Articulation:
+    """``articulation`` shot with a height and top drawn from :data:`FRAMINGS` ``[framing]``."""
+    if framing not in FRAMINGS:
+        raise ValueError(f"unknown framing {framing!r}; expected one of {sorted(FRAMINGS)}")
+    (height_low, height_high), (top_low, top_high) = FRAMINGS[framing]
+    return replace(articulation, height=_u(rng, height_low, height_high), top=_u(rng, top_low, top_high))
+
+# How DeepFashion's 8,670 test pairs are framed (source, target), counted once from the keypoints of
+# `fasion-annotation-test.csv`: "whole" shows an ankle, "knee" a knee and no ankle, "hips" a hip and no knee.
+# Only these counts are used (SynthHumans pairs shot alike), never a pose or an image.
+DEEPFASHION_FRAMINGS: dict[tuple[str, str], int] = {
+    ("hips", "hips"): 3176, ("hips", "whole"): 1479, ("whole", "hips"): 1479, ("whole", "whole"): 568,
+    ("knee", "knee"): 446, ("hips", "knee"): 384, ("knee", "hips"): 384, ("knee", "whole"): 377,
+    ("whole", "knee"): 377}
+
+
+def deepfashion_framing(rng: np.random.Generator) -> tuple[str, str]:
+    """A (source, target) framing drawn with DeepFashion's test proportions (:data:`DEEPFASHION_FRAMINGS`)."""
+    kinds = list(DEEPFASHION_FRAMINGS)
+    counts = np.array([DEEPFASHION_FRAMINGS[kind] for kind in kinds], dtype=np.float64)
+    return kinds[int(rng.choice(len(kinds), p=counts / counts.sum()))]
