@@ -15,14 +15,26 @@ changes). Needs ``runs/appearance-real/ccp-256x176.npz`` (``python -m recapture.
 from __future__ import annotations
 
 import argparse
+import tempfile
+from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from part_snap import add_scores, l1_table, posed, run_validation, table_means
+from recapture.hub import load_generator
 from recapture.models.layout_ops import to_one_hot
+from recapture.training.layout_real import export_default
 
 METRICS = ("l1", "psnr", "person_l1", "face_l1")
+
+
+def geometric_state(path: str) -> dict[str, torch.Tensor]:
+    """The inference-form state of the geometric network in a ``layout_real`` weight file (joined to the bundled
+    default and loaded as the photo path loads it: spectral norms folded)."""
+    with tempfile.TemporaryDirectory() as folder:
+        joined = Path(folder) / "joined.safetensors"
+        export_default(Path(path), str(joined))
+        return load_generator(joined).generator.geometric.state_dict()
 
 
 def scorer(candidates: dict[str, str]):
@@ -30,7 +42,7 @@ def scorer(candidates: dict[str, str]):
 
     def pair_scores(default: torch.nn.Module, sets: list[tuple]) -> dict[str, dict[str, float]]:
         shipped = {k: v.clone() for k, v in default.geometric.state_dict().items()}
-        weights = {"shipped": shipped} | {name: load_file(path) for name, path in candidates.items()}
+        weights = {"shipped": shipped} | {name: geometric_state(path) for name, path in candidates.items()}
         table: dict[str, dict[str, list[float]]] = {}
         try:
             for image, labels, person, truth, source, target, poses in posed(sets):

@@ -80,6 +80,31 @@ def test_correspondence_export_matches_eager_torch(tiny_correspondence: tuple[Pa
     assert np.abs(identity - expected.image.numpy()).max() > 0.1  # the target pose matters
 
 
+def test_the_back_of_the_head_rule_is_the_same_in_both_backends(tiny_correspondence: tuple[Path, Path]) -> None:
+    """A target seen from behind (the source's joints with left and right swapped, the head all hair): the export's
+    metadata turns ``back_of_head`` on, the NumPy full-size grid equals torch's, and the rule moved samples."""
+    import dataclasses
+
+    from recapture.body.keypoints import FLIP_PERMUTATION
+    from recapture.body.parts import LIP20
+    from recapture.hub import load_generator
+
+    weights, path = tiny_correspondence
+    model = load_generator(weights).generator.appearance
+    runtime = OnnxCorrespondence(path, threads=1)
+    assert runtime.back_of_head is model.config.back_of_head is True
+    image, labels, source, _, _ = _pair((64, 48), 3)
+    target = source[list(FLIP_PERMUTATION)]  # the same place, the person turned round: a back view
+    behind = mannequin_layout(target, (64, 48))
+    behind[behind == LIP20.index("face")] = LIP20.index("hair")
+    as_long = [torch.from_numpy(v.astype(np.int64))[None] for v in (labels, behind)]
+    grids = {flag: prepare_inputs(dataclasses.replace(model.config, back_of_head=flag), as_long[0], source[None],
+                                  target[None], as_long[1]).prior.full[0].numpy() for flag in (False, True)}
+    assert np.abs(grids[True] - grids[False]).max() > 0.05  # the face's samples moved into the hair
+    feeds = runtime.feeds(image, labels, source, target, behind)
+    assert np.abs(feeds["full_grid"][0] - grids[True]).max() < 1e-5
+
+
 def test_onnx_recapturer_renders_like_the_torch_recapturer(tiny_correspondence: tuple[Path, Path]) -> None:
     from recapture.pipelines.recapture import Recapturer, SourceInput
 

@@ -155,3 +155,56 @@ def test_samples_that_land_on_a_limb_that_moved_take_their_own_part() -> None:
     assert np.array_equal(snap_to_own_parts(grid, source, target, "lip20", reach=0.0), grid)
     near = snap_to_own_parts(grid, source, target, "lip20", reach=0.05)  # 2 px: the arm's last 2 columns only
     assert np.any(near != grid, axis=-1).sum() == 30 * 2
+
+
+def _naive_hair_over_face(grid: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """hair_over_face by brute force: per pixel, the nearest source hair pixel and its mirror image."""
+    hair, faces = LIP20.index("hair"), (LIP20.index("face"), LIP20.index("sunglasses"))
+    height, width = source.shape
+    own = np.argwhere(source == hair)
+    out = grid.copy()
+    for y in range(target.shape[0]):
+        for x in range(target.shape[1]):
+            sx = int(np.clip(np.rint((grid[y, x, 0] + 1) * (width - 1) / 2), 0, width - 1))
+            sy = int(np.clip(np.rint((grid[y, x, 1] + 1) * (height - 1) / 2), 0, height - 1))
+            if target[y, x] != hair or source[sy, sx] not in faces:
+                continue
+            distance = np.hypot(own[:, 0] - sy, own[:, 1] - sx)
+            candidates = own[distance == distance.min()]
+            ny, nx = candidates[0]
+            my, mx = 2 * ny - sy, 2 * nx - sx
+            if 0 <= my < height and 0 <= mx < width and source[my, mx] == hair:
+                ny, nx = my, mx
+            out[y, x] = (nx * 2 / (width - 1) - 1, ny * 2 / (height - 1) - 1)
+    return out
+
+
+def test_the_back_of_a_head_samples_the_hair_mirrored_across_its_edge() -> None:
+    """A head seen from the front (hair above a face with sunglasses) and a target seen from behind whose head is all
+    hair: the face's samples move into the hair, mirrored across the hairline (as a brute-force search finds them);
+    a target face pixel, a hairless source and ``back_view=False`` leave the grid alone."""
+    from recapture.body.prior_numpy import hair_over_face
+
+    hair, face = LIP20.index("hair"), LIP20.index("face")
+    source = np.zeros((40, 30), np.int64)
+    source[4:14, 8:22] = hair
+    source[14:30, 10:20] = face
+    source[18:20, 11:19] = LIP20.index("sunglasses")
+    target = source.copy()
+    target[14:30, 10:20] = hair  # the back of the head
+    target[28:30, 10:20] = face  # a face label the target keeps: not moved
+    ys, xs = np.mgrid[0:40, 0:30].astype(np.float32)
+    grid = np.stack([xs * 2 / 29 - 1, ys * 2 / 39 - 1], axis=-1).astype(np.float32)
+    moved = hair_over_face(grid, source, target, "lip20")
+    np.testing.assert_allclose(moved, _naive_hair_over_face(grid, source, target), atol=1e-6)
+    changed = np.any(moved != grid, axis=-1)
+    assert changed[14:28, 10:20].all() and changed.sum() == 14 * 10
+    lands = np.rint((moved[14:28, 10:20] + 1) * np.array([29, 39]) / 2).astype(int)
+    assert (source[lands[..., 1], lands[..., 0]] == hair).all()  # every moved sample is hair
+    assert lands[0, 5, 1] == 12 and lands[8, 5, 1] == 4  # row 14 -> 12, row 22 -> 4: mirrored about row 13's edge
+    assert lands[9, 5, 1] == 13  # row 23's mirror (row 3) is not hair: the nearest hair pixel instead
+    snapped = snap_to_own_parts(grid, source, target, "lip20", reach=0.0, back_view=True)
+    np.testing.assert_array_equal(snapped, moved)  # the snap applies it on back views (limb reach 0: nothing else)
+    assert np.array_equal(snap_to_own_parts(grid, source, target, "lip20", reach=0.04), grid)  # not a back view
+    bald = np.where(source == hair, 0, source)
+    assert np.array_equal(hair_over_face(grid, bald, target, "lip20"), grid)

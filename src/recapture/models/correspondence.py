@@ -38,7 +38,7 @@ from recapture.config import ModelConfig
 from recapture.models.blocks import Merge, PyramidEncoder, activation, conv2d, level_widths
 from recapture.models.geometric import keypoints_or_centroids
 from recapture.body.keypoint_warp import part_warp
-from recapture.body.part_maps import TORSO, segment_maps
+from recapture.body.part_maps import BACK, TORSO, segment_maps, view_of
 from recapture.body.prior_numpy import keypoints_to_size, snap_to_own_parts
 from recapture.models.layout_ops import labels_at, layout_at, majority_layout, to_one_hot
 from recapture.models.lgr import LayoutGraphReasoning
@@ -50,7 +50,7 @@ BACKGROUND_RULES = ("still", "follow")
 #: Config keys a weight file may lack (written before they existed) and the value such a file gets: the rule is
 #: not learned, so old weights take the current default.
 MISSING_KEY_DEFAULTS = {"background": "still", "still_margin": 1, "still_feather": 0, "vacated": "fill",
-                        "twin_limbs": True, "snap_reach": 0.04}
+                        "twin_limbs": True, "snap_reach": 0.04, "back_of_head": True}
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,9 @@ class CorrespondenceConfig:
     #: A non-limb target pixel whose full-size prior sample lands on a source limb samples the nearest source pixel
     #: of its own part within this fraction of the source height instead (prior_numpy.snap_to_own_parts; 0: off)
     snap_reach: float = 0.04
+    #: On a target seen from behind, target hair pixels whose prior sample lands on the source face or sunglasses
+    #: sample the source hair mirrored across its edge (prior_numpy.hair_over_face)
+    back_of_head: bool = True
 
     def __post_init__(self) -> None:
         factor = 2 ** self.num_down
@@ -164,12 +167,22 @@ def prior_grid(source_labels: Tensor, source_keypoints: Tensor | np.ndarray, tar
     return PriorGrid(grid=grid.float(), covered=covered[:, None].float(), labels=warp.labels)
 
 
-def snap_prior(prior: PriorGrid, source_labels: Tensor, target_labels: Tensor, config: CorrespondenceConfig
-               ) -> PriorGrid:
+def back_views(config: CorrespondenceConfig, target_keypoints: Tensor | np.ndarray, height: int) -> list[bool]:
+    """Per pair, whether :func:`~recapture.body.prior_numpy.hair_over_face` applies: ``config.back_of_head`` and the
+    ``(B, 18, 2)`` target keypoints (frame of ``height`` rows) show the person's back (``part_maps.view_of``)."""
+    points = np.asarray(target_keypoints.detach().cpu() if isinstance(target_keypoints, Tensor) else target_keypoints,
+                        dtype=np.float64)
+    return [config.back_of_head and view_of(k, height)[0] == BACK for k in points]
+
+
+def snap_prior(prior: PriorGrid, source_labels: Tensor, target_labels: Tensor, config: CorrespondenceConfig,
+               backs: list[bool] | None = None) -> PriorGrid:
     """``prior`` (at the labels' size) with :func:`~recapture.body.prior_numpy.snap_to_own_parts` applied to its
-    grid: ``(B, H, W)`` source and target labels, ``config.snap_reach``."""
-    grids = [snap_to_own_parts(g, s, t, config.label_set, config.snap_reach) for g, s, t in
-             zip(*(x.detach().cpu().numpy() for x in (prior.grid, source_labels, target_labels)))]
+    grid: ``(B, H, W)`` source and target labels, ``config.snap_reach``, ``backs`` (:func:`back_views`; None:
+    no back views)."""
+    backs = backs or [False] * len(prior.grid)
+    grids = [snap_to_own_parts(g, s, t, config.label_set, config.snap_reach, back) for g, s, t, back in
+             zip(*(x.detach().cpu().numpy() for x in (prior.grid, source_labels, target_labels)), backs)]
     return replace(prior, grid=torch.from_numpy(np.stack(grids)).to(prior.grid.device))
 
 
@@ -362,7 +375,8 @@ def prepare_inputs(config: CorrespondenceConfig, source_labels: Tensor, source_k
     prior = prior_grid(source_layout.argmax(dim=1), source_points, target_points, config.label_set, twins)
     full = prior_grid(source_labels, source_keypoints, target_keypoints, config.label_set, twins)
     prior = with_full_prior(prior, snap_prior(full, source_labels, full.labels if target_labels is None
-                                              else target_labels, config))
+                                              else target_labels, config, back_views(config, target_keypoints,
+                                                                                     full.grid.shape[1])))
     target_layout = (to_one_hot(prior.labels, parts) if target_labels is None
                      else majority_layout(target_labels, parts, size))
     return CorrespondenceInputs(source_layout=source_layout, source_pose=keypoints_to_heatmaps(source_points, size),

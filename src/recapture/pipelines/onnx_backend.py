@@ -179,12 +179,13 @@ def export_onnx(model: str | Path | LoadedGenerator, out: str | Path) -> OnnxExp
 
 def _prior_metadata(generator: RecaptureGenerator) -> dict[str, str]:
     """What the NumPy side of a correspondence export must know about the keypoint prior (``twin_limbs``,
-    ``snap_reach``)."""
+    ``snap_reach``, ``back_of_head``)."""
     appearance = generator.appearance
     if not isinstance(appearance, CorrespondenceGenerator):
         return {}
     return {"twin_limbs": "true" if appearance.config.twin_limbs else "false",
-            "snap_reach": repr(float(appearance.config.snap_reach))}
+            "snap_reach": repr(float(appearance.config.snap_reach)),
+            "back_of_head": "true" if appearance.config.back_of_head else "false"}
 
 
 class _GeometricPass(nn.Module):

@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 import yaml
 
+from recapture.body.part_maps import BACK, view_of
 from recapture.body.parts import get_label_set
 from recapture.body.prior_numpy import (
     area_resize, disk_heatmaps, keypoints_to_size, majority_labels, one_hot, part_warp, prior_grid,
@@ -44,9 +45,10 @@ CORRESPONDENCE_KIND = "recapture-correspondence-onnx"
 CORRESPONDENCE_INPUTS = ("source_image", "small", "source_layout", "source_pose", "target_layout", "target_pose",
                          "grid", "covered", "full_grid")
 #: Bumped when an export's graph changes: part of every cache file name, so stale files are not used.
-ONNX_FORMAT = 10  # 4: still-background rule; 5: its identity grid in float32; 6: parser aligns as MatMuls;
+ONNX_FORMAT = 11  # 4: still-background rule; 5: its identity grid in float32; 6: parser aligns as MatMuls;
 #                   7: the vacated background filled (still_background.py); 8: still margin 1, no feather;
-#                   9: ``twin_limbs`` in the metadata; 10: ``snap_reach`` in the metadata
+#                   9: ``twin_limbs`` in the metadata; 10: ``snap_reach`` in the metadata;
+#                   11: ``back_of_head`` in the metadata
 
 
 #: One side thread for NumPy work of the photo path beside the main thread (the parser's flip averaging, the
@@ -132,6 +134,8 @@ class OnnxCorrespondence:
         self.twins = self.metadata.get("twin_limbs", "false") == "true"
         #: The full-size prior grid keeps samples on their own parts (``CorrespondenceConfig.snap_reach``).
         self.snap_reach = float(self.metadata.get("snap_reach", "0"))
+        #: The back of a head seen from behind samples the source hair (``CorrespondenceConfig.back_of_head``).
+        self.back_of_head = self.metadata.get("back_of_head", "false") == "true"
 
     def feeds(self, source_image: np.ndarray, source_labels: np.ndarray, source_keypoints: np.ndarray,
               target_keypoints: np.ndarray, target_labels: np.ndarray, soft_target: bool = False
@@ -153,7 +157,9 @@ class OnnxCorrespondence:
         arrays = (image, area_resize(image, size), one_hot(small_labels, self.num_parts),
                   disk_heatmaps(source_points, size), target, disk_heatmaps(target_points, size), prior.grid,
                   prior.covered[None], snap_to_own_parts((pending.result() if pending else prior_grid(*full_args)).grid,
-                                                         source_labels, target_labels, label_set, self.snap_reach))
+                                                         source_labels, target_labels, label_set, self.snap_reach,
+                                                         self.back_of_head and view_of(target_keypoints, full[0])[0]
+                                                         == BACK))
         return {name: np.ascontiguousarray(a[None], dtype=np.float32) for name, a in zip(CORRESPONDENCE_INPUTS, arrays)}
 
     def __call__(self, *args: np.ndarray, soft_target: bool = False) -> tuple[np.ndarray, np.ndarray]:
