@@ -281,6 +281,17 @@ def snap_to_own_parts(grid: np.ndarray, source_labels: np.ndarray, target_labels
     return out
 
 
+def _mirrored(own: np.ndarray, near_y: np.ndarray, near_x: np.ndarray, at_y: np.ndarray, at_x: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """For samples ``(at_y, at_x)`` off the ``own`` mask, their nearest own pixel ``p`` (``near_y/near_x``, a
+    distance transform's indices) mirrored, ``2p - sample``, where that is inside ``own``, else ``p``."""
+    edge_y, edge_x = near_y[at_y, at_x], near_x[at_y, at_x]
+    mirror_y, mirror_x = 2 * edge_y - at_y, 2 * edge_x - at_x
+    inside = (mirror_y >= 0) & (mirror_y < own.shape[0]) & (mirror_x >= 0) & (mirror_x < own.shape[1])
+    inside[inside] = own[mirror_y[inside], mirror_x[inside]]
+    return np.where(inside, mirror_y, edge_y), np.where(inside, mirror_x, edge_x)
+
+
 def hair_over_face(grid: np.ndarray, source_labels: np.ndarray, target_labels: np.ndarray,
                    label_set: str | LabelSet = "lip20") -> np.ndarray:
     """The back of the head for a target seen from behind: target hair pixels whose sample lands on the source's
@@ -305,12 +316,7 @@ def hair_over_face(grid: np.ndarray, source_labels: np.ndarray, target_labels: n
     from scipy.ndimage import distance_transform_edt  # lazy: importing scipy.ndimage costs ~0.35 s
 
     _, (near_y, near_x) = distance_transform_edt(~own, return_indices=True)
-    at_y, at_x = ys[rows, cols], xs[rows, cols]
-    edge_y, edge_x = near_y[at_y, at_x], near_x[at_y, at_x]
-    mirror_y, mirror_x = 2 * edge_y - at_y, 2 * edge_x - at_x
-    inside = (mirror_y >= 0) & (mirror_y < height) & (mirror_x >= 0) & (mirror_x < width)
-    inside[inside] = own[mirror_y[inside], mirror_x[inside]]
-    pick_y, pick_x = np.where(inside, mirror_y, edge_y), np.where(inside, mirror_x, edge_x)
+    pick_y, pick_x = _mirrored(own, near_y, near_x, ys[rows, cols], xs[rows, cols])
     out[rows, cols, 0] = pick_x * np.float32(2.0 / max(width - 1, 1)) - np.float32(1.0)
     out[rows, cols, 1] = pick_y * np.float32(2.0 / max(height - 1, 1)) - np.float32(1.0)
     return out
