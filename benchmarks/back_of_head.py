@@ -19,9 +19,8 @@ import dataclasses
 
 import torch
 
-from part_snap import add_scores, l1_table, posed, run_validation, table_means
-from recapture.models.correspondence import back_views, repose
-from recapture.models.layout_ops import to_one_hot
+from part_snap import add_scores, both_layouts, l1_table, posed, run_validation, table_means
+from recapture.models.correspondence import back_views
 
 METRICS = ("l1", "psnr", "person_l1", "face_l1")
 
@@ -37,11 +36,7 @@ def pair_scores(default: torch.nn.Module, sets: list[tuple]) -> dict[str, dict[s
                                                    image.shape[-2])]
             for flag in (False, True):
                 default.appearance.config = dataclasses.replace(base, back_of_head=flag)
-                with torch.no_grad():
-                    made = {"network": default(image, to_one_hot(labels, 20), *poses, source_keypoints=source,
-                                               target_keypoints=target).image,
-                            "prior": repose(default.appearance, image, labels, source, target).image}
-                for kind, rendered in made.items():
+                for kind, rendered in both_layouts(default, image, labels, source, target, poses).items():
                     add_scores(table, f"{kind}, rule {'on' if flag else 'off'}", rendered, truth, person, target,
                                METRICS)
     finally:

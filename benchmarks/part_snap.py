@@ -62,15 +62,20 @@ def pair_scores(default: torch.nn.Module, sets: list[tuple]) -> dict[str, dict[s
         for image, labels, person, truth, source, target, poses in posed(sets):
             for reach in REACHES:
                 default.appearance.config = dataclasses.replace(base, snap_reach=reach)
-                with torch.no_grad():
-                    made = {"network": default(image, to_one_hot(labels, 20), *poses, source_keypoints=source,
-                                               target_keypoints=target).image,
-                            "prior": repose(default.appearance, image, labels, source, target).image}
-                for kind, rendered in made.items():
+                for kind, rendered in both_layouts(default, image, labels, source, target, poses).items():
                     add_scores(table, f"{kind}, reach {reach:g}", rendered, truth, person, target, METRICS)
     finally:
         default.appearance.config = base
     return table_means(table)
+
+
+def both_layouts(default: torch.nn.Module, image: torch.Tensor, labels: torch.Tensor, source: np.ndarray,
+                 target: np.ndarray, poses: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``{"network": the whole model's render, "prior": its appearance network on the warp of S_A}`` of one batch."""
+    with torch.no_grad():
+        return {"network": default(image, to_one_hot(labels, 20), *poses, source_keypoints=source,
+                                   target_keypoints=target).image,
+                "prior": repose(default.appearance, image, labels, source, target).image}
 
 
 def add_scores(table: dict[str, dict[str, list[float]]], row: str, rendered: torch.Tensor, truth: torch.Tensor,
