@@ -224,6 +224,13 @@ def _leg_angles(rng: np.random.Generator, style: str, swing: float) -> tuple[flo
     return tuple(_clip(n, v) for n, v in zip(names, angles))  # type: ignore[return-value]
 
 
+# Framings: ranges of (height, top) in image heights. ``zoom`` is the cropped framing of the data sets; ``knee``
+# and ``hips`` split it like DeepFashion's photos, whose frame ends between knee and ankle or above the knees.
+FRAMINGS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    "whole": ((0.8, 0.92), (0.03, 0.08)), "zoom": ((1.15, 1.8), (0.02, 0.06)),
+    "knee": ((1.18, 1.32), (0.02, 0.06)), "hips": ((1.5, 1.9), (0.02, 0.06))}
+
+
 def sample_articulation(rng: np.random.Generator, crop_probability: float = 0.25,
                         view: str | None = None) -> Articulation:
     """A random pose: a body style (standing, walking, arms raised, hands on hips, sitting...), a view
@@ -250,19 +257,13 @@ def sample_articulation(rng: np.random.Generator, crop_probability: float = 0.25
                 height=height, top=top, centre=0.5 + _u(rng, -0.08, 0.08))
 
 
-# Framings: ranges of (height, top) in image heights. ``zoom`` is the cropped framing of the data sets; ``knee``
-# and ``hips`` split it like DeepFashion's photos, whose frame ends between knee and ankle or above the knees.
-FRAMINGS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
-    "whole": ((0.8, 0.92), (0.03, 0.08)), "zoom": ((1.15, 1.8), (0.02, 0.06)),
-    "knee": ((1.18, 1.32), (0.02, 0.06)), "hips": ((1.5, 1.9), (0.02, 0.06))}
-
-
 def reframed(articulation: Articulation, framing: str, rng: np.random.Generator) -> Articulation:
     """``articulation`` shot with a height and top drawn from :data:`FRAMINGS` ``[framing]``."""
     if framing not in FRAMINGS:
         raise ValueError(f"unknown framing {framing!r}; expected one of {sorted(FRAMINGS)}")
     (height_low, height_high), (top_low, top_high) = FRAMINGS[framing]
     return replace(articulation, height=_u(rng, height_low, height_high), top=_u(rng, top_low, top_high))
+
 
 # How DeepFashion's 8,670 test pairs are framed (source, target), counted once from the keypoints of
 # `fasion-annotation-test.csv`: "whole" shows an ankle, "knee" a knee and no ankle, "hips" a hip and no knee.
