@@ -10,8 +10,8 @@ below" is scored for each threshold ``t`` from the same per-pair scores. Pair se
 0905-1004 nor the pose2sim ``test`` part): pose2sim cropped per frame and fixed camera (``validation``), CCP
 self-supervised pairs of the 60 validation photos with the camera still and as made, studio view changes
 (SynthHumans, seed 4242; full body and framed as DeepFashion's pairs), and the same CCP photos re-posed into their
-own pose (change 0: the round trip). Needs ``runs/appearance-real/ccp-256x176.npz`` (``python -m recapture.training.parsed_photos``). Writes
-``benchmarks/results/layout-choice.{json,md}``.
+own pose (change 0: the round trip). Needs ``runs/appearance-real/ccp-256x176.npz`` (``python -m
+recapture.training.parsed_photos``). Writes ``benchmarks/results/layout-choice.{json,md}``.
 
     .venv/bin/python benchmarks/layout_choice.py
 """

@@ -31,42 +31,28 @@ from pose2sim import FLOOR, add_model_arguments, load_networks, person_l1, save_
 from recapture.body.keypoint_warp import warp_image
 from recapture.body.keypoints import keypoints_to_heatmaps
 from recapture.data.ccp_pairs import CcpPair
-from recapture.data.synthetic.articulation import deepfashion_framing
-from recapture.data.synthetic.people import sample_identity
 from recapture.models.correspondence import CorrespondenceGenerator, repose
 from recapture.models.layout_ops import to_one_hot
-from recapture.training.correspondence_data import Batch, collate, synthetic_pair
+from recapture.training.correspondence_data import Batch, collate, studio_framing, studio_pair
 
 SIZE = (256, 176)
 KINDS = {"same view": (("front", "front"),), "front <-> side": (("front", "right_side"), ("left_side", "front")),
          "front <-> back": (("front", "back"), ("back", "front")),
          "side <-> back": (("right_side", "back"), ("back", "left_side"))}
 SEED = 4242  # identities: not the training mix's 7211, not the bundled data sets' 0-9
-def deepfashion_framing_of(seed: int, index: int) -> tuple[str, str]:
-    """The framings of pair ``index`` (DeepFashion's test proportions, ``articulation.deepfashion_framing``)."""
-    return deepfashion_framing(np.random.default_rng([seed, index, 1]))
 
 
 def framing_change(seed: int, index: int) -> str:
     """``framing: same``, ``framing: target closer`` or ``framing: target wider`` for pair ``index``."""
     tightness = {"whole": 0, "knee": 1, "hips": 2}
-    source, target = (tightness[framing] for framing in deepfashion_framing_of(seed, index))
+    source, target = (tightness[framing] for framing in studio_framing(seed, index))
     return "framing: " + ("same" if source == target else "target closer" if target > source else "target wider")
-
-
-def studio_pair(seed: int, index: int, views: tuple[str, str], internal: tuple[int, int],
-                framed: bool = False) -> CcpPair:
-    """Identity ``index`` of ``seed`` with the given views over one plain wall: full body in both poses, or, when
-    ``framed``, shot as DeepFashion's pairs are (:func:`deepfashion_framing_of`)."""
-    framings = deepfashion_framing_of(seed, index) if framed else None
-    return synthetic_pair(np.random.default_rng([seed, index]), SIZE, internal, sample_identity(seed, index),
-                          "plain", views, 0.0, framings)
 
 
 def studio_pairs(seed: int, per_kind: int, internal: tuple[int, int], framed: bool = False
                  ) -> dict[str, list[CcpPair]]:
     """``{kind: pairs}``: ``per_kind`` pairs of each of :data:`KINDS`, the directions alternating."""
-    return {kind: [studio_pair(seed, 1000 * number + i, directions[i % len(directions)], internal, framed)
+    return {kind: [studio_pair(seed, 1000 * number + i, SIZE, internal, directions[i % len(directions)], framed)
                    for i in range(per_kind)] for number, (kind, directions) in enumerate(KINDS.items())}
 
 

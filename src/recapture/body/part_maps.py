@@ -122,6 +122,11 @@ def view_of(keypoints: np.ndarray, height: float) -> tuple[str, str]:
     return view, "right" if near_right else "left"
 
 
+def is_back_view(keypoints: np.ndarray, height: float) -> bool:
+    """Whether ``keypoints`` (18, 2) in a frame of ``height`` rows show the person's back (:func:`view_of`)."""
+    return view_of(keypoints, height)[0] == BACK
+
+
 def depth_order(keypoints: np.ndarray, height: float) -> np.ndarray:
     """``(S,)`` depth of each segment in the pose ``keypoints`` (larger = nearer the camera)."""
     view, near = view_of(keypoints, height)

@@ -38,7 +38,7 @@ from recapture.config import ModelConfig
 from recapture.models.blocks import Merge, PyramidEncoder, activation, conv2d, level_widths
 from recapture.models.geometric import keypoints_or_centroids
 from recapture.body.keypoint_warp import part_warp
-from recapture.body.part_maps import BACK, TORSO, segment_maps, view_of
+from recapture.body.part_maps import TORSO, is_back_view, segment_maps
 from recapture.body.prior_numpy import keypoints_to_size, snap_to_own_parts
 from recapture.models.layout_ops import labels_at, layout_at, majority_layout, to_one_hot
 from recapture.models.lgr import LayoutGraphReasoning
@@ -169,10 +169,10 @@ def prior_grid(source_labels: Tensor, source_keypoints: Tensor | np.ndarray, tar
 
 def back_views(config: CorrespondenceConfig, target_keypoints: Tensor | np.ndarray, height: int) -> list[bool]:
     """Per pair, whether :func:`~recapture.body.prior_numpy.hair_over_face` applies: ``config.back_of_head`` and the
-    ``(B, 18, 2)`` target keypoints (frame of ``height`` rows) show the person's back (``part_maps.view_of``)."""
+    ``(B, 18, 2)`` target keypoints (frame of ``height`` rows) show the person's back (``part_maps.is_back_view``)."""
     points = np.asarray(target_keypoints.detach().cpu() if isinstance(target_keypoints, Tensor) else target_keypoints,
                         dtype=np.float64)
-    return [config.back_of_head and view_of(k, height)[0] == BACK for k in points]
+    return [config.back_of_head and is_back_view(k, height) for k in points]
 
 
 def snap_prior(prior: PriorGrid, source_labels: Tensor, target_labels: Tensor, config: CorrespondenceConfig,

@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from recapture.body.part_maps import BACK, view_of
+from recapture.body.part_maps import is_back_view
 from recapture.body.parts import get_label_set
 from recapture.body.prior_numpy import (
     area_resize, disk_heatmaps, keypoints_to_size, majority_labels, one_hot, part_warp, prior_grid,
@@ -158,8 +158,7 @@ class OnnxCorrespondence:
                   disk_heatmaps(source_points, size), target, disk_heatmaps(target_points, size), prior.grid,
                   prior.covered[None], snap_to_own_parts((pending.result() if pending else prior_grid(*full_args)).grid,
                                                          source_labels, target_labels, label_set, self.snap_reach,
-                                                         self.back_of_head and view_of(target_keypoints, full[0])[0]
-                                                         == BACK))
+                                                         self.back_of_head and is_back_view(target_keypoints, full[0])))
         return {name: np.ascontiguousarray(a[None], dtype=np.float32) for name, a in zip(CORRESPONDENCE_INPUTS, arrays)}
 
     def __call__(self, *args: np.ndarray, soft_target: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -159,6 +159,21 @@ def synthetic_pair(rng: np.random.Generator, size: tuple[int, int], internal_siz
                    flow_known=False)
 
 
+def studio_framing(seed: int, index: int) -> tuple[str, str]:
+    """The (source, target) framing of studio pair ``index`` of ``seed`` shot as DeepFashion's pairs are
+    (``articulation.deepfashion_framing``, drawn with its own generator so the pair's poses do not depend on it)."""
+    return deepfashion_framing(np.random.default_rng([seed, index, 1]))
+
+
+def studio_pair(seed: int, index: int, size: tuple[int, int], internal_size: tuple[int, int],
+                views: tuple[str, str] | tuple[None, None] = (None, None), framed: bool = False) -> CcpPair:
+    """A studio pair: SynthHumans identity ``index`` of ``seed`` in two poses (of the given ``views``) over one plain
+    wall, full body in both or, when ``framed``, shot as :func:`studio_framing` says (the validation and benchmark
+    sets of plain-wall view changes)."""
+    return synthetic_pair(np.random.default_rng([seed, index]), size, internal_size, sample_identity(seed, index),
+                          "plain", views, 0.0, studio_framing(seed, index) if framed else None)
+
+
 def make_batch(photos: CcpPhotos, indices: np.ndarray, rng: np.random.Generator, config: CorrespondenceConfig,
                fraction: float, mix: PairMix = PairMix(unchanged=0.0), parsed: np.ndarray | None = None) -> Batch:
     """Fresh pairs of the photos ``indices`` (rows of ``photos``; ``parsed``: the parser's layouts in the same

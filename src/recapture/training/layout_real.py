@@ -13,7 +13,8 @@ its training on a mix of
 Objective: the cross entropy of Ŝ_B against the truth (as the recipe's ``geometric`` stage; no D1). Validation
 (fixed pairs: CCP photos of the validation split of 0001-0904, fixed camera; SynthHumans studio pairs of seed
 4242, full body and framed as DeepFashion's pairs) scores the eval-mode Ŝ_B (flip average and clean-ups on) with
-the mIoU over the LIP-20 parts present, pooled over the pairs; the kept network has the best mean of the three. The held-out photos are never read here.
+the mIoU over the LIP-20 parts present, pooled over the pairs; the kept network has the best mean of the three. The
+held-out photos are never read here.
 ``--export-default OUT`` writes the bundled default with RUN/best.safetensors as its geometric network.
 """
 
@@ -33,15 +34,13 @@ from torch import Tensor
 from recapture.body.keypoints import keypoints_to_heatmaps
 from recapture.config import ModelConfig
 from recapture.data.ccp_pairs import CcpPhotos, training_ids
-from recapture.data.synthetic.articulation import deepfashion_framing
-from recapture.data.synthetic.people import sample_identity
 from recapture.hub import bundled_path, read_generator_file, save_generator, write_model_file
 from recapture.models.correspondence import CorrespondenceConfig
 from recapture.models.geometric import GeometricGenerator
 from recapture.models.layout_ops import to_one_hot
 from recapture.training.checkpoint import load_checkpoint, save_checkpoint
 from recapture.training.correspondence_data import (Batch, PairMix, PairSettings, PairStream, batch_loader, collate,
-                                                    load_preset, make_batch, synthetic_pair)
+                                                    load_preset, make_batch, studio_pair)
 from recapture.training.parsed_photos import ParsedLayouts
 
 #: SynthHumans identities of the validation studio pairs (the studio benchmark's selection seed).
@@ -124,9 +123,7 @@ def validation_sets(settings: LayoutSettings, photos: CcpPhotos, parsed: np.ndar
     size = tuple(photos.labels.shape[1:])
     sets = {"ccp": ccp}
     for name, framed in (("studio", False), ("framed", True)):
-        studio = [synthetic_pair(np.random.default_rng([STUDIO_SEED, k]), size, config.internal_size,
-                                 sample_identity(STUDIO_SEED, k), "plain", (None, None), 0.0,
-                                 deepfashion_framing(np.random.default_rng([STUDIO_SEED, k, 1])) if framed else None)
+        studio = [studio_pair(STUDIO_SEED, k, size, config.internal_size, framed=framed)
                   for k in range(settings.validation_pairs)]
         sets[name] = [layout_inputs(collate(studio[i:i + 8], config, [False] * len(studio[i:i + 8])), num_parts)
                       for i in range(0, len(studio), 8)]
