@@ -28,6 +28,7 @@ import torch
 from recapture.body.parts import LIP20
 from recapture.data.ccp import COARSE_GROUPS, HELD_OUT_IDS, CcpDataset, coarse_table, confusion, iou_per_class
 from recapture.data.formats import read_annotations
+from recapture.fileio import atomic_write_text
 from recapture.hub import bundled_path
 from recapture.models.inception import weights_path
 from recapture.pipelines.human_parsing import PersonModels, load_parser, parse_files
@@ -52,6 +53,17 @@ def scores(matrix: np.ndarray, coarse: np.ndarray) -> dict:
             "lip20": {name: float(v) for name, v, p in zip(LIP20.names, lip, present) if p}}
 
 
+def parser_specs(extra: list[str]) -> dict[str, str]:
+    """``{row name: parser spec}``: the bundled ``ccp`` and ``pose-mask``, then each ``NAME=FILE``."""
+    specs = {name: name for name in PARSERS}
+    for item in extra:
+        name, _, path = item.partition("=")
+        if not path or not Path(path).is_file():
+            raise SystemExit(f"error: --parser {item!r}: expected NAME=FILE with an existing parser file")
+        specs[name] = path
+    return specs
+
+
 def person_inputs(models: PersonModels, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """What every parser is given for a photo: ``(keypoints (18, 2) from BlazePose, -1 where missing; person 0's
     mask (H, W) float32)``."""
@@ -68,12 +80,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--whole", type=int, default=20, help="photos timed through `recapture parse`'s work")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "parsing")
+    parser.add_argument("--parser", action="append", default=[],
+                        help="NAME=FILE: also score and time this parser file (in torch and as NAME (onnxruntime))")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dataset = CcpDataset(args.ccp, tuple(HELD_OUT_IDS))
     table = read_annotations(KEYPOINTS)
-    parsers = {name: load_parser(name) for name in PARSERS}
+    specs = parser_specs(args.parser)
+    parsers = {name: load_parser(spec) for name, spec in specs.items()}
     parsers[ONNX] = OnnxCcpParser("parser-ccp", args.threads)
+    for name, spec in list(specs.items())[len(PARSERS):]:
+        parsers[f"{name} (onnxruntime)"] = OnnxCcpParser(spec, args.threads)
     names = list(parsers)
     matrices = {name: np.zeros((LIP20.num_parts, LIP20.num_parts + 1), np.int64) for name in names}
     groups = len(COARSE_GROUPS)
@@ -93,12 +110,12 @@ def main() -> None:
                 network_cpu[name].append(time.process_time() - started_cpu)
                 matrices[name] += confusion(truth, labels, LIP20.num_parts)
                 coarse[name] += confusion(lookup[truth], lookup[labels], groups)
-    whole, whole_cpu = {ONNX: None}, {ONNX: None}
+    whole, whole_cpu = {name: None for name in names}, {name: None for name in names}
     photos = [dataset.photo_path(i) for i in dataset.ids[:args.whole]]
     with tempfile.TemporaryDirectory() as folder:
-        for name in PARSERS:
+        for name, spec in specs.items():
             started, started_cpu = time.perf_counter(), time.process_time()
-            parse_files(photos, folder, name)
+            parse_files(photos, tempfile.mkdtemp(dir=folder), spec)
             whole[name] = (time.perf_counter() - started) / len(photos)
             whole_cpu[name] = (time.process_time() - started_cpu) / len(photos)
     result = {"photos": len(dataset.ids), "held_out": "CCP 0905-1004", "threads": args.threads,
@@ -110,8 +127,8 @@ def main() -> None:
                                  "whole_parse_seconds_per_photo": whole[name],
                                  "whole_parse_cpu_seconds_per_photo": whole_cpu[name]} for name in names}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
+    atomic_write_text(args.out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
+    atomic_write_text(args.out.with_suffix(".md"), markdown(result))
     print(markdown(result))
 
 

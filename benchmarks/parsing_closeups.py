@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from parsing import KEYPOINTS, person_inputs, scores
+from parsing import KEYPOINTS, parser_specs, person_inputs, scores
 from recapture.body.parts import LIP20
 from recapture.data.ccp import COARSE_GROUPS, HELD_OUT_IDS, CcpDataset, coarse_table, confusion, split_ids
 from recapture.data.formats import read_annotations
@@ -41,17 +41,6 @@ def split_photos(split: str) -> tuple[int, ...]:
     if split == "validation":
         return split_ids(100, 0)[1]
     raise SystemExit(f"error: --split must be held-out or validation, got {split!r}")
-
-
-def parser_specs(extra: list[str]) -> dict[str, str]:
-    """``{row name: parser spec}``: the bundled ``ccp`` and ``pose-mask``, then each ``NAME=FILE``."""
-    specs = {"ccp": "ccp", "pose-mask": "pose-mask"}
-    for item in extra:
-        name, _, path = item.partition("=")
-        if not path or not Path(path).is_file():
-            raise SystemExit(f"error: --parser {item!r}: expected NAME=FILE with an existing parser file")
-        specs[name] = path
-    return specs
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ slower than one (threads spin waiting for a core another process holds).
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +36,12 @@ if TYPE_CHECKING:
 # Imported on use: the thread policy also serves the torch-free ONNX photo path (resolve_threads).
 torch = LazyModule("torch")
 parametrize = LazyModule("torch.nn.utils.parametrize")
+
+#: One side thread for NumPy work of the photo path beside the main thread (the parser's superpixels and flip
+#: averaging, the full-resolution prior grid), used when the thread policy gives two threads or more. NumPy (and
+#: scikit-image's SLIC) release the GIL in their array work, so the two threads run on two cores; the results are
+#: those of running in turn.
+BESIDE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recapture-beside")
 
 
 def _fold_parametrizations(module: nn.Module) -> int:

@@ -1,15 +1,82 @@
 """Torch-free rules applied to the parser's part probabilities after the network (the torch and the ONNX
-parser share them): one garment is one part (:func:`vote_parts`); no shoes in a photo that ends above the knees
-(:func:`drop_unseen_shoes`). See docs/parser.md for how they were chosen.
+parser share them): probabilities pooled over colour superpixels of the crop (:func:`superpixel_pooled`); one
+garment is one part (:func:`vote_parts`); no shoes in a photo that ends above the knees (:func:`drop_unseen_shoes`).
+See docs/parser.md for how they were chosen.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from recapture.body.keypoints import KEYPOINT_INDEX, missing_mask
 from recapture.body.parts import LIP20
+from recapture.config import ConfigError
+
+
+@dataclass(frozen=True)
+class SuperpixelPooling:
+    """Probabilities pooled over SLIC superpixels of the crop (a parser file's ``superpixels`` metadata).
+
+    segments: SLIC's approximate number of superpixels per scale (one segmentation per entry);
+    compactness / iterations / connected: SLIC's (colour in Lab against distance; k-means passes; whether
+    superpixels are made connected - off keeps the k-means clusters as they fall);
+    weight: share of the pooled probabilities in the output (0 = off: the network's probabilities unchanged).
+    """
+
+    segments: tuple[int, ...] = (500, 1000, 2000)
+    compactness: float = 15.0
+    iterations: int = 4
+    connected: bool = True
+    weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.weight <= 1.0:
+            raise ConfigError(f"superpixels.weight must lie in [0, 1], got {self.weight}")
+        if not self.segments or min(self.segments) < 1:
+            raise ConfigError(f"superpixels.segments must be >= 1 each (and at least one), got {list(self.segments)}")
+        if self.compactness <= 0 or self.iterations < 1:
+            raise ConfigError(f"superpixels.compactness must be > 0 and iterations >= 1, got "
+                              f"{self.compactness} and {self.iterations}")
+
+
+def superpixel_regions(crop_rgb: np.ndarray, pooling: SuperpixelPooling, segments: int) -> np.ndarray:
+    """``(h * w,)`` int SLIC superpixel index of each pixel of ``crop_rgb`` ``(h, w, 3)`` uint8, ~``segments`` of them."""
+    from skimage.segmentation import slic
+
+    return slic(crop_rgb, n_segments=segments, compactness=pooling.compactness, max_num_iter=pooling.iterations,
+                enforce_connectivity=pooling.connected, start_label=0).ravel()
+
+
+def pooled_with(probabilities: np.ndarray, regions: list[np.ndarray], weight: float) -> np.ndarray:
+    """``(1 - weight) * probabilities + weight * mean over the segmentations ``regions`` (each ``(h * w,)``) of
+    each superpixel's mean probabilities``: ``(h, w, P)`` -> ``(h, w, P)`` float32 (rows still sum to 1)."""
+    from scipy.sparse import csr_matrix
+
+    height, width, parts = probabilities.shape
+    flat = np.ascontiguousarray(probabilities, dtype=np.float32).reshape(-1, parts)
+    pooled = np.zeros_like(flat)
+    pixels = np.arange(flat.shape[0])
+    for region in regions:
+        count = int(region.max()) + 1
+        member = csr_matrix((np.ones(flat.shape[0], np.float32), (region, pixels)), shape=(count, flat.shape[0]))
+        sizes = np.maximum(np.bincount(region, minlength=count), 1).astype(np.float32)
+        pooled += (np.asarray(member @ flat) / sizes[:, None])[region]
+    return ((1.0 - weight) * flat + (weight / len(regions)) * pooled).reshape(height, width, parts)
+
+
+def superpixel_pooled(probabilities: np.ndarray, crop_rgb: np.ndarray, pooling: SuperpixelPooling) -> np.ndarray:
+    """The crop's ``(h, w, 20)`` probabilities pooled over the superpixels of ``crop_rgb`` ``(h, w, 3)`` uint8 at
+    every scale of ``pooling`` (:func:`superpixel_regions`, :func:`pooled_with`). The part edges move onto the
+    photo's colour edges, which is where CCP's superpixel-made labels put them. Weight 0 returns
+    ``probabilities`` itself."""
+    if pooling.weight == 0.0:
+        return probabilities
+    regions = [superpixel_regions(crop_rgb, pooling, segments) for segments in pooling.segments]
+    return pooled_with(probabilities, regions, pooling.weight)
+
 
 #: Parts decided together per connected region by :func:`vote_parts` (one garment is a dress or a skirt).
 VOTED_PARTS: tuple[str, ...] = ("dress", "skirt")

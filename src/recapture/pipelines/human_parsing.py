@@ -26,7 +26,9 @@ from recapture.fileio import atomic_path, atomic_write_text
 from recapture.hub import REGISTRY, WeightsError, bundled_models, bundled_path, read_model_file
 from recapture.lazy import LazyModule, no_grad
 from recapture.models.parser_crop import parser_crop
-from recapture.models.parser_rules import drop_unseen_shoes, vote_parts
+from recapture.models.inference import BESIDE
+from recapture.models.parser_rules import (SuperpixelPooling, drop_unseen_shoes, pooled_with, superpixel_regions,
+                                             vote_parts)
 from recapture.pipelines.parsing import FileLayoutParser, LayoutParser, ModelLayoutParser, PoseMaskLayoutParser
 from recapture.pipelines.people import FaceDetector, people_of, pose_of_person
 from recapture.pipelines.pose_estimation import PersonSegmenter, PoseEstimate, PoseEstimator
@@ -73,6 +75,7 @@ class CcpParser:
         self.backbone = load_inception(self.device)
         self.source = str(path)
         self.metadata = metadata
+        self.superpixels = superpixel_setting(metadata, self.source)
 
     @no_grad
     def crop_probabilities(self, crop_rgb: np.ndarray, crop_mask: np.ndarray, crop_keypoints: np.ndarray) -> np.ndarray:
@@ -110,13 +113,35 @@ class CcpParser:
         runs them as one batch)."""
         return [self.crop_probabilities(*view) for view in views]
 
+    def side_thread(self) -> bool:
+        """Whether NumPy work may run on the side thread (:data:`BESIDE`) beside the network: two threads or more."""
+        return torch.get_num_threads() > 1
+
+    def start_superpixels(self, crop_rgb: np.ndarray) -> Callable[[], list[np.ndarray]] | None:
+        """The crop's superpixel segmentations for :attr:`superpixels` (``parser_rules.superpixel_regions``, one
+        per scale), begun on the side thread so that they are made while the network runs (with one thread: when
+        asked for); None when the pooling is off. Call the result to get them."""
+        pooling = self.superpixels
+        if pooling.weight == 0.0:
+            return None
+
+        def make() -> list[np.ndarray]:
+            return [superpixel_regions(crop_rgb, pooling, segments) for segments in pooling.segments]
+
+        return BESIDE.submit(make).result if self.side_thread() else make
+
     def probabilities(self, image_rgb: np.ndarray, keypoints: np.ndarray, person_mask: np.ndarray) -> np.ndarray:
         """``(20, H, W)`` float32 part probabilities in the photo frame (0 outside the person crop); with
-        :attr:`flip`, the mean of the crop's and its mirror's."""
+        :attr:`flip`, the mean of the crop's and its mirror's; then pooled over the crop's superpixels as the
+        weight file's ``superpixels`` says (``parser_rules.superpixel_regions``, ``pooled_with``)."""
         image_rgb = np.asarray(image_rgb)
         mask = np.asarray(person_mask, dtype=np.float32)
         crop = parser_crop(keypoints, mask)
-        crop_probs = self.averaged_probabilities(crop.warp(image_rgb), crop.warp(mask), crop.keypoints(keypoints))
+        crop_rgb = crop.warp(image_rgb)
+        superpixels = self.start_superpixels(crop_rgb)
+        crop_probs = self.averaged_probabilities(crop_rgb, crop.warp(mask), crop.keypoints(keypoints))
+        if superpixels is not None:
+            crop_probs = pooled_with(crop_probs, superpixels(), self.superpixels.weight)
         photo = crop.unwarp(np.ascontiguousarray(crop_probs), image_rgb.shape[:2])  # all parts in one warp
         return photo.reshape(*image_rgb.shape[:2], -1).transpose(2, 0, 1)
 
@@ -150,6 +175,19 @@ class CcpParser:
 
     def __call__(self, image_rgb: np.ndarray, keypoints: np.ndarray, person_mask: np.ndarray) -> np.ndarray:
         return self.predict(image_rgb, keypoints, person_mask)[0]
+
+
+def superpixel_setting(metadata: dict[str, str], source: str) -> SuperpixelPooling:
+    """The weight file's ``superpixels`` pooling (JSON of :class:`SuperpixelPooling`); files without it: off."""
+    if "superpixels" not in metadata:
+        return SuperpixelPooling()
+    try:
+        values = json.loads(metadata["superpixels"])
+        if not isinstance(values, dict):
+            raise ConfigError(f"expected a JSON object, got {metadata['superpixels']!r}")
+        return from_dict(SuperpixelPooling, values, prefix="superpixels.")
+    except (ConfigError, json.JSONDecodeError) as err:
+        raise WeightsError(f"not a Recapture parser: {source} (bad superpixels setting: {err})") from None
 
 
 def mirrored_view(crop_rgb: np.ndarray, crop_mask: np.ndarray,

@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from recapture.body.parts import LIP20
-from recapture.pipelines.human_parsing import CcpParser, mirrored_view
-from recapture.pipelines.onnx_photo import BESIDE, OnnxUnavailable, cached, session
+from recapture.pipelines.human_parsing import CcpParser, mirrored_view, superpixel_setting
+from recapture.models.inference import BESIDE
+from recapture.pipelines.onnx_photo import OnnxUnavailable, cached, session
 
 KIND = "recapture-parser-onnx"
 #: Prefix of the parser weights file's metadata copied into the ONNX file's.
@@ -153,9 +154,13 @@ class OnnxCcpParser(CcpParser):
         # The weights file's metadata (test_flip, head config, ...): CcpParser's post-processing reads it.
         self.metadata = {key[len(WEIGHTS_PREFIX):]: value for key, value in metadata.items()
                          if key.startswith(WEIGHTS_PREFIX)}
+        self.superpixels = superpixel_setting(self.metadata, self.source)
 
     def crop_probabilities(self, crop_rgb: np.ndarray, crop_mask: np.ndarray, crop_keypoints: np.ndarray) -> np.ndarray:
         return self.views_probabilities([(crop_rgb, crop_mask, crop_keypoints)])[0]
+
+    def side_thread(self) -> bool:
+        return self.threads > 1
 
     def views_probabilities(self, views: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[np.ndarray]:
         """The ``(h, w, 20)`` probabilities of every view, the network run once on all of them as a batch."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -38,6 +37,7 @@ from recapture.body.prior_numpy import (
 )
 from recapture.config import ConfigError, ModelConfig, from_dict
 from recapture.fileio import file_digest
+from recapture.models.inference import BESIDE
 from recapture.pipelines.recapture import FullFrame, FullRender, LayoutPrediction, Recapturer, SourceInput, check_method
 
 #: Metadata ``kind`` of a correspondence export (its appearance network and full-resolution step).
@@ -49,12 +49,6 @@ ONNX_FORMAT = 11  # 4: still-background rule; 5: its identity grid in float32; 6
 #                   7: the vacated background filled (still_background.py); 8: still margin 1, no feather;
 #                   9: ``twin_limbs`` in the metadata; 10: ``snap_reach`` in the metadata;
 #                   11: ``back_of_head`` in the metadata
-
-
-#: One side thread for NumPy work of the photo path beside the main thread (the parser's flip averaging, the
-#: full-resolution prior grid), used when the thread policy gives two threads or more. NumPy releases the GIL in
-#: its array operations, so the two threads run on two cores; the results are those of running in turn.
-BESIDE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recapture-beside")
 
 
 class OnnxUnavailable(ValueError):

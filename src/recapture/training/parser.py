@@ -32,6 +32,7 @@ from recapture.fileio import atomic_path
 from recapture.hub import write_model_file
 from recapture.models.inception import BACKBONE_NAME
 from recapture.models.parser import ParserHead, ParserHeadConfig, upsample_logits
+from recapture.models.parser_rules import SuperpixelPooling
 from recapture.training.parser_data import FeatureCache, ViewMaker, build_cache
 from recapture.training.parser_eval import batch, calibrate_offsets, validate
 
@@ -71,6 +72,7 @@ class ParserTrainConfig:
     boost: float = 1.0
     calibrate: bool = True  # tune per-part logit offsets on the validation split (folded into the last bias)
     test_flip: bool = False  # the exported parser averages each crop with its mirror (calibrated so, on validation)
+    superpixels: SuperpixelPooling = SuperpixelPooling()  # written to the file; the parser pools after the network
     validate_every: int = 200
     checkpoint_minutes: float = 5.0
     threads: int = 1
@@ -125,6 +127,7 @@ def export_head(head_state: dict[str, torch.Tensor], config: ParserTrainConfig, 
     """Write the head's weights as a model file (safetensors) with its config and validation scores."""
     metadata = {"kind": "parser", "head": json.dumps(to_dict(config.head)), "validation": json.dumps(scores),
                 "label_set": LIP20.name, "backbone": BACKBONE_NAME, "test_flip": json.dumps(config.test_flip),
+                "superpixels": json.dumps(to_dict(config.superpixels)),
                 "trained_on": f"CCP 0001-0904 minus {config.validation_photos} validation photos "
                               f"(split seed {config.split_seed})"
                               + (f", pseudo-labelled 1005-2098 ({config.pseudo_share:.0%} of each batch)"
