@@ -11,7 +11,7 @@ from skimage.segmentation import slic
 from recapture.config import ConfigError, from_dict, to_dict
 from recapture.hub import WeightsError
 from recapture.models.parser_rules import SuperpixelPooling, superpixel_pooled
-from recapture.pipelines.human_parsing import superpixel_setting
+from recapture.pipelines.human_parsing import CcpParser, superpixel_setting
 
 
 def _random_probabilities(rng: np.random.Generator, height: int, width: int, parts: int = 20) -> np.ndarray:
@@ -76,3 +76,20 @@ def test_setting_round_trips_through_metadata_and_bad_metadata_names_the_file() 
     for bad in ('{"weight": 2}', '{"segment": [5]}', "[1, 2]", "not json", '{"segments": 5}'):
         with pytest.raises(WeightsError, match=r"bad\.safetensors \(bad superpixels setting"):
             superpixel_setting({"superpixels": bad}, "bad.safetensors")
+
+
+@pytest.mark.parametrize("side", [True, False])
+def test_segmentations_made_beside_the_network_are_those_made_in_turn(side: bool, monkeypatch) -> None:  # noqa: ANN001
+    """CcpParser.start_superpixels on the side thread (two threads) or in turn (one): the same segmentations,
+    so the pooled probabilities do not depend on the thread count."""
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, size=(40, 26, 3), dtype=np.uint8)
+    parser = CcpParser.__new__(CcpParser)  # no network: only the superpixel step is exercised
+    parser.superpixels = SuperpixelPooling(segments=(10, 30), connected=False, weight=0.7)
+    monkeypatch.setattr(CcpParser, "side_thread", lambda self: side)
+    made = parser.start_superpixels(image)()
+    expected = [slic(image, n_segments=n, compactness=15.0, max_num_iter=4, enforce_connectivity=False,
+                     start_label=0).ravel() for n in (10, 30)]
+    assert len(made) == 2 and all((a == b).all() for a, b in zip(made, expected))
+    parser.superpixels = SuperpixelPooling()
+    assert parser.start_superpixels(image) is None

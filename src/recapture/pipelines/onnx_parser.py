@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from recapture.body.parts import LIP20
-from recapture.pipelines.human_parsing import CcpParser, mirrored_view, superpixel_setting
 from recapture.models.inference import BESIDE
+from recapture.pipelines.human_parsing import CcpParser, mirrored_view, superpixel_setting
 from recapture.pipelines.onnx_photo import OnnxUnavailable, cached, session
 
 KIND = "recapture-parser-onnx"
