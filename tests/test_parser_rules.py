@@ -93,3 +93,13 @@ def test_segmentations_made_beside_the_network_are_those_made_in_turn(side: bool
     assert len(made) == 2 and all((a == b).all() for a, b in zip(made, expected))
     parser.superpixels = SuperpixelPooling()
     assert parser.start_superpixels(image) is None
+
+
+@pytest.mark.parametrize("value", [0, 255])
+def test_a_plain_crop_pools_without_nan(value: int) -> None:
+    """A crop of one colour (a black-padded photo edge, a white wall): finite probabilities that still sum to 1."""
+    probabilities = _random_probabilities(np.random.default_rng(3), 64, 40)
+    pooled = superpixel_pooled(probabilities, np.full((64, 40, 3), value, np.uint8),
+                               SuperpixelPooling(connected=False, weight=0.7))
+    assert np.isfinite(pooled).all()
+    np.testing.assert_allclose(pooled.sum(axis=2), 1.0, atol=1e-5)
