@@ -30,7 +30,7 @@ from recapture.data.ccp import COARSE_GROUPS, CcpDataset, coarse_table, confusio
 from recapture.data.formats import read_annotations
 from recapture.fileio import atomic_write_text
 from recapture.models.parser_crop import parser_crop
-from recapture.models.parser_rules import SuperpixelPooling, drop_unseen_shoes, superpixel_pooled, vote_parts
+from recapture.models.parser_rules import SuperpixelPooling, ruled_labels, superpixel_pooled
 from recapture.pipelines.human_parsing import CcpParser, PersonModels
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -39,8 +39,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def labels_of(crop_probabilities: np.ndarray, crop, shape: tuple[int, int], keypoints: np.ndarray) -> np.ndarray:  # noqa: ANN001
     """The parser's labels from ``(h, w, 20)`` crop probabilities: unwarped, argmax, vote, shoe rule."""
     photo = crop.unwarp(np.ascontiguousarray(crop_probabilities, dtype=np.float32), shape).transpose(2, 0, 1)
-    labels = vote_parts(photo, photo.argmax(axis=0).astype(np.uint8))
-    return drop_unseen_shoes(photo, labels, keypoints)
+    return ruled_labels(photo, keypoints)
 
 
 def main() -> None:

@@ -167,12 +167,10 @@ def prior_grid(source_labels: Tensor, source_keypoints: Tensor | np.ndarray, tar
     return PriorGrid(grid=grid.float(), covered=covered[:, None].float(), labels=warp.labels)
 
 
-def back_views(config: CorrespondenceConfig, target_keypoints: Tensor | np.ndarray, height: int) -> list[bool]:
+def back_views(config: CorrespondenceConfig, target_keypoints: np.ndarray, height: int) -> list[bool]:
     """Per pair, whether :func:`~recapture.body.prior_numpy.hair_over_face` applies: ``config.back_of_head`` and the
     ``(B, 18, 2)`` target keypoints (frame of ``height`` rows) show the person's back (``part_maps.is_back_view``)."""
-    points = np.asarray(target_keypoints.detach().cpu() if isinstance(target_keypoints, Tensor) else target_keypoints,
-                        dtype=np.float64)
-    return [config.back_of_head and is_back_view(k, height) for k in points]
+    return [config.back_of_head and is_back_view(k, height) for k in np.asarray(target_keypoints, dtype=np.float64)]
 
 
 def snap_prior(prior: PriorGrid, source_labels: Tensor, target_labels: Tensor, config: CorrespondenceConfig,

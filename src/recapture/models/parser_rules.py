@@ -42,12 +42,13 @@ class SuperpixelPooling:
                               f"{self.compactness} and {self.iterations}")
 
 
-def superpixel_regions(crop_rgb: np.ndarray, pooling: SuperpixelPooling, segments: int) -> np.ndarray:
-    """``(h * w,)`` int SLIC superpixel index of each pixel of ``crop_rgb`` ``(h, w, 3)`` uint8, ~``segments`` of them."""
+def superpixel_regions(crop_rgb: np.ndarray, pooling: SuperpixelPooling) -> list[np.ndarray]:
+    """One SLIC segmentation of ``crop_rgb`` ``(h, w, 3)`` uint8 per entry of ``pooling.segments`` (about that many
+    superpixels): each ``(h * w,)`` int, the superpixel index of every pixel."""
     from skimage.segmentation import slic
 
-    return slic(crop_rgb, n_segments=segments, compactness=pooling.compactness, max_num_iter=pooling.iterations,
-                enforce_connectivity=pooling.connected, start_label=0).ravel()
+    return [slic(crop_rgb, n_segments=segments, compactness=pooling.compactness, max_num_iter=pooling.iterations,
+                 enforce_connectivity=pooling.connected, start_label=0).ravel() for segments in pooling.segments]
 
 
 def pooled_with(probabilities: np.ndarray, regions: list[np.ndarray], weight: float) -> np.ndarray:
@@ -74,8 +75,14 @@ def superpixel_pooled(probabilities: np.ndarray, crop_rgb: np.ndarray, pooling: 
     ``probabilities`` itself."""
     if pooling.weight == 0.0:
         return probabilities
-    regions = [superpixel_regions(crop_rgb, pooling, segments) for segments in pooling.segments]
-    return pooled_with(probabilities, regions, pooling.weight)
+    return pooled_with(probabilities, superpixel_regions(crop_rgb, pooling), pooling.weight)
+
+
+def ruled_labels(probabilities: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+    """The parser's labels from its ``(20, H, W)`` photo-frame probabilities: the most probable part per pixel, then
+    :func:`vote_parts` and :func:`drop_unseen_shoes` (``(18, 2)`` keypoints of the photo) -> ``(H, W)`` uint8."""
+    labels = vote_parts(probabilities, probabilities.argmax(axis=0).astype(np.uint8))
+    return drop_unseen_shoes(probabilities, labels, keypoints)
 
 
 #: Parts decided together per connected region by :func:`vote_parts` (one garment is a dress or a skirt).

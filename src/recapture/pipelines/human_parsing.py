@@ -10,6 +10,7 @@ mask; pixels of the other people are background in its layout.
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from dataclasses import dataclass
@@ -27,8 +28,7 @@ from recapture.hub import REGISTRY, WeightsError, bundled_models, bundled_path, 
 from recapture.lazy import LazyModule, no_grad
 from recapture.models.parser_crop import parser_crop
 from recapture.models.inference import BESIDE
-from recapture.models.parser_rules import (SuperpixelPooling, drop_unseen_shoes, pooled_with, superpixel_regions,
-                                             vote_parts)
+from recapture.models.parser_rules import SuperpixelPooling, pooled_with, ruled_labels, superpixel_regions
 from recapture.pipelines.parsing import FileLayoutParser, LayoutParser, ModelLayoutParser, PoseMaskLayoutParser
 from recapture.pipelines.people import FaceDetector, people_of, pose_of_person
 from recapture.pipelines.pose_estimation import PersonSegmenter, PoseEstimate, PoseEstimator
@@ -124,11 +124,9 @@ class CcpParser:
         pooling = self.superpixels
         if pooling.weight == 0.0:
             return None
-
-        def make() -> list[np.ndarray]:
-            return [superpixel_regions(crop_rgb, pooling, segments) for segments in pooling.segments]
-
-        return BESIDE.submit(make).result if self.side_thread() else make
+        if self.side_thread():
+            return BESIDE.submit(superpixel_regions, crop_rgb, pooling).result
+        return functools.partial(superpixel_regions, crop_rgb, pooling)
 
     def probabilities(self, image_rgb: np.ndarray, keypoints: np.ndarray, person_mask: np.ndarray) -> np.ndarray:
         """``(20, H, W)`` float32 part probabilities in the photo frame (0 outside the person crop); with
@@ -163,8 +161,7 @@ class CcpParser:
             person_mask = cv2.resize(np.asarray(person_mask, np.float32), size, interpolation=cv2.INTER_AREA)
             keypoints = np.where(missing_mask(keypoints)[:, None], -1.0, (keypoints + 0.5) * factor - 0.5)
         probabilities = self.probabilities(image_rgb, keypoints, person_mask)
-        labels = vote_parts(probabilities, probabilities.argmax(axis=0).astype(np.uint8))
-        labels = drop_unseen_shoes(probabilities, labels, keypoints)
+        labels = ruled_labels(probabilities, keypoints)
         best = np.take_along_axis(probabilities, labels[None].astype(np.intp), axis=0)[0]
         counts = np.bincount(labels.ravel(), minlength=LIP20.num_parts)
         sums = np.bincount(labels.ravel(), weights=best.ravel(), minlength=LIP20.num_parts)
