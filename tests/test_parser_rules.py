@@ -10,7 +10,7 @@ from skimage.segmentation import slic
 
 from recapture.config import ConfigError, from_dict, to_dict
 from recapture.hub import WeightsError
-from recapture.models.parser_rules import SuperpixelPooling, superpixel_pooled
+from recapture.models.parser_rules import SuperpixelPooling, superpixel_pooled, superpixel_regions
 from recapture.pipelines.human_parsing import CcpParser, superpixel_setting
 
 
@@ -103,3 +103,18 @@ def test_a_plain_crop_pools_without_nan(value: int) -> None:
                                SuperpixelPooling(connected=False, weight=0.7))
     assert np.isfinite(pooled).all()
     np.testing.assert_allclose(pooled.sum(axis=2), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("connected", [True, False])
+def test_one_lab_conversion_gives_slics_own_segmentations(connected: bool) -> None:
+    """superpixel_regions converts to Lab once for all scales: the segmentations of SLIC given the RGB crop."""
+    rng = np.random.default_rng(5)
+    ys, xs = np.mgrid[0:80, 0:52]
+    image = np.stack([ys * 3, xs * 4, (ys + xs) * 2], axis=2) + rng.integers(0, 40, size=(80, 52, 3))
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    pooling = SuperpixelPooling(segments=(30, 120), compactness=15.0, iterations=4, connected=connected, weight=0.7)
+    found = superpixel_regions(image, pooling)
+    for regions, segments in zip(found, pooling.segments):
+        own = slic(image, n_segments=segments, compactness=15.0, max_num_iter=4, start_label=0,
+                   enforce_connectivity=connected)
+        np.testing.assert_array_equal(regions, own.ravel())
