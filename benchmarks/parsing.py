@@ -6,7 +6,7 @@ cached keypoints, docs/parser.md): pixel accuracy and mIoU over the LIP-20 class
 (pixels whose CCP class has no LIP-20 part are skipped), and the 7 coarse groups' IoU and mIoU (truth
 pixels with no group skipped; a predicted part with no group counts as wrong). Times on ``--threads``
 threads: network = the parser's call alone (no pose, no segmentation), also for the ccp network on ONNX
-Runtime (``edit``'s default backend); whole = ``recapture parse``'s work per photo (decode, people, pose, segmentation, parsing, writing the PNG and JSON), after loading. Wall
+Runtime (``edit``'s default backend: int8 when the weights carry ranges, then also a float32 row); whole = ``recapture parse``'s work per photo (decode, people, pose, segmentation, parsing, writing the PNG and JSON), after loading. Wall
 seconds are medians (network) or means (whole); the CPU seconds of this process are printed beside them, as
 a shared machine inflates wall time.
 
@@ -37,8 +37,10 @@ from recapture.pipelines.people import find_people
 
 KEYPOINTS = Path(__file__).resolve().parents[1] / "src" / "recapture" / "assets" / "ccp-keypoints.csv"
 PARSERS = ("ccp", "pose-mask")
-#: The same ccp network on ONNX Runtime, as `recapture edit` runs it by default (scored and timed too).
+#: The same ccp network on ONNX Runtime, as `recapture edit` runs it by default: int8 where the weights file
+#: carries activation ranges (scored and timed too), and in float32.
 ONNX = "ccp (onnxruntime)"
+ONNX_FLOAT = "ccp (onnxruntime, float32)"
 
 
 def scores(matrix: np.ndarray, coarse: np.ndarray) -> dict:
@@ -79,16 +81,21 @@ def main() -> None:
     parser.add_argument("--ccp", type=Path, default=Path("../shared/data/ccp"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--whole", type=int, default=20, help="photos timed through `recapture parse`'s work")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "parsing")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "parsing",
+                        help="results file stem (.json, .md); refused if it exists")
     parser.add_argument("--parser", action="append", default=[],
                         help="NAME=FILE: also score and time this parser file (in torch and as NAME (onnxruntime))")
     args = parser.parse_args()
+    if args.out.with_suffix(".json").exists():
+        raise SystemExit(f"error: {args.out.with_suffix('.json')} exists: name a new --out (earlier runs are kept)")
     torch.set_num_threads(args.threads)
     dataset = CcpDataset(args.ccp, tuple(HELD_OUT_IDS))
     table = read_annotations(KEYPOINTS)
     specs = parser_specs(args.parser)
     parsers = {name: load_parser(spec) for name, spec in specs.items()}
     parsers[ONNX] = OnnxCcpParser("parser-ccp", args.threads)
+    if parsers[ONNX].precision == "int8":
+        parsers[ONNX_FLOAT] = OnnxCcpParser("parser-ccp", args.threads, precision="float32")
     for name, spec in list(specs.items())[len(PARSERS):]:
         parsers[f"{name} (onnxruntime)"] = OnnxCcpParser(spec, args.threads)
     names = list(parsers)

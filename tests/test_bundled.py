@@ -51,14 +51,16 @@ def generator_statistics(name: str) -> dict[str, object]:
     }
 
 
-def parser_statistics(name: str) -> dict[str, object]:
-    """Parse a SynthHumans showcase person (256x176, exact keypoints, its body as the person mask)."""
+def parser_statistics(name: str, parser: object = None) -> dict[str, object]:
+    """Parse a SynthHumans showcase person (256x176, exact keypoints, its body as the person mask) with bundled
+    parser ``name`` (in torch) or the given ``CcpParser``."""
     from recapture.app.inputs import demo_samples
     from recapture.body.parts import LIP20
     from recapture.pipelines.human_parsing import CcpParser
 
     source = demo_samples((256, 176), LIP20, count=1)[0].source
-    labels, confidence = CcpParser(name).predict(source.image, source.keypoints, (source.layout > 0).astype(np.float32))
+    parser = CcpParser(name) if parser is None else parser
+    labels, confidence = parser.predict(source.image, source.keypoints, (source.layout > 0).astype(np.float32))
     counts = np.bincount(labels.ravel(), minlength=LIP20.num_parts)
     return {"layout_fractions": (counts / counts.sum()).round(5).tolist(),
             "confidence": np.nan_to_num(confidence, nan=-1.0).round(4).tolist()}
@@ -81,6 +83,22 @@ def test_bundled_model_reproduces_its_golden_output(name: str) -> None:
     assert kind in STATISTICS, f"no golden-output recipe for bundled {kind} {name!r}"
     found = STATISTICS[kind](name)
     path = GOLDEN / f"{name}.json"
+    if UPDATE:
+        path.write_text(json.dumps(found, indent=None) + "\n")
+    assert path.is_file(), f"{path} missing: run with RECAPTURE_UPDATE_GOLDEN=1 once and commit it"
+    compare(found, json.loads(path.read_text()))
+
+
+def test_bundled_parser_in_int8_reproduces_its_golden_output() -> None:
+    """The bundled parser's int8 network on ONNX Runtime (the photo path's default) has its own golden output."""
+    pytest.importorskip("onnxruntime")
+    from recapture.pipelines.onnx_parser import OnnxCcpParser
+
+    if "parser-ccp" not in bundled_models("parser"):
+        pytest.skip("no bundled parser-ccp")
+    parser = OnnxCcpParser("parser-ccp", precision="int8")
+    found = parser_statistics("parser-ccp", parser)
+    path = GOLDEN / "parser-ccp-int8.json"
     if UPDATE:
         path.write_text(json.dumps(found, indent=None) + "\n")
     assert path.is_file(), f"{path} missing: run with RECAPTURE_UPDATE_GOLDEN=1 once and commit it"

@@ -129,6 +129,18 @@ def read_model_file(path: str | Path, verify: bool = True) -> tuple[dict[str, to
     return tensors, metadata
 
 
+def read_model_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of a model file without its tensors and without torch (the ONNX photo path reads it);
+    WeightsError as :func:`read_model_file`."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="np") as handle:
+            return dict(handle.metadata() or {})
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise WeightsError(f"not a Recapture model: {path} ({reason})") from None
+
+
 def save_generator(weights: dict[str, torch.Tensor], config: ModelConfig, out: str | Path,
                    metadata: dict[str, str] | None = None, half: bool = True) -> Path:
     """Write generator weights to one model file with ``config`` (YAML) in its metadata.
