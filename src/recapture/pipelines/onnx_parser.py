@@ -350,22 +350,27 @@ def flip_softmax(logits: np.ndarray, size: tuple[int, int], permutation: tuple[i
 PRECISION_VARIABLE = "RECAPTURE_PARSER_PRECISION"
 
 
-def onnx_default_parser(threads: int = 1) -> object:
-    """The photo path's parser on ONNX Runtime: :class:`OnnxCcpParser` of the bundled ``parser-ccp`` in the
-    precision ``$RECAPTURE_PARSER_PRECISION`` names (default auto: int8 where it can run), or the pose-mask
-    drawing (with a warning) when its weights or the Inception wheel are missing."""
+def environment_precision() -> str:
+    """``$RECAPTURE_PARSER_PRECISION`` (default auto); ValueError (one line) for a value not in :data:`PRECISIONS`."""
     import os
-
-    from recapture.hub import WeightsError, bundled_models
-    from recapture.pipelines.parser_int8 import Int8Unavailable
-    from recapture.pipelines.parsing import PoseMaskLayoutParser
 
     precision = os.environ.get(PRECISION_VARIABLE, "auto")
     if precision not in PRECISIONS:
         raise ValueError(f"{PRECISION_VARIABLE} must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
+def onnx_default_parser(threads: int = 1) -> object:
+    """The photo path's parser on ONNX Runtime: :class:`OnnxCcpParser` of the bundled ``parser-ccp`` in the
+    precision ``$RECAPTURE_PARSER_PRECISION`` names (default auto: int8 where it can run), or the pose-mask
+    drawing (with a warning) when its weights or the Inception wheel are missing."""
+    from recapture.hub import WeightsError, bundled_models
+    from recapture.pipelines.parser_int8 import Int8Unavailable
+    from recapture.pipelines.parsing import PoseMaskLayoutParser
+
     if "parser-ccp" in bundled_models("parser"):
         try:
-            return OnnxCcpParser("parser-ccp", threads, precision=precision)
+            return OnnxCcpParser("parser-ccp", threads, precision=environment_precision())
         except Int8Unavailable:
             raise  # int8 was asked for by name
         except (WeightsError, RuntimeError) as err:

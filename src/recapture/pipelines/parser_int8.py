@@ -10,10 +10,10 @@ once, offline, on CCP training photos (:mod:`recapture.training.parser_int8`), a
 weights file's :data:`RANGES_KEY` metadata (JSON: ONNX Runtime's calibration cache, ~30 KB; the tensors are
 unchanged). At first use the float32 export is prepared (shape inference, Conv + BatchNorm folding: ONNX Runtime's
 ``quant_pre_process``) and quantized with the stored ranges into the ONNX cache (~5 s; no photo is needed). The
-ranges are keyed by the prepared graph's tensor names: when they do not fit (another exporter or ONNX Runtime
-naming the tensors differently) or the installed ONNX Runtime cannot quantize from stored ranges (its
-``quantize_static`` lacks ``calibration_cache_path``), :class:`Int8Unavailable` says so and the parser runs in
-float32.
+ranges are keyed by structural tensor names (:func:`structural_names`: what computes each tensor, not what the
+exporter called it). When they do not fit (a network changed by another exporter or optimiser) or the installed
+ONNX Runtime cannot quantize from stored ranges (its ``quantize_static`` lacks ``calibration_cache_path``),
+:class:`Int8Unavailable` says so and the parser runs in float32.
 """
 
 from __future__ import annotations
