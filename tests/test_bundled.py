@@ -94,8 +94,12 @@ def test_bundled_parser_in_int8_reproduces_its_golden_output() -> None:
     pytest.importorskip("onnxruntime")
     from recapture.pipelines.onnx_parser import OnnxCcpParser
 
+    from recapture.pipelines.parser_int8 import int8_safe_cpu
+
     if "parser-ccp" not in bundled_models("parser"):
         pytest.skip("no bundled parser-ccp")
+    if not int8_safe_cpu():
+        pytest.skip("x86 without VNNI: the int8 convolutions may round otherwise than where the golden was made")
     parser = OnnxCcpParser("parser-ccp", precision="int8")
     found = parser_statistics("parser-ccp", parser)
     path = GOLDEN / "parser-ccp-int8.json"

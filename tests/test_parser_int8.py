@@ -98,8 +98,10 @@ def test_the_int8_network_agrees_with_float32() -> None:
     if RANGES_KEY not in read_model_file(_bundled_parser_file(), verify=False)[1]:
         pytest.skip("the bundled parser has no int8 ranges")
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # auto must find int8 without falling back
-        quantized = OnnxCcpParser("parser-ccp")
+        warnings.simplefilter("error")  # auto must find int8 without falling back where it was measured
+        automatic = OnnxCcpParser("parser-ccp")
+    assert automatic.precision == ("int8" if parser_int8.int8_safe_cpu() else "float32")
+    quantized = OnnxCcpParser("parser-ccp", precision="int8")
     assert quantized.precision == "int8"
     graph = onnx.load(str(quantized.onnx_path)).graph
     assert sum(node.op_type == "QuantizeLinear" for node in graph.node) >= 78  # every convolution's input
@@ -115,3 +117,24 @@ def test_the_int8_network_agrees_with_float32() -> None:
     assert np.isfinite(got).all() and np.abs(got - expected).mean() < 0.002
     body = mask > 0
     assert (got.argmax(axis=0)[body] == expected.argmax(axis=0)[body]).mean() > 0.9
+
+
+def test_vnni_is_read_from_the_flags_lines_only() -> None:
+    from recapture.pipelines.parser_int8 import has_vnni
+
+    assert has_vnni("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\nbugs\t\t: spectre\n")
+    assert has_vnni("flags : avx2 avx_vnni\n")
+    assert not has_vnni("processor\t: 0\nflags\t\t: fpu sse avx2 fma\nmodel name\t: avx512_vnni-like CPU\n")
+    assert not has_vnni("")
+
+
+def test_auto_runs_float32_on_a_cpu_where_int8_was_not_measured(monkeypatch) -> None:  # noqa: ANN001
+    """On x86 without VNNI (uint8 x int8 products may saturate) auto is float32; int8 asked for by name runs."""
+    _inception_or_skip()
+    if RANGES_KEY not in read_model_file(_bundled_parser_file(), verify=False)[1]:
+        pytest.skip("the bundled parser has no int8 ranges")
+    monkeypatch.setattr(parser_int8, "int8_safe_cpu", lambda: False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert OnnxCcpParser("parser-ccp").precision == "float32"
+    assert OnnxCcpParser("parser-ccp", precision="int8").precision == "int8"

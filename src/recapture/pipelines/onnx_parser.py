@@ -149,8 +149,9 @@ class OnnxCcpParser(CcpParser):
 
     ``precision`` (:data:`PRECISIONS`): ``int8`` runs the statically quantized network (about twice as fast;
     labels agree with float32 on ~99% of pixels, scores in docs/parser.md), ``float32`` the exported one (equal to
-    the torch parser to float rounding); ``auto`` takes int8 when available and otherwise float32 (with a warning
-    when the file has ranges that cannot be used). ``path`` runs a given ONNX file as it is. :attr:`precision`
+    the torch parser to float rounding); ``auto`` takes int8 when available on a CPU where it runs as measured
+    (``parser_int8.int8_safe_cpu``: x86 with VNNI, or not x86) and otherwise float32 (with a warning when the file
+    has ranges that cannot be used). ``path`` runs a given ONNX file as it is. :attr:`precision`
     says which ran."""
 
     def __init__(self, weights: str | Path = "parser-ccp", threads: int = 1, path: str | Path | None = None,
@@ -176,8 +177,11 @@ class OnnxCcpParser(CcpParser):
     def _int8_path(self, weights: str | Path, precision: str) -> Path | None:
         """The int8 file for ``precision`` int8 or auto (sets :attr:`precision`); None: run float32."""
         from recapture.hub import read_model_metadata
-        from recapture.pipelines.parser_int8 import RANGES_KEY, Int8Unavailable, cached_parser_int8
+        from recapture.pipelines.parser_int8 import RANGES_KEY, Int8Unavailable, cached_parser_int8, int8_safe_cpu
 
+        if precision == "auto" and not int8_safe_cpu():
+            self.precision = "float32"
+            return None
         try:
             found = cached_parser_int8(weights)
         except Int8Unavailable as err:

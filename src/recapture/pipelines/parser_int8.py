@@ -52,6 +52,34 @@ def can_quantize_from_ranges() -> bool:
     return "calibration_cache_path" in inspect.signature(quantize_static).parameters
 
 
+#: x86 CPU flags (``/proc/cpuinfo``) of the VNNI instructions, with which ONNX Runtime's uint8 x int8 convolutions
+#: cannot saturate; without them (AVX2's ``vpmaddubsw`` adds pairs of products in 16 bits) they can.
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
+
+
+def has_vnni(cpuinfo: str) -> bool:
+    """Whether a ``/proc/cpuinfo`` text names a VNNI flag (:data:`VNNI_FLAGS`) on its ``flags`` lines."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags" and set(value.split()) & set(VNNI_FLAGS):
+            return True
+    return False
+
+
+def int8_safe_cpu() -> bool:
+    """Whether this CPU runs the int8 network as it was measured: x86 with VNNI (read from ``/proc/cpuinfo``;
+    False where it cannot be read), or a non-x86 CPU (ARM's integer dot products do not saturate). ``auto``
+    precision runs float32 elsewhere (the int8 scores were measured on an AMD EPYC with AVX-512 VNNI only)."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return True
+    try:
+        return has_vnni(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return False
+
+
 def require_quantizer() -> None:
     """:class:`Int8Unavailable` unless :func:`can_quantize_from_ranges`."""
     if not can_quantize_from_ranges():
