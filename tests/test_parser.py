@@ -405,3 +405,12 @@ def test_parse_backends_choose_the_parser(tmp_path: Path) -> None:
         chosen = parser_on_backend("ccp", backend, threads=2)
         assert isinstance(chosen, OnnxCcpParser) and chosen.threads == 2
         assert chosen.precision == ("int8" if int8_safe_cpu() else "float32")
+
+
+def test_a_bad_parser_precision_is_an_error_under_auto_too(monkeypatch) -> None:  # noqa: ANN001
+    from recapture.pipelines.human_parsing import parser_on_backend
+
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("RECAPTURE_PARSER_PRECISION", "int4")
+    with pytest.raises(ValueError, match="RECAPTURE_PARSER_PRECISION must be one of auto, int8, float32"):
+        parser_on_backend("ccp", "auto")

@@ -369,11 +369,16 @@ def parser_on_backend(spec: str, backend: str = "auto", threads: int = 1) -> Lay
     if spec == "ccp" and backend != "torch":
         try:
             from recapture.pipelines.onnx_parser import OnnxCcpParser, environment_precision
-
-            return OnnxCcpParser("parser-ccp", threads, precision=environment_precision())
-        except Exception:  # noqa: BLE001 - auto: any failure to make or open the ONNX parser means torch
+        except ImportError:  # no onnxruntime
             if backend == "onnxruntime":
                 raise
+        else:
+            precision = environment_precision()  # a bad value is the user's error under auto too
+            try:
+                return OnnxCcpParser("parser-ccp", threads, precision=precision)
+            except Exception:  # noqa: BLE001 - auto: any failure to make or open the ONNX parser means torch
+                if backend == "onnxruntime":
+                    raise
     layout_parser = load_parser(spec)
     if isinstance(layout_parser, CcpParser):
         torch.set_num_threads(threads)

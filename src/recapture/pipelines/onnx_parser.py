@@ -151,15 +151,15 @@ class OnnxCcpParser(CcpParser):
     labels agree with float32 on ~99% of pixels, scores in docs/parser.md), ``float32`` the exported one (equal to
     the torch parser to float rounding); ``auto`` takes int8 when available on a CPU where it runs as measured
     (``parser_int8.int8_safe_cpu``: x86 with VNNI, or not x86) and otherwise float32 (with a warning when the file
-    has ranges that cannot be used). ``path`` runs a given ONNX file as it is. :attr:`precision`
-    says which ran."""
+    has ranges that cannot be used). ``path`` runs a given ONNX file as it is. :attr:`precision` says which ran
+    (``int8``, ``float32``, or ``file`` for ``path``)."""
 
     def __init__(self, weights: str | Path = "parser-ccp", threads: int = 1, path: str | Path | None = None,
                  precision: str = "auto") -> None:
         # CcpParser.__init__ is not called: it builds the torch head and loads the TorchScript Inception.
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        self.precision = "given file" if path is not None else precision
+        self.precision = "file" if path is not None else precision
         if path is None and precision != "float32":
             path = self._int8_path(weights, precision)
         self.onnx_path = Path(path) if path is not None else cached_parser_onnx(weights)
