@@ -177,10 +177,11 @@ class OnnxCcpParser(CcpParser):
     def _int8_path(self, weights: str | Path, precision: str) -> Path | None:
         """The int8 file for ``precision`` int8 or auto (sets :attr:`precision`); None: run float32."""
         from recapture.hub import read_model_metadata
-        from recapture.pipelines.parser_int8 import RANGES_KEY, Int8Unavailable, cached_parser_int8, int8_safe_cpu
+        from recapture.pipelines.parser_int8 import (RANGES_KEY, Int8Unavailable, cached_parser_int8,
+                                                     can_quantize_from_ranges, int8_safe_cpu)
 
-        if precision == "auto" and not int8_safe_cpu():
-            self.precision = "float32"
+        if precision == "auto" and not (int8_safe_cpu() and can_quantize_from_ranges()):
+            self.precision = "float32"  # where int8 was not measured, or an older onnxruntime: float32, no warning
             return None
         try:
             found = cached_parser_int8(weights)
