@@ -23,12 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from parsing import KEYPOINTS, parser_specs, person_inputs, scores
+from parsing import KEYPOINTS, ONNX, ONNX_FLOAT, parser_specs, person_inputs, scores
 from recapture.body.parts import LIP20
 from recapture.data.ccp import COARSE_GROUPS, HELD_OUT_IDS, CcpDataset, coarse_table, confusion, split_ids
 from recapture.data.formats import read_annotations
 from recapture.fileio import atomic_write_text
 from recapture.pipelines.human_parsing import PersonModels, load_parser
+from recapture.pipelines.onnx_parser import OnnxCcpParser
 from recapture.training.parser_data import cut_photo
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -50,6 +51,8 @@ def main() -> None:
     parser.add_argument("--cuts", type=float, nargs="+", default=[0.25, 0.6])
     parser.add_argument("--parser", action="append", default=[], help="NAME=FILE: also score this parser file")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--onnx", action="store_true",
+                        help="also the bundled ccp on ONNX Runtime: its default (int8 where it runs) and float32")
     parser.add_argument("--limit", type=int, default=0, help="only the first N photos of the split (a smoke run)")
     parser.add_argument("--name", default="", help="results/parsing-closeups-<split>[-NAME].{json,md}")
     args = parser.parse_args()
@@ -58,6 +61,9 @@ def main() -> None:
     dataset = CcpDataset(args.ccp, ids[:args.limit] if args.limit > 0 else ids)
     table = read_annotations(KEYPOINTS)
     parsers = {name: load_parser(spec) for name, spec in parser_specs(args.parser).items()}
+    if args.onnx:
+        parsers[ONNX] = OnnxCcpParser("parser-ccp", args.threads)
+        parsers[ONNX_FLOAT] = OnnxCcpParser("parser-ccp", args.threads, precision="float32")
     framings = ["whole"] + [f"cut {c:g}" for c in args.cuts]
     groups, lookup = len(COARSE_GROUPS), coarse_table()
     lip = {(f, n): np.zeros((LIP20.num_parts, LIP20.num_parts + 1), np.int64) for f in framings for n in parsers}
