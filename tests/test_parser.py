@@ -414,3 +414,24 @@ def test_a_bad_parser_precision_is_an_error_under_auto_too(monkeypatch) -> None:
     monkeypatch.setenv("RECAPTURE_PARSER_PRECISION", "int4")
     with pytest.raises(ValueError, match="RECAPTURE_PARSER_PRECISION must be one of auto, int8, float32"):
         parser_on_backend("ccp", "auto")
+
+
+@pytest.mark.slow
+def test_parse_command_is_quiet_unless_verbose(tmp_path: Path) -> None:
+    """`recapture parse` hides MediaPipe's native log lines (absl, TF Lite, W0000) and still shows Python warnings
+    (two people side by side); `--verbose` lets the native lines through."""
+    import subprocess
+    import sys
+
+    from skimage import data
+
+    Image.fromarray(np.concatenate([data.astronaut()] * 2, axis=1)).save(tmp_path / "two.jpg", quality=95)
+    run = lambda *extra: subprocess.run([sys.executable, "-m", "recapture", "parse", str(tmp_path / "two.jpg"),  # noqa: E731
+                                         "--out", str(tmp_path / "out"), "--parser", "pose-mask", *extra],
+                                        capture_output=True, text=True, timeout=300)
+    quiet = run()
+    assert quiet.returncode == 0, quiet.stderr
+    assert not any(word in quiet.stderr for word in ("TensorFlow Lite", "W0000", "absl")), quiet.stderr
+    assert "2 people found" in quiet.stderr and (tmp_path / "out" / "two.png").is_file()
+    loud = run("--verbose")
+    assert loud.returncode == 0 and any(word in loud.stderr for word in ("TensorFlow Lite", "W0000", "absl"))

@@ -267,6 +267,7 @@ def parse(images: list[str] = typer.Argument(..., help="Photos, or folders of ph
           backend: str = typer.Option("auto", help="auto (ccp on onnxruntime, int8, when it can run; else torch) | "
                                       "torch | onnxruntime."),
           threads: int | None = typer.Option(None, min=1, help="Threads (default: $RECAPTURE_THREADS or free cores)."),
+          verbose: bool = typer.Option(False, "--verbose", help="Show third-party (MediaPipe, TF Lite) log lines."),
           ) -> None:
     """Parse people in photos into LIP-20 layouts and keypoints (exit code 1 if a photo has no person)."""
     import json
@@ -277,7 +278,7 @@ def parse(images: list[str] = typer.Argument(..., help="Photos, or folders of ph
     try:
         from recapture.models.inference import resolve_threads
 
-        done = parse_files(images, out, parser, person, visualize, backend, resolve_threads(threads).threads)
+        done = parse_files(images, out, parser, person, visualize, backend, resolve_threads(threads).threads, verbose)
     except (ValueError, FileNotFoundError, WeightsError, RuntimeError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

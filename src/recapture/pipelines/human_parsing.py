@@ -386,14 +386,17 @@ def parser_on_backend(spec: str, backend: str = "auto", threads: int = 1) -> Lay
 
 
 def parse_files(inputs: list[str | Path], out: str | Path, parser: str = "ccp", person: int = 0,
-                visualize: bool = False, backend: str = "torch", threads: int = 1) -> list[ParsedPhoto]:
+                visualize: bool = False, backend: str = "torch", threads: int = 1,
+                verbose: bool = False) -> list[ParsedPhoto]:
     """``recapture parse``: for each photo write ``STEM.png`` (LIP-20 palette PNG of the photo's size),
     ``STEM.json`` (keypoints for ``recapture edit --source-pose``) and with ``visualize``
     ``STEM-overlay.jpg``. Inputs sharing a stem get ``STEM-2``, ``STEM-3``, ... in input order
     (``photo_io.unique_stems``, the batch naming rule of docs/cli.md). A photo without person (number
     ``person``) gets an error and no file. ``backend``, ``threads``: :func:`parser_on_backend` (the command
-    line's default backend is auto)."""
+    line's default backend is auto). MediaPipe's native log lines are hidden unless ``verbose``; Python warnings
+    (several people found) are still shown."""
     from recapture.data.formats import write_layout
+    from recapture.pipelines.stages import collected_warnings, quiet_native_logs
     from recapture.pipelines.photo_io import unique_stems
     from recapture.pipelines.wild import load_photo
 
@@ -401,7 +404,8 @@ def parse_files(inputs: list[str | Path], out: str | Path, parser: str = "ccp", 
     layout_parser = parser_on_backend(parser, backend, threads)
     out = Path(out)
     done = []
-    with PersonModels.open() as models:
+    messages: list[str] = []
+    with collected_warnings(messages), quiet_native_logs(not verbose), PersonModels.open() as models:
         for path, stem in zip(paths, unique_stems(paths)):
             image = load_photo(path)
             try:
@@ -423,4 +427,6 @@ def parse_files(inputs: list[str | Path], out: str | Path, parser: str = "ccp", 
                     cv2.imwrite(str(temporary), picture)
             confidence = {n: round(float(c), 4) for n, c in zip(LIP20.names, result.confidence) if np.isfinite(c)}
             done.append(ParsedPhoto(path, layout_path, keypoints_path, overlay_path, result.people, person, confidence))
+    for message in messages:  # said after the quiet block, which hides stderr
+        warnings.warn(message, stacklevel=2)
     return done
