@@ -289,7 +289,7 @@ def test_onnx_edit_never_imports_torch_and_matches_the_torch_backend(tmp_path: P
     from skimage import data
 
     from recapture.pipelines.onnx_parser import PRECISION_VARIABLE, export_onnx_file
-    from recapture.pipelines.parser_int8 import cached_parser_int8
+    from recapture.pipelines.parser_int8 import cached_parser_int8, int8_safe_cpu
 
     photo = tmp_path / "photo.jpg"
     Image.fromarray(data.astronaut()).resize((420, 420)).save(photo)
@@ -308,6 +308,8 @@ def test_onnx_edit_never_imports_torch_and_matches_the_torch_backend(tmp_path: P
                                "--out", str(out), *flag], capture_output=True, text=True, timeout=300, env=env)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "LOADED []" in done.stdout and f"backend {run.split()[0]}" in done.stdout, done.stdout
+        int8 = precision == "auto" and int8_safe_cpu()
+        assert ("parser ccp (int8)," if int8 else "parser ccp,") in done.stdout, done.stdout
         outputs[run] = np.asarray(Image.open(out)).astype(int)
     difference = np.abs(outputs["onnxruntime"] - outputs["torch"])
     assert outputs["torch"].shape == (420, 420, 3)

@@ -212,10 +212,11 @@ def parse(decoded: Decoded, posed: Posed, segmented: Segmented, parser: LayoutPa
 
 
 def parser_name(parser: object) -> str:
-    """Short name of a parser for the summary line."""
+    """Short name of a parser for the summary line (``ccp (int8)`` for the ONNX parser's int8 network)."""
     names = {"CcpParser": "ccp", "OnnxCcpParser": "ccp", "PoseMaskLayoutParser": "pose-mask",
              "FileLayoutParser": "file", "ModelLayoutParser": "model"}
-    return names.get(type(parser).__name__, type(parser).__name__)
+    name = names.get(type(parser).__name__, type(parser).__name__)
+    return f"{name} (int8)" if getattr(parser, "precision", None) == "int8" else name
 
 
 def given_source(decoded: Decoded, keypoints: np.ndarray, labels: np.ndarray,
