@@ -117,21 +117,30 @@ def structural_names(model) -> dict[str, str]:  # noqa: ANN001 - onnx.ModelProto
     depends on the computation only. Int8Unavailable when two tensors would get one name."""
     import hashlib
 
+    import onnx
     from onnx import numpy_helper
 
-    known = {tensor.name: "init:" + hashlib.sha1(numpy_helper.to_array(tensor).tobytes()
-                                                  + str(tensor.dims).encode()).hexdigest()
-             for tensor in model.graph.initializer}
+    def content(tensor) -> str:  # noqa: ANN001 - onnx.TensorProto: its values and shape, not its name
+        return hashlib.sha1(numpy_helper.to_array(tensor).tobytes() + str(list(tensor.dims)).encode()).hexdigest()
+
+    def attribute(item) -> str:  # noqa: ANN001 - onnx.AttributeProto
+        if item.type == onnx.AttributeProto.TENSOR:
+            return f"{item.name}=tensor:{content(item.t)}"
+        return " ".join(str(item).split())
+
+    known = {tensor.name: f"init:{content(tensor)}" for tensor in model.graph.initializer}
     known.update({value.name: f"input:{value.name}" for value in model.graph.input if value.name not in known})
     names: dict[str, str] = {}
+    taken: set[str] = set()
     for node in model.graph.node:  # topologically sorted (ONNX requires it)
-        text = "|".join([node.domain, node.op_type, *(str(a).replace("\n", " ") for a in node.attribute),
+        text = "|".join([node.domain, node.op_type, *(attribute(item) for item in node.attribute),
                          *(known.get(name, f"missing:{name}") for name in node.input)])
         for index, output in enumerate(node.output):
             if output:
                 digest = "t" + hashlib.sha1(f"{text}|{index}".encode()).hexdigest()[:20]
-                if digest in names.values():
+                if digest in taken:
                     raise Int8Unavailable(f"two tensors of the parser graph compute the same value ({output})")
+                taken.add(digest)
                 names[output], known[output] = digest, digest
     return names
 
