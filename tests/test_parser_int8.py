@@ -111,6 +111,8 @@ def test_the_int8_network_agrees_with_float32() -> None:
     labels = mannequin_layout(keypoints, (400, 280), 6.0)
     image = np.random.default_rng(0).integers(0, 255, (LIP20.num_parts, 3)).astype(np.uint8)[labels]
     mask = (labels > 0).astype(np.float32)
+    if not parser_int8.int8_safe_cpu():
+        pytest.skip("x86 without VNNI: auto runs float32 here; the thresholds below were measured with VNNI")
     expected, got = (p.probabilities(image, keypoints, mask) for p in (reference, quantized))
     # Calibrated ranges: mean difference 0.0014, 93% of the body's labels equal on this random-coloured (unreal)
     # person; the same ranges scaled by 3 (coarser steps): 0.0026 and 82%; by 0.3 (clipped): 0.013 and 24%.
