@@ -435,3 +435,23 @@ def test_parse_command_is_quiet_unless_verbose(tmp_path: Path) -> None:
     assert "2 people found" in quiet.stderr and (tmp_path / "out" / "two.png").is_file()
     loud = run("--verbose")
     assert loud.returncode == 0 and any(word in loud.stderr for word in ("TensorFlow Lite", "W0000", "absl"))
+
+
+def test_onnxruntime_backend_without_onnxruntime_is_a_one_line_error(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """`parse` / `edit --backend onnxruntime` where onnxruntime cannot be imported: exit 1 with the install hint, no
+    traceback; `parse --backend auto` falls back to torch."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
+    Image.fromarray(np.full((240, 160, 3), 128, np.uint8)).save(tmp_path / "wall.png")
+    for command in (["parse", str(tmp_path / "wall.png"), "--out", str(tmp_path / "out")],
+                    ["edit", str(tmp_path / "wall.png"), "--pose", "walking", "--out", str(tmp_path / "out.jpg")]):
+        result = CliRunner().invoke(app, [*command, "--backend", "onnxruntime"])
+        assert result.exit_code == 1 and "onnxruntime is not installed" in result.output, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    from recapture.pipelines.human_parsing import CcpParser, parser_on_backend
+
+    try:
+        assert type(parser_on_backend("ccp", "auto")) is CcpParser
+    except RuntimeError as err:  # no Inception wheel: the torch parser cannot load either
+        pytest.skip(str(err))

@@ -367,18 +367,18 @@ def parser_on_backend(spec: str, backend: str = "auto", threads: int = 1) -> Lay
     if backend == "onnxruntime" and spec != "ccp":
         raise ValueError(f"--backend onnxruntime runs the bundled ccp parser only, not --parser {spec}")
     if spec == "ccp" and backend != "torch":
+        from recapture.pipelines.onnx_parser import OnnxCcpParser, environment_precision  # imports neither
+
+        precision = environment_precision()  # a bad value is the user's error under auto too
         try:
-            from recapture.pipelines.onnx_parser import OnnxCcpParser, environment_precision
-        except ImportError:  # no onnxruntime
+            return OnnxCcpParser("parser-ccp", threads, precision=precision)
+        except ImportError as err:  # the onnx extra is not installed
+            if backend == "onnxruntime":
+                raise ValueError(f"--backend onnxruntime: {err.name or err} is not installed "
+                                 "(pip install -e '.[onnx]')") from None
+        except Exception:  # noqa: BLE001 - auto: any failure to make or open the ONNX parser means torch
             if backend == "onnxruntime":
                 raise
-        else:
-            precision = environment_precision()  # a bad value is the user's error under auto too
-            try:
-                return OnnxCcpParser("parser-ccp", threads, precision=precision)
-            except Exception:  # noqa: BLE001 - auto: any failure to make or open the ONNX parser means torch
-                if backend == "onnxruntime":
-                    raise
     layout_parser = load_parser(spec)
     if isinstance(layout_parser, CcpParser):
         torch.set_num_threads(threads)
