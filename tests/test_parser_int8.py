@@ -147,3 +147,15 @@ def test_auto_runs_float32_quietly_where_int8_was_not_measured_or_cannot_be_made
     else:
         with pytest.raises(Int8Unavailable, match="cannot quantize from stored ranges"):
             OnnxCcpParser("parser-ccp", precision="int8")
+
+
+def test_calibration_refuses_an_existing_output_and_a_bad_folder(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """One-line errors before any work: an existing --out is never overwritten; a folder that is not CCP."""
+    from recapture.training.parser_int8 import main
+
+    existing = tmp_path / "done.safetensors"
+    existing.write_bytes(b"earlier")
+    assert main(["--ccp", str(tmp_path), "--out", str(existing)]) == 1
+    assert "exists: name a new file" in capsys.readouterr().err and existing.read_bytes() == b"earlier"
+    assert main(["--ccp", str(tmp_path / "nowhere"), "--out", str(tmp_path / "new.safetensors")]) == 1
+    assert "not a CCP folder" in capsys.readouterr().err and not (tmp_path / "new.safetensors").exists()

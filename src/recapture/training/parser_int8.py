@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from recapture.data.ccp import CcpDataset, split_ids
-from recapture.fileio import check_output_file
-from recapture.hub import read_model_file, write_model_file
+from recapture.data.ccp import CcpDataset, CcpError, split_ids
+from recapture.fileio import OutputPathError, check_output_file
+from recapture.hub import WeightsError, read_model_file, write_model_file
 from recapture.pipelines.human_parsing import PersonModels, parse_photo
 from recapture.pipelines.onnx_parser import OnnxCcpParser, network_feeds, parser_weights
 from recapture.pipelines.parser_int8 import RANGES_KEY, prepare_parser_onnx, quantization_settings
@@ -84,7 +84,9 @@ def activation_ranges(weights: str | Path, inputs: list[dict[str, np.ndarray]]) 
 
 def calibrate(weights: str | Path, ccp: Path, out: Path, count: int = PHOTOS, seed: int = SEED) -> Path:
     """Measure the ranges on ``count`` training photos and write ``weights`` with them to ``out`` (new file)."""
-    check_output_file(out, "--out", inputs=[parser_weights(weights)], exist_ok=False)
+    if Path(out).exists():
+        raise OutputPathError(f"--out {out} exists: name a new file (an earlier calibration is never overwritten)")
+    check_output_file(out, "--out", inputs=[parser_weights(weights)])
     ids = calibration_ids(count, seed)
     ranges = activation_ranges(weights, network_inputs(weights, CcpDataset(ccp, ids)))
     tensors, metadata = read_model_file(parser_weights(weights))
@@ -103,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", type=int, default=PHOTOS)
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args(argv)
-    print(calibrate(args.weights, args.ccp, args.out, args.photos, args.seed))
+    try:
+        print(calibrate(args.weights, args.ccp, args.out, args.photos, args.seed))
+    except (OutputPathError, CcpError, WeightsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
