@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime")
 
 from recapture.body.parts import LIP20  # noqa: E402
 from recapture.data.ccp import HELD_OUT_IDS, split_ids  # noqa: E402
-from recapture.hub import bundled_models, bundled_path, read_model_file, write_model_file  # noqa: E402
+from recapture.hub import bundled_models, bundled_path, read_model_file, read_model_metadata, write_model_file  # noqa: E402
 from recapture.pipelines import parser_int8  # noqa: E402
 from recapture.pipelines.onnx_parser import OnnxCcpParser  # noqa: E402
 from recapture.pipelines.parser_int8 import RANGES_KEY, Int8Unavailable, cached_parser_int8  # noqa: E402
@@ -41,6 +41,11 @@ def _bundled_parser_file() -> Path:
     return bundled_path("parser-ccp")
 
 
+def _bundled_ranges_or_skip() -> None:
+    if RANGES_KEY not in read_model_metadata(_bundled_parser_file()):
+        pytest.skip("the bundled parser has no int8 ranges")
+
+
 def _copy_with_metadata(tmp_path: Path, name: str, change) -> Path:  # noqa: ANN001 - a metadata -> metadata callable
     tensors, metadata = read_model_file(_bundled_parser_file())
     metadata = change({key: value for key, value in metadata.items() if key != "tensors_sha256"})
@@ -53,8 +58,7 @@ def test_a_file_without_ranges_or_a_runtime_without_the_quantizer_is_int8_unavai
                                 lambda metadata: {k: v for k, v in metadata.items() if k != RANGES_KEY})
     with pytest.raises(Int8Unavailable, match=f"plain.safetensors has no {RANGES_KEY}"):
         cached_parser_int8(plain)
-    if RANGES_KEY not in read_model_file(_bundled_parser_file(), verify=False)[1]:
-        pytest.skip("the bundled parser has no int8 ranges")
+    _bundled_ranges_or_skip()
     monkeypatch.setattr(parser_int8, "can_quantize_from_ranges", lambda: False)
     with pytest.raises(Int8Unavailable, match="cannot quantize from stored ranges"):
         cached_parser_int8("parser-ccp")
@@ -73,8 +77,7 @@ def test_ranges_that_do_not_fit_the_graph_fall_back_to_float32(tmp_path: Path) -
     """Ranges of a graph whose tensors are named otherwise: int8 asked for is refused in one line; auto warns
     and runs the float32 network."""
     _inception_or_skip()
-    if RANGES_KEY not in read_model_file(_bundled_parser_file(), verify=False)[1]:
-        pytest.skip("the bundled parser has no int8 ranges")
+    _bundled_ranges_or_skip()
 
     def renamed(metadata: dict[str, str]) -> dict[str, str]:
         cache = json.loads(metadata[RANGES_KEY])
@@ -95,8 +98,7 @@ def test_the_int8_network_agrees_with_float32() -> None:
     import onnx
 
     _inception_or_skip()
-    if RANGES_KEY not in read_model_file(_bundled_parser_file(), verify=False)[1]:
-        pytest.skip("the bundled parser has no int8 ranges")
+    _bundled_ranges_or_skip()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # auto must find int8 without falling back where it was measured
         automatic = OnnxCcpParser("parser-ccp")
@@ -136,8 +138,7 @@ def test_auto_runs_float32_quietly_where_int8_was_not_measured_or_cannot_be_made
     """On x86 without VNNI (uint8 x int8 products may saturate) or with an ONNX Runtime that cannot quantize from
     stored ranges, auto is float32 without a warning; int8 asked for by name runs on such a CPU."""
     _inception_or_skip()
-    if RANGES_KEY not in read_model_file(_bundled_parser_file(), verify=False)[1]:
-        pytest.skip("the bundled parser has no int8 ranges")
+    _bundled_ranges_or_skip()
     monkeypatch.setattr(parser_int8, missing, lambda: False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

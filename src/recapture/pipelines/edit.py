@@ -203,10 +203,10 @@ def choose_backend(request: EditRequest, backend: str = "auto", threads: int = 1
         raise ValueError(f"--backend must be one of {', '.join(EDIT_BACKENDS)}, got {backend!r}")
     if backend == "torch":
         return Backend("torch")
-    if backend == "onnxruntime" and not onnxruntime_available():
-        raise ValueError("--backend onnxruntime: onnxruntime is not installed (pip install -e '.[onnx]')")
+    missing = "" if onnxruntime_available() else "onnxruntime is not installed (pip install -e '.[onnx]')"
+    if backend == "onnxruntime" and missing:
+        raise ValueError(f"--backend onnxruntime: {missing}")
     if backend == "auto":
-        missing = "" if onnxruntime_available() else "onnxruntime is not installed (pip install -e '.[onnx]')"
         note = missing or torch_only(request) or torch_free_problem(request.model)
         if note:
             return Backend("torch", note=note)

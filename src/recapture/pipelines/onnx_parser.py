@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from recapture.body.parts import LIP20
+from recapture.hub import read_model_metadata
 from recapture.models.inference import BESIDE
 from recapture.pipelines.human_parsing import CcpParser, mirrored_view, superpixel_setting
 from recapture.pipelines.onnx_photo import OnnxUnavailable, cached, session
@@ -160,11 +161,13 @@ class OnnxCcpParser(CcpParser):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.precision = "file" if path is not None else precision
+        # The weights file's metadata (its int8 ranges, its superpixel setting), read once; none for a given file.
+        weights_metadata = read_model_metadata(parser_weights(weights)) if path is None else {}
         if path is None and precision != "float32":
-            path = self._int8_path(weights, precision)
+            path = self._int8_path(weights, precision, weights_metadata)
         self.onnx_path = Path(path) if path is not None else cached_parser_onnx(weights)
         self.threads = threads
-        self.session = session(self.onnx_path, self._network_threads(weights))
+        self.session = session(self.onnx_path, self._network_threads(weights_metadata, str(weights)))
         metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         if metadata.get("kind") != KIND:
             raise OnnxUnavailable(f"not a Recapture parser ONNX file: {self.onnx_path}")
@@ -174,9 +177,8 @@ class OnnxCcpParser(CcpParser):
                          if key.startswith(WEIGHTS_PREFIX)}
         self.superpixels = superpixel_setting(self.metadata, self.source)
 
-    def _int8_path(self, weights: str | Path, precision: str) -> Path | None:
+    def _int8_path(self, weights: str | Path, precision: str, weights_metadata: dict[str, str]) -> Path | None:
         """The int8 file for ``precision`` int8 or auto (sets :attr:`precision`); None: run float32."""
-        from recapture.hub import read_model_metadata
         from recapture.pipelines.parser_int8 import (RANGES_KEY, Int8Unavailable, cached_parser_int8,
                                                      can_quantize_from_ranges, int8_safe_cpu)
 
@@ -188,23 +190,21 @@ class OnnxCcpParser(CcpParser):
         except Int8Unavailable as err:
             if precision == "int8":
                 raise
-            if RANGES_KEY in read_model_metadata(parser_weights(weights)):
+            if RANGES_KEY in weights_metadata:
                 warnings.warn(f"parser int8 unavailable ({err}); running it in float32", stacklevel=3)
             self.precision = "float32"
             return None
         self.precision = "int8"
         return found
 
-    def _network_threads(self, weights: str | Path) -> int:
+    def _network_threads(self, weights_metadata: dict[str, str], source: str) -> int:
         """ONNX Runtime's intra-op threads: ``threads``, one fewer for the int8 network when the superpixels are made
         on the side thread meanwhile - the int8 network on one core takes about as long as the SLIC passes on the
         other (validation photos, 2 threads: 0.134 s per photo against 0.148 s with the network on both cores;
         float32 on one core takes twice as long and keeps every thread)."""
-        from recapture.hub import read_model_metadata
-
         if self.precision != "int8" or self.threads < 2:
             return self.threads
-        pooling = superpixel_setting(read_model_metadata(parser_weights(weights)), str(weights))
+        pooling = superpixel_setting(weights_metadata, source)
         return self.threads - 1 if pooling.weight > 0 else self.threads
 
     def crop_probabilities(self, crop_rgb: np.ndarray, crop_mask: np.ndarray, crop_keypoints: np.ndarray) -> np.ndarray:
@@ -388,12 +388,12 @@ def onnx_default_parser(threads: int = 1) -> object:
 def export_onnx_file(model: str | Path, out: str | Path | None = None) -> Path:
     """``recapture export MODEL --format onnx [--out FILE]``: the parser (``parser-ccp`` or a parser
     ``.safetensors``) or a generator, to ``out`` or, without it, to the ONNX cache the photo path reads."""
-    from recapture.hub import REGISTRY, read_model_file
+    from recapture.hub import REGISTRY
 
     entry = REGISTRY.get(str(model))
     path = Path(model)
     is_parser = entry.kind == "parser" if entry is not None and not path.exists() else (
-        path.suffix == ".safetensors" and path.is_file() and read_model_file(path)[1].get("kind") == "parser")
+        path.suffix == ".safetensors" and path.is_file() and read_model_metadata(path).get("kind") == "parser")
     if is_parser:
         return export_parser_onnx(model, out) if out is not None else cached_parser_onnx(model)
     from recapture.pipelines.onnx_backend import export_onnx

@@ -163,12 +163,12 @@ def quantize_parser_onnx(prepared: str | Path, ranges: str, out: str | Path) -> 
     from onnxruntime.quantization import quantize_static
 
     try:
-        cache = json.loads(ranges)
+        json.loads(ranges)
     except json.JSONDecodeError as err:
         raise Int8Unavailable(f"bad {RANGES_KEY} metadata ({err})") from None
     with tempfile.TemporaryDirectory() as folder, atomic_path(out) as tmp:
         cache_file = Path(folder) / "ranges.json"
-        cache_file.write_text(json.dumps(cache))
+        cache_file.write_text(ranges)
         try:
             quantize_static(str(prepared), str(tmp), None, calibration_cache_path=str(cache_file),
                             **quantization_settings())
