@@ -23,22 +23,31 @@ from part_snap import add_scores, l1_table, posed, run_validation, table_means
 from recapture.models.layout_ops import to_one_hot
 
 #: (name, layout_person_confidence, layout_confident_above); confidence 0: the plain argmax.
-VARIANTS = (("argmax", 0.0, 0.0), ("0.7, every pair", 0.7, 0.0), ("0.8, every pair", 0.8, 0.0),
+SETTINGS = (("argmax", 0.0, 0.0), ("0.7, every pair", 0.7, 0.0), ("0.8, every pair", 0.8, 0.0),
             ("0.9, every pair", 0.9, 0.0), ("0.8, above 0.2", 0.8, 0.2), ("0.8, above 0.3", 0.8, 0.3),
             ("0.85, above 0.3", 0.85, 0.3))
+#: (name, the geometric config's fields that variant changes).
+VARIANTS = tuple((name, {"layout_person_confidence": confidence, "layout_confident_above": above})
+                 for name, confidence, above in SETTINGS)
 METRICS = ("l1", "person_l1", "face_l1", "person_area")
 
 
 def pair_scores(default: torch.nn.Module, sets: list[tuple]) -> dict[str, dict[str, float]]:
+    """:func:`layout_scores` of the confidence settings :data:`VARIANTS`."""
+    return layout_scores(default, sets, VARIANTS)
+
+
+def layout_scores(default: torch.nn.Module, sets: list[tuple],
+                  variants: tuple[tuple[str, dict[str, object]], ...]) -> dict[str, dict[str, float]]:
     """``{variant: {metric: mean over pairs}}`` over batches of ``(image, labels, person one-hot, truth, source
-    keypoints, target keypoints)``; ``person_area``: the share of Ŝ_B's pixels that are not background."""
+    keypoints, target keypoints)``, each variant the geometric config with its fields changed;
+    ``person_area``: the share of Ŝ_B's pixels that are not background."""
     base = default.geometric.config
     table: dict[str, dict[str, list[float]]] = {}
     try:
         for image, labels, person, truth, source, target, poses in posed(sets):
-            for name, confidence, above in VARIANTS:
-                default.geometric.config = dataclasses.replace(base, layout_person_confidence=confidence,
-                                                               layout_confident_above=above)
+            for name, changes in variants:
+                default.geometric.config = dataclasses.replace(base, **changes)
                 with torch.no_grad():
                     made = default(image, to_one_hot(labels, 20), *poses, source_keypoints=source,
                                    target_keypoints=target)
@@ -50,10 +59,15 @@ def pair_scores(default: torch.nn.Module, sets: list[tuple]) -> dict[str, dict[s
 
 
 def markdown(result: dict) -> str:
+    return layout_markdown(result, "Confident silhouettes (`layout_person_confidence`)", "confidence, pose change")
+
+
+def layout_markdown(result: dict, title: str, header: str) -> str:
+    """The results of :func:`layout_scores` as Markdown: L1 per pair set and variant, Ŝ_B's person share."""
     sets = list(result["sets"])
-    lines = l1_table(result, "Confident silhouettes (`layout_person_confidence`), validation pairs (bundled "
-                     "`default` weights)", "Whole-image L1 / person L1 per pair set, the whole model (its geometric "
-                     "network's Ŝ_B). See the script's docstring.", "confidence, pose change")
+    lines = l1_table(result, f"{title}, validation pairs (bundled `default` weights)", "Whole-image L1 / person L1 "
+                     "per pair set, the whole model (its geometric network's Ŝ_B). See the script's docstring.",
+                     header)
     lines += ["", "Share of Ŝ_B's pixels that are person: " + "; ".join(
         f"{s} " + " / ".join(f"{result['sets'][s][row]['person_area']:.3f}" for row in result["sets"][s])
         for s in sets), "", f"Wall time {result['seconds']:.0f} s."]

@@ -10,7 +10,7 @@ import torch
 
 from recapture.body.keypoints import (
     FLIP_PERMUTATION, KEYPOINT_INDEX, KEYPOINT_NAMES, LIMBS, flip_keypoints, heatmaps_to_keypoints,
-    keypoints_to_heatmaps, missing_mask, pose_mask,
+    keypoints_to_heatmaps, missing_mask, pose_mask, torso_mask,
 )
 from recapture.body.parts import ADGAN8, LABEL_SETS, LIP20, LIP20_NAMES, MARKET7, get_label_set, merge_lip20
 
@@ -96,6 +96,26 @@ def test_pose_mask_covers_joints_and_limbs_and_is_deterministic() -> None:
             assert mask[y, x] == 1
     assert 0 < mask.mean() < 1
     assert pose_mask(np.full((18, 2), -1), (128, 64)).sum() == 0
+
+
+def _inside_convex(corners: np.ndarray, y: float, x: float) -> bool:
+    """Naive reference: a point is inside a convex polygon when it lies on one side of every edge."""
+    sides = [(by - ay) * (x - ax) - (bx - ax) * (y - ay)
+             for (ay, ax), (by, bx) in zip(corners, np.roll(corners, -1, axis=0))]
+    return all(s > 0 for s in sides) or all(s < 0 for s in sides)
+
+
+def test_torso_mask_is_the_shoulders_hips_quadrilateral_and_flips_with_the_image() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        keypoints = np.full((18, 2), -1.0)
+        keypoints[[2, 5, 11, 8]] = [[10, 5], [11, 20], [40, 19], [39, 6]] + rng.uniform(-2.5, 2.5, (4, 2))
+        found = torso_mask(keypoints, (48, 28))
+        naive = np.array([[_inside_convex(keypoints[[2, 5, 11, 8]], y, x) for x in range(28)] for y in range(48)])
+        assert np.array_equal(found, naive) and 300 < found.sum() < 500
+        assert np.array_equal(torso_mask(flip_keypoints(keypoints, 28), (48, 28)), found[:, ::-1])
+    keypoints[KEYPOINT_INDEX["left_hip"]] = -1
+    assert not torso_mask(keypoints, (48, 28)).any()  # a missing corner: no torso
 
 
 @pytest.mark.parametrize("label_set", list(LABEL_SETS.values()), ids=list(LABEL_SETS))

@@ -1,6 +1,6 @@
 """The photo path's choice of Ŝ_B (``--layout auto|prior|network``): the pose-change measure, the rule, and the
 geometric network on ONNX Runtime against the torch module (tiny config, random weights, flip averaging, the
-confident-person rule and the small-part clean-up on)."""
+confident-person rule, the torso made person and the small-part clean-up on)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from recapture.body.keypoints import KEYPOINT_INDEX, keypoints_to_heatmaps, missing_mask
+from recapture.body.keypoints import KEYPOINT_INDEX, keypoints_to_heatmaps, missing_mask, torso_mask
 from recapture.body.retarget import pose_distance, torso_length
 from recapture.hub import load_generator
 from recapture.pipelines.photo import AUTO_LAYOUT_CHANGE, PhotoOptions, layout_method
@@ -72,11 +72,11 @@ def test_auto_layout_keeps_the_prior_for_a_still_pose_and_takes_the_network_for_
 @pytest.fixture(scope="module")
 def tiny_prior_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny correspondence generator whose geometric network (random weights) corrects the keypoint prior, with
-    the eval-mode clean-ups on (flip averaging, person only above 0.95 confidence when the pose changes, parts
-    under 4 pixels dropped)."""
+    the eval-mode clean-ups on (flip averaging, person only above 0.95 confidence when the pose changes, the
+    target's torso made person, parts under 4 pixels dropped)."""
     return random_tiny_model(tmp_path_factory.mktemp("prior-model"), "geometric", 0.2, geometric_prior=True,
                              layout_flip_average=True, layout_min_area=4, layout_person_confidence=0.95,
-                             layout_confident_above=0.01)
+                             layout_confident_above=0.01, layout_torso_person=True)
 
 
 def _pose_pair(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -113,7 +113,7 @@ def test_confident_person_rule_against_a_naive_reference(tiny_prior_model: Path)
     from recapture.config import ConfigError
 
     geometric = load_generator(tiny_prior_model).generator.geometric.eval()
-    ruled = dataclasses.replace(geometric.config, layout_min_area=0)
+    ruled = dataclasses.replace(geometric.config, layout_min_area=0, layout_torso_person=False)
     labels, source, moved = _pose_pair(5)
     targets = np.stack([source, moved])  # pair 0: its own pose; pair 1: moved
     layout = torch.nn.functional.one_hot(torch.from_numpy(np.stack([labels, labels]).astype(np.int64)), 20)
@@ -136,6 +136,29 @@ def test_confident_person_rule_against_a_naive_reference(tiny_prior_model: Path)
                 {"layout_confident_above": -1.0}):
         with pytest.raises(ConfigError, match="layout_person_confidence"):
             dataclasses.replace(ruled, **bad)
+
+
+def test_torso_rule_against_a_naive_reference(tiny_prior_model: Path) -> None:
+    """With ``layout_torso_person``, Ŝ_B inside the target's shoulders-hips quadrilateral is the plain network's best
+    part (never background) and everywhere else the plain argmax (a mannequin, and a source layout of background
+    only, where the plain network calls the torso background); the ONNX runtime agrees (test above)."""
+    geometric = load_generator(tiny_prior_model).generator.geometric.eval()
+    ruled = dataclasses.replace(geometric.config, layout_min_area=0, layout_person_confidence=0.0)
+    labels, source, target = _pose_pair(6)
+    torso = torch.from_numpy(torso_mask(target, (32, 24)))
+    acted = []
+    for given in (labels, np.zeros_like(labels)):
+        layout = torch.nn.functional.one_hot(torch.from_numpy(given.astype(np.int64)), 20).permute(2, 0, 1)[None]
+        inputs = (layout.float(), keypoints_to_heatmaps(source, (32, 24))[None],
+                  keypoints_to_heatmaps(target, (32, 24))[None], source[None], target[None])
+        geometric.config = dataclasses.replace(ruled, layout_torso_person=False)
+        with torch.no_grad():
+            plain = geometric(*inputs)[0]
+            geometric.config = ruled
+            found = geometric(*inputs)[0].argmax(0)
+        assert torch.equal(found, torch.where(torso, plain[1:].argmax(0) + 1, plain.argmax(0)))
+        acted.append(bool((plain.argmax(0)[torso] == 0).any()))
+    assert torso.sum() > 10 and acted[1]  # the rule made background person on the empty layout
 
 
 def test_onnx_recapturer_predicts_the_torch_networks_layout(tiny_prior_model: Path, tmp_path: Path,

@@ -85,7 +85,7 @@ def test_a_close_up_view_loses_what_lies_below_the_cut(tmp_path: Path) -> None:
 def test_a_feature_cache_of_another_version_or_plan_is_refused(tmp_path: Path) -> None:
     from recapture.data.errors import FormatError
     from recapture.models.parser import CACHED_STAGES
-    from recapture.training.parser_data import FeatureCache
+    from recapture.training.parser_data import FeatureCache, plan_digest
 
     folder = tmp_path / "cache"
     FeatureCache(folder, 3).arrays["done"][1] = True
@@ -93,6 +93,14 @@ def test_a_feature_cache_of_another_version_or_plan_is_refused(tmp_path: Path) -
     assert len(reopened) == 3 and reopened.arrays["done"][1]  # same plan: resumed, not rebuilt
     with pytest.raises(FormatError, match=r"conv_4.npy: shape \(3, .*expected \(4, "):
         FeatureCache(folder, 4)  # a longer plan would misread the finished rows
+    plans = cache_plans((1, 2, 3), -1, seed=0)
+    planned = FeatureCache(tmp_path / "planned", 3, plan_digest(plans))
+    assert (planned.folder / "plan.txt").is_file() and len(FeatureCache(planned.folder, 3, plan_digest(plans))) == 3
+    other = cache_plans((1, 2, 3), -1, seed=0, mirrored=True)  # the same rows, other views
+    with pytest.raises(FormatError, match="cache of other views.*delete the folder"):
+        FeatureCache(planned.folder, 3, plan_digest(other))
+    with pytest.raises(FormatError, match="cache of other views"):
+        FeatureCache(folder, 3, plan_digest(plans))  # no plan recorded: which views it holds is unknown
     (folder / f"{CACHED_STAGES[1]}.npy").unlink()  # a cache written before that stage was kept
     with pytest.raises(FormatError, match=f"no {CACHED_STAGES[1]}.npy.*delete the folder"):
         FeatureCache(folder)

@@ -52,6 +52,8 @@ class ModelConfig:
     layout_person_confidence: float = 0.0  # inference: a Ŝ_B pixel is person only where 1 - P(background) exceeds
     # this (its part then the most likely part), for pose changes above layout_confident_above; 0 = the argmax
     layout_confident_above: float = 0.0  # pose change (retarget.pose_distance, torso lengths) beyond which it applies
+    layout_torso_person: bool = False  # inference: Ŝ_B pixels inside the target's shoulders-hips quadrilateral are
+    # person (background gives way to the most likely part there)
     appearance: str = "generative"  # generative (image painted at internal_size) | correspondence (flow +
     # visibility at internal_size, pixels copied from the full-size source: models/correspondence.py)
     base_channels: int = 64  # appearance encoder/decoder width at level 0 (doubles per level)

@@ -11,10 +11,13 @@ network predicts residual logits over it (newly visible parts, hair and loose cl
 The warp runs at the input (output) size; the U-Net at ``model.internal_size``. Both gains are learned
 (initially 4 and 0.5, so an untrained network returns the warp).
 
-At inference (eval mode) three optional clean-ups: ``model.layout_flip_average`` averages the class
-probabilities with those predicted for the mirrored pair (left/right parts and joints swapped, mapped
-back); ``model.layout_person_confidence`` makes a pixel person only where 1 - P(background) exceeds it (then
-its most likely part), for pose changes beyond ``model.layout_confident_above`` torso lengths
+At inference (eval mode) four optional clean-ups, in this order: ``model.layout_flip_average`` averages the class
+probabilities with those predicted for the mirrored pair (left/right parts and joints swapped, mapped back);
+``model.layout_torso_person`` makes every pixel inside the target's shoulders-hips quadrilateral person (its most
+likely part; :func:`recapture.body.keypoints.torso_mask`): a torso is never wall, although the network, unsure of
+an unusual person (a bare torso parsed as a garment, a kicking pose), may leave holes there;
+``model.layout_person_confidence`` makes a pixel person only where 1 - P(background) exceeds it (then its most
+likely part), for pose changes beyond ``model.layout_confident_above`` torso lengths
 (:func:`recapture.body.retarget.pose_distance`): the network's edges are unsure on large pose changes; and
 ``model.layout_min_area`` drops labels that cover fewer pixels than that in an image (their pixels take the
 next most likely label): stray specks of a part the person does not show.
@@ -27,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recapture.body.keypoints import FLIP_PERMUTATION, NUM_KEYPOINTS, flip_keypoints, heatmaps_to_keypoints
+from recapture.body.keypoints import FLIP_PERMUTATION, NUM_KEYPOINTS, flip_keypoints, heatmaps_to_keypoints, \
+    torso_mask
 from recapture.body.parts import get_label_set
 from recapture.body.retarget import pose_distance
 from recapture.config import ModelConfig
@@ -126,6 +130,11 @@ class GeometricGenerator(nn.Module):
             flipped = self._predict(source_layout.flip(-1)[:, parts], source_pose.flip(-1)[:, joints],
                                     target_pose.flip(-1)[:, joints], *mirrored).flip(-1)[:, parts]
             logits = torch.logaddexp(logits.log_softmax(1), flipped.log_softmax(1)) - float(np.log(2.0))
+        if self.config.layout_torso_person:
+            size = tuple(logits.shape[-2:])
+            torso = np.stack([torso_mask(k, size) for k in keypoints_or_centroids(target_keypoints, target_pose)])
+            background = torch.arange(self.num_parts, device=logits.device).view(1, -1, 1, 1) == 0
+            logits = logits.masked_fill(torch.from_numpy(torso)[:, None].to(logits.device) & background, -1e4)
         if self.config.layout_person_confidence > 0:
             logits = self._confident_person(logits, source_pose, target_pose, source_keypoints, target_keypoints)
         if self.config.layout_min_area > 0:

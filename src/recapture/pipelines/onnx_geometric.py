@@ -6,8 +6,9 @@ size, its inputs :data:`GEOMETRIC_PASS_INPUTS`: the source layout (one-hot), bot
 warp of the source layout (one-hot) and its ``unexplained`` map. :class:`OnnxGeometric` computes those in NumPy
 (:mod:`recapture.body.prior_numpy`, the plain warp: the network was trained on it) and the eval-mode clean-ups of
 the torch module: the average with the mirrored pair (``model.layout_flip_average``: left/right parts and joints
-swapped, log-probabilities averaged), the person/background decision on ``model.layout_person_confidence`` beyond
-``model.layout_confident_above`` and the removal of parts smaller than ``model.layout_min_area`` pixels. Its
+swapped, log-probabilities averaged), the target's torso made person (``model.layout_torso_person``), the
+person/background decision on ``model.layout_person_confidence`` beyond ``model.layout_confident_above`` and the
+removal of parts smaller than ``model.layout_min_area`` pixels. Its
 logits are the torch module's to float rounding (tests/test_layout_choice.py).
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from recapture.body.keypoints import flip_keypoints
+from recapture.body.keypoints import flip_keypoints, torso_mask
 from recapture.body.parts import get_label_set
 from recapture.body.prior_numpy import disk_heatmaps, one_hot, part_warp
 from recapture.body.retarget import pose_distance
@@ -78,6 +79,8 @@ class OnnxGeometric:
                                   flip_keypoints(source, width), flip_keypoints(target, width))
             back = mirrored[self.flip_parts, :, ::-1]
             logits = np.logaddexp(log_softmax(logits), log_softmax(back)) - np.float32(np.log(2.0))
+        if self.config.layout_torso_person:
+            logits[0][torso_mask(target, self.size)] = -1e4
         confidence = self.config.layout_person_confidence
         if confidence > 0 and pose_distance(source, target) > self.config.layout_confident_above:
             background = np.exp(log_softmax(logits)[0]) >= 1.0 - confidence

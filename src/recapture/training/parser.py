@@ -51,6 +51,7 @@ class ParserTrainConfig:
     random_views: int = 2  # random augmented views per training photo (plus the plain view and its mirror)
     cut_share: float = 0.0  # share of the random views that are close-ups (the photo cut between waist and ankles)
     validation_cut: float = 0.25  # with cut_share > 0: each validation photo also as a close-up cut this far hips->ankles
+    garment_colour: float = 0.0  # share of the random views whose garments are recoloured each on its own
     head: ParserHeadConfig = ParserHeadConfig()
     steps: int = 1400
     batch_size: int = 10
@@ -167,8 +168,10 @@ def prepare_caches(config: ParserTrainConfig) -> tuple[FeatureCache, FeatureCach
     suffix, cut = _cut(config)
     validation = build_cache(maker, run / "cache" / f"validation{suffix}", validation_set.ids, -1, config.seed,
                              validation_cut=cut)
+    if config.garment_colour > 0:
+        suffix += f"-garments{round(100 * config.garment_colour)}"
     train = build_cache(maker, run / "cache" / f"train{suffix}", train_set.ids, config.random_views, config.seed,
-                        cut_share=config.cut_share)
+                        cut_share=config.cut_share, garment_share=config.garment_colour)
     return train, validation
 
 

@@ -11,10 +11,11 @@ pseudo-labels of :mod:`recapture.training.parser_pseudo`). Keypoints are rounded
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -71,6 +72,7 @@ class Augmentation:
     hue: float = 0.0
     background: int | None = None  # id of the photo whose background replaces this one's
     cut: float | None = None  # close-up: the photo ends this far from the hips (0) towards the ankles (1)
+    garment_seed: int | None = None  # garments recoloured each on its own (:func:`recolour_garments`) from this seed
 
 
 def random_augmentation(rng: np.random.Generator, background_ids: tuple[int, ...],
@@ -101,6 +103,36 @@ def cut_photo(keypoints: np.ndarray, cut: float | None, height: int) -> int:
         return height
     hip, ankle = hips[hips >= 0].mean(), ankles[ankles >= 0].mean()
     return int(np.clip(round(hip + cut * (ankle - hip)), 1, height))
+
+
+#: The LIP-20 garments a garment-colour view recolours, each with its own random transform (one dress keeps one
+#: colour from neckline to hem; a top and a skirt get two).
+GARMENTS: tuple[str, ...] = ("hat", "upper_clothes", "dress", "coat", "socks", "pants", "jumpsuits", "scarf", "skirt")
+#: Per garment: hue shift (degrees), saturation and value factors, and the chance that it is recoloured at all.
+GARMENT_HUE, GARMENT_SATURATION, GARMENT_VALUE, GARMENT_CHANCE = 120.0, (0.5, 1.5), (0.6, 1.4), 0.8
+
+
+def recolour_garments(image: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
+    """The ``(H, W, 3)`` uint8 RGB crop with each garment of its ``(H, W)`` LIP-20 ``labels`` recoloured on its
+    own: a hue shift within +-:data:`GARMENT_HUE` degrees, saturation and value scaled, blended in over the
+    garment's mask softened by a 5x5 Gaussian. The transforms are drawn from ``seed`` in :data:`GARMENTS` order,
+    present or not, so a seed fixes the view. Teaches the head garments by shape and by where colour changes,
+    not by the colours of the 804 training photos' skirts and dresses."""
+    rng = np.random.default_rng(seed)
+    draws = [(rng.random() < GARMENT_CHANCE, rng.uniform(-GARMENT_HUE, GARMENT_HUE), rng.uniform(*GARMENT_SATURATION),
+              rng.uniform(*GARMENT_VALUE)) for _ in GARMENTS]
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV).astype(np.float32)
+    result = image.astype(np.float32)
+    for name, (chosen, hue, saturation, value) in zip(GARMENTS, draws):
+        inside = labels == LIP20.index(name)
+        if not chosen or not inside.any():
+            continue
+        shifted = np.stack([(hsv[..., 0] + hue / 2) % 180, np.clip(hsv[..., 1] * saturation, 0, 255),
+                            np.clip(hsv[..., 2] * value, 0, 255)], axis=-1)
+        painted = cv2.cvtColor(np.round(shifted).astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
+        alpha = cv2.GaussianBlur(inside.astype(np.float32), (5, 5), 0)[..., None]
+        result = alpha * painted + (1 - alpha) * result
+    return np.clip(np.round(result), 0, 255).astype(np.uint8)
 
 
 def _flip_lut() -> np.ndarray:
@@ -170,6 +202,8 @@ class ViewMaker:
         crop = parser_crop(keypoints, mask.astype(np.float32) / 255.0, zoom=aug.zoom, shift=aug.shift)
         image = crop.warp(photo)
         labels = crop.warp(labels, nearest=True)
+        if aug.garment_seed is not None:
+            image = recolour_garments(image, labels, aug.garment_seed)
         crop_mask = crop.warp(mask)
         crop_keypoints = crop.keypoints(keypoints)
         if aug.background is not None:
@@ -189,18 +223,26 @@ class ViewMaker:
 
 class FeatureCache:
     """Backbone stages, labels, masks and keypoints of many views in ``.npy`` memory maps under ``folder``
-    (float16 stages); ``done.npy`` records finished rows so that filling resumes after a stop."""
+    (float16 stages); ``done.npy`` records finished rows so that filling resumes after a stop. With ``plan`` (a
+    digest of the views' augmentations, :func:`plan_digest`) the cache remembers which views it holds
+    (``plan.txt``) and refuses to be reopened for other views: same row count, another seed or share of close-ups
+    or garment colours would otherwise be reused silently."""
 
-    def __init__(self, folder: Path, count: int | None = None) -> None:
+    def __init__(self, folder: Path, count: int | None = None, plan: str | None = None) -> None:
         self.folder = folder
         shapes = {name: (STAGE_CHANNELS[name], *grid_size(name)) for name in CACHED_STAGES}
         shapes.update(labels=INPUT_SIZE, masks=INPUT_SIZE, keypoints=(NUM_KEYPOINTS, 2), photo_ids=(), done=())
         types = {"labels": np.uint8, "masks": np.uint8, "keypoints": np.float32, "photo_ids": np.int32, "done": bool}
         if count is not None and not (folder / "done.npy").is_file():
             folder.mkdir(parents=True, exist_ok=True)
+            if plan is not None:
+                (folder / "plan.txt").write_text(plan + "\n")
             for name, shape in shapes.items():
                 np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=types.get(name, np.float16),
                                           shape=(count, *shape)).flush()
+        if plan is not None and _read_plan(folder) != plan:
+            raise FormatError(folder, "a cache of other views (another seed, number of views, share of close-ups "
+                                      "or garment colours): delete the folder to rebuild it")
         self.arrays = {name: _open_array(folder, name, shape, count) for name, shape in shapes.items()}
         if len({len(array) for array in self.arrays.values()}) > 1:
             raise FormatError(folder, "its arrays have different row counts: delete the folder to rebuild it")
@@ -222,6 +264,16 @@ class FeatureCache:
             array.flush()
 
 
+def _read_plan(folder: Path) -> str | None:
+    path = folder / "plan.txt"
+    return path.read_text().strip() if path.is_file() else None
+
+
+def plan_digest(plans: list[tuple[int, Augmentation]]) -> str:
+    """sha256 of the cache rows' ``(photo id, augmentation)`` (their reprs: every field, floats exactly)."""
+    return hashlib.sha256(repr(plans).encode()).hexdigest()
+
+
 def _open_array(folder: Path, name: str, shape: tuple[int, ...], count: int | None) -> np.ndarray:
     """The memory map ``folder/name.npy`` checked against the cache's layout (rows of ``shape``, ``count`` rows
     when given); a cache of another version or plan is a :class:`FormatError` naming the folder, never reused."""
@@ -238,26 +290,31 @@ def _open_array(folder: Path, name: str, shape: tuple[int, ...], count: int | No
 
 
 def cache_plans(ids: tuple[int, ...], random_views: int, seed: int, mirrored: bool = False, cut_share: float = 0.0,
-                validation_cut: float | None = None) -> list[tuple[int, Augmentation]]:
+                validation_cut: float | None = None, garment_share: float = 0.0) -> list[tuple[int, Augmentation]]:
     """The ``(photo id, augmentation)`` of each cache row: for each photo of ``ids`` the plain view, then its
-    mirror, then ``random_views`` random views, a ``cut_share`` of them close-ups (``random_views < 0``: the plain
-    view only, or with ``mirrored`` its mirror only, for validation; then with ``validation_cut`` also each
-    photo's close-up at that cut, after them)."""
+    mirror, then ``random_views`` random views, a ``cut_share`` of them close-ups and a ``garment_share`` of them
+    with their garments recoloured (drawn from a stream of their own: the views are otherwise those of
+    ``garment_share`` 0) (``random_views < 0``: the plain view only, or with ``mirrored`` its mirror only, for
+    validation; then with ``validation_cut`` also each photo's close-up at that cut, after them)."""
     plans = [(i, Augmentation(flip=mirrored)) for i in ids]
     if random_views < 0 and validation_cut is not None:
         plans += [(i, Augmentation(flip=mirrored, cut=validation_cut)) for i in ids]
     if random_views >= 0:
         rng = np.random.default_rng(seed)
         plans += [(i, Augmentation(flip=True)) for i in ids]
-        plans += [(i, random_augmentation(rng, ids, cut_share)) for _ in range(random_views) for i in ids]
+        views = [(i, random_augmentation(rng, ids, cut_share)) for _ in range(random_views) for i in ids]
+        paint = np.random.default_rng([seed, 1])
+        plans += [(i, replace(aug, garment_seed=int(paint.integers(2 ** 31))) if paint.random() < garment_share
+                   else aug) for i, aug in views]
     return plans
 
 
 def build_cache(maker: ViewMaker, folder: Path, ids: tuple[int, ...], random_views: int, seed: int,
-                mirrored: bool = False, cut_share: float = 0.0, validation_cut: float | None = None) -> FeatureCache:
+                mirrored: bool = False, cut_share: float = 0.0, validation_cut: float | None = None,
+                garment_share: float = 0.0) -> FeatureCache:
     """Cache the views of :func:`cache_plans` with their backbone stages; resumes a partly filled cache."""
-    plans = cache_plans(ids, random_views, seed, mirrored, cut_share, validation_cut)
-    cache = FeatureCache(folder, len(plans))
+    plans = cache_plans(ids, random_views, seed, mirrored, cut_share, validation_cut, garment_share)
+    cache = FeatureCache(folder, len(plans), plan_digest(plans))
     backbone = load_inception()
     started = time.time()
     for row, (photo_id, aug) in enumerate(plans):
