@@ -4,7 +4,7 @@ was chosen (docs/models.md, "The torso is person").
 On real people the geometric network sometimes leaves holes of background inside the target's body - most on
 people unlike CCP's (a bare torso the parser calls a garment, a leaning or kicking pose): under the
 still-background rule the wall is then copied where the body should be. With the rule, every Ŝ_B pixel inside the
-quadrilateral of the target's shoulders and hips (``body/keypoints.torso_mask``) is person, its most likely part.
+quadrilateral of the target's shoulders and hips (``body/part_maps.torso_mask``) is person, its most likely part.
 No weights: the bundled ``default`` renders every pair with the rule off and on, and on with a stricter
 confident-person setting (the whole model, its Ŝ_B, as ``recapture evaluate`` and ``--layout network``). Pair sets as ``part_snap.py`` (never the held-out photos 0905-1004
 nor the pose2sim ``test`` part). Needs ``runs/appearance-real/ccp-256x176.npz`` (``python -m

@@ -10,8 +10,9 @@ import torch
 
 from recapture.body.keypoints import (
     FLIP_PERMUTATION, KEYPOINT_INDEX, KEYPOINT_NAMES, LIMBS, flip_keypoints, heatmaps_to_keypoints,
-    keypoints_to_heatmaps, missing_mask, pose_mask, torso_mask,
+    keypoints_to_heatmaps, missing_mask, pose_mask,
 )
+from recapture.body.part_maps import torso_mask
 from recapture.body.parts import ADGAN8, LABEL_SETS, LIP20, LIP20_NAMES, MARKET7, get_label_set, merge_lip20
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from recapture.body.keypoints import KEYPOINT_INDEX, keypoints_to_heatmaps, missing_mask, torso_mask
+from recapture.body.keypoints import KEYPOINT_INDEX, keypoints_to_heatmaps, missing_mask
+from recapture.body.part_maps import torso_mask
 from recapture.body.retarget import pose_distance, torso_length
 from recapture.hub import load_generator
 from recapture.pipelines.photo import AUTO_LAYOUT_CHANGE, PhotoOptions, layout_method

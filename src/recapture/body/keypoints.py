@@ -80,27 +80,6 @@ def flip_keypoints(keypoints: np.ndarray, width: int) -> np.ndarray:
     return out[list(FLIP_PERMUTATION)]
 
 
-#: The torso as a polygon of joints: right shoulder, left shoulder, left hip, right hip.
-TORSO_CORNERS: tuple[int, ...] = (2, 5, 11, 8)
-
-
-def torso_mask(keypoints: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``(H, W)`` bool: the pixels whose centres lie inside the quadrilateral of both shoulders and both hips
-    (:data:`TORSO_CORNERS`, even-odd rule); all False when one of the four joints is missing."""
-    corners = np.asarray(keypoints, dtype=np.float64)[list(TORSO_CORNERS)]
-    inside = np.zeros(size, dtype=bool)
-    if missing_mask(corners).any():
-        return inside
-    ys, xs = np.arange(size[0], dtype=np.float64)[:, None], np.arange(size[1], dtype=np.float64)[None, :]
-    for (ay, ax), (by, bx) in zip(corners, np.roll(corners, -1, axis=0)):
-        if ay == by:
-            continue
-        spans = (ys >= min(ay, by)) & (ys < max(ay, by))
-        crossing = ax + (ys - ay) * (bx - ax) / (by - ay)
-        inside ^= spans & (xs < crossing)
-    return inside
-
-
 def scale_keypoints(keypoints: np.ndarray, scale_y: float, scale_x: float,
                     offset_y: float = 0.0, offset_x: float = 0.0) -> np.ndarray:
     """Affinely map present keypoints ``(y*sy + oy, x*sx + ox)``; missing ones stay -1 (float array)."""

@@ -316,6 +316,21 @@ def in_torso(keypoints: np.ndarray, size: tuple[int, int], margin: float) -> np.
     return np.zeros(size, dtype=bool) if distance is None else distance <= margin
 
 
+def torso_mask(keypoints: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` bool: the pixel centres strictly inside the torso quadrilateral, all four corners known (else
+    none), by the even-odd rule (a twisted quadrilateral fills both its triangles). Ŝ_B's torso rule; :func:`in_torso`
+    takes three corners, edges and a margin."""
+    corners = np.asarray(keypoints, dtype=np.float64)[list(TORSO_QUAD)]
+    inside = np.zeros(size, dtype=bool)
+    if not _present(corners).all():
+        return inside
+    ys, xs = np.arange(size[0], dtype=np.float64)[:, None], np.arange(size[1], dtype=np.float64)[None, :]
+    for (ay, ax), (by, bx) in zip(corners, np.roll(corners, -1, axis=0)):
+        if ay != by:
+            inside ^= (ys >= min(ay, by)) & (ys < max(ay, by)) & (xs < ax + (ys - ay) * (bx - ax) / (by - ay))
+    return inside
+
+
 def limb_radius(keypoints: np.ndarray, index: int, height: int) -> float:
     """Nominal half-width in pixels of limb segment ``index`` (:data:`LIMB_RADIUS` x the torso length; without
     a torso, 0.3 of the image ``height`` stands for it)."""

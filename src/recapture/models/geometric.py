@@ -14,7 +14,7 @@ The warp runs at the input (output) size; the U-Net at ``model.internal_size``. 
 At inference (eval mode) four optional clean-ups, in this order: ``model.layout_flip_average`` averages the class
 probabilities with those predicted for the mirrored pair (left/right parts and joints swapped, mapped back);
 ``model.layout_torso_person`` makes every pixel inside the target's shoulders-hips quadrilateral person (its most
-likely part; :func:`recapture.body.keypoints.torso_mask`): a torso is never wall, although the network, unsure of
+likely part; :func:`recapture.body.part_maps.torso_mask`): a torso is never wall, although the network, unsure of
 an unusual person (a bare torso parsed as a garment, a kicking pose), may leave holes there;
 ``model.layout_person_confidence`` makes a pixel person only where 1 - P(background) exceeds it (then its most
 likely part), for pose changes beyond ``model.layout_confident_above`` torso lengths
@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recapture.body.keypoints import FLIP_PERMUTATION, NUM_KEYPOINTS, flip_keypoints, heatmaps_to_keypoints, \
-    torso_mask
+from recapture.body.keypoints import FLIP_PERMUTATION, NUM_KEYPOINTS, flip_keypoints, heatmaps_to_keypoints
+from recapture.body.part_maps import torso_mask
 from recapture.body.parts import get_label_set
 from recapture.body.retarget import pose_distance
 from recapture.config import ModelConfig

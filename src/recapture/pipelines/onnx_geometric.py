@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from recapture.body.keypoints import flip_keypoints, torso_mask
+from recapture.body.keypoints import flip_keypoints
+from recapture.body.part_maps import torso_mask
 from recapture.body.parts import get_label_set
 from recapture.body.prior_numpy import disk_heatmaps, one_hot, part_warp
 from recapture.body.retarget import pose_distance
