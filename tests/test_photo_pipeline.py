@@ -16,7 +16,9 @@ import torch
 from PIL import Image, ImageCms
 
 from recapture.body.keypoints import KEYPOINT_INDEX, KEYPOINT_NAMES, missing_mask
-from recapture.body.retarget import TREE, anchor, bone_lengths, retarget
+from recapture.body.part_maps import view_of
+from recapture.body.retarget import (PROPORTION_TOLERANCE, TREE, TURNING_BONES, anchor, bone_lengths, retarget,
+                                     scale_ratio)
 from recapture.config import load_config
 from recapture.hub import save_generator
 from recapture.models.generator import RecaptureGenerator
@@ -106,12 +108,47 @@ def test_retarget_keeps_the_subjects_bones_and_the_targets_angles() -> None:
         mine, wanted = bone_lengths(moved), bone_lengths(subject)
         both = np.isfinite(mine) & np.isfinite(wanted)
         assert both.sum() >= 10
+        expected = scale_ratio(subject, target) * bone_lengths(target)  # naive reference: shoulder lines clipped
+        turning = np.isin(np.arange(len(TREE)), [TREE.index(bone) for bone in TURNING_BONES])
+        wanted = np.where(turning, np.clip(wanted, (1 - PROPORTION_TOLERANCE) * expected,
+                                           (1 + PROPORTION_TOLERANCE) * expected), wanted)
         np.testing.assert_allclose(mine[both], wanted[both], rtol=0.02)
         for index, (parent, child) in enumerate(TREE):  # each bone keeps the target's direction
             if both[index] and not missing_mask(target[[parent, child]]).any():
                 a, b = moved[child] - moved[parent], target[child] - target[parent]
                 assert np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)) > 0.999
         assert (missing_mask(moved) == missing_mask(target)).all()
+
+
+def test_retarget_carries_the_subjects_proportions() -> None:
+    subject = TEMPLATE * 1.3 + (10, 5)
+    knees = [KEYPOINT_INDEX[f"{side}_knee"] for side in ("right", "left")]
+    ankles = [KEYPOINT_INDEX[f"{side}_ankle"] for side in ("right", "left")]
+    subject[ankles] = subject[knees] + 1.15 * (subject[ankles] - subject[knees])  # shins 15% longer
+    target = TEMPLATE * 0.8 + (40, 30)
+    np.testing.assert_allclose(bone_lengths(retarget(subject, target)), bone_lengths(subject), rtol=1e-9)
+
+
+#: A real DeepFashion side view (fasion-annotation-test.csv, WOMEN/Rompers_Jumpsuits/id_00004732/01_2_side, in the
+#: 256x176 crop): shoulders nearly end-on (7 px apart over a 71 px torso), in mirrored order.
+TURNED = np.array([[26, 86], [46, 102], [46, 106], [-1, -1], [-1, -1], [47, 99], [86, 109], [106, 81], [117, 82],
+                   [169, 71], [227, 93], [117, 92], [171, 88], [235, 99], [21, 84], [20, 91], [-1, -1], [23, 104]],
+                  dtype=np.float64)
+
+
+def test_retargeting_keeps_a_turned_pose_turned() -> None:
+    # With the frontal subject's 2D shoulder width the turned pose read as a back view, and the back-of-head rule
+    # then painted hair over the face the pose shows.
+    library = preset_library()
+    subject = library["front"].keypoints * 1.7 + (20, 10)
+    assert view_of(TURNED, 256)[0] == "side"
+    moved = retarget(subject, TURNED)
+    assert view_of(moved, 512)[0] == "side"
+    width = lambda k: np.linalg.norm(k[2] - k[5])  # noqa: E731
+    assert width(moved) <= (1 + PROPORTION_TOLERANCE) * scale_ratio(subject, TURNED) * width(TURNED) + 1e-9
+    assert width(moved) < 0.5 * width(subject)
+    for name, pose in library.items():  # a back view stays one and no other becomes one
+        assert (view_of(retarget(subject, pose.keypoints), 512)[0] == "back") == (name == "back"), name
 
 
 def test_placement_follows_the_hips_and_the_torso() -> None:

@@ -128,13 +128,23 @@ def anchor(keypoints: np.ndarray, hips: bool = True) -> np.ndarray | None:
     return None
 
 
+#: The bones whose 2D length says how far the body is turned (neck to each shoulder). A retargeted one takes the
+#: subject's length only within ``PROPORTION_TOLERANCE`` of the target's own length at the subject's scale: a
+#: shoulder line the target shows end-on (turned to the side) stays short instead of taking the subject's frontal
+#: width - which turned a side view into a back view - and the reverse. Other bones carry the subject's proportions.
+TURNING_BONES: tuple[tuple[int, int], ...] = ((NECK, SHOULDERS[0]), (NECK, SHOULDERS[1]))
+PROPORTION_TOLERANCE = 0.25
+
+
 def retarget(subject: np.ndarray, target: np.ndarray) -> np.ndarray:
     """The target pose with the subject's bone lengths, neck at the target's neck.
 
-    subject, target: ``(18, 2)`` y/x (-1 missing), any frames. Joints missing in the target stay
-    missing; a joint whose tree parent is missing in the target hangs from its nearest present
-    ancestor, along the target's direction, scaled by :func:`scale_ratio`. ValueError when the target
-    has no neck (nor both shoulders) or the two poses share no bone.
+    subject, target: ``(18, 2)`` y/x (-1 missing), any frames. Each bone keeps the target's direction and takes
+    the subject's length (:data:`TURNING_BONES` clipped to ``1 -+ PROPORTION_TOLERANCE`` times the target's length
+    scaled by :func:`scale_ratio`; the target's length so scaled where the subject lacks the bone). Joints missing
+    in the target stay missing; a joint whose tree parent is missing in the target hangs from its nearest present
+    ancestor, along the target's direction, scaled by :func:`scale_ratio`. ValueError when the target has no
+    neck (nor both shoulders) or the two poses share no bone.
     """
     subject = _with_neck(_check(subject, "subject"))
     target = _with_neck(_check(target, "target"))
@@ -153,7 +163,11 @@ def retarget(subject: np.ndarray, target: np.ndarray) -> np.ndarray:
             continue
         if parent in placed:
             offset = target[child] - target[parent]
-            length = subject_lengths[index] if np.isfinite(subject_lengths[index]) else ratio * target_lengths[index]
+            expected = ratio * target_lengths[index]
+            length = subject_lengths[index] if np.isfinite(subject_lengths[index]) else expected
+            if (parent, child) in TURNING_BONES:
+                length = float(np.clip(length, (1 - PROPORTION_TOLERANCE) * expected,
+                                       (1 + PROPORTION_TOLERANCE) * expected))
             norm = float(np.linalg.norm(offset))
             out[child] = out[parent] + (offset / norm * length if norm > 1e-9 else 0.0)
         else:
