@@ -38,23 +38,25 @@ def pair_scores(default: torch.nn.Module, sets: list[tuple]) -> dict[str, dict[s
 
 
 def layout_scores(default: torch.nn.Module, sets: list[tuple],
-                  variants: tuple[tuple[str, dict[str, object]], ...]) -> dict[str, dict[str, float]]:
+                  variants: tuple[tuple[str, dict[str, object]], ...], part: str = "geometric"
+                  ) -> dict[str, dict[str, float]]:
     """``{variant: {metric: mean over pairs}}`` over batches of ``(image, labels, person one-hot, truth, source
-    keypoints, target keypoints)``, each variant the geometric config with its fields changed;
-    ``person_area``: the share of Ŝ_B's pixels that are not background."""
-    base = default.geometric.config
+    keypoints, target keypoints)``, each variant the config of ``default``'s ``part`` (geometric | appearance)
+    with its fields changed; ``person_area``: the share of Ŝ_B's pixels that are not background."""
+    module = getattr(default, part)
+    base = module.config
     table: dict[str, dict[str, list[float]]] = {}
     try:
         for image, labels, person, truth, source, target, poses in posed(sets):
             for name, changes in variants:
-                default.geometric.config = dataclasses.replace(base, **changes)
+                module.config = dataclasses.replace(base, **changes)
                 with torch.no_grad():
                     made = default(image, to_one_hot(labels, 20), *poses, source_keypoints=source,
                                    target_keypoints=target)
                 area = (made.target_layout.argmax(1) > 0).float().mean(dim=(1, 2)).tolist()
                 add_scores(table, name, made.image, truth, person, target, METRICS, {"person_area": area})
     finally:
-        default.geometric.config = base
+        module.config = base
     return table_means(table)
 
 

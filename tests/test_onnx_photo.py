@@ -80,6 +80,27 @@ def test_correspondence_export_matches_eager_torch(tiny_correspondence: tuple[Pa
     assert np.abs(identity - expected.image.numpy()).max() > 0.1  # the target pose matters
 
 
+def test_stand_ins_are_the_same_in_both_backends(tiny_correspondence: tuple[Path, Path]) -> None:
+    from recapture.body.parts import get_label_set
+    from recapture.hub import load_generator
+
+    weights, path = tiny_correspondence
+    model = load_generator(weights).generator.appearance
+    assert model.config.stand_ins
+    lip20 = get_label_set("lip20")
+    image, labels, source, target, target_labels = _pair((64, 48), 3)
+    legs = np.isin(target_labels, [lip20.index("left_leg"), lip20.index("right_leg")])
+    dressed = np.where(legs, lip20.index("dress"), target_labels).astype(target_labels.dtype)  # the source has none
+    tensor = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
+    as_long = [torch.from_numpy(v.astype(np.int64))[None] for v in (labels, dressed)]
+    with torch.no_grad():
+        expected = repose(model, tensor, as_long[0], source[None], target[None], as_long[1])
+    runtime = OnnxCorrespondence(path, threads=1)
+    got = runtime.session.run(["image"], runtime.feeds(image, labels, source, target, dressed))[0]
+    assert np.abs(got - expected.image.numpy()).max() < 1e-3
+    assert expected.invented[0, 0][torch.from_numpy(legs)].mean() > 0.5  # the dress over the legs is a stand-in
+
+
 def test_the_back_of_the_head_rule_is_the_same_in_both_backends(tiny_correspondence: tuple[Path, Path]) -> None:
     """A target seen from behind (the source's joints with left and right swapped, the head all hair): the export's
     metadata turns ``back_of_head`` on, the NumPy full-size grid equals torch's, and the rule moved samples."""

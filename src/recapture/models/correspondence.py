@@ -43,6 +43,7 @@ from recapture.body.prior_numpy import keypoints_to_size, snap_to_own_parts
 from recapture.models.layout_ops import labels_at, layout_at, majority_layout, to_one_hot
 from recapture.models.lgr import LayoutGraphReasoning
 from recapture.models.sat import SemanticAttentiveTransfer
+from recapture.models.stand_in import kin_matrix, stand_ins
 from recapture.models.still_background import VACATED_RULES, people_weights, still_composite
 
 
@@ -50,7 +51,7 @@ BACKGROUND_RULES = ("still", "follow")
 #: Config keys a weight file may lack (written before they existed) and the value such a file gets: the rule is
 #: not learned, so old weights take the current default.
 MISSING_KEY_DEFAULTS = {"background": "still", "still_margin": 1, "still_feather": 0, "vacated": "fill",
-                        "twin_limbs": True, "snap_reach": 0.04, "back_of_head": True}
+                        "twin_limbs": True, "snap_reach": 0.04, "back_of_head": True, "stand_ins": True}
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ class CorrespondenceConfig:
     #: A non-limb target pixel whose full-size prior sample lands on a source limb samples the nearest source pixel
     #: of its own part within this fraction of the source height instead (prior_numpy.snap_to_own_parts; 0: off)
     snap_reach: float = 0.04
+    #: Target parts the source shows none of take the mean colour of their kin it shows (models/stand_in.py)
+    stand_ins: bool = True
     #: On a target seen from behind, target hair pixels whose prior sample lands on the source face or sunglasses
     #: sample the source hair mirrored across its edge (prior_numpy.hair_over_face)
     back_of_head: bool = True
@@ -266,6 +269,7 @@ class CorrespondenceGenerator(nn.Module):
         nn.init.zeros_(self.visibility_head.weight)
         nn.init.constant_(self.visibility_head.bias, config.visibility_bias)
         self.refine = Refinement(config.refine_channels)
+        self.register_buffer("kin", kin_matrix(get_label_set(config.label_set)), persistent=False)
 
     def _check(self, source_image: Tensor, tensors: dict[str, tuple[Tensor, int]], prior: PriorGrid) -> None:
         size = self.config.internal_size
@@ -292,7 +296,15 @@ class CorrespondenceGenerator(nn.Module):
         coarse_flow, logits, generated = self.predict(small, source_layout, source_pose, target_layout, target_pose,
                                                       prior.grid, prior.covered)
         return self.compose(source_image, coarse_flow, logits, generated, output_size, prior,
-                            self.people_weight(source_layout, target_layout), small)
+                            self.people_weight(source_layout, target_layout), small,
+                            self.stand_in(small, source_layout, target_layout, coarse_flow))
+
+    def stand_in(self, small: Tensor, source_layout: Tensor, target_layout: Tensor, coarse_flow: Tensor
+                 ) -> tuple[Tensor, Tensor] | None:
+        """:func:`stand_in.stand_ins` at the internal size when ``config.stand_ins``, else None."""
+        if not self.config.stand_ins:
+            return None
+        return stand_ins(small, source_layout, target_layout, self.kin, coarse_flow)
 
     def people_weight(self, source_layout: Tensor, target_layout: Tensor) -> Tensor | None:
         """``(B, 3, h, w)`` weights of the ``background: still`` rule (:func:`still_background.people_weights`:
@@ -333,7 +345,7 @@ class CorrespondenceGenerator(nn.Module):
 
     def compose(self, source_image: Tensor, coarse_flow: Tensor, visibility_logits: Tensor, generated: Tensor,
                 output_size: tuple[int, int], prior: PriorGrid | None = None, people: Tensor | None = None,
-                small: Tensor | None = None) -> CorrespondenceOutput:
+                small: Tensor | None = None, stand_in: tuple[Tensor, Tensor] | None = None) -> CorrespondenceOutput:
         """The parameter-free full-resolution step (plus the light refinement); with ``people``
         (:meth:`people_weight`) the still-background rule (:func:`still_background.still_composite`; ``small``:
         the source at the internal size, area-resized here when not given)."""
@@ -342,6 +354,11 @@ class CorrespondenceGenerator(nn.Module):
                                    align_corners=True)
         painted = F.interpolate(generated, size=output_size, mode="bilinear", align_corners=True)
         composite = visibility * copied + (1.0 - visibility) * painted
+        if stand_in is not None:
+            absent, colour = (F.interpolate(x, size=output_size, mode="bilinear", align_corners=True)
+                              for x in stand_in)
+            composite = absent * colour + (1.0 - absent) * composite
+            visibility = (1.0 - absent) * visibility
         image = self.refine(composite, visibility, painted).clamp(-1.0, 1.0)
         if people is not None:
             small = F.interpolate(source_image, size=tuple(people.shape[-2:]), mode="area") if small is None else small

@@ -248,7 +248,8 @@ class _CorrespondenceGraph(nn.Module):
         prior = PriorGrid(grid=grid, covered=covered, labels=grid[..., 0].long(), full=full_grid)
         size = (full_grid.shape[1], full_grid.shape[2])
         output = self.appearance.compose(source_image, coarse_flow, logits, generated, size, prior,
-                                         self.appearance.people_weight(source_layout, target_layout), small)
+                                         self.appearance.people_weight(source_layout, target_layout), small,
+                                         self.appearance.stand_in(small, source_layout, target_layout, coarse_flow))
         return output.image, output.flow
 
 

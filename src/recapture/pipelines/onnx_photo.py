@@ -45,10 +45,10 @@ CORRESPONDENCE_KIND = "recapture-correspondence-onnx"
 CORRESPONDENCE_INPUTS = ("source_image", "small", "source_layout", "source_pose", "target_layout", "target_pose",
                          "grid", "covered", "full_grid")
 #: Bumped when an export's graph changes: part of every cache file name, so stale files are not used.
-ONNX_FORMAT = 11  # 4: still-background rule; 5: its identity grid in float32; 6: parser aligns as MatMuls;
+ONNX_FORMAT = 12  # 4: still-background rule; 5: its identity grid in float32; 6: parser aligns as MatMuls;
 #                   7: the vacated background filled (still_background.py); 8: still margin 1, no feather;
 #                   9: ``twin_limbs`` in the metadata; 10: ``snap_reach`` in the metadata;
-#                   11: ``back_of_head`` in the metadata
+#                   11: ``back_of_head`` in the metadata; 12: stand-ins for parts the source lacks (stand_in.py)
 
 
 class OnnxUnavailable(ValueError):

@@ -1,0 +1,66 @@
+"""Stand-ins for parts the source does not show at all (``CorrespondenceConfig.stand_ins``, docs/correspondence.md).
+
+The correspondence head copies each target pixel from where the source shows it. A target layout may ask for a
+part the source has none of - most of all an edited one: ``lower=shorts`` on a person in jeans asks for bare legs,
+``lower=skirt`` for a skirt, ``upper=coat`` for a coat - and then the copied pixels are those of whatever the prior
+lands on (the jeans stay jeans). Like LGR, which infers an unseen part from the parts related to it, the stand-in
+takes the appearance of the part's kin that the source does show: skin from skin (arms and legs), an upper garment
+from the other upper garments, a lower garment from the other lower ones (a dress or jumpsuit is both). Its colour
+is the mean colour of those source pixels (area-weighted), painted flat over the part; the pixels are marked
+invented. Parts the source shows, and parts without a shown kin, keep the network's output. Parameter-free and
+made of tensor operations, so the ONNX graph carries it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from recapture.body.parts import LabelSet
+
+#: Kin groups by part name; a part absent from the source takes the mean colour of its groups' parts it shows.
+KIN: tuple[tuple[str, ...], ...] = (("left_arm", "right_arm", "left_leg", "right_leg"),
+                                    ("upper_clothes", "coat", "dress", "jumpsuits"),
+                                    ("pants", "skirt", "dress", "jumpsuits"))
+#: Source pixels (at the internal size) a part needs to count as shown.
+MIN_PIXELS = 4.0
+
+
+def kin_matrix(label_set: LabelSet) -> Tensor:
+    """``(N, N)`` float: entry ``[c, d]`` is 1 when ``d`` is kin of ``c`` (same :data:`KIN` group, ``d != c``)."""
+    size = label_set.num_parts
+    matrix = torch.zeros(size, size)
+    for group in KIN:
+        members = [label_set.index(name) for name in group if name in label_set.names]
+        for c in members:
+            for d in members:
+                if c != d:
+                    matrix[c, d] = 1.0
+    return matrix
+
+
+def stand_ins(small_source: Tensor, source_layout: Tensor, target_layout: Tensor, kin: Tensor, flow: Tensor
+              ) -> tuple[Tensor, Tensor]:
+    """``(absent, colour)`` at the internal size: ``absent`` ``(B, 1, h, w)`` the target pixels of parts the source
+    lacks but has kin of, where ``flow`` ``(B, h, w, 2)`` (the coarse sampling grid) does not already land on that
+    kin (a skirt sampled from the trousers keeps their texture; the legs below it, sampled from the trousers too,
+    take the skin's colour); ``colour`` ``(B, 3, h, w)`` the stand-in colour of every pixel of such a part (0 on
+    the others). ``small_source``
+    ``(B, 3, h, w)``, soft one-hot layouts ``(B, N, h, w)``, ``kin`` from :func:`kin_matrix`."""
+    kin = kin.to(small_source)
+    area = source_layout.sum(dim=(2, 3))
+    sums = torch.einsum("bnhw,bchw->bnc", source_layout, small_source)
+    shown = (area >= MIN_PIXELS).to(small_source.dtype)
+    weights = kin[None] * (shown * area)[:, None, :]
+    total = weights.sum(dim=2, keepdim=True)
+    colours = torch.einsum("bcd,bdk->bck", weights, sums / area.clamp_min(1.0)[..., None]) / total.clamp_min(1e-6)
+    person = torch.ones_like(shown)
+    person[:, 0] = 0.0
+    wanted = person * (1.0 - shown) * (total[..., 0] > 0).to(shown)
+    landed = F.grid_sample(source_layout, flow.to(source_layout), mode="bilinear", padding_mode="border",
+                           align_corners=True)
+    on_kin = torch.einsum("cd,bdhw->bchw", kin, landed).clamp(0.0, 1.0)
+    absent = torch.einsum("bn,bnhw->bhw", wanted, target_layout * (1.0 - on_kin))[:, None]
+    colour = torch.einsum("bnk,bnhw->bkhw", colours * wanted[..., None], target_layout)
+    return absent.clamp(0.0, 1.0), colour
