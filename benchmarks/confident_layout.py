@@ -76,6 +76,14 @@ def layout_markdown(result: dict, title: str, header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_variants(name: str, variants: tuple[tuple[str, dict[str, object]], ...], title: str, header: str,
+                 part: str = "geometric") -> None:
+    """Score the bundled ``default`` with each config variant of its ``part`` on every validation pair set and save
+    ``benchmarks/results/NAME.{json,md}`` (:func:`layout_scores`, :func:`layout_markdown`)."""
+    run_validation(name, lambda default, sets: layout_scores(default, sets, variants, part),
+                   lambda result: layout_markdown(result, title, header))
+
+
 def main() -> None:
     run_validation("confident-layout", pair_scores, markdown)
 

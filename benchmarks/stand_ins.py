@@ -12,24 +12,14 @@ No weights: the bundled ``default`` renders every pair with the rule off and on.
 
 from __future__ import annotations
 
-import torch
-
-from confident_layout import layout_markdown, layout_scores
-from part_snap import run_validation
+from confident_layout import run_variants
 
 VARIANTS = (("off", {"stand_ins": False}), ("on", {"stand_ins": True}))
 
 
-def pair_scores(default: torch.nn.Module, sets: list[tuple]) -> dict[str, dict[str, float]]:
-    return layout_scores(default, sets, VARIANTS, part="appearance")
-
-
-def markdown(result: dict) -> str:
-    return layout_markdown(result, "Stand-ins for parts the source does not show (`stand_ins`)", "stand-ins")
-
-
 def main() -> None:
-    run_validation("stand-ins", pair_scores, markdown)
+    run_variants("stand-ins", VARIANTS, "Stand-ins for parts the source does not show (`stand_ins`)", "stand-ins",
+                 part="appearance")
 
 
 if __name__ == "__main__":

@@ -15,10 +15,7 @@ recapture.training.parsed_photos``). Writes ``benchmarks/results/torso-layout.{j
 
 from __future__ import annotations
 
-import torch
-
-from confident_layout import layout_markdown, layout_scores
-from part_snap import run_validation
+from confident_layout import run_variants
 
 #: The rule off and on (with the confident-person setting of the bundled file, 0.8 above 0.3), then on with that
 #: setting made stricter: with the torso kept, trimming unsure edges costs less.
@@ -29,16 +26,8 @@ VARIANTS = (("off (the model before the rule)", {"layout_torso_person": False}),
                                                                  "layout_confident_above": 0.3}) for c in (0.9, 0.95)))
 
 
-def pair_scores(default: torch.nn.Module, sets: list[tuple]) -> dict[str, dict[str, float]]:
-    return layout_scores(default, sets, VARIANTS)
-
-
-def markdown(result: dict) -> str:
-    return layout_markdown(result, "The target's torso made person in Ŝ_B (`layout_torso_person`)", "rule")
-
-
 def main() -> None:
-    run_validation("torso-layout", pair_scores, markdown)
+    run_variants("torso-layout", VARIANTS, "The target's torso made person in Ŝ_B (`layout_torso_person`)", "rule")
 
 
 if __name__ == "__main__":
