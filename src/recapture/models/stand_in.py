@@ -23,7 +23,7 @@ from recapture.body.parts import LabelSet
 KIN: tuple[tuple[str, ...], ...] = (("left_arm", "right_arm", "left_leg", "right_leg"),
                                     ("upper_clothes", "coat", "dress", "jumpsuits"),
                                     ("pants", "skirt", "dress", "jumpsuits"))
-#: Source pixels (at the internal size) a part needs to count as shown.
+#: Source pixels (at the internal size) a kin part needs to lend its colour.
 MIN_PIXELS = 4.0
 
 
@@ -43,11 +43,11 @@ def kin_matrix(label_set: LabelSet) -> Tensor:
 def stand_ins(small_source: Tensor, source_layout: Tensor, target_layout: Tensor, kin: Tensor, flow: Tensor
               ) -> tuple[Tensor, Tensor]:
     """``(absent, colour)`` at the internal size: ``absent`` ``(B, 1, h, w)`` the target pixels of parts the source
-    lacks but has kin of, where ``flow`` ``(B, h, w, 2)`` (the coarse sampling grid) does not already land on that
-    kin (a skirt sampled from the trousers keeps their texture; the legs below it, sampled from the trousers too,
-    take the skin's colour); ``colour`` ``(B, 3, h, w)`` the stand-in colour of every pixel of such a part (0 on
-    the others). ``small_source``
-    ``(B, 3, h, w)``, soft one-hot layouts ``(B, N, h, w)``, ``kin`` from :func:`kin_matrix`."""
+    has no pixel of but shows kin of (at least :data:`MIN_PIXELS` each), where ``flow`` ``(B, h, w, 2)`` (the coarse
+    sampling grid) does not land on that kin (a skirt sampled from the trousers keeps their texture; the legs below
+    it, sampled from the trousers too, take the skin's colour); ``colour`` ``(B, 3, h, w)`` the stand-in colour of
+    every pixel of such a part (0 on the others). ``small_source`` ``(B, 3, h, w)``, soft one-hot layouts
+    ``(B, N, h, w)``, ``kin`` from :func:`kin_matrix`."""
     kin = kin.to(small_source)
     area = source_layout.sum(dim=(2, 3))
     sums = torch.einsum("bnhw,bchw->bnc", source_layout, small_source)
@@ -57,7 +57,7 @@ def stand_ins(small_source: Tensor, source_layout: Tensor, target_layout: Tensor
     colours = torch.einsum("bcd,bdk->bck", weights, sums / area.clamp_min(1.0)[..., None]) / total.clamp_min(1e-6)
     person = torch.ones_like(shown)
     person[:, 0] = 0.0
-    wanted = person * (1.0 - shown) * (total[..., 0] > 0).to(shown)
+    wanted = person * (area < 0.5).to(shown) * (total[..., 0] > 0).to(shown)
     landed = F.grid_sample(source_layout, flow.to(source_layout), mode="bilinear", padding_mode="border",
                            align_corners=True)
     on_kin = torch.einsum("cd,bdhw->bchw", kin, landed).clamp(0.0, 1.0)
