@@ -11,6 +11,8 @@ themselves come from the full-resolution source::
     full    = full-size prior + upsample(flow - prior)    (the prior grid at the output size keeps part edges
                                                            sharp; without it: upsample(flow))
     image   = v * grid_sample(source at full size, full) + (1 - v) * upsample(generated)
+    stand   = ``stand_ins`` (default; models/stand_in.py): a target part the source has no pixel of takes the mean
+              colour of its kin the source shows (skin, upper or lower garments) where the flow misses that kin
     image  += refine(image, v, generated)                                 (last layer zero)
     still   = ``background: still`` (default; models/still_background.py): beyond ``still_margin`` internal pixels
               of the target person (feathered) the output is the source pixel in place - a fixed camera; where the
@@ -346,9 +348,10 @@ class CorrespondenceGenerator(nn.Module):
     def compose(self, source_image: Tensor, coarse_flow: Tensor, visibility_logits: Tensor, generated: Tensor,
                 output_size: tuple[int, int], prior: PriorGrid | None = None, people: Tensor | None = None,
                 small: Tensor | None = None, stand_in: tuple[Tensor, Tensor] | None = None) -> CorrespondenceOutput:
-        """The parameter-free full-resolution step (plus the light refinement); with ``people``
-        (:meth:`people_weight`) the still-background rule (:func:`still_background.still_composite`; ``small``:
-        the source at the internal size, area-resized here when not given)."""
+        """The parameter-free full-resolution step (plus the light refinement); with ``stand_in``
+        (:meth:`stand_in`) the parts the source lacks painted in their kin's colour before the refinement; with
+        ``people`` (:meth:`people_weight`) the still-background rule (:func:`still_background.still_composite`;
+        ``small``: the source at the internal size, area-resized here when not given)."""
         flow, copied = sample_source(source_image, coarse_flow, output_size, prior)
         visibility = F.interpolate(torch.sigmoid(visibility_logits), size=output_size, mode="bilinear",
                                    align_corners=True)

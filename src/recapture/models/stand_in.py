@@ -47,8 +47,10 @@ def stand_ins(small_source: Tensor, source_layout: Tensor, target_layout: Tensor
     sampling grid) does not land on that kin (a skirt sampled from the trousers keeps their texture; the legs below
     it, sampled from the trousers too, take the skin's colour); ``colour`` ``(B, 3, h, w)`` the stand-in colour of
     every pixel of such a part (0 on the others). ``small_source`` ``(B, 3, h, w)``, soft one-hot layouts
-    ``(B, N, h, w)``, ``kin`` from :func:`kin_matrix`."""
+    ``(B, N, h, w)``, ``kin`` from :func:`kin_matrix`. A rule, not learned: no gradient flows through the layouts or
+    the flow."""
     kin = kin.to(small_source)
+    source_layout, target_layout, flow = source_layout.detach(), target_layout.detach(), flow.detach()
     area = source_layout.sum(dim=(2, 3))
     sums = torch.einsum("bnhw,bchw->bnc", source_layout, small_source)
     shown = (area >= MIN_PIXELS).to(small_source.dtype)
