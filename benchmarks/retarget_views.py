@@ -11,7 +11,7 @@ Subjects: 60 CCP photos of the appearance training part (``src/recapture/assets/
 photos 0001-0904 only), both shoulders and hips found. Targets: every DeepFashion test pose
 (``../shared/data/real-keypoints/fasion-annotation-test.csv``) with both shoulders and hips. For each, the view
 (``part_maps.view_of``) of the target and of the retargeted pose, with the clip (this release) and without it (the
-previous behaviour, ``PROPORTION_TOLERANCE`` made infinite in the same run). Writes
+previous behaviour, an infinite tolerance, in the same run). Writes
 ``benchmarks/results/retarget-views.{json,md}``.
 
     .venv/bin/python benchmarks/retarget_views.py
@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from recapture.body import retarget as retarget_module
+from pose2sim import save_results
+from recapture.body.retarget import PROPORTION_TOLERANCE, retarget
 from recapture.body.keypoints import missing_mask
 from recapture.body.part_maps import view_of
 from recapture.data.formats import read_annotations
@@ -55,17 +56,11 @@ def poses() -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 def confusion(subjects: list[np.ndarray], targets: list[np.ndarray], tolerance: float) -> dict[str, dict[str, int]]:
     """``{target view: {retargeted view: count}}`` over every subject x target."""
-    saved = retarget_module.PROPORTION_TOLERANCE
-    retarget_module.PROPORTION_TOLERANCE = tolerance
     counts: dict[str, Counter] = {view: Counter() for view in VIEWS}
-    try:
-        for target in targets:
-            wanted = view_of(target, 256)[0]
-            for subject in subjects:
-                moved = retarget_module.retarget(subject, target)
-                counts[wanted][view_of(moved, 1000)[0]] += 1
-    finally:
-        retarget_module.PROPORTION_TOLERANCE = saved
+    for target in targets:
+        wanted = view_of(target, 256)[0]
+        for subject in subjects:
+            counts[wanted][view_of(retarget(subject, target, tolerance), 1000)[0]] += 1
     return {view: {other: counts[view][other] for other in VIEWS} for view in VIEWS}
 
 
@@ -89,11 +84,10 @@ def main() -> None:
     started = time.time()
     subjects, targets = poses()
     result = {"subjects": len(subjects), "targets": len(targets), "confusion": {
-        f"shoulder lines within {retarget_module.PROPORTION_TOLERANCE:.0%} of the target's (this release)":
-            confusion(subjects, targets, retarget_module.PROPORTION_TOLERANCE),
+        f"shoulder lines within {PROPORTION_TOLERANCE:.0%} of the target's (this release)":
+            confusion(subjects, targets, PROPORTION_TOLERANCE),
         "the subject's lengths everywhere (before)": confusion(subjects, targets, float("inf"))}}
     result["seconds"] = round(time.time() - started, 1)
-    from pose2sim import save_results  # noqa: PLC0415 - the benchmarks' shared writer
     save_results("retarget-views", result, markdown(result))
     print(markdown(result))
 

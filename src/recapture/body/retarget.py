@@ -136,12 +136,12 @@ TURNING_BONES: tuple[tuple[int, int], ...] = ((NECK, SHOULDERS[0]), (NECK, SHOUL
 PROPORTION_TOLERANCE = 0.25
 
 
-def retarget(subject: np.ndarray, target: np.ndarray) -> np.ndarray:
+def retarget(subject: np.ndarray, target: np.ndarray, tolerance: float = PROPORTION_TOLERANCE) -> np.ndarray:
     """The target pose with the subject's bone lengths, neck at the target's neck.
 
     subject, target: ``(18, 2)`` y/x (-1 missing), any frames. Each bone keeps the target's direction and takes
-    the subject's length (:data:`TURNING_BONES` clipped to ``1 -+ PROPORTION_TOLERANCE`` times the target's length
-    scaled by :func:`scale_ratio`; the target's length so scaled where the subject lacks the bone). Joints missing
+    the subject's length (:data:`TURNING_BONES` clipped to ``1 -+ tolerance`` times the target's length scaled by
+    :func:`scale_ratio`, ``tolerance`` by default :data:`PROPORTION_TOLERANCE`; the target's length so scaled where the subject lacks the bone). Joints missing
     in the target stay missing; a joint whose tree parent is missing in the target hangs from its nearest present
     ancestor, along the target's direction, scaled by :func:`scale_ratio`. ValueError when the target has no
     neck (nor both shoulders) or the two poses share no bone.
@@ -166,8 +166,7 @@ def retarget(subject: np.ndarray, target: np.ndarray) -> np.ndarray:
             expected = ratio * target_lengths[index]
             length = subject_lengths[index] if np.isfinite(subject_lengths[index]) else expected
             if (parent, child) in TURNING_BONES:
-                length = float(np.clip(length, (1 - PROPORTION_TOLERANCE) * expected,
-                                       (1 + PROPORTION_TOLERANCE) * expected))
+                length = float(np.clip(length, (1 - tolerance) * expected, (1 + tolerance) * expected))
             norm = float(np.linalg.norm(offset))
             out[child] = out[parent] + (offset / norm * length if norm > 1e-9 else 0.0)
         else:

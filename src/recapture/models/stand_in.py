@@ -53,13 +53,10 @@ def stand_ins(small_source: Tensor, source_layout: Tensor, target_layout: Tensor
     source_layout, target_layout, flow = source_layout.detach(), target_layout.detach(), flow.detach()
     area = source_layout.sum(dim=(2, 3))
     sums = torch.einsum("bnhw,bchw->bnc", source_layout, small_source)
-    shown = (area >= MIN_PIXELS).to(small_source.dtype)
-    weights = kin[None] * (shown * area)[:, None, :]
-    total = weights.sum(dim=2, keepdim=True)
-    colours = torch.einsum("bcd,bdk->bck", weights, sums / area.clamp_min(1.0)[..., None]) / total.clamp_min(1e-6)
-    person = torch.ones_like(shown)
-    person[:, 0] = 0.0
-    wanted = person * (area < 0.5).to(shown) * (total[..., 0] > 0).to(shown)
+    lenders = kin[None] * (area >= MIN_PIXELS).to(kin)[:, None, :]  # (B, N, N): the shown kin of each part
+    total = torch.einsum("bcd,bd->bc", lenders, area)
+    colours = torch.einsum("bcd,bdk->bck", lenders, sums) / total.clamp_min(1e-6)[..., None]
+    wanted = (area < 0.5).to(kin) * (total > 0).to(kin)  # background has no kin, so never wanted
     landed = F.grid_sample(source_layout, flow.to(source_layout), mode="bilinear", padding_mode="border",
                            align_corners=True)
     on_kin = torch.einsum("cd,bdhw->bchw", kin, landed).clamp(0.0, 1.0)
