@@ -34,7 +34,8 @@ from recapture.data.formats import read_annotations
 from recapture.evaluation.ssim import psnr, ssim
 from recapture.hub import LoadedGenerator, load_generator
 from recapture.models.correspondence import (CorrespondenceConfig, CorrespondenceGenerator, load_correspondence,
-                                             majority_layout, repose)
+                                             repose)
+from recapture.models.layout_ops import majority_layout
 from recapture.body.keypoint_warp import warp_image
 from recapture.training.correspondence_data import Batch, collate
 from recapture.training.parsed_photos import ParsedLayouts

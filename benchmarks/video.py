@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from recapture.fileio import atomic_write_text
-from recapture.models.correspondence import majority_layout
+from recapture.models.layout_ops import majority_layout
 from recapture.pipelines.framing import source_window
 from recapture.pipelines.photo import PhotoModels, PhotoOptions, PreparedPhoto, draw_keypoints, prepare_photo
 from recapture.pipelines.pose_estimation import PoseEstimate

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from recapture.body.parts import LIP20
 from recapture.data.ccp import HELD_OUT_IDS
 from recapture.data.ccp_pairs import CcpPhotos, fit_photo, make_pair, training_ids
-from recapture.models.correspondence import (CorrespondenceConfig, CorrespondenceGenerator, PriorGrid, grid_to_pixel,
-                                             pixel_to_grid, prior_grid, repose, torso_grid, with_full_prior)
+from recapture.models.correspondence import CorrespondenceConfig, CorrespondenceGenerator, repose
+from recapture.models.prior_grid import PriorGrid, grid_to_pixel, pixel_to_grid, prior_grid, torso_grid, with_full_prior
 from recapture.models.layout_ops import blob_labels, to_one_hot
 from recapture.models.sat import SemanticAttentiveTransfer, identity_grid
 

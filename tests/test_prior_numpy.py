@@ -17,7 +17,8 @@ from recapture.body import keypoint_warp, prior_numpy
 from recapture.body.keypoints import keypoints_to_heatmaps
 from recapture.body.parts import LIP20
 from recapture.body.prior_numpy import LIMB_PARTS, snap_to_own_parts
-from recapture.models.correspondence import majority_layout, prior_grid
+from recapture.models.layout_ops import majority_layout
+from recapture.models.prior_grid import prior_grid
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_layout_prior import mannequin_keypoints, mannequin_layout, moved_mannequin  # noqa: E402

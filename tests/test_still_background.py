@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from recapture.models.correspondence import (MISSING_KEY_DEFAULTS, CorrespondenceConfig, CorrespondenceGenerator,
-                                             PriorGrid, load_correspondence)
+from recapture.models.correspondence import (MISSING_KEY_DEFAULTS, RULE_KEYS, CorrespondenceConfig,
+                                             CorrespondenceGenerator, load_correspondence)
+from recapture.models.prior_grid import PriorGrid
 from recapture.models.layout_ops import to_one_hot
 from recapture.models.sat import identity_grid
 from recapture.models.still_background import people_weights, push_pull_fill
@@ -155,6 +156,10 @@ def test_old_weight_files_get_the_rule_and_follow_is_kept(tmp_path: Path) -> Non
     assert (loaded_old.config.background, loaded_old.config.still_margin) == ("still", 1)
     assert loaded_old.config == dataclasses.replace(model.config, **MISSING_KEY_DEFAULTS)
     assert load_correspondence(str(tmp_path / "new.safetensors")).config == model.config
+
+
+def test_every_rule_key_is_a_config_field() -> None:
+    assert set(MISSING_KEY_DEFAULTS) == set(RULE_KEYS)
 
 
 @pytest.mark.parametrize("change", [{"background": "torso"}, {"still_margin": -1}, {"still_feather": -2},

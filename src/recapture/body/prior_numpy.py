@@ -204,7 +204,7 @@ def pixel_to_grid(coords: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class NumpyPriorGrid:
-    """:class:`recapture.models.correspondence.PriorGrid` of one pair as arrays."""
+    """:class:`recapture.models.prior_grid.PriorGrid` of one pair as arrays."""
 
     grid: np.ndarray  # (H, W, 2) float32 x/y in [-1, 1]; the torso's map where no part covers
     covered: np.ndarray  # (H, W) float32
@@ -213,7 +213,7 @@ class NumpyPriorGrid:
 
 def prior_grid(labels: np.ndarray, source: np.ndarray, target: np.ndarray,
                label_set: str | LabelSet = "lip20", twins: bool = False) -> NumpyPriorGrid:
-    """The part warp as a sampling grid (as :func:`recapture.models.correspondence.prior_grid`)."""
+    """The part warp as a sampling grid (as :func:`recapture.models.prior_grid.prior_grid`)."""
     warp = part_warp(labels, source, target, label_set, twins)
     size = labels.shape
     ys, xs = pixel_grid(size)

@@ -27,7 +27,7 @@ the output (the "droplet" of the instance-normed decoder).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -39,21 +39,21 @@ from recapture.body.parts import get_label_set
 from recapture.config import ModelConfig
 from recapture.models.blocks import Merge, PyramidEncoder, activation, conv2d, level_widths
 from recapture.models.geometric import keypoints_or_centroids
-from recapture.body.keypoint_warp import part_warp
-from recapture.body.part_maps import TORSO, is_back_view, segment_maps
+from recapture.body.part_maps import is_back_view
 from recapture.body.prior_numpy import keypoints_to_size, snap_to_own_parts
 from recapture.models.layout_ops import labels_at, layout_at, majority_layout, to_one_hot
 from recapture.models.lgr import LayoutGraphReasoning
+from recapture.models.prior_grid import PriorGrid, prior_grid, sample_source, with_full_prior
 from recapture.models.sat import SemanticAttentiveTransfer
 from recapture.models.stand_in import kin_matrix, stand_ins
 from recapture.models.still_background import VACATED_RULES, people_weights, still_composite
 
 
 BACKGROUND_RULES = ("still", "follow")
-#: Config keys a weight file may lack (written before they existed) and the value such a file gets: the rule is
-#: not learned, so old weights take the current default.
-MISSING_KEY_DEFAULTS = {"background": "still", "still_margin": 1, "still_feather": 0, "vacated": "fill",
-                        "twin_limbs": True, "snap_reach": 0.04, "back_of_head": True, "stand_ins": True}
+#: Config keys of rules, not learned: a weight file written before one existed takes its current default
+#: (:data:`MISSING_KEY_DEFAULTS`).
+RULE_KEYS = ("background", "still_margin", "still_feather", "vacated", "twin_limbs", "snap_reach", "back_of_head",
+             "stand_ins")
 
 
 @dataclass(frozen=True)
@@ -105,14 +105,8 @@ class CorrespondenceConfig:
                              f"{self.still_margin}/{self.still_feather}")
 
 
-@dataclass(frozen=True)
-class PriorGrid:
-    """The keypoint part-affine warp as a sampling grid at the internal size."""
-
-    grid: Tensor  # (B, h, w, 2) x/y in [-1, 1] (align_corners=True); the torso's map where no part covers
-    covered: Tensor  # (B, 1, h, w) float: 1 where a body segment supplies the pixel
-    labels: Tensor  # (B, h, w) long: the warped source layout (the prior's target layout)
-    full: Tensor | None = None  # (B, H, W, 2) the same warp's grid at the output size, when computed
+#: What a weight file lacking a rule's key gets: the config's default for it.
+MISSING_KEY_DEFAULTS = {field.name: field.default for field in fields(CorrespondenceConfig) if field.name in RULE_KEYS}
 
 
 @dataclass(frozen=True)
@@ -126,50 +120,6 @@ class CorrespondenceOutput:
     generated: Tensor  # (B, 3, h, w) the decoder's own pixels at the internal size
     coarse_flow: Tensor  # (B, h, w, 2) the flow at the internal size
     visibility_logits: Tensor  # (B, 1, h, w)
-
-
-def pixel_to_grid(coords: Tensor, size: tuple[int, int]) -> Tensor:
-    """``(..., 2)`` pixel y/x in a ``size`` frame -> ``(..., 2)`` grid x/y in [-1, 1] (align_corners=True)."""
-    height, width = size
-    x = coords[..., 1] * (2.0 / max(width - 1, 1)) - 1.0
-    y = coords[..., 0] * (2.0 / max(height - 1, 1)) - 1.0
-    return torch.stack([x, y], dim=-1)
-
-
-def grid_to_pixel(grid: Tensor, size: tuple[int, int]) -> Tensor:
-    """Inverse of :func:`pixel_to_grid`: ``(..., 2)`` x/y grid -> ``(..., 2)`` pixel y/x."""
-    height, width = size
-    return torch.stack([(grid[..., 1] + 1.0) * (max(height - 1, 1) / 2.0),
-                        (grid[..., 0] + 1.0) * (max(width - 1, 1) / 2.0)], dim=-1)
-
-
-def torso_grid(source_keypoints: Tensor | np.ndarray, target_keypoints: Tensor | np.ndarray,
-               size: tuple[int, int], device: torch.device | None = None) -> Tensor:
-    """``(B, h, w, 2)`` grid of the torso's map (keypoint_warp's) applied to every pixel: where the background
-    comes from when the framing follows the body (the identity when the torso does not move or is missing)."""
-    source = np.asarray(source_keypoints.detach().cpu() if isinstance(source_keypoints, Tensor) else source_keypoints,
-                        dtype=np.float64).reshape(-1, NUM_KEYPOINTS, 2)
-    target = np.asarray(target_keypoints.detach().cpu() if isinstance(target_keypoints, Tensor) else target_keypoints,
-                        dtype=np.float64).reshape(-1, NUM_KEYPOINTS, 2)
-    maps = torch.as_tensor(np.stack([segment_maps(s, t, size[0]).maps[TORSO] for s, t in zip(source, target)]),
-                           dtype=torch.float32, device=device)
-    ys = torch.arange(size[0], dtype=torch.float32, device=device).view(-1, 1).expand(size)
-    xs = torch.arange(size[1], dtype=torch.float32, device=device).view(1, -1).expand(size)
-    points = torch.stack([ys, xs, torch.ones_like(ys)], dim=-1)
-    return pixel_to_grid(torch.einsum("bij,hwj->bhwi", maps, points), size)
-
-
-def prior_grid(source_labels: Tensor, source_keypoints: Tensor | np.ndarray, target_keypoints: Tensor | np.ndarray,
-               label_set: str = "lip20", twins: bool = False) -> PriorGrid:
-    """The part-affine warp's sampling grid for ``(B, h, w)`` source labels and ``(B, 18, 2)`` y/x keypoints
-    in the labels' pixel frame (-1 missing); pixels no body segment covers follow the torso's map (``twins``:
-    :func:`recapture.body.keypoint_warp.part_warp`)."""
-    size = (source_labels.shape[-2], source_labels.shape[-1])
-    warp = part_warp(source_labels, source_keypoints, target_keypoints, label_set, twins)
-    covered = warp.segment >= 0
-    background = torso_grid(source_keypoints, target_keypoints, size, source_labels.device)
-    grid = torch.where(covered[..., None], pixel_to_grid(warp.source_coords, size), background)
-    return PriorGrid(grid=grid.float(), covered=covered[:, None].float(), labels=warp.labels)
 
 
 def back_views(config: CorrespondenceConfig, target_keypoints: np.ndarray, height: int) -> list[bool]:
@@ -189,28 +139,6 @@ def snap_prior(prior: PriorGrid, source_labels: Tensor, target_labels: Tensor, c
     return replace(prior, grid=torch.from_numpy(np.stack(grids)).to(prior.grid.device))
 
 
-def with_full_prior(prior: PriorGrid, full: PriorGrid) -> PriorGrid:
-    """``prior`` (internal size) carrying ``full``'s grid (the same keypoints' warp at the output size)."""
-    return PriorGrid(grid=prior.grid, covered=prior.covered, labels=prior.labels, full=full.grid)
-
-
-def sample_source(source_image: Tensor, coarse_flow: Tensor, output_size: tuple[int, int],
-                  prior: PriorGrid | None = None) -> tuple[Tensor, Tensor]:
-    """Upsample a ``(B, h, w, 2)`` grid to ``output_size`` (as a residual over ``prior.full`` when given) and
-    sample the ``(B, C, H', W')`` source (any size) with it: ``(flow (B, H, W, 2), copied (B, C, H, W))``.
-    Parameter-free."""
-    full = prior.full if prior is not None and prior.full is not None else None
-    if full is not None and tuple(full.shape[1:3]) != tuple(output_size):
-        raise ValueError(f"prior grid at the output size is {tuple(full.shape[1:3])}, output size {output_size}")
-    residual = coarse_flow - prior.grid if full is not None else coarse_flow
-    flow = F.interpolate(residual.permute(0, 3, 1, 2), size=output_size, mode="bilinear",
-                         align_corners=True).permute(0, 2, 3, 1)
-    if full is not None:
-        flow = flow + full
-    copied = F.grid_sample(source_image, flow, mode="bilinear", padding_mode="border", align_corners=True)
-    return flow, copied
-
-
 def load_correspondence(path: str) -> CorrespondenceGenerator:
     """A model from a safetensors file whose metadata holds its config (no code is executed)."""
     import json
@@ -222,9 +150,9 @@ def load_correspondence(path: str) -> CorrespondenceGenerator:
         metadata = handle.metadata() or {}
     if "config" not in metadata:
         raise ValueError(f"{path}: no correspondence config in the file's metadata")
-    fields = MISSING_KEY_DEFAULTS | json.loads(metadata["config"])
-    fields["internal_size"] = tuple(fields["internal_size"])
-    model = CorrespondenceGenerator(CorrespondenceConfig(**fields))
+    values = MISSING_KEY_DEFAULTS | json.loads(metadata["config"])
+    values["internal_size"] = tuple(values["internal_size"])
+    model = CorrespondenceGenerator(CorrespondenceConfig(**values))
     model.load_state_dict(load_file(path))
     return model.eval()
 
@@ -297,7 +225,15 @@ class CorrespondenceGenerator(nn.Module):
         small = F.interpolate(source_image, size=size, mode="area") if source_image.shape[-2:] != size else source_image
         coarse_flow, logits, generated = self.predict(small, source_layout, source_pose, target_layout, target_pose,
                                                       prior.grid, prior.covered)
-        return self.compose(source_image, coarse_flow, logits, generated, output_size, prior,
+        return self.compose_with_rules(source_image, coarse_flow, logits, generated, output_size, prior, source_layout,
+                                       target_layout, small)
+
+    def compose_with_rules(self, source_image: Tensor, coarse_flow: Tensor, visibility_logits: Tensor,
+                           generated: Tensor, output_size: tuple[int, int], prior: PriorGrid, source_layout: Tensor,
+                           target_layout: Tensor, small: Tensor) -> CorrespondenceOutput:
+        """:meth:`compose` with the config's rules built from the ``(B, N, h, w)`` layouts and the ``(B, 3, h, w)``
+        source at the internal size: :meth:`people_weight` (still background) and :meth:`stand_in`."""
+        return self.compose(source_image, coarse_flow, visibility_logits, generated, output_size, prior,
                             self.people_weight(source_layout, target_layout), small,
                             self.stand_in(small, source_layout, target_layout, coarse_flow))
 

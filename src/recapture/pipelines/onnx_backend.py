@@ -51,7 +51,8 @@ from recapture.body.keypoints import NUM_KEYPOINTS
 from recapture.config import ConfigError, ModelConfig, from_dict, to_dict
 from recapture.fileio import atomic_path
 from recapture.hub import LoadedGenerator, WeightsError, load_generator
-from recapture.models.correspondence import CorrespondenceGenerator, PriorGrid
+from recapture.models.correspondence import CorrespondenceGenerator
+from recapture.models.prior_grid import PriorGrid
 from recapture.models.generator import GeneratorOutput, RecaptureGenerator
 from recapture.models.inference import is_folded, prepare_for_inference
 from recapture.models.layout_ops import check_shape, to_one_hot
@@ -247,9 +248,8 @@ class _CorrespondenceGraph(nn.Module):
                                                                  target_pose, grid, covered)
         prior = PriorGrid(grid=grid, covered=covered, labels=grid[..., 0].long(), full=full_grid)
         size = (full_grid.shape[1], full_grid.shape[2])
-        output = self.appearance.compose(source_image, coarse_flow, logits, generated, size, prior,
-                                         self.appearance.people_weight(source_layout, target_layout), small,
-                                         self.appearance.stand_in(small, source_layout, target_layout, coarse_flow))
+        output = self.appearance.compose_with_rules(source_image, coarse_flow, logits, generated, size, prior,
+                                                    source_layout, target_layout, small)
         return output.image, output.flow
 
 

@@ -315,7 +315,8 @@ class Recapturer:
         ``source_full`` (the source's layout ``source_full_layout`` at that size when given, else the model
         frame's enlarged nearest; the target layout enlarged, keypoints scaled); also where each pixel was
         sampled. Needs :attr:`copies_full_resolution`."""
-        from recapture.models.correspondence import grid_to_pixel, repose
+        from recapture.models.correspondence import repose
+        from recapture.models.prior_grid import grid_to_pixel
 
         if not self.copies_full_resolution:
             raise ValueError("this model paints its pixels (model.appearance: generative): use render()")

@@ -34,7 +34,9 @@ from recapture.data.synthetic.articulation import deepfashion_framing, reframed,
 from recapture.data.synthetic.people import Identity, sample_identity
 from recapture.data.synthetic.render import render_person, sample_background
 from recapture.data.synthetic.truth import invisible_mask
-from recapture.models.correspondence import CorrespondenceConfig, PriorGrid, majority_layout, prepare_inputs
+from recapture.models.correspondence import CorrespondenceConfig, prepare_inputs
+from recapture.models.layout_ops import majority_layout
+from recapture.models.prior_grid import PriorGrid
 
 #: SynthHumans identities of the training mix are drawn with this seed (the bundled data sets use 0-9).
 SYNTHETIC_SEED = 7211
