@@ -127,6 +127,14 @@ def is_back_view(keypoints: np.ndarray, height: float) -> bool:
     return view_of(keypoints, height)[0] == BACK
 
 
+def face_channels(label_set: LabelSet) -> tuple[int, list[int]] | None:
+    """``(hair, [face, sunglasses])`` label indices (sunglasses when the set has them) of a label set a back view's
+    head is remapped in (a person seen from behind shows hair, no face); None without hair and face."""
+    if not {"hair", "face"} <= set(label_set.names):
+        return None
+    return label_set.index("hair"), [label_set.index(name) for name in ("face", "sunglasses") if name in label_set.names]
+
+
 def depth_order(keypoints: np.ndarray, height: float) -> np.ndarray:
     """``(S,)`` depth of each segment in the pose ``keypoints`` (larger = nearer the camera)."""
     view, near = view_of(keypoints, height)

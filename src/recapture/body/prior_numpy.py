@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from recapture.body.part_maps import (
-    ARMS, BACK, FRONT, HEAD, LEGS, NUM_SEGMENTS, SEGMENTS, TORSO, TWIN, SegmentMaps, assign_segments, in_torso,
-    limb_radius, limb_stroke, limb_strokes, owner_table, pixel_grid, segment_maps, torso_distance, twin_map,
+    ARMS, BACK, FRONT, HEAD, LEGS, NUM_SEGMENTS, SEGMENTS, TORSO, TWIN, SegmentMaps, assign_segments, face_channels,
+    in_torso,    limb_radius, limb_stroke, limb_strokes, owner_table, pixel_grid, segment_maps, torso_distance, twin_map,
 )
 from recapture.body.parts import LabelSet, get_label_set
 
@@ -301,11 +301,12 @@ def hair_over_face(grid: np.ndarray, source_labels: np.ndarray, target_labels: n
     ``source_labels``; unchanged without source hair or a label set without hair and face. New float32 array."""
     found = label_set if isinstance(label_set, LabelSet) else get_label_set(label_set)
     out = np.array(grid, dtype=np.float32)
-    if not {"hair", "face"} <= set(found.names):
+    channels = face_channels(found)
+    if channels is None:
         return out
-    hair = found.index("hair")
+    hair = channels[0]
     face = np.zeros(found.num_parts, dtype=bool)
-    face[[found.index(name) for name in ("face", "sunglasses") if name in found.names]] = True
+    face[channels[1]] = True
     source_labels, target_labels = np.asarray(source_labels), np.asarray(target_labels)
     height, width = source_labels.shape
     ys, xs = _sample_pixels(out, height, width)
