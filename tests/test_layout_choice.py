@@ -155,18 +155,18 @@ def test_confident_person_rule_against_a_naive_reference(tiny_prior_model: Path)
 
 
 def test_back_hair_rule_against_a_naive_reference(tiny_prior_model: Path) -> None:
-    """With ``layout_back_hair``, on a target seen from behind Ŝ_B is the argmax of the plain network's
-    probabilities with face and sunglasses added to hair (no face left); a target seen from the front keeps the
-    plain argmax."""
+    """With ``layout_back_hair``, on a target seen from behind (a source seen from the front) Ŝ_B is the argmax of
+    the plain network's probabilities with face and sunglasses added to hair (no face left); a target seen from the
+    front, and a back view from a source seen from behind too, keep the plain argmax."""
     geometric = load_generator(tiny_prior_model).generator.geometric.eval()
     _favour_face(geometric)
     ruled = dataclasses.replace(geometric.config, layout_min_area=0, layout_person_confidence=0.0,
                                 layout_torso_person=False)
     labels, source, back = _back_pair()
-    targets = np.stack([source, back])  # pair 0: front view; pair 1: the back
-    layout = torch.nn.functional.one_hot(torch.from_numpy(np.stack([labels, labels]).astype(np.int64)), 20)
-    inputs = (layout.permute(0, 3, 1, 2).float(), keypoints_to_heatmaps(np.stack([source, source]), (32, 24)),
-              keypoints_to_heatmaps(targets, (32, 24)), np.stack([source, source]), targets)
+    sources, targets = np.stack([source, source, back]), np.stack([source, back, back])  # front, to the back, back
+    layout = torch.nn.functional.one_hot(torch.from_numpy(np.stack([labels] * 3).astype(np.int64)), 20)
+    inputs = (layout.permute(0, 3, 1, 2).float(), keypoints_to_heatmaps(sources, (32, 24)),
+              keypoints_to_heatmaps(targets, (32, 24)), sources, targets)
 
     def run(config: object) -> torch.Tensor:
         geometric.config = config
@@ -182,6 +182,7 @@ def test_back_hair_rule_against_a_naive_reference(tiny_prior_model: Path) -> Non
     assert torch.equal(found[1], probabilities[1].argmax(0))
     assert (plain[1].argmax(0) == face).any() and not (found[1] == face).any()  # the rule acted
     assert torch.equal(found[0], plain[0].argmax(0))  # a front view keeps its face
+    assert (plain[2].argmax(0) == face).any() and torch.equal(found[2], plain[2].argmax(0))  # back to back: kept
 
 
 def test_torso_rule_against_a_naive_reference(tiny_prior_model: Path) -> None:

@@ -39,13 +39,13 @@ from recapture.body.parts import get_label_set
 from recapture.config import ModelConfig
 from recapture.models.blocks import Merge, PyramidEncoder, activation, conv2d, level_widths
 from recapture.models.geometric import keypoints_or_centroids
-from recapture.body.part_maps import is_back_view
+from recapture.body.part_maps import face_channels, is_back_view
 from recapture.body.prior_numpy import keypoints_to_size, snap_to_own_parts
 from recapture.models.layout_ops import labels_at, layout_at, majority_layout, to_one_hot
 from recapture.models.lgr import LayoutGraphReasoning
 from recapture.models.prior_grid import PriorGrid, prior_grid, sample_source, with_full_prior
 from recapture.models.sat import SemanticAttentiveTransfer
-from recapture.models.stand_in import kin_matrix, stand_ins
+from recapture.models.stand_in import back_of_head, kin_matrix, stand_ins
 from recapture.models.still_background import VACATED_RULES, people_weights, still_composite
 
 
@@ -53,7 +53,7 @@ BACKGROUND_RULES = ("still", "follow")
 #: Config keys of rules, not learned: a weight file written before one existed takes its current default
 #: (:data:`MISSING_KEY_DEFAULTS`).
 RULE_KEYS = ("background", "still_margin", "still_feather", "vacated", "twin_limbs", "snap_reach", "back_of_head",
-             "stand_ins")
+             "stand_ins", "back_fill")
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,9 @@ class CorrespondenceConfig:
     #: On a target seen from behind, target hair pixels whose prior sample lands on the source face or sunglasses
     #: sample the source hair mirrored across its edge (prior_numpy.hair_over_face)
     back_of_head: bool = True
+    #: On a target that turns its back (a source seen from the front), target hair pixels whose coarse sample lands
+    #: on the source face take the source hair's mean colour (stand_in.back_of_head)
+    back_fill: bool = False
 
     def __post_init__(self) -> None:
         factor = 2 ** self.num_down
@@ -233,9 +236,13 @@ class CorrespondenceGenerator(nn.Module):
                            target_layout: Tensor, small: Tensor) -> CorrespondenceOutput:
         """:meth:`compose` with the config's rules built from the ``(B, N, h, w)`` layouts and the ``(B, 3, h, w)``
         source at the internal size: :meth:`people_weight` (still background) and :meth:`stand_in`."""
+        stand = self.stand_in(small, source_layout, target_layout, coarse_flow)
+        if self.config.back_fill and prior.turned is not None and stand is not None:
+            hair, faces = face_channels(get_label_set(self.config.label_set))
+            painted, colour = back_of_head(small, source_layout, target_layout, coarse_flow, prior.turned, hair, faces)
+            stand = (stand[0] + painted, stand[1] * (1.0 - painted.ne(0).to(colour)) + colour)
         return self.compose(source_image, coarse_flow, visibility_logits, generated, output_size, prior,
-                            self.people_weight(source_layout, target_layout), small,
-                            self.stand_in(small, source_layout, target_layout, coarse_flow))
+                            self.people_weight(source_layout, target_layout), small, stand)
 
     def stand_in(self, small: Tensor, source_layout: Tensor, target_layout: Tensor, coarse_flow: Tensor
                  ) -> tuple[Tensor, Tensor] | None:
@@ -331,6 +338,10 @@ def prepare_inputs(config: CorrespondenceConfig, source_labels: Tensor, source_k
     prior = with_full_prior(prior, snap_prior(full, source_labels, full.labels if target_labels is None
                                               else target_labels, config, back_views(config, target_keypoints,
                                                                                      full.grid.shape[1])))
+    height = full.grid.shape[1]
+    turned = [is_back_view(t, height) and not is_back_view(s, height) for s, t in
+              zip(np.asarray(source_keypoints, np.float64), np.asarray(target_keypoints, np.float64))]
+    prior = replace(prior, turned=torch.tensor(turned, dtype=torch.float32))
     target_layout = (to_one_hot(prior.labels, parts) if target_labels is None
                      else majority_layout(target_labels, parts, size))
     return CorrespondenceInputs(source_layout=source_layout, source_pose=keypoints_to_heatmaps(source_points, size),

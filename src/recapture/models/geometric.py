@@ -134,7 +134,7 @@ class GeometricGenerator(nn.Module):
                                     target_pose.flip(-1)[:, joints], *mirrored).flip(-1)[:, parts]
             logits = torch.logaddexp(logits.log_softmax(1), flipped.log_softmax(1)) - float(np.log(2.0))
         if self.config.layout_back_hair:
-            logits = self._back_hair(logits, target_pose, target_keypoints)
+            logits = self._back_hair(logits, source_pose, target_pose, source_keypoints, target_keypoints)
         if self.config.layout_torso_person:
             size = tuple(logits.shape[-2:])
             torso = np.stack([torso_mask(k, size) for k in keypoints_or_centroids(target_keypoints, target_pose)])
@@ -149,15 +149,20 @@ class GeometricGenerator(nn.Module):
             logits = logits.masked_fill(small[:, :, None, None], -1e4)
         return logits
 
-    def _back_hair(self, logits: Tensor, target_pose: Tensor, target_keypoints: Tensor | np.ndarray | None) -> Tensor:
-        """``(B, N, H, W)`` logits with, on the pairs whose target keypoints show the person's back, the face and
-        sunglasses channels folded into hair's (log-sum-exp) and set to -1e4 (``layout_back_hair``)."""
+    def _back_hair(self, logits: Tensor, source_pose: Tensor, target_pose: Tensor,
+                   source_keypoints: Tensor | np.ndarray | None, target_keypoints: Tensor | np.ndarray | None
+                   ) -> Tensor:
+        """``(B, N, H, W)`` logits with, on the pairs whose target keypoints show the person's back and whose source
+        keypoints do not, the face and sunglasses channels folded into hair's (log-sum-exp) and set to -1e4
+        (``layout_back_hair``; a source seen from behind too shows what its "face" label covers)."""
         channels = face_channels(self.label_set)
         if channels is None:
             return logits
         hair, faces = channels
         height = logits.shape[-2]
-        backs = [is_back_view(k, height) for k in keypoints_or_centroids(target_keypoints, target_pose)]
+        backs = [is_back_view(t, height) and not is_back_view(s, height) for s, t in
+                 zip(keypoints_or_centroids(source_keypoints, source_pose),
+                     keypoints_or_centroids(target_keypoints, target_pose))]
         if not any(backs):
             return logits
         folded = logits.clone()

@@ -63,3 +63,19 @@ def stand_ins(small_source: Tensor, source_layout: Tensor, target_layout: Tensor
     absent = torch.einsum("bn,bnhw->bhw", wanted, target_layout * (1.0 - on_kin))[:, None]
     colour = torch.einsum("bnk,bnhw->bkhw", colours * wanted[..., None], target_layout)
     return absent.clamp(0.0, 1.0), colour
+
+
+def back_of_head(small_source: Tensor, source_layout: Tensor, target_layout: Tensor, flow: Tensor, turned: Tensor,
+                 hair: int, faces: list[int]) -> tuple[Tensor, Tensor]:
+    """``(painted, colour)`` at the internal size for targets that turn their back (``turned`` ``(B,)`` 1): target
+    hair pixels whose coarse ``flow`` lands on the source face or sunglasses take the source hair's mean colour
+    (the back of the head), when the source shows hair (:data:`MIN_PIXELS`). A rule: no gradient."""
+    source_layout, target_layout, flow = source_layout.detach(), target_layout.detach(), flow.detach()
+    hair_map = source_layout[:, hair]
+    area = hair_map.sum(dim=(1, 2))
+    colour = torch.einsum("bhw,bchw->bc", hair_map, small_source) / area.clamp_min(1e-6)[:, None]
+    on_face = F.grid_sample(source_layout[:, faces].sum(dim=1, keepdim=True), flow.to(source_layout),
+                            mode="bilinear", padding_mode="border", align_corners=True).clamp(0.0, 1.0)
+    chosen = (turned.to(area) * (area >= MIN_PIXELS).to(area)).view(-1, 1, 1, 1)
+    painted = chosen * target_layout[:, hair:hair + 1] * on_face
+    return painted, colour[:, :, None, None] * painted.ne(0).to(colour)

@@ -82,7 +82,8 @@ class OnnxGeometric:
             back = mirrored[self.flip_parts, :, ::-1]
             logits = np.logaddexp(log_softmax(logits), log_softmax(back)) - np.float32(np.log(2.0))
         channels = face_channels(self.label_set)
-        if self.config.layout_back_hair and channels is not None and is_back_view(target, self.size[0]):
+        if (self.config.layout_back_hair and channels is not None and is_back_view(target, self.size[0])
+                and not is_back_view(source, self.size[0])):
             hair, faces = channels
             logits[hair] = np.logaddexp.reduce(logits[[hair, *faces]], axis=0)
             logits[faces] = -1e4
