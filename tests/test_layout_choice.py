@@ -1,6 +1,6 @@
 """The photo path's choice of Ŝ_B (``--layout auto|prior|network``): the pose-change measure, the rule, and the
 geometric network on ONNX Runtime against the torch module (tiny config, random weights, flip averaging, the
-confident-person rule, a back view's face made hair, the torso made person and the small-part clean-up on)."""
+confident-person rule, the torso made person and the small-part clean-up on)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from recapture.body.keypoints import FLIP_PERMUTATION, KEYPOINT_INDEX, keypoints_to_heatmaps, missing_mask
-from recapture.body.part_maps import is_back_view, torso_mask
+from recapture.body.keypoints import KEYPOINT_INDEX, keypoints_to_heatmaps, missing_mask
+from recapture.body.part_maps import torso_mask
 from recapture.body.retarget import pose_distance, torso_length
 from recapture.hub import load_generator
 from recapture.pipelines.photo import AUTO_LAYOUT_CHANGE, PhotoOptions, layout_method
@@ -73,30 +73,15 @@ def test_auto_layout_keeps_the_prior_for_a_still_pose_and_takes_the_network_for_
 @pytest.fixture(scope="module")
 def tiny_prior_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny correspondence generator whose geometric network (random weights) corrects the keypoint prior, with
-    the eval-mode clean-ups on (flip averaging, a back view's face made hair, person only above 0.95 confidence when
-    the pose changes, the target's torso made person, parts under 4 pixels dropped)."""
+    the eval-mode clean-ups on (flip averaging, person only above 0.95 confidence when the pose changes, the
+    target's torso made person, parts under 4 pixels dropped)."""
     return random_tiny_model(tmp_path_factory.mktemp("prior-model"), "geometric", 0.2, geometric_prior=True,
                              layout_flip_average=True, layout_min_area=4, layout_person_confidence=0.95,
-                             layout_confident_above=0.01, layout_torso_person=True, layout_back_hair=True)
+                             layout_confident_above=0.01, layout_torso_person=True)
 
 
 def _pose_pair(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return moved_mannequin((32, 24), 0.5, 2.0, np.random.default_rng(seed))
-
-
-def _favour_face(geometric: torch.nn.Module) -> None:
-    """Raise the face logit of a random geometric network (LIP-20 label 13) to about the prior's: the prior draws
-    a back view's head as hair, so only a network that draws faces there gives the back-hair rule work."""
-    with torch.no_grad():
-        geometric.head.bias[13] += 7.0
-
-
-def _back_pair() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The mannequin (front view) and, as the target, the same joints with left and right swapped: its back."""
-    labels, source, _ = _pose_pair(0)
-    target = source[list(FLIP_PERMUTATION)]
-    assert is_back_view(target, 32) and not is_back_view(source, 32)
-    return labels, source, target
 
 
 def test_geometric_export_matches_the_torch_module(tiny_prior_model: Path, tmp_path: Path) -> None:
@@ -105,10 +90,10 @@ def test_geometric_export_matches_the_torch_module(tiny_prior_model: Path, tmp_p
     from recapture.pipelines.onnx_geometric import OnnxGeometric
 
     loaded = load_generator(tiny_prior_model)
-    _favour_face(loaded.generator.geometric)
     runtime = OnnxGeometric(export_geometric_onnx(loaded, tmp_path / "geometric.onnx").path)
     geometric = loaded.generator.geometric.eval()
-    for labels, source, target in (*(_pose_pair(seed) for seed in (1, 2, 3)), _back_pair()):
+    for seed in (1, 2, 3):
+        labels, source, target = _pose_pair(seed)
         layout = torch.nn.functional.one_hot(torch.from_numpy(labels.astype(np.int64)), 20).permute(2, 0, 1)
         with torch.no_grad():
             expected = geometric(layout[None].float(), keypoints_to_heatmaps(source, (32, 24))[None],
@@ -152,37 +137,6 @@ def test_confident_person_rule_against_a_naive_reference(tiny_prior_model: Path)
                 {"layout_confident_above": -1.0}):
         with pytest.raises(ConfigError, match="layout_person_confidence"):
             dataclasses.replace(ruled, **bad)
-
-
-def test_back_hair_rule_against_a_naive_reference(tiny_prior_model: Path) -> None:
-    """With ``layout_back_hair``, on a target seen from behind (a source seen from the front) Ŝ_B is the argmax of
-    the plain network's probabilities with face and sunglasses added to hair (no face left); a target seen from the
-    front, and a back view from a source seen from behind too, keep the plain argmax."""
-    geometric = load_generator(tiny_prior_model).generator.geometric.eval()
-    _favour_face(geometric)
-    ruled = dataclasses.replace(geometric.config, layout_min_area=0, layout_person_confidence=0.0,
-                                layout_torso_person=False)
-    labels, source, back = _back_pair()
-    sources, targets = np.stack([source, source, back]), np.stack([source, back, back])  # front, to the back, back
-    layout = torch.nn.functional.one_hot(torch.from_numpy(np.stack([labels] * 3).astype(np.int64)), 20)
-    inputs = (layout.permute(0, 3, 1, 2).float(), keypoints_to_heatmaps(sources, (32, 24)),
-              keypoints_to_heatmaps(targets, (32, 24)), sources, targets)
-
-    def run(config: object) -> torch.Tensor:
-        geometric.config = config
-        with torch.no_grad():
-            return geometric(*inputs)
-
-    plain = run(dataclasses.replace(ruled, layout_back_hair=False))
-    probabilities = plain.softmax(1)
-    hair, face, sunglasses = 2, 13, 4  # LIP-20
-    probabilities[:, hair] += probabilities[:, face] + probabilities[:, sunglasses]
-    probabilities[:, [face, sunglasses]] = 0.0
-    found = run(ruled).argmax(1)
-    assert torch.equal(found[1], probabilities[1].argmax(0))
-    assert (plain[1].argmax(0) == face).any() and not (found[1] == face).any()  # the rule acted
-    assert torch.equal(found[0], plain[0].argmax(0))  # a front view keeps its face
-    assert (plain[2].argmax(0) == face).any() and torch.equal(found[2], plain[2].argmax(0))  # back to back: kept
 
 
 def test_torso_rule_against_a_naive_reference(tiny_prior_model: Path) -> None:

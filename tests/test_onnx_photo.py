@@ -65,7 +65,7 @@ def test_correspondence_export_matches_eager_torch(tiny_correspondence: tuple[Pa
         inputs = prepare_inputs(model.config, as_long[0], source[None], target[None], as_long[1])
     small = F.interpolate(tensor, size=model.config.internal_size, mode="area")
     same = (tensor, small, inputs.source_layout, inputs.source_pose, inputs.target_layout, inputs.target_pose,
-            inputs.prior.grid, inputs.prior.covered, inputs.prior.full)
+            inputs.prior.grid, inputs.prior.covered, inputs.prior.full, inputs.prior.turned)
     got_image, got_flow = runtime.session.run(["image", "flow"], {n: t.numpy() for n, t in
                                                                   zip(CORRESPONDENCE_INPUTS, same)})
     assert got_image.shape == (1, 3, *size)
@@ -103,7 +103,8 @@ def test_stand_ins_are_the_same_in_both_backends(tiny_correspondence: tuple[Path
 
 def test_the_back_of_the_head_rule_is_the_same_in_both_backends(tiny_correspondence: tuple[Path, Path]) -> None:
     """A target seen from behind (the source's joints with left and right swapped, the head all hair): the export's
-    metadata turns ``back_of_head`` on, the NumPy full-size grid equals torch's, and the rule moved samples."""
+    metadata turns ``back_of_head`` on, the NumPy full-size grid equals torch's, and the rule moved samples; the
+    back-of-head fill paints the place of the face in both backends alike."""
     import dataclasses
 
     from recapture.body.keypoints import FLIP_PERMUTATION
@@ -124,6 +125,12 @@ def test_the_back_of_the_head_rule_is_the_same_in_both_backends(tiny_corresponde
     assert np.abs(grids[True] - grids[False]).max() > 0.05  # the face's samples moved into the hair
     feeds = runtime.feeds(image, labels, source, target, behind)
     assert np.abs(feeds["full_grid"][0] - grids[True]).max() < 1e-5
+    assert feeds["turned"].tolist() == [1.0] and model.config.back_of_head_fill  # and the back-of-head fill
+    tensor = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        expected = repose(model, tensor, as_long[0], source[None], target[None], as_long[1])
+    assert np.abs(runtime.session.run(["image"], feeds)[0] - expected.image.numpy()).max() < 1e-3
+    assert expected.invented[0, 0][torch.from_numpy(labels == LIP20.index("face"))].mean() > 0.5  # ~0.02 without
 
 
 def test_onnx_recapturer_renders_like_the_torch_recapturer(tiny_correspondence: tuple[Path, Path]) -> None:

@@ -1,16 +1,24 @@
 """Stand-ins for parts the source does not show (models/stand_in.py): a naive per-pixel reference, what is and is
-not replaced, and the correspondence head unchanged where the source shows every part."""
+not replaced, and the correspondence head unchanged where the source shows every part; the back-of-head fill."""
 
 from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from recapture.body.keypoints import FLIP_PERMUTATION
 from recapture.body.parts import get_label_set
 from recapture.models.correspondence import CorrespondenceConfig, CorrespondenceGenerator, prepare_inputs
 from recapture.models.layout_ops import to_one_hot
 from recapture.models.sat import identity_grid
-from recapture.models.stand_in import KIN, MIN_PIXELS, kin_matrix, stand_ins
+from recapture.models.stand_in import KIN, MIN_PIXELS, back_of_head_fill, kin_matrix, stand_ins
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_layout_prior import mannequin_keypoints, mannequin_layout  # noqa: E402
 
 LIP20 = get_label_set("lip20")
 PARTS = LIP20.num_parts
@@ -122,3 +130,59 @@ def test_the_head_is_unchanged_where_the_source_shows_every_part() -> None:
                      inputs.prior)
     assert made.invented[0, 0, 32:40, 10:22].min() > 0.99  # painted as skin, marked invented
     assert torch.isfinite(made.image).all()
+
+
+def test_back_of_head_fill_matches_a_naive_reference() -> None:
+    """Pairs turning the person's back: target hair pixels whose (identity) flow lands on the source face or
+    sunglasses take the mean colour of the source hair; a pair not turning, and a source without hair, keep
+    everything."""
+    hair, face, sunglasses = (LIP20.index(n) for n in ("hair", "face", "sunglasses"))
+    source = person()
+    source[0:2, 5:11] = hair
+    source[2, 6:8] = sunglasses
+    bald = person()
+    target = person()
+    target[0:5, 5:11] = hair  # the back of the head: hair where the source shows face, sunglasses and hair
+    small = torch.rand(3, 3, *source.shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    grid = identity_grid(3, source.shape).permute(0, 2, 3, 1)
+    sources = to_one_hot(torch.from_numpy(np.stack([source, source, bald])), PARTS)
+    targets = to_one_hot(torch.from_numpy(np.stack([target] * 3)), PARTS)
+    turned = torch.tensor([1.0, 0.0, 1.0])
+    painted, colour = back_of_head_fill(small, sources, targets, grid, turned, hair, [face, sunglasses])
+    expected = np.zeros(source.shape)
+    mean = small[0].numpy()[:, source == hair].mean(axis=1)
+    for y, x in np.ndindex(source.shape):
+        expected[y, x] = float(target[y, x] == hair and source[y, x] in (face, sunglasses))
+    assert np.allclose(painted[0, 0].numpy(), expected, atol=1e-5) and expected.sum() == 12  # 10 face, 2 sunglasses
+    on_hair = torch.from_numpy(target == hair)
+    assert torch.allclose(colour[0][:, on_hair], torch.from_numpy(mean).float()[:, None].expand(3, int(on_hair.sum())),
+                          atol=1e-6)
+    assert colour[0][:, ~on_hair].abs().max() == 0
+    assert painted[1:].abs().max() == 0 and colour[1:].abs().max() == 0  # not turned; no source hair
+
+
+def test_back_of_head_fill_in_the_head_marks_the_back_of_the_head_invented() -> None:
+    """The correspondence head with ``prepare_inputs``: a target turning its back (the source's joints with left and
+    right swapped) gets the fill over the place of the face, marked invented; with the rule off it does not."""
+    size = (64, 48)
+    source_points = mannequin_keypoints(1.0)
+    target_points = source_points[list(FLIP_PERMUTATION)]
+    labels = mannequin_layout(source_points, size, 1.0)
+    hair, face = LIP20.index("hair"), LIP20.index("face")
+    behind = np.where(labels == face, hair, labels)
+    config = CorrespondenceConfig(internal_size=size, base_channels=4, max_channels=8, sat_dim=4, lgr_dim=4,
+                                  refine_channels=2)
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, *size) * 2 - 1
+    as_long = [torch.from_numpy(x.astype(np.int64))[None] for x in (labels, behind)]
+    rendered = {}
+    for flag in (False, True):
+        model = CorrespondenceGenerator(dataclasses.replace(config, back_of_head_fill=flag)).eval()
+        inputs = prepare_inputs(model.config, as_long[0], source_points[None], target_points[None], as_long[1])
+        assert inputs.prior.turned.tolist() == [1.0]
+        with torch.no_grad():
+            rendered[flag] = model(image, inputs.source_layout, inputs.source_pose, inputs.target_layout,
+                                   inputs.target_pose, inputs.prior)
+    place = torch.from_numpy(labels == face)
+    assert place.sum() > 20 and (labels == hair).sum() >= MIN_PIXELS
+    assert rendered[True].invented[0, 0][place].mean() > 0.9 and rendered[False].invented[0, 0][place].mean() < 0.1

@@ -54,8 +54,6 @@ class ModelConfig:
     layout_confident_above: float = 0.0  # pose change (retarget.pose_distance, torso lengths) beyond which it applies
     layout_torso_person: bool = False  # inference: Ŝ_B pixels inside the target's shoulders-hips quadrilateral are
     # person (background gives way to the most likely part there)
-    layout_back_hair: bool = False  # inference: on a target seen from behind (part_maps.is_back_view) Ŝ_B's face and
-    # sunglasses are hair (their probability added to hair's: a back view shows no face)
     appearance: str = "generative"  # generative (image painted at internal_size) | correspondence (flow +
     # visibility at internal_size, pixels copied from the full-size source: models/correspondence.py)
     base_channels: int = 64  # appearance encoder/decoder width at level 0 (doubles per level)

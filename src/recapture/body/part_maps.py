@@ -127,6 +127,12 @@ def is_back_view(keypoints: np.ndarray, height: float) -> bool:
     return view_of(keypoints, height)[0] == BACK
 
 
+def turns_back(source_keypoints: np.ndarray, target_keypoints: np.ndarray, height: float) -> bool:
+    """Whether a pair turns the person's back to the camera: the ``(18, 2)`` target keypoints show the back
+    (:func:`is_back_view`) and the source keypoints do not (so the source face is one the target hides)."""
+    return is_back_view(target_keypoints, height) and not is_back_view(source_keypoints, height)
+
+
 def face_channels(label_set: LabelSet) -> tuple[int, list[int]] | None:
     """``(hair, [face, sunglasses])`` label indices (sunglasses when the set has them) of a label set a back view's
     head is remapped in (a person seen from behind shows hair, no face); None without hair and face."""

@@ -39,13 +39,13 @@ from recapture.body.parts import get_label_set
 from recapture.config import ModelConfig
 from recapture.models.blocks import Merge, PyramidEncoder, activation, conv2d, level_widths
 from recapture.models.geometric import keypoints_or_centroids
-from recapture.body.part_maps import face_channels, is_back_view
+from recapture.body.part_maps import face_channels, is_back_view, turns_back
 from recapture.body.prior_numpy import keypoints_to_size, snap_to_own_parts
 from recapture.models.layout_ops import labels_at, layout_at, majority_layout, to_one_hot
 from recapture.models.lgr import LayoutGraphReasoning
 from recapture.models.prior_grid import PriorGrid, prior_grid, sample_source, with_full_prior
 from recapture.models.sat import SemanticAttentiveTransfer
-from recapture.models.stand_in import back_of_head, kin_matrix, stand_ins
+from recapture.models.stand_in import back_of_head_fill, kin_matrix, stand_ins
 from recapture.models.still_background import VACATED_RULES, people_weights, still_composite
 
 
@@ -53,7 +53,7 @@ BACKGROUND_RULES = ("still", "follow")
 #: Config keys of rules, not learned: a weight file written before one existed takes its current default
 #: (:data:`MISSING_KEY_DEFAULTS`).
 RULE_KEYS = ("background", "still_margin", "still_feather", "vacated", "twin_limbs", "snap_reach", "back_of_head",
-             "stand_ins", "back_fill")
+             "stand_ins", "back_of_head_fill")
 
 
 @dataclass(frozen=True)
@@ -85,9 +85,9 @@ class CorrespondenceConfig:
     #: On a target seen from behind, target hair pixels whose prior sample lands on the source face or sunglasses
     #: sample the source hair mirrored across its edge (prior_numpy.hair_over_face)
     back_of_head: bool = True
-    #: On a target that turns its back (a source seen from the front), target hair pixels whose coarse sample lands
-    #: on the source face take the source hair's mean colour (stand_in.back_of_head)
-    back_fill: bool = False
+    #: On a pair that turns the person's back (part_maps.turns_back), target hair pixels whose coarse sample lands
+    #: on the source face take the source hair's mean colour (stand_in.back_of_head_fill)
+    back_of_head_fill: bool = True
 
     def __post_init__(self) -> None:
         factor = 2 ** self.num_down
@@ -203,6 +203,7 @@ class CorrespondenceGenerator(nn.Module):
         nn.init.constant_(self.visibility_head.bias, config.visibility_bias)
         self.refine = Refinement(config.refine_channels)
         self.register_buffer("kin", kin_matrix(get_label_set(config.label_set)), persistent=False)
+        self.face = face_channels(get_label_set(config.label_set))  # (hair, [face, sunglasses]) or None
 
     def _check(self, source_image: Tensor, tensors: dict[str, tuple[Tensor, int]], prior: PriorGrid) -> None:
         size = self.config.internal_size
@@ -236,20 +237,24 @@ class CorrespondenceGenerator(nn.Module):
                            target_layout: Tensor, small: Tensor) -> CorrespondenceOutput:
         """:meth:`compose` with the config's rules built from the ``(B, N, h, w)`` layouts and the ``(B, 3, h, w)``
         source at the internal size: :meth:`people_weight` (still background) and :meth:`stand_in`."""
-        stand = self.stand_in(small, source_layout, target_layout, coarse_flow)
-        if self.config.back_fill and prior.turned is not None and stand is not None:
-            hair, faces = face_channels(get_label_set(self.config.label_set))
-            painted, colour = back_of_head(small, source_layout, target_layout, coarse_flow, prior.turned, hair, faces)
-            stand = (stand[0] + painted, stand[1] * (1.0 - painted.ne(0).to(colour)) + colour)
         return self.compose(source_image, coarse_flow, visibility_logits, generated, output_size, prior,
-                            self.people_weight(source_layout, target_layout), small, stand)
+                            self.people_weight(source_layout, target_layout), small,
+                            self.stand_in(small, source_layout, target_layout, coarse_flow, prior.turned))
 
-    def stand_in(self, small: Tensor, source_layout: Tensor, target_layout: Tensor, coarse_flow: Tensor
-                 ) -> tuple[Tensor, Tensor] | None:
-        """:func:`stand_in.stand_ins` at the internal size when ``config.stand_ins``, else None."""
-        if not self.config.stand_ins:
+    def stand_in(self, small: Tensor, source_layout: Tensor, target_layout: Tensor, coarse_flow: Tensor,
+                 turned: Tensor | None = None) -> tuple[Tensor, Tensor] | None:
+        """``(painted (B, 1, h, w), colour (B, 3, h, w))`` at the internal size: :func:`stand_in.stand_ins` when
+        ``config.stand_ins`` plus :func:`stand_in.back_of_head_fill` when ``config.back_of_head_fill`` for the pairs
+        ``turned`` ``(B,)`` marks (their pixels are disjoint: hair the source shows is no stand-in); None when
+        neither applies."""
+        found = []
+        if self.config.stand_ins:
+            found.append(stand_ins(small, source_layout, target_layout, self.kin, coarse_flow))
+        if self.config.back_of_head_fill and turned is not None and self.face is not None:
+            found.append(back_of_head_fill(small, source_layout, target_layout, coarse_flow, turned, *self.face))
+        if not found:
             return None
-        return stand_ins(small, source_layout, target_layout, self.kin, coarse_flow)
+        return sum(p for p, _ in found).clamp(0.0, 1.0), sum(c for _, c in found)
 
     def people_weight(self, source_layout: Tensor, target_layout: Tensor) -> Tensor | None:
         """``(B, 3, h, w)`` weights of the ``background: still`` rule (:func:`still_background.people_weights`:
@@ -338,10 +343,9 @@ def prepare_inputs(config: CorrespondenceConfig, source_labels: Tensor, source_k
     prior = with_full_prior(prior, snap_prior(full, source_labels, full.labels if target_labels is None
                                               else target_labels, config, back_views(config, target_keypoints,
                                                                                      full.grid.shape[1])))
-    height = full.grid.shape[1]
-    turned = [is_back_view(t, height) and not is_back_view(s, height) for s, t in
-              zip(np.asarray(source_keypoints, np.float64), np.asarray(target_keypoints, np.float64))]
-    prior = replace(prior, turned=torch.tensor(turned, dtype=torch.float32))
+    turned = [turns_back(s, t, full.grid.shape[1]) for s, t in zip(np.asarray(source_keypoints, np.float64),
+                                                                    np.asarray(target_keypoints, np.float64))]
+    prior = replace(prior, turned=torch.tensor(turned, dtype=torch.float32, device=source_labels.device))
     target_layout = (to_one_hot(prior.labels, parts) if target_labels is None
                      else majority_layout(target_labels, parts, size))
     return CorrespondenceInputs(source_layout=source_layout, source_pose=keypoints_to_heatmaps(source_points, size),

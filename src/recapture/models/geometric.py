@@ -11,11 +11,8 @@ network predicts residual logits over it (newly visible parts, hair and loose cl
 The warp runs at the input (output) size; the U-Net at ``model.internal_size``. Both gains are learned
 (initially 4 and 0.5, so an untrained network returns the warp).
 
-At inference (eval mode) five optional clean-ups, in this order: ``model.layout_flip_average`` averages the class
+At inference (eval mode) four optional clean-ups, in this order: ``model.layout_flip_average`` averages the class
 probabilities with those predicted for the mirrored pair (left/right parts and joints swapped, mapped back);
-``model.layout_back_hair`` gives hair the probability of face and sunglasses when the target keypoints show the
-person's back (:func:`recapture.body.part_maps.is_back_view`): a head seen from behind shows no face, although
-the network, trained mostly on front views, may draw one there;
 ``model.layout_torso_person`` makes every pixel inside the target's shoulders-hips quadrilateral person (its most
 likely part; :func:`recapture.body.part_maps.torso_mask`): a torso is never wall, although the network, unsure of
 an unusual person (a bare torso parsed as a garment, a kicking pose), may leave holes there;
@@ -34,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recapture.body.keypoints import FLIP_PERMUTATION, NUM_KEYPOINTS, flip_keypoints, heatmaps_to_keypoints
-from recapture.body.part_maps import face_channels, is_back_view, torso_mask
+from recapture.body.part_maps import torso_mask
 from recapture.body.parts import get_label_set
 from recapture.body.retarget import pose_distance
 from recapture.config import ModelConfig
@@ -133,8 +130,6 @@ class GeometricGenerator(nn.Module):
             flipped = self._predict(source_layout.flip(-1)[:, parts], source_pose.flip(-1)[:, joints],
                                     target_pose.flip(-1)[:, joints], *mirrored).flip(-1)[:, parts]
             logits = torch.logaddexp(logits.log_softmax(1), flipped.log_softmax(1)) - float(np.log(2.0))
-        if self.config.layout_back_hair:
-            logits = self._back_hair(logits, source_pose, target_pose, source_keypoints, target_keypoints)
         if self.config.layout_torso_person:
             size = tuple(logits.shape[-2:])
             torso = np.stack([torso_mask(k, size) for k in keypoints_or_centroids(target_keypoints, target_pose)])
@@ -148,28 +143,6 @@ class GeometricGenerator(nn.Module):
             small[:, 0] = False
             logits = logits.masked_fill(small[:, :, None, None], -1e4)
         return logits
-
-    def _back_hair(self, logits: Tensor, source_pose: Tensor, target_pose: Tensor,
-                   source_keypoints: Tensor | np.ndarray | None, target_keypoints: Tensor | np.ndarray | None
-                   ) -> Tensor:
-        """``(B, N, H, W)`` logits with, on the pairs whose target keypoints show the person's back and whose source
-        keypoints do not, the face and sunglasses channels folded into hair's (log-sum-exp) and set to -1e4
-        (``layout_back_hair``; a source seen from behind too shows what its "face" label covers)."""
-        channels = face_channels(self.label_set)
-        if channels is None:
-            return logits
-        hair, faces = channels
-        height = logits.shape[-2]
-        backs = [is_back_view(t, height) and not is_back_view(s, height) for s, t in
-                 zip(keypoints_or_centroids(source_keypoints, source_pose),
-                     keypoints_or_centroids(target_keypoints, target_pose))]
-        if not any(backs):
-            return logits
-        folded = logits.clone()
-        folded[:, hair] = torch.logsumexp(logits[:, [hair, *faces]], dim=1)
-        folded[:, faces] = -1e4
-        chosen = torch.tensor(backs, device=logits.device).view(-1, 1, 1, 1)
-        return torch.where(chosen, folded, logits)
 
     def _confident_person(self, logits: Tensor, source_pose: Tensor, target_pose: Tensor,
                           source_keypoints: Tensor | np.ndarray | None,

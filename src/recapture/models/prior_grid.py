@@ -28,8 +28,7 @@ class PriorGrid:
     covered: Tensor  # (B, 1, h, w) float: 1 where a body segment supplies the pixel
     labels: Tensor  # (B, h, w) long: the warped source layout (the prior's target layout)
     full: Tensor | None = None  # (B, H, W, 2) the same warp's grid at the output size, when computed
-    #: (B,) float: 1 where the target shows the person's back and the source does not (the back-of-head fill)
-    turned: Tensor | None = None
+    turned: Tensor | None = None  # (B,) float: 1 where the pair turns the person's back (part_maps.turns_back)
 
 
 def pixel_to_grid(coords: Tensor, size: tuple[int, int]) -> Tensor:

@@ -1,4 +1,5 @@
-"""Stand-ins for parts the source does not show at all (``CorrespondenceConfig.stand_ins``, docs/correspondence.md).
+"""Stand-ins for parts the source does not show at all (``CorrespondenceConfig.stand_ins``, docs/correspondence.md),
+and for the back of a head the source shows from the front (``CorrespondenceConfig.back_of_head_fill``).
 
 The correspondence head copies each target pixel from where the source shows it. A target layout may ask for a
 part the source has none of - most of all an edited one: ``lower=shorts`` on a person in jeans asks for bare legs,
@@ -7,8 +8,13 @@ lands on (the jeans stay jeans). Like LGR, which infers an unseen part from the 
 takes the appearance of the part's kin that the source does show: skin from skin (arms and legs), an upper garment
 from the other upper garments, a lower garment from the other lower ones (a dress or jumpsuit is both). Its colour
 is the mean colour of those source pixels (area-weighted), painted flat over the part; the pixels are marked
-invented. Parts the source shows, and parts without a shown kin, keep the network's output. Parameter-free and
-made of tensor operations, so the ONNX graph carries it.
+invented. Parts the source shows, and parts without a shown kin, keep the network's output.
+
+A target that turns its back on a source seen from the front asks for the back of the head, which the source does
+not show either: the warp carries the face along there (the back-of-head rule's mirrored hair, at the full size,
+leaves a mosaic of hair blocks and face fragments). Its hair pixels whose coarse sample lands on the source face
+take the source hair's mean colour (:func:`back_of_head_fill`), painted and marked invented like a stand-in.
+Parameter-free and made of tensor operations, so the ONNX graph carries both.
 """
 
 from __future__ import annotations
@@ -65,17 +71,21 @@ def stand_ins(small_source: Tensor, source_layout: Tensor, target_layout: Tensor
     return absent.clamp(0.0, 1.0), colour
 
 
-def back_of_head(small_source: Tensor, source_layout: Tensor, target_layout: Tensor, flow: Tensor, turned: Tensor,
-                 hair: int, faces: list[int]) -> tuple[Tensor, Tensor]:
-    """``(painted, colour)`` at the internal size for targets that turn their back (``turned`` ``(B,)`` 1): target
-    hair pixels whose coarse ``flow`` lands on the source face or sunglasses take the source hair's mean colour
-    (the back of the head), when the source shows hair (:data:`MIN_PIXELS`). A rule: no gradient."""
+
+def back_of_head_fill(small_source: Tensor, source_layout: Tensor, target_layout: Tensor, flow: Tensor,
+                      turned: Tensor, hair: int, faces: list[int]) -> tuple[Tensor, Tensor]:
+    """``(painted, colour)`` at the internal size, as :func:`stand_ins`' pair, for pairs that turn the person's back
+    (``turned`` ``(B,)`` 1, ``part_maps.turns_back``): the target hair pixels whose coarse ``flow`` ``(B, h, w, 2)``
+    lands on the source's ``faces`` (face, sunglasses) take the mean colour of the source ``hair`` (the back of the
+    head, where the warp would carry the face along), when the source shows hair (:data:`MIN_PIXELS`); ``colour``
+    is that colour weighted by the target's hair on every target hair pixel of those pairs (0 elsewhere). A rule,
+    not learned: no gradient flows through the layouts or the flow."""
     source_layout, target_layout, flow = source_layout.detach(), target_layout.detach(), flow.detach()
     hair_map = source_layout[:, hair]
     area = hair_map.sum(dim=(1, 2))
-    colour = torch.einsum("bhw,bchw->bc", hair_map, small_source) / area.clamp_min(1e-6)[:, None]
+    mean = torch.einsum("bhw,bchw->bc", hair_map, small_source) / area.clamp_min(1e-6)[:, None]
     on_face = F.grid_sample(source_layout[:, faces].sum(dim=1, keepdim=True), flow.to(source_layout),
                             mode="bilinear", padding_mode="border", align_corners=True).clamp(0.0, 1.0)
     chosen = (turned.to(area) * (area >= MIN_PIXELS).to(area)).view(-1, 1, 1, 1)
-    painted = chosen * target_layout[:, hair:hair + 1] * on_face
-    return painted, colour[:, :, None, None] * painted.ne(0).to(colour)
+    target_hair = chosen * target_layout[:, hair:hair + 1]
+    return target_hair * on_face, mean[:, :, None, None] * target_hair

@@ -243,10 +243,10 @@ class _CorrespondenceGraph(nn.Module):
 
     def forward(self, source_image: Tensor, small: Tensor, source_layout: Tensor, source_pose: Tensor,
                 target_layout: Tensor, target_pose: Tensor, grid: Tensor, covered: Tensor,
-                full_grid: Tensor) -> tuple[Tensor, Tensor]:
+                full_grid: Tensor, turned: Tensor) -> tuple[Tensor, Tensor]:
         coarse_flow, logits, generated = self.appearance.predict(small, source_layout, source_pose, target_layout,
                                                                  target_pose, grid, covered)
-        prior = PriorGrid(grid=grid, covered=covered, labels=grid[..., 0].long(), full=full_grid)
+        prior = PriorGrid(grid=grid, covered=covered, labels=grid[..., 0].long(), full=full_grid, turned=turned)
         size = (full_grid.shape[1], full_grid.shape[2])
         output = self.appearance.compose_with_rules(source_image, coarse_flow, logits, generated, size, prior,
                                                     source_layout, target_layout, small)
@@ -265,7 +265,7 @@ def _trace_correspondence(appearance: CorrespondenceGenerator, path: Path) -> No
               torch.zeros(1, parts, height, width), torch.zeros(1, NUM_KEYPOINTS, height, width),
               torch.zeros(1, parts, height, width), torch.zeros(1, NUM_KEYPOINTS, height, width),
               torch.rand(1, height, width, 2, generator=generator) * 2 - 1, torch.ones(1, 1, height, width),
-              torch.rand(1, *full, 2, generator=generator) * 2 - 1)
+              torch.rand(1, *full, 2, generator=generator) * 2 - 1, torch.ones(1))
     dynamic = {"source_image": {2: "height", 3: "width"}, "full_grid": {1: "height", 2: "width"},
                "image": {2: "height", 3: "width"}, "flow": {1: "height", 2: "width"}}
     torch.onnx.export(_CorrespondenceGraph(appearance), inputs, path, dynamo=False,

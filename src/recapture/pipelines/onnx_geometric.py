@@ -6,8 +6,7 @@ size, its inputs :data:`GEOMETRIC_PASS_INPUTS`: the source layout (one-hot), bot
 warp of the source layout (one-hot) and its ``unexplained`` map. :class:`OnnxGeometric` computes those in NumPy
 (:mod:`recapture.body.prior_numpy`, the plain warp: the network was trained on it) and the eval-mode clean-ups of
 the torch module: the average with the mirrored pair (``model.layout_flip_average``: left/right parts and joints
-swapped, log-probabilities averaged), a back view's face made hair (``model.layout_back_hair``), the target's torso
-made person (``model.layout_torso_person``), the
+swapped, log-probabilities averaged), the target's torso made person (``model.layout_torso_person``), the
 person/background decision on ``model.layout_person_confidence`` beyond ``model.layout_confident_above`` and the
 removal of parts smaller than ``model.layout_min_area`` pixels. Its
 logits are the torch module's to float rounding (tests/test_layout_choice.py).
@@ -21,7 +20,7 @@ import numpy as np
 import yaml
 
 from recapture.body.keypoints import flip_keypoints
-from recapture.body.part_maps import face_channels, is_back_view, torso_mask
+from recapture.body.part_maps import torso_mask
 from recapture.body.parts import get_label_set
 from recapture.body.prior_numpy import disk_heatmaps, one_hot, part_warp
 from recapture.body.retarget import pose_distance
@@ -81,12 +80,6 @@ class OnnxGeometric:
                                   flip_keypoints(source, width), flip_keypoints(target, width))
             back = mirrored[self.flip_parts, :, ::-1]
             logits = np.logaddexp(log_softmax(logits), log_softmax(back)) - np.float32(np.log(2.0))
-        channels = face_channels(self.label_set)
-        if (self.config.layout_back_hair and channels is not None and is_back_view(target, self.size[0])
-                and not is_back_view(source, self.size[0])):
-            hair, faces = channels
-            logits[hair] = np.logaddexp.reduce(logits[[hair, *faces]], axis=0)
-            logits[faces] = -1e4
         if self.config.layout_torso_person:
             logits[0][torso_mask(target, self.size)] = -1e4
         confidence = self.config.layout_person_confidence

@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from recapture.body.part_maps import is_back_view
+from recapture.body.part_maps import is_back_view, turns_back
 from recapture.body.parts import get_label_set
 from recapture.body.prior_numpy import (
     area_resize, disk_heatmaps, keypoints_to_size, majority_labels, one_hot, part_warp, prior_grid,
@@ -43,12 +43,13 @@ from recapture.pipelines.recapture import FullFrame, FullRender, LayoutPredictio
 #: Metadata ``kind`` of a correspondence export (its appearance network and full-resolution step).
 CORRESPONDENCE_KIND = "recapture-correspondence-onnx"
 CORRESPONDENCE_INPUTS = ("source_image", "small", "source_layout", "source_pose", "target_layout", "target_pose",
-                         "grid", "covered", "full_grid")
+                         "grid", "covered", "full_grid", "turned")
 #: Bumped when an export's graph changes: part of every cache file name, so stale files are not used.
-ONNX_FORMAT = 12  # 4: still-background rule; 5: its identity grid in float32; 6: parser aligns as MatMuls;
+ONNX_FORMAT = 13  # 4: still-background rule; 5: its identity grid in float32; 6: parser aligns as MatMuls;
 #                   7: the vacated background filled (still_background.py); 8: still margin 1, no feather;
 #                   9: ``twin_limbs`` in the metadata; 10: ``snap_reach`` in the metadata;
-#                   11: ``back_of_head`` in the metadata; 12: stand-ins for parts the source lacks (stand_in.py)
+#                   11: ``back_of_head`` in the metadata; 12: stand-ins for parts the source lacks (stand_in.py);
+#                   13: the ``turned`` input (the back-of-head fill, stand_in.back_of_head_fill)
 
 
 class OnnxUnavailable(ValueError):
@@ -130,6 +131,8 @@ class OnnxCorrespondence:
         self.snap_reach = float(self.metadata.get("snap_reach", "0"))
         #: The back of a head seen from behind samples the source hair (``CorrespondenceConfig.back_of_head``).
         self.back_of_head = self.metadata.get("back_of_head", "false") == "true"
+        #: The graph's input names (``turned`` is absent from a graph without the back-of-head fill).
+        self.inputs = {item.name for item in self.session.get_inputs()}
 
     def feeds(self, source_image: np.ndarray, source_labels: np.ndarray, source_keypoints: np.ndarray,
               target_keypoints: np.ndarray, target_labels: np.ndarray, soft_target: bool = False
@@ -152,8 +155,10 @@ class OnnxCorrespondence:
                   disk_heatmaps(source_points, size), target, disk_heatmaps(target_points, size), prior.grid,
                   prior.covered[None], snap_to_own_parts((pending.result() if pending else prior_grid(*full_args)).grid,
                                                          source_labels, target_labels, label_set, self.snap_reach,
-                                                         self.back_of_head and is_back_view(target_keypoints, full[0])))
-        return {name: np.ascontiguousarray(a[None], dtype=np.float32) for name, a in zip(CORRESPONDENCE_INPUTS, arrays)}
+                                                         self.back_of_head and is_back_view(target_keypoints, full[0])),
+                  np.float32(turns_back(source_keypoints, target_keypoints, full[0])))
+        return {name: np.ascontiguousarray(a[None], dtype=np.float32) for name, a in zip(CORRESPONDENCE_INPUTS, arrays)
+                if name in self.inputs}
 
     def __call__(self, *args: np.ndarray, soft_target: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """``(image (H, W, 3) uint8, flow (H, W, 2) float32 source pixel y/x)`` for :meth:`feeds`' arguments."""
