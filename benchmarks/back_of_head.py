@@ -25,8 +25,10 @@ from recapture.models.correspondence import back_views
 METRICS = ("l1", "psnr", "person_l1", "face_l1")
 
 
-def pair_scores(default: torch.nn.Module, sets: list[tuple]) -> dict[str, dict[str, float]]:
-    """``{"<Ŝ_B>, rule <off|on>": {metric: mean over pairs}}`` (and the share of pairs the rule may act on)."""
+def pair_scores(default: torch.nn.Module, sets: list[tuple], rule: str = "back_of_head"
+                ) -> dict[str, dict[str, float]]:
+    """``{"<Ŝ_B>, rule <off|on>": {metric: mean over pairs}}`` with the appearance config's boolean ``rule`` off
+    and on (and the share of pairs whose target is a back view)."""
     base = default.appearance.config
     table: dict[str, dict[str, list[float]]] = {}
     backs: list[float] = []
@@ -35,7 +37,7 @@ def pair_scores(default: torch.nn.Module, sets: list[tuple]) -> dict[str, dict[s
             backs += [float(b) for b in back_views(dataclasses.replace(base, back_of_head=True), target,
                                                    image.shape[-2])]
             for flag in (False, True):
-                default.appearance.config = dataclasses.replace(base, back_of_head=flag)
+                default.appearance.config = dataclasses.replace(base, **{rule: flag})
                 for kind, rendered in both_layouts(default, image, labels, source, target, poses).items():
                     add_scores(table, f"{kind}, rule {'on' if flag else 'off'}", rendered, truth, person, target,
                                METRICS)
@@ -44,10 +46,10 @@ def pair_scores(default: torch.nn.Module, sets: list[tuple]) -> dict[str, dict[s
     return table_means(table) | {"back views": {"share": sum(backs) / max(len(backs), 1)}}
 
 
-def markdown(result: dict) -> str:
+def markdown(result: dict, title: str = "The back of the head (`back_of_head`)") -> str:
     sets = list(result["sets"])
     shares = {s: result["sets"][s].pop("back views")["share"] for s in sets}
-    lines = l1_table(result, "The back of the head (`back_of_head`), validation pairs (bundled `default` weights)",
+    lines = l1_table(result, f"{title}, validation pairs (bundled `default` weights)",
                      "Whole-image L1 / person L1 per pair set; Ŝ_B = the geometric network's (the whole model) or "
                      "the warp of S_A (`--layout prior`). See the script's docstring.", "Ŝ_B, rule")
     lines += ["", "Face-box L1: " + "; ".join(f"{s} " + " / ".join(f"{result['sets'][s][row]['face_l1']:.4f}"

@@ -240,7 +240,7 @@ def test_parse_files_keeps_inputs_sharing_a_stem_apart(tmp_path: Path) -> None:
     each written from its own photo, instead of the second overwriting the first."""
     import shutil
 
-    from recapture.pipelines.human_parsing import parse_files
+    from recapture.pipelines.parse_files import parse_files
 
     inputs = []
     for folder, photo_id in (("a", 906), ("b", 908)):
@@ -380,7 +380,8 @@ def test_pair_loss_is_the_two_way_cross_entropy_on_the_pairs_pixels() -> None:
 def test_parse_backends_choose_the_parser(tmp_path: Path) -> None:
     """``recapture parse --backend``: auto / onnxruntime run the bundled ccp on ONNX Runtime (int8), torch runs
     CcpParser; onnxruntime with another parser and unknown backends are one-line errors."""
-    from recapture.pipelines.human_parsing import CcpParser, parser_on_backend
+    from recapture.pipelines.human_parsing import CcpParser
+    from recapture.pipelines.parse_files import parser_on_backend
     from recapture.pipelines.parsing import PoseMaskLayoutParser
 
     with pytest.raises(ValueError, match="--backend must be one of auto, torch, onnxruntime"):
@@ -449,7 +450,8 @@ def test_onnxruntime_backend_without_onnxruntime_is_a_one_line_error(tmp_path: P
         result = CliRunner().invoke(app, [*command, "--backend", "onnxruntime"])
         assert result.exit_code == 1 and "onnxruntime is not installed" in result.output, result.output
         assert result.exception is None or isinstance(result.exception, SystemExit)
-    from recapture.pipelines.human_parsing import CcpParser, parser_on_backend
+    from recapture.pipelines.human_parsing import CcpParser
+    from recapture.pipelines.parse_files import parser_on_backend
 
     try:
         assert type(parser_on_backend("ccp", "auto")) is CcpParser

@@ -273,7 +273,7 @@ def parse(images: list[str] = typer.Argument(..., help="Photos, or folders of ph
     import json
 
     from recapture.hub import WeightsError
-    from recapture.pipelines.human_parsing import parse_files
+    from recapture.pipelines.parse_files import parse_files
 
     try:
         from recapture.models.inference import resolve_threads

@@ -12,7 +12,9 @@ themselves come from the full-resolution source::
                                                            sharp; without it: upsample(flow))
     image   = v * grid_sample(source at full size, full) + (1 - v) * upsample(generated)
     stand   = ``stand_ins`` (default; models/stand_in.py): a target part the source has no pixel of takes the mean
-              colour of its kin the source shows (skin, upper or lower garments) where the flow misses that kin
+              colour of its kin the source shows (skin, upper or lower garments) where the flow misses that kin;
+              ``back_of_head_fill`` (default): on a pair turning the person's back, target hair whose sample lands
+              on the source face takes the source hair's mean colour
     image  += refine(image, v, generated)                                 (last layer zero)
     still   = ``background: still`` (default; models/still_background.py): beyond ``still_margin`` internal pixels
               of the target person (feathered) the output is the source pixel in place - a fixed camera; where the
