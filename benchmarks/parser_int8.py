@@ -26,7 +26,8 @@ from recapture.body.parts import LIP20
 from recapture.data.ccp import COARSE_GROUPS, CcpDataset, coarse_table, confusion, split_ids
 from recapture.data.formats import read_annotations
 from recapture.fileio import atomic_write_text
-from recapture.pipelines.human_parsing import PersonModels, parse_files
+from recapture.pipelines.human_parsing import PersonModels
+from recapture.pipelines.parse_files import parse_files
 from recapture.pipelines.onnx_parser import OnnxCcpParser
 
 RESULTS = Path(__file__).resolve().parent / "results"

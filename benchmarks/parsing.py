@@ -31,7 +31,8 @@ from recapture.data.formats import read_annotations
 from recapture.fileio import atomic_write_text
 from recapture.hub import bundled_path
 from recapture.models.inception import weights_path
-from recapture.pipelines.human_parsing import PersonModels, load_parser, parse_files
+from recapture.pipelines.human_parsing import PersonModels, load_parser
+from recapture.pipelines.parse_files import parse_files
 from recapture.pipelines.onnx_parser import OnnxCcpParser
 from recapture.pipelines.people import find_people
 

@@ -409,7 +409,7 @@ def test_parse_backends_choose_the_parser(tmp_path: Path) -> None:
 
 
 def test_a_bad_parser_precision_is_an_error_under_auto_too(monkeypatch) -> None:  # noqa: ANN001
-    from recapture.pipelines.human_parsing import parser_on_backend
+    from recapture.pipelines.parse_files import parser_on_backend
 
     pytest.importorskip("onnxruntime")
     monkeypatch.setenv("RECAPTURE_PARSER_PRECISION", "int4")
