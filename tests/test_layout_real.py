@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from recapture.data.ccp_pairs import CcpPhotos, training_ids
 from recapture.hub import bundled_path, load_generator, read_model_file
 from recapture.training.layout_real import (LayoutSettings, export_default, load_geometric, load_settings,
-                                            pooled_miou, save_best, train)
+                                            person_loss, pooled_miou, save_best, train)
 
 
 def test_pooled_miou_equals_a_per_class_count() -> None:
@@ -23,6 +23,17 @@ def test_pooled_miou_equals_a_per_class_count() -> None:
     confusion = np.bincount(true * 6 + made, minlength=36).reshape(6, 6)
     expected = [np.sum((true == c) & (made == c)) / np.sum((true == c) | (made == c)) for c in (0, 1, 2, 4)]
     assert pooled_miou(confusion) == pytest.approx(float(np.mean(expected)))
+
+
+def test_person_loss_is_the_binary_cross_entropy_of_one_minus_the_background_probability() -> None:
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 4, 3, generator=generator) * 3
+    labels = torch.randint(0, 5, (2, 4, 3), generator=generator)
+    person = 1.0 - logits.softmax(1)[:, 0]
+    truth = (labels > 0).float()
+    naive = -(truth * person.log() + (1 - truth) * (1 - person).log()).mean()
+    assert person_loss(logits, labels).item() == pytest.approx(naive.item(), rel=1e-5)
+    assert person_loss(logits, labels).item() > person_loss(logits, torch.where(person > 0.5, 1, 0)).item()
 
 
 def test_unchanged_weights_export_the_bundled_default(tmp_path: Path) -> None:
@@ -57,7 +68,7 @@ def _photos() -> CcpPhotos:
 def test_training_keeps_the_best_resumes_and_exports(tmp_path: Path) -> None:
     _photos().save(tmp_path / "photos.npz")
     settings = LayoutSettings(photos=str(tmp_path / "photos.npz"), parsed="", steps=2, batch_size=2, lr=1e-3,
-                              validate_every=1, validation_pairs=2, workers=0, synthetic_fraction=0.5)
+                              validate_every=1, validation_pairs=2, workers=0, synthetic_fraction=0.5, person_weight=0.5)
     lines: list[str] = []
     run = tmp_path / "run"
     run.mkdir()
@@ -82,6 +93,8 @@ def test_layout_settings_load_and_reject_unknown_keys(tmp_path: Path) -> None:
 
     settings = load_settings(str(Path(__file__).resolve().parents[1] / "configs" / "layout-real.yaml"), steps=5)
     assert settings.steps == 5 and settings.mix().synthetic > 0 and settings.init == "default"
+    silhouette = load_settings(str(Path(__file__).resolve().parents[1] / "configs" / "layout-real-silhouette.yaml"))
+    assert silhouette.person_weight == 1.0 and settings.person_weight == 0.0
     bad = tmp_path / "bad.yaml"
     bad.write_text("synthetic_fractoin: 0.3\n")
     with pytest.raises(ConfigError, match="synthetic_fractoin"):

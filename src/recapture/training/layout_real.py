@@ -10,7 +10,8 @@ its training on a mix of
 * SynthHumans pose and view changes (exact layouts of both poses), which keep what only they teach (a back view
   from a front view, parts the source never showed).
 
-Objective: the cross entropy of Ŝ_B against the truth (as the recipe's ``geometric`` stage; no D1). Validation
+Objective: the cross entropy of Ŝ_B against the truth (as the recipe's ``geometric`` stage; no D1), optionally plus
+``person_weight`` times a binary cross entropy of its person/background decision (:func:`person_loss`). Validation
 (fixed pairs: CCP photos of the validation split of 0001-0904, fixed camera; SynthHumans studio pairs of seed
 4242, full body and framed as DeepFashion's pairs) scores the eval-mode Ŝ_B (flip average and clean-ups on) with
 the mIoU over the LIP-20 parts present, pooled over the pairs; the kept network has the best mean of the three. The
@@ -57,6 +58,9 @@ class LayoutSettings(PairSettings):
     steps: int = 600
     lr: float = 3e-5
     validate_every: int = 150
+    #: Weight of a binary cross entropy of Ŝ_B's person/background decision (log-odds of any part against the
+    #: background) added to the cross entropy; 0: the cross entropy alone (the shipped network)
+    person_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,13 @@ def predict(network: GeometricGenerator, inputs: LayoutInputs) -> Tensor:
     """``(B, N, H, W)`` logits of Ŝ_B (eval-mode clean-ups apply when the network is in eval mode)."""
     return network(inputs.source_layout, inputs.source_pose, inputs.target_pose, inputs.source_keypoints,
                    inputs.target_keypoints)
+
+
+def person_loss(logits: Tensor, target_labels: Tensor) -> Tensor:
+    """Binary cross entropy of the person/background decision of ``(B, N, H, W)`` logits (log-odds: log-sum-exp
+    of the parts minus the background's) against ``(B, H, W)`` labels > 0."""
+    odds = torch.logsumexp(logits[:, 1:], dim=1) - logits[:, 0]
+    return F.binary_cross_entropy_with_logits(odds, (target_labels > 0).to(odds))
 
 
 def pooled_miou(confusion: np.ndarray) -> float:
@@ -189,7 +200,10 @@ def train(run_dir: Path, settings: LayoutSettings, log: callable = print) -> Non
     last_save, started, seen = time.monotonic(), time.monotonic(), 0
     while step < settings.steps:
         inputs = layout_inputs(next(batches), network.num_parts)
-        loss = F.cross_entropy(predict(network, inputs), inputs.target_labels)
+        logits = predict(network, inputs)
+        loss = F.cross_entropy(logits, inputs.target_labels)
+        if settings.person_weight > 0:
+            loss = loss + settings.person_weight * person_loss(logits, inputs.target_labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
