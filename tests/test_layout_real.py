@@ -68,7 +68,8 @@ def _photos() -> CcpPhotos:
 def test_training_keeps_the_best_resumes_and_exports(tmp_path: Path) -> None:
     _photos().save(tmp_path / "photos.npz")
     settings = LayoutSettings(photos=str(tmp_path / "photos.npz"), parsed="", steps=2, batch_size=2, lr=1e-3,
-                              validate_every=1, validation_pairs=2, workers=0, synthetic_fraction=0.5, person_weight=0.5)
+                              validate_every=1, validation_pairs=2, workers=0, synthetic_fraction=0.5,
+                              person_weight=0.5)
     lines: list[str] = []
     run = tmp_path / "run"
     run.mkdir()
