@@ -138,7 +138,8 @@ def face_channels(label_set: LabelSet) -> tuple[int, list[int]] | None:
     head is remapped in (a person seen from behind shows hair, no face); None without hair and face."""
     if not {"hair", "face"} <= set(label_set.names):
         return None
-    return label_set.index("hair"), [label_set.index(name) for name in ("face", "sunglasses") if name in label_set.names]
+    faces = [label_set.index(name) for name in ("face", "sunglasses") if name in label_set.names]
+    return label_set.index("hair"), faces
 
 
 def depth_order(keypoints: np.ndarray, height: float) -> np.ndarray:

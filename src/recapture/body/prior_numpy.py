@@ -22,7 +22,7 @@ import numpy as np
 
 from recapture.body.part_maps import (
     ARMS, BACK, FRONT, HEAD, LEGS, NUM_SEGMENTS, SEGMENTS, TORSO, TWIN, SegmentMaps, assign_segments, face_channels,
-    in_torso,    limb_radius, limb_stroke, limb_strokes, owner_table, pixel_grid, segment_maps, torso_distance, twin_map,
+    in_torso, limb_radius, limb_stroke, limb_strokes, owner_table, pixel_grid, segment_maps, torso_distance, twin_map,
 )
 from recapture.body.parts import LabelSet, get_label_set
 

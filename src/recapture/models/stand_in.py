@@ -71,7 +71,6 @@ def stand_ins(small_source: Tensor, source_layout: Tensor, target_layout: Tensor
     return absent.clamp(0.0, 1.0), colour
 
 
-
 def back_of_head_fill(small_source: Tensor, source_layout: Tensor, target_layout: Tensor, flow: Tensor,
                       turned: Tensor, hair: int, faces: list[int]) -> tuple[Tensor, Tensor]:
     """``(painted, colour)`` at the internal size, as :func:`stand_ins`' pair, for pairs that turn the person's back
