@@ -34,6 +34,8 @@ def test_person_loss_is_the_binary_cross_entropy_of_one_minus_the_background_pro
     naive = -(truth * person.log() + (1 - truth) * (1 - person).log()).mean()
     assert person_loss(logits, labels).item() == pytest.approx(naive.item(), rel=1e-5)
     assert person_loss(logits, labels).item() > person_loss(logits, torch.where(person > 0.5, 1, 0)).item()
+    weighted = -(3.0 * truth * person.log() + (1 - truth) * (1 - person).log()).mean()
+    assert person_loss(logits, labels, 3.0).item() == pytest.approx(weighted.item(), rel=1e-5)
 
 
 def test_unchanged_weights_export_the_bundled_default(tmp_path: Path) -> None:
