@@ -98,6 +98,8 @@ def test_layout_settings_load_and_reject_unknown_keys(tmp_path: Path) -> None:
     assert settings.steps == 5 and settings.mix().synthetic > 0 and settings.init == "default"
     silhouette = load_settings(str(Path(__file__).resolve().parents[1] / "configs" / "layout-real-silhouette.yaml"))
     assert silhouette.person_weight == 1.0 and settings.person_weight == 0.0
+    missed = load_settings(str(Path(__file__).resolve().parents[1] / "configs" / "layout-real-miss.yaml"))
+    assert missed.person_miss_weight == 4.0 and silhouette.person_miss_weight == 1.0
     bad = tmp_path / "bad.yaml"
     bad.write_text("synthetic_fractoin: 0.3\n")
     with pytest.raises(ConfigError, match="synthetic_fractoin"):
