@@ -48,7 +48,7 @@ def poses() -> tuple[list[np.ndarray], list[np.ndarray]]:
     table = read_annotations(SUBJECTS)
     names = [n for n in table.names if int(Path(n).stem) <= 904 and usable(table.get(n))]
     subjects = [table.get(n) for n in names[::14][:60]]
-    frame, offset = guess_frame(TARGETS)
+    _, offset = guess_frame(TARGETS)
     targets_table = read_annotations(TARGETS, offset=offset)
     targets = [targets_table.get(n) for n in targets_table.names if usable(targets_table.get(n))]
     return subjects, targets

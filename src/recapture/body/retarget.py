@@ -141,10 +141,10 @@ def retarget(subject: np.ndarray, target: np.ndarray, tolerance: float = PROPORT
 
     subject, target: ``(18, 2)`` y/x (-1 missing), any frames. Each bone keeps the target's direction and takes
     the subject's length (:data:`TURNING_BONES` clipped to ``1 -+ tolerance`` times the target's length scaled by
-    :func:`scale_ratio`, ``tolerance`` by default :data:`PROPORTION_TOLERANCE`; the target's length so scaled where the subject lacks the bone). Joints missing
-    in the target stay missing; a joint whose tree parent is missing in the target hangs from its nearest present
-    ancestor, along the target's direction, scaled by :func:`scale_ratio`. ValueError when the target has no
-    neck (nor both shoulders) or the two poses share no bone.
+    :func:`scale_ratio`, ``tolerance`` by default :data:`PROPORTION_TOLERANCE`; the target's length so scaled where
+    the subject lacks the bone). Joints missing in the target stay missing; a joint whose tree parent is missing in
+    the target hangs from its nearest present ancestor, along the target's direction, scaled by :func:`scale_ratio`.
+    ValueError when the target has no neck (nor both shoulders) or the two poses share no bone.
     """
     subject = _with_neck(_check(subject, "subject"))
     target = _with_neck(_check(target, "target"))
