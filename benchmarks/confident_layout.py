@@ -8,17 +8,23 @@ changes by more than ``above`` torso lengths (``retarget.pose_distance``). The r
 ``default`` renders every pair with each setting (the whole model: its Ŝ_B, as ``recapture evaluate`` and
 ``--layout network``). Pair sets (never the held-out photos 0905-1004 nor the pose2sim ``test`` part): as
 ``part_snap.py``. Needs ``runs/appearance-real/ccp-256x176.npz`` (``python -m recapture.training.parsed_photos``).
-Writes ``benchmarks/results/confident-layout.{json,md}``.
+Writes ``benchmarks/results/confident-layout.{json,md}``. ``--geometric FILE`` puts a candidate geometric network
+(a ``layout_real`` weight file, as ``geometric_candidates.py``) in place of the shipped one first, so that a
+candidate's own setting is found before it is compared (``--settings`` lists ``confidence:above`` pairs).
 
     .venv/bin/python benchmarks/confident_layout.py
+    .venv/bin/python benchmarks/confident_layout.py --geometric runs/layout-miss4/best.safetensors \
+        --settings 0.8:0.3,0.9:0.3 --name confident-layout-miss4
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 
 import torch
 
+from geometric_candidates import geometric_state
 from part_snap import add_scores, l1_table, posed, run_validation, table_means
 from recapture.models.layout_ops import to_one_hot
 
@@ -84,8 +90,31 @@ def run_variants(name: str, variants: tuple[tuple[str, dict[str, object]], ...],
                    lambda result: layout_markdown(result, title, header))
 
 
+def variants_of(settings: str) -> tuple[tuple[str, dict[str, object]], ...]:
+    """``"0.8:0.3,0.9:0"`` -> variants of (confidence, above); an empty string -> :data:`VARIANTS`."""
+    if not settings:
+        return VARIANTS
+    pairs = [tuple(float(value) for value in item.split(":")) for item in settings.split(",")]
+    return tuple((f"{confidence}, above {above}" if confidence else "argmax",
+                  {"layout_person_confidence": confidence, "layout_confident_above": above})
+                 for confidence, above in pairs)
+
+
 def main() -> None:
-    run_validation("confident-layout", pair_scores, markdown)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--geometric", default="", metavar="FILE", help="a candidate geometric network (layout_real)")
+    parser.add_argument("--settings", default="", help="confidence:above pairs, comma separated (default: SETTINGS)")
+    parser.add_argument("--name", default="confident-layout")
+    args = parser.parse_args()
+    variants = variants_of(args.settings)
+    candidate = geometric_state(args.geometric) if args.geometric else None
+
+    def scores(default: torch.nn.Module, sets: list[tuple]) -> dict[str, dict[str, float]]:
+        if candidate is not None:
+            default.geometric.load_state_dict(candidate)
+        return layout_scores(default, sets, variants)
+
+    run_validation(args.name, scores, markdown)
 
 
 if __name__ == "__main__":
