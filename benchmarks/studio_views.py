@@ -14,6 +14,10 @@ Rows: the bundled ``default`` (its own predicted Ŝ_B), its correspondence appea
 the source layout as target layout and given the true target layout, extra weights (``--weights NAME=FILE``,
 warp of the source layout), the part-affine warp (floor), the source copied, all-white. L1 on [0, 1], PSNR, SSIM,
 face box L1 (the target's head keypoints) and person L1 (the target's true person), per kind and over all pairs.
+``--deepfashion-framing`` shoots the two sides as DeepFashion's pairs are framed; SynthHumans then keeps its wall
+still while the person zooms (a camera that did not zoom), ``--camera-zoom`` zooms the wall with the framing as a
+camera's framing change does (``render.camera_background``; DeepFashion's walls are plain, so this matters for the
+wall's gradient only).
 
     .venv/bin/python benchmarks/studio_views.py --weights still=runs/appearance-still/best.safetensors
 """
@@ -49,11 +53,13 @@ def framing_change(seed: int, index: int) -> str:
     return "framing: " + ("same" if source == target else "target closer" if target > source else "target wider")
 
 
-def studio_pairs(seed: int, per_kind: int, internal: tuple[int, int], framed: bool = False
+def studio_pairs(seed: int, per_kind: int, internal: tuple[int, int], framed: bool = False, camera: bool = False
                  ) -> dict[str, list[CcpPair]]:
-    """``{kind: pairs}``: ``per_kind`` pairs of each of :data:`KINDS`, the directions alternating."""
-    return {kind: [studio_pair(seed, 1000 * number + i, SIZE, internal, directions[i % len(directions)], framed)
-                   for i in range(per_kind)] for number, (kind, directions) in enumerate(KINDS.items())}
+    """``{kind: pairs}``: ``per_kind`` pairs of each of :data:`KINDS`, the directions alternating (``camera``: the
+    wall zooms with the framing)."""
+    return {kind: [studio_pair(seed, 1000 * number + i, SIZE, internal, directions[i % len(directions)], framed,
+                               camera) for i in range(per_kind)]
+            for number, (kind, directions) in enumerate(KINDS.items())}
 
 
 def methods(pairs: list[CcpPair], default: torch.nn.Module, networks: dict[str, CorrespondenceGenerator]
@@ -79,11 +85,11 @@ def methods(pairs: list[CcpPair], default: torch.nn.Module, networks: dict[str, 
 
 
 def run(seed: int, per_kind: int, default: torch.nn.Module, networks: dict[str, CorrespondenceGenerator],
-        framed: bool = False) -> dict[str, dict[str, dict[str, float | int]]]:
+        framed: bool = False, camera: bool = False) -> dict[str, dict[str, dict[str, float | int]]]:
     """``{kind: {method: {metric: mean}}}`` with kind ``all`` too."""
     table: dict[str, dict[str, dict[str, list[float]]]] = {}
     internal = next(iter(networks.values())).config.internal_size
-    for number, (kind, pairs) in enumerate(studio_pairs(seed, per_kind, internal, framed).items()):
+    for number, (kind, pairs) in enumerate(studio_pairs(seed, per_kind, internal, framed, camera).items()):
         for start in range(0, per_kind, 10):
             made, batch = methods(pairs[start:start + 10], default, networks)
             person = to_one_hot(batch.target_labels, 20)
@@ -116,14 +122,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--deepfashion-framing", action="store_true",
                         help="frame the two shots as DeepFashion's test pairs are (half body, zoom changes)")
+    parser.add_argument("--camera-zoom", action="store_true",
+                        help="the wall zooms with the framing, as a camera's would (render.camera_background)")
     parser.add_argument("--name", default="studio-views")
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.time()
     loaded, networks = load_networks(args.model, args.weights)
     result = {"model": args.model, "weights": args.weights, "seed": args.seed, "pairs_per_kind": args.pairs,
-              "deepfashion_framing": args.deepfashion_framing,
-              "kinds": run(args.seed, args.pairs, loaded.generator.eval(), networks, args.deepfashion_framing)}
+              "deepfashion_framing": args.deepfashion_framing, "camera_zoom": args.camera_zoom,
+              "kinds": run(args.seed, args.pairs, loaded.generator.eval(), networks, args.deepfashion_framing,
+                           args.camera_zoom)}
     result["seconds"] = round(time.time() - started, 1)
     save_results(args.name, result, markdown(result))
 

@@ -340,3 +340,29 @@ def test_bad_inputs_are_named(tmp_path: Path) -> None:
     bad.write_text("from,to,part_group,factor\na.png,b.png,tail,1.2\n")
     with pytest.raises(FormatError, match="line 2.*part_group"):
         read_edits(bad)
+
+
+def test_camera_background_is_the_wall_at_the_reference_framing_and_zooms_with_the_person() -> None:
+    """``render.camera_background``: the still wall at the reference framing, and for a closer framing each row
+    the reference wall's row that the zoom about the person maps it to (a naive linear interpolation)."""
+    from recapture.data.synthetic.articulation import sample_articulation
+    from recapture.data.synthetic.render import (
+        CAMERA_HEIGHT, CAMERA_TOP, camera_background, draw_background, sample_background,
+    )
+
+    rng = np.random.default_rng(3)
+    wall = dataclasses.replace(sample_background(rng, "plain"), top=(200, 180, 160), bottom=(120, 140, 230))
+    size = (96, 64)
+    pose = dataclasses.replace(sample_articulation(rng), height=CAMERA_HEIGHT, top=CAMERA_TOP)
+    still = draw_background(wall, size)
+    np.testing.assert_allclose(camera_background(wall, pose, size), still, atol=1e-3)
+    closer = dataclasses.replace(pose, height=1.72, top=0.02)
+    zoomed = camera_background(wall, closer, size)
+    factor = CAMERA_HEIGHT / closer.height
+    for row in (0, 20, 47, 95):
+        reference = float(np.clip(factor * row + (CAMERA_TOP - closer.top * factor) * size[0], 0, size[0] - 1))
+        low = int(np.floor(reference))
+        high = min(low + 1, size[0] - 1)
+        expected = (1 - (reference - low)) * still[low, 0] + (reference - low) * still[high, 0]
+        np.testing.assert_allclose(zoomed[row, 10], expected, atol=0.05)
+    assert not np.allclose(zoomed, still, atol=1.0)

@@ -54,6 +54,8 @@ class ModelConfig:
     layout_confident_above: float = 0.0  # pose change (retarget.pose_distance, torso lengths) beyond which it applies
     layout_torso_person: bool = False  # inference: Ŝ_B pixels inside the target's shoulders-hips quadrilateral are
     # person (background gives way to the most likely part there)
+    reframe_zoom: float = 0.0  # inference: when the torso's length grows by more than this factor from the source
+    # to the target keypoints (a zoom in), the source is re-framed to the target's scale first (models/reframe.py)
     appearance: str = "generative"  # generative (image painted at internal_size) | correspondence (flow +
     # visibility at internal_size, pixels copied from the full-size source: models/correspondence.py)
     base_channels: int = 64  # appearance encoder/decoder width at level 0 (doubles per level)
@@ -83,6 +85,8 @@ class ModelConfig:
         if not 0.0 <= self.layout_person_confidence < 1.0 or self.layout_confident_above < 0:
             raise ConfigError(f"model.layout_person_confidence must be in [0, 1) and model.layout_confident_above >= 0,"
                               f" got {self.layout_person_confidence} / {self.layout_confident_above}")
+        if self.reframe_zoom != 0.0 and self.reframe_zoom <= 1.0:
+            raise ConfigError(f"model.reframe_zoom must be 0 (off) or > 1, got {self.reframe_zoom}")
         if self.internal_size is not None:
             if min(self.internal_size) < 1 or any(i > o for i, o in zip(self.internal_size, self.image_size)):
                 raise ConfigError(f"model.internal_size {self.internal_size} must be positive and at most "

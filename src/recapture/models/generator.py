@@ -26,13 +26,14 @@ from dataclasses import dataclass
 import numpy as np
 from torch import Tensor, nn
 
-from recapture.body.keypoints import NUM_KEYPOINTS
+from recapture.body.keypoints import NUM_KEYPOINTS, keypoints_to_heatmaps
 from recapture.config import ModelConfig
 from recapture.models.appearance import AppearanceGenerator
 from recapture.models.blocks import validate_model_config
 from recapture.models.correspondence import CorrespondenceGenerator, correspondence_config, render_layouts
 from recapture.models.geometric import GeometricGenerator, to_network_size, to_output_size
 from recapture.models.layout_ops import check_shape, straight_through_one_hot, to_one_hot
+from recapture.models.reframe import reframe_source
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,15 @@ class RecaptureGenerator(nn.Module):
         """
         source_layout, target_layout = self._inputs(source_image, source_layout, source_pose, target_pose,
                                                     target_layout)
+        if self.config.reframe_zoom and source_keypoints is not None and target_keypoints is not None:
+            framed = reframe_source(source_image, source_layout, source_keypoints, target_keypoints,
+                                    self.config.reframe_zoom)
+            if bool(framed.zoomed.any()):
+                source_image, source_layout = framed.source_image, framed.source_layout
+                heat = keypoints_to_heatmaps(framed.source_keypoints, tuple(source_image.shape[-2:]))
+                source_pose = source_pose.clone()
+                source_pose[framed.zoomed] = heat[framed.zoomed].to(source_pose)
+                source_keypoints = framed.source_keypoints
         if layout_logits is None:
             layout_logits = self.geometric(source_layout, source_pose, target_pose, source_keypoints,
                                            target_keypoints)

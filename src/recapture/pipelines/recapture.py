@@ -228,6 +228,25 @@ class Recapturer:
 
         return merge_lip20(lip20_layout, self.label_set.name)
 
+    def framed(self, source: SourceInput, target_pose: np.ndarray) -> SourceInput:
+        """``source`` re-framed to ``target_pose``'s scale when the camera zoomed in by more than the model's
+        ``reframe_zoom`` (:mod:`recapture.models.reframe`, as the generator's forward does), else ``source``.
+        :meth:`predict_layout` and :meth:`render` both apply it; :meth:`repose_full` does not (the photo path's
+        framing rule keeps the person's scale, so the rule never fires there)."""
+        zoom = getattr(self.config, "reframe_zoom", 0.0)
+        if not zoom:
+            return source
+        from recapture.models.reframe import reframe_source
+
+        image = torch.from_numpy(np.array(source.image)).permute(2, 0, 1).float()[None]
+        layout = self.label_set.one_hot(torch.from_numpy(source.layout.astype(np.int64)))[None].float()
+        out = reframe_source(image, layout, source.keypoints[None], np.asarray(target_pose)[None], zoom)
+        if not bool(out.zoomed[0]):
+            return source
+        return SourceInput(image=out.source_image[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy(),
+                           keypoints=out.source_keypoints[0], layout=out.source_layout[0].argmax(0).numpy()
+                           .astype(np.uint8))
+
     def _tensors(self, source: SourceInput, target_pose: np.ndarray) -> tuple[torch.Tensor, ...]:
         size = self.image_size
         image = torch.from_numpy(np.array(source.image)).permute(2, 0, 1).float().div(127.5).sub(1.0)
@@ -262,6 +281,7 @@ class Recapturer:
         ``target_layout`` (replacing it) and ``edits`` (a :class:`recapture.body.edits.LayoutEdits`)."""
         check_method(method)
         keypoints = self._target_keypoints(target_pose)
+        source = self.framed(source, keypoints)
         _, layout, source_heat, target_heat = self._tensors(source, keypoints)
         if method == "warp":
             from recapture.body.keypoint_warp import warp_layout
@@ -342,6 +362,7 @@ class Recapturer:
         ``target_layout`` (``(H, W)`` labels); the geometric network does not run."""
         keypoints = self._target_keypoints(target_pose)
         labels = self._check_target_layout(target_layout)
+        source = self.framed(source, keypoints)
         image, layout, source_heat, target_heat = self._tensors(source, keypoints)
         used_hot = self.label_set.one_hot(torch.from_numpy(labels.astype(np.int64))).unsqueeze(0).to(self.device)
         output = self.generator.render(image, layout, source_heat, used_hot, target_heat,

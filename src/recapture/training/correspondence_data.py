@@ -134,17 +134,18 @@ def collate(pairs: list[CcpPair], config: CorrespondenceConfig, true_layout: lis
 def synthetic_pair(rng: np.random.Generator, size: tuple[int, int], internal_size: tuple[int, int],
                    identity: Identity | None = None, background: str = "cluttered",
                    views: tuple[str, str] | tuple[None, None] = (None, None), crop_probability: float = 0.25,
-                   framings: tuple[str, str] | None = None) -> CcpPair:
+                   framings: tuple[str, str] | None = None, camera: bool = False) -> CcpPair:
     """A SynthHumans pose change at ``size``: one identity (drawn with :data:`SYNTHETIC_SEED` unless given) in two
     sampled poses (of the given ``views``; shot with the given ``framings`` of ``articulation.FRAMINGS``, else
-    zoomed with ``crop_probability``) over one background of kind ``background``. ``visible`` is 0 on target
+    zoomed with ``crop_probability``) over one background of kind ``background`` (``camera``: the background zooms
+    with each shot's framing, ``render.camera_background``; else it stays still). ``visible`` is 0 on target
     pixels of parts the source does not show, 1 elsewhere; ``flow`` is unknown."""
     identity = identity or sample_identity(SYNTHETIC_SEED, int(rng.integers(0, 2**31 - 1)))
     scene = sample_background(rng, background)
     poses = [sample_articulation(rng, crop_probability, view) for view in views]
     if framings is not None:
         poses = [reframed(pose, framing, rng) for pose, framing in zip(poses, framings)]
-    source, target = (render_person(identity, pose, scene, size) for pose in poses)
+    source, target = (render_person(identity, pose, scene, size, camera=camera) for pose in poses)
     invisible = torch.as_tensor(invisible_mask(source.layout, target.layout)).float()[..., None]
     rows = torch.round(torch.linspace(0, size[0] - 1, internal_size[0])).long()
     cols = torch.round(torch.linspace(0, size[1] - 1, internal_size[1])).long()
@@ -168,12 +169,13 @@ def studio_framing(seed: int, index: int) -> tuple[str, str]:
 
 
 def studio_pair(seed: int, index: int, size: tuple[int, int], internal_size: tuple[int, int],
-                views: tuple[str, str] | tuple[None, None] = (None, None), framed: bool = False) -> CcpPair:
+                views: tuple[str, str] | tuple[None, None] = (None, None), framed: bool = False,
+                camera: bool = False) -> CcpPair:
     """A studio pair: SynthHumans identity ``index`` of ``seed`` in two poses (of the given ``views``) over one plain
     wall, full body in both or, when ``framed``, shot as :func:`studio_framing` says (the validation and benchmark
-    sets of plain-wall view changes)."""
+    sets of plain-wall view changes); ``camera``: the wall zooms with the framing (see :func:`synthetic_pair`)."""
     return synthetic_pair(np.random.default_rng([seed, index]), size, internal_size, sample_identity(seed, index),
-                          "plain", views, 0.0, studio_framing(seed, index) if framed else None)
+                          "plain", views, 0.0, studio_framing(seed, index) if framed else None, camera)
 
 
 def make_batch(photos: CcpPhotos, indices: np.ndarray, rng: np.random.Generator, config: CorrespondenceConfig,

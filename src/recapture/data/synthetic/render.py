@@ -300,9 +300,29 @@ def keypoints_of(body: Body, skeleton_facing: dict[str, float], canvas: np.ndarr
     return out
 
 
+#: The framing the background is drawn for when the camera zooms with the person (``render_person(camera=True)``):
+#: the person's height and top, in image heights (the middle of articulation.FRAMINGS["whole"]).
+CAMERA_HEIGHT, CAMERA_TOP = 0.86, 0.05
+
+
+def camera_background(background: Background, pose: Articulation, size: tuple[int, int]) -> np.ndarray:
+    """``(H, W, 3)`` float32: ``background`` as a camera framing ``pose`` sees it - drawn for the reference framing
+    (:data:`CAMERA_HEIGHT`, :data:`CAMERA_TOP`) and zoomed about the person's centre column by the reference height
+    over ``pose.height`` (the border repeated), so that the wall zooms and shifts with the person as it does when a
+    camera changes its framing (``draw_background`` alone keeps the wall still whatever the framing)."""
+    height, width = size
+    factor = CAMERA_HEIGHT / pose.height
+    centre = pose.centre * width
+    to_reference = np.array([[factor, 0.0, centre * (1.0 - factor)],
+                             [0.0, factor, (CAMERA_TOP - pose.top * factor) * height]], np.float32)
+    return cv2.warpAffine(draw_background(background, size), to_reference, (width, height),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+
+
 def render_person(identity: Identity, pose: Articulation, background: Background, size: tuple[int, int],
-           supersample: int = 2) -> Rendering:
-    """Render ``identity`` in ``pose`` over ``background`` at ``size`` = (H, W)."""
+                  supersample: int = 2, camera: bool = False) -> Rendering:
+    """Render ``identity`` in ``pose`` over ``background`` at ``size`` = (H, W); ``camera``: the background zooms
+    with the framing (:func:`camera_background`)."""
     if supersample < 1:
         raise ValueError(f"supersample must be >= 1, got {supersample}")
     height, width = size
@@ -317,7 +337,8 @@ def render_person(identity: Identity, pose: Articulation, background: Background
     if supersample > 1:
         premultiplied = cv2.resize(premultiplied, (width, height), interpolation=cv2.INTER_AREA)
         alpha = cv2.resize(alpha, (width, height), interpolation=cv2.INTER_AREA)
-    image = draw_background(background, size) * (1.0 - alpha[..., None]) + premultiplied
+    wall = camera_background(background, pose, size) if camera else draw_background(background, size)
+    image = wall * (1.0 - alpha[..., None]) + premultiplied
     image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
     layout = majority_labels(canvas[..., 0], supersample)
     keypoints = keypoints_of(body, skeleton.facing, canvas, supersample, size)
