@@ -101,7 +101,8 @@ def test_the_generator_reframes_only_zoomed_pairs_and_only_when_asked() -> None:
     image = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(1)) * 2 - 1
     labels = mannequin_layout(source, size, size[0] / SIZE[0])
     layout = to_one_hot(torch.from_numpy(labels.astype(np.int64))[None], 20).float()
-    base = dataclasses.replace(default.config, reframe_zoom=0.0)
+    original = default.config
+    base = dataclasses.replace(original, reframe_zoom=0.0)
 
     def run(zoom: float, target: np.ndarray) -> torch.Tensor:
         default.config = dataclasses.replace(base, reframe_zoom=zoom)
@@ -116,8 +117,16 @@ def test_the_generator_reframes_only_zoomed_pairs_and_only_when_asked() -> None:
         closer = _scaled(source, 1.6, (-40.0, -50.0))
         off, on = run(0.0, closer), run(1.25, closer)
         assert torch.isfinite(on).all() and not torch.equal(off, on)
-    finally:
+        framed = reframe_source(image, layout, source[None], closer[None], 1.25)
         default.config = base
+        with torch.no_grad():
+            by_hand = default(framed.source_image, framed.source_layout,
+                              keypoints_to_heatmaps(framed.source_keypoints, size),
+                              keypoints_to_heatmaps(closer[None], size), source_keypoints=framed.source_keypoints,
+                              target_keypoints=closer[None]).image
+        assert torch.allclose(on, by_hand, atol=1e-5)
+    finally:
+        default.config = original
 
 
 def test_the_recapture_pipeline_reframes_as_the_generator_does() -> None:
