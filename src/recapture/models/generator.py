@@ -112,8 +112,9 @@ class RecaptureGenerator(nn.Module):
             if bool(framed.zoomed.any()):
                 source_image, source_layout = framed.source_image, framed.source_layout
                 heat = keypoints_to_heatmaps(framed.source_keypoints, tuple(source_image.shape[-2:]))
+                zoomed = framed.zoomed.to(source_pose.device)
                 source_pose = source_pose.clone()
-                source_pose[framed.zoomed] = heat[framed.zoomed].to(source_pose)
+                source_pose[zoomed] = heat.to(source_pose)[zoomed]
                 source_keypoints = framed.source_keypoints
         if layout_logits is None:
             layout_logits = self.geometric(source_layout, source_pose, target_pose, source_keypoints,
