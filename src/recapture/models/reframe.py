@@ -54,7 +54,8 @@ def zoom_between(source_keypoints: np.ndarray, target_keypoints: np.ndarray) -> 
     if lengths[0] is None or lengths[1] is None or lengths[0] < 1e-6 or not shared:
         return None
     scale = lengths[1] / lengths[0]
-    bones = bone_lengths(target) / bone_lengths(source)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a bone of length 0 (joints on one pixel): left out
+        bones = bone_lengths(target) / bone_lengths(source)
     bones = bones[np.isfinite(bones) & (bones > 0)]
     if not bones.size or abs(np.log(scale / float(np.median(bones)))) > np.log(AGREEMENT):
         return None
