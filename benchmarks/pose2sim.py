@@ -91,9 +91,13 @@ def pair_kind(source_name: str, target_name: str) -> str:
 
 def person_l1(made: Tensor, target_image: Tensor, target_layout: Tensor) -> list[float]:
     """L1 on [0, 1] over the target's person pixels (one-hot ``target_layout`` argmax > 0), per pair."""
-    person = (target_layout.argmax(dim=1, keepdim=True) > 0).float()
-    error = ((made.clamp(-1, 1) - target_image).abs() / 2 * person).sum(dim=(1, 2, 3))
-    return (error / (3 * person.sum(dim=(1, 2, 3))).clamp_min(1)).tolist()
+    return region_l1(made, target_image, (target_layout.argmax(dim=1, keepdim=True) > 0).float())
+
+
+def region_l1(made: Tensor, target_image: Tensor, region: Tensor) -> list[float]:
+    """L1 on [0, 1] over the pixels where the ``(B, 1, H, W)`` mask ``region`` is 1, per pair."""
+    error = ((made.clamp(-1, 1) - target_image).abs() / 2 * region).sum(dim=(1, 2, 3))
+    return (error / (3 * region.sum(dim=(1, 2, 3))).clamp_min(1)).tolist()
 
 
 def methods(batch: PairBatch, default: torch.nn.Module, networks: dict[str, CorrespondenceGenerator],

@@ -19,6 +19,7 @@ import dataclasses
 import torch
 
 from part_snap import add_scores, l1_table, posed, run_validation, table_means
+from pose2sim import region_l1
 from recapture.models.layout_ops import to_one_hot
 
 ZOOMS = (0.0, 1.15, 1.25, 1.4)
@@ -30,10 +31,8 @@ def name(zoom: float) -> str:
 
 
 def background_l1(rendered: torch.Tensor, truth: torch.Tensor, person: torch.Tensor) -> list[float]:
-    """Per-pair L1 (on [0, 1]) over the target's background pixels (``person`` one-hot, channel 0 background)."""
-    background = person[:, :1].float()
-    error = (rendered - truth).abs().mean(dim=1, keepdim=True) / 2.0
-    return ((error * background).sum(dim=(1, 2, 3)) / background.sum(dim=(1, 2, 3)).clamp_min(1.0)).tolist()
+    """Per-pair L1 (on [0, 1]) over the target's background pixels (``person`` one-hot, argmax 0)."""
+    return region_l1(rendered, truth, (person.argmax(dim=1, keepdim=True) == 0).float())
 
 
 def pair_scores(default: torch.nn.Module, sets: list[tuple]) -> dict[str, dict[str, float]]:

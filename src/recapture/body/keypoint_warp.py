@@ -78,7 +78,9 @@ def _labels_of(layout: Tensor) -> Tensor:
     raise ValueError(f"source_layout: expected (B, N, H, W) one-hot or (B, H, W) labels, got {tuple(layout.shape)}")
 
 
-def _keypoints_of(name: str, keypoints: Tensor | np.ndarray, batch: int) -> np.ndarray:
+def keypoint_array(name: str, keypoints: Tensor | np.ndarray, batch: int) -> np.ndarray:
+    """``(batch, 18, 2)`` float64 y/x of a tensor or array (one pose is taken as a batch of 1); ValueError
+    naming ``name`` on another shape or a non-finite value."""
     array = np.asarray(keypoints.detach().cpu() if isinstance(keypoints, Tensor) else keypoints, dtype=np.float64)
     if array.shape == (18, 2):
         array = array[None]
@@ -110,8 +112,8 @@ def part_warp(source_layout: Tensor, source_keypoints: Tensor | np.ndarray, targ
         found = label_set if isinstance(label_set, LabelSet) else get_label_set(label_set or "lip20")
     if labels.numel() and int(labels.max()) >= found.num_parts:
         raise ValueError(f"source_layout has label {int(labels.max())} >= {found.num_parts} parts of {found.name}")
-    source = _keypoints_of("source_keypoints", source_keypoints, batch)
-    target = _keypoints_of("target_keypoints", target_keypoints, batch)
+    source = keypoint_array("source_keypoints", source_keypoints, batch)
+    target = keypoint_array("target_keypoints", target_keypoints, batch)
     rows = [numpy_part_warp(item, source[i], target[i], found, twins)
             for i, item in enumerate(labels.cpu().numpy())]
 

@@ -68,6 +68,16 @@ def missing_mask(keypoints: np.ndarray) -> np.ndarray:
     return (keypoints[..., 0] == -1) | (keypoints[..., 1] == -1)
 
 
+def drop_outside(keypoints: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(18, 2)`` y/x with the joints outside a ``size`` = (H, W) frame (pixel centres 0 .. H-1, 0 .. W-1) made
+    missing (-1); missing joints stay missing."""
+    out = np.asarray(keypoints, dtype=np.float64).copy()
+    limit = np.array(size, dtype=np.float64) - 1
+    inside = ((out >= 0) & (out <= limit)).all(axis=1)
+    out[~(~missing_mask(out) & inside)] = -1.0
+    return out
+
+
 def flip_keypoints(keypoints: np.ndarray, width: int) -> np.ndarray:
     """Mirror keypoints horizontally in an image of ``width`` pixels and swap left/right joints.
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from recapture.body.keypoints import missing_mask
+from recapture.body.keypoints import drop_outside, missing_mask
 from recapture.data.dataset import PairDataset
 
 PEOPLE: dict[str, str] = {"single": "Demo_SinglePerson", "multi": "Demo_MultiPerson"}
@@ -145,8 +145,7 @@ def crop_person(image: np.ndarray, labels: np.ndarray, keypoints: np.ndarray, pe
     points = np.asarray(keypoints, np.float64).copy()
     present = ~missing_mask(points)
     points[present] = (points[present] + 0.5) * scale - 0.5 - np.array([row, col])
-    inside = (points[:, 0] >= 0) & (points[:, 0] <= size[0] - 1) & (points[:, 1] >= 0) & (points[:, 1] <= size[1] - 1)
-    points[~(present & inside)] = -1.0
+    points = drop_outside(points, size)
     return Crop(out_image, out_labels, points, scale, (row, col))
 
 

@@ -56,10 +56,16 @@ def torso_grid(source_keypoints: Tensor | np.ndarray, target_keypoints: Tensor |
                         dtype=np.float64).reshape(-1, NUM_KEYPOINTS, 2)
     maps = torch.as_tensor(np.stack([segment_maps(s, t, size[0]).maps[TORSO] for s, t in zip(source, target)]),
                            dtype=torch.float32, device=device)
-    ys = torch.arange(size[0], dtype=torch.float32, device=device).view(-1, 1).expand(size)
-    xs = torch.arange(size[1], dtype=torch.float32, device=device).view(1, -1).expand(size)
+    return affine_grid(maps, size)
+
+
+def affine_grid(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """``(B, h, w, 2)`` sampling grid of ``(B, 2, 3)`` affine maps taking each output pixel's y/x (and 1) to the
+    source pixel y/x it comes from."""
+    ys = torch.arange(size[0], dtype=torch.float32, device=maps.device).view(-1, 1).expand(size)
+    xs = torch.arange(size[1], dtype=torch.float32, device=maps.device).view(1, -1).expand(size)
     points = torch.stack([ys, xs, torch.ones_like(ys)], dim=-1)
-    return pixel_to_grid(torch.einsum("bij,hwj->bhwi", maps, points), size)
+    return pixel_to_grid(torch.einsum("bij,hwj->bhwi", maps.to(points.dtype), points), size)
 
 
 def prior_grid(source_labels: Tensor, source_keypoints: Tensor | np.ndarray, target_keypoints: Tensor | np.ndarray,

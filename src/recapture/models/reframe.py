@@ -24,18 +24,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from recapture.body.retarget import bone_lengths
-from recapture.models.prior_grid import pixel_to_grid
+from recapture.body.keypoint_warp import keypoint_array
+from recapture.body.keypoints import drop_outside, scale_keypoints
+from recapture.body.retarget import HIPS, NECK, SHOULDERS, bone_lengths
+from recapture.models.prior_grid import affine_grid
 
-NECK, HIPS = 1, (8, 11)
-#: The torso's joints (neck, shoulders, hips): the shift lays their mean in the source on that in the target.
-TORSO_JOINTS = (1, 2, 5, 8, 11)
+#: The torso's joints: the shift lays their mean in the source on that in the target.
+TORSO_JOINTS = (NECK, *SHOULDERS, *HIPS)
 #: The torso's ratio is trusted only within this factor of the median ratio of the bones both poses show.
 AGREEMENT = 1.25
 
 
-def torso_length(keypoints: np.ndarray) -> float | None:
-    """Neck to the middle of the hips it shows (one hip on a side view); None without the neck or a hip."""
+def neck_to_hips(keypoints: np.ndarray) -> float | None:
+    """Neck to the middle of the hips it shows (one hip on a side view); None without the neck or a hip. Unlike
+    ``retarget.torso_length`` there is no shoulder-span fallback: a turned body's shoulders are no torso length."""
     hips = [keypoints[h] for h in HIPS if (keypoints[h] >= 0).all()]
     if (keypoints[NECK] < 0).any() or not hips:
         return None
@@ -44,12 +46,12 @@ def torso_length(keypoints: np.ndarray) -> float | None:
 
 def zoom_between(source_keypoints: np.ndarray, target_keypoints: np.ndarray) -> tuple[float, np.ndarray] | None:
     """``(scale, shift)`` of the similarity ``target = scale * source + shift`` (y/x pixels): the ratio of the
-    torso lengths, then the shift that lays the mean of the torso joints both poses show on each other. None when
-    a torso or a shared torso joint is missing, or when the median length ratio of the bones both poses show
-    (``retarget.bone_lengths``) disagrees with the torso's by more than :data:`AGREEMENT` (a torso bent towards the
-    camera, a view turned: the body did not zoom as a whole)."""
+    torso lengths (:func:`neck_to_hips`), then the shift that lays the mean of the torso joints both poses show on
+    each other. None when a torso or a shared torso joint is missing, or when the median length ratio of the bones
+    both poses show (``retarget.bone_lengths``) disagrees with the torso's by more than :data:`AGREEMENT` (a torso
+    bent towards the camera, a view turned: the body did not zoom as a whole)."""
     source, target = np.asarray(source_keypoints, np.float64), np.asarray(target_keypoints, np.float64)
-    lengths = torso_length(source), torso_length(target)
+    lengths = neck_to_hips(source), neck_to_hips(target)
     shared = [j for j in TORSO_JOINTS if (source[j] >= 0).all() and (target[j] >= 0).all()]
     if lengths[0] is None or lengths[1] is None or lengths[0] < 1e-6 or not shared:
         return None
@@ -62,9 +64,19 @@ def zoom_between(source_keypoints: np.ndarray, target_keypoints: np.ndarray) -> 
     return scale, target[shared].mean(axis=0) - scale * source[shared].mean(axis=0)
 
 
+def zoom_in(source_keypoints: np.ndarray, target_keypoints: np.ndarray, zoom: float
+            ) -> tuple[float, np.ndarray] | None:
+    """:func:`zoom_between`'s similarity when the target is closer by more than ``zoom`` (> 1), else None: the
+    pairs the rule re-frames."""
+    if zoom <= 1.0:
+        raise ValueError(f"reframe zoom must be > 1, got {zoom}")
+    similarity = zoom_between(source_keypoints, target_keypoints)
+    return similarity if similarity is not None and similarity[0] > zoom else None
+
+
 @dataclass(frozen=True)
 class Reframed:
-    """A batch with its zoomed pairs' sources re-framed (others unchanged)."""
+    """A batch with its zoomed pairs' sources re-framed (others unchanged; nothing copied when none is)."""
 
     source_image: Tensor  # (B, 3, H, W)
     source_layout: Tensor  # (B, N, H, W) one-hot or soft, channel 0 the background
@@ -74,42 +86,30 @@ class Reframed:
 
 def reframe_source(source_image: Tensor, source_layout: Tensor, source_keypoints: Tensor | np.ndarray,
                    target_keypoints: Tensor | np.ndarray, zoom: float) -> Reframed:
-    """Re-frame the source of every pair whose target is closer by more than ``zoom`` (> 1; module doc).
+    """Re-frame the source of every pair whose target is closer by more than ``zoom`` (> 1; :func:`zoom_in`,
+    module doc).
 
     ``source_image`` ``(B, 3, H, W)``, ``source_layout`` ``(B, N, h, w)`` (any size: resampled in its own frame),
     keypoints ``(B, 18, 2)`` y/x in the image's pixel frame."""
-    if zoom <= 1.0:
-        raise ValueError(f"reframe zoom must be > 1, got {zoom}")
-    source = np.asarray(source_keypoints.detach().cpu() if isinstance(source_keypoints, Tensor) else source_keypoints,
-                        dtype=np.float64).reshape(-1, 18, 2).copy()
-    target = np.asarray(target_keypoints.detach().cpu() if isinstance(target_keypoints, Tensor) else target_keypoints,
-                        dtype=np.float64).reshape(-1, 18, 2)
-    image, layout = source_image.clone(), source_layout.clone()
-    zoomed = torch.zeros(source.shape[0], dtype=torch.bool)
-    size = tuple(source_image.shape[-2:])
-    for index in range(source.shape[0]):
-        similarity = zoom_between(source[index], target[index])
-        if similarity is None or similarity[0] <= zoom:
-            continue
-        scale, shift = similarity
-        zoomed[index] = True
-        grid = _source_grid(scale, shift, size, source_image.device)
+    batch, size = source_image.shape[0], tuple(source_image.shape[-2:])
+    source = keypoint_array("source_keypoints", source_keypoints, batch)
+    target = keypoint_array("target_keypoints", target_keypoints, batch)
+    found = {index: similarity for index in range(batch)
+             if (similarity := zoom_in(source[index], target[index], zoom)) is not None}
+    zoomed = torch.tensor([index in found for index in range(batch)], dtype=torch.bool)
+    if not found:
+        return Reframed(source_image=source_image, source_layout=source_layout, source_keypoints=source,
+                        zoomed=zoomed)
+    image, layout, source = source_image.clone(), source_layout.clone(), source.copy()
+    for index, (scale, shift) in found.items():
+        to_source = torch.tensor([[1.0 / scale, 0.0, -shift[0] / scale], [0.0, 1.0 / scale, -shift[1] / scale]],
+                                 device=source_image.device)
+        grid = affine_grid(to_source[None], size)
         image[index] = F.grid_sample(source_image[index:index + 1], grid, mode="bilinear", padding_mode="border",
                                      align_corners=True)[0]
         layout[index] = _resample_layout(source_layout[index:index + 1], grid, size)[0]
-        present = (source[index] >= 0).all(axis=1)
-        moved = source[index] * scale + shift
-        inside = (moved >= 0).all(axis=1) & (moved[:, 0] <= size[0] - 1) & (moved[:, 1] <= size[1] - 1)
-        source[index] = np.where((present & inside)[:, None], moved, -1.0)
+        source[index] = drop_outside(scale_keypoints(source[index], scale, scale, *shift), size)
     return Reframed(source_image=image, source_layout=layout, source_keypoints=source, zoomed=zoomed)
-
-
-def _source_grid(scale: float, shift: np.ndarray, size: tuple[int, int], device: torch.device) -> Tensor:
-    """``(1, H, W, 2)`` grid: where each re-framed pixel lies in the source (``(p - shift) / scale``)."""
-    ys = torch.arange(size[0], dtype=torch.float32, device=device).view(-1, 1).expand(size)
-    xs = torch.arange(size[1], dtype=torch.float32, device=device).view(1, -1).expand(size)
-    coords = torch.stack([(ys - float(shift[0])) / scale, (xs - float(shift[1])) / scale], dim=-1)
-    return pixel_to_grid(coords, size)[None]
 
 
 def _resample_layout(layout: Tensor, grid: Tensor, size: tuple[int, int]) -> Tensor:

@@ -236,13 +236,13 @@ class Recapturer:
         zoom = getattr(self.config, "reframe_zoom", 0.0)
         if not zoom:
             return source
-        from recapture.models.reframe import reframe_source
+        from recapture.models.reframe import reframe_source, zoom_in
 
+        if zoom_in(source.keypoints, target_pose, zoom) is None:
+            return source
         image = torch.from_numpy(np.array(source.image)).permute(2, 0, 1).float()[None]
         layout = self.label_set.one_hot(torch.from_numpy(source.layout.astype(np.int64)))[None].float()
         out = reframe_source(image, layout, source.keypoints[None], np.asarray(target_pose)[None], zoom)
-        if not bool(out.zoomed[0]):
-            return source
         return SourceInput(image=out.source_image[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy(),
                            keypoints=out.source_keypoints[0], layout=out.source_layout[0].argmax(0).numpy()
                            .astype(np.uint8))

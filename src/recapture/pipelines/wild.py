@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from recapture.body.keypoints import missing_mask
+from recapture.body.keypoints import drop_outside, missing_mask
 from recapture.pipelines.parsing import (FileLayoutParser, LayoutParser, ModelLayoutParser, PoseMaskLayoutParser,
                                          merge_to)
 from recapture.pipelines.photo_io import WildPhotoError, read_photo
@@ -216,10 +216,7 @@ def keypoints_to_model(keypoints: np.ndarray, crop: PersonCrop) -> np.ndarray:
     present = ~missing_mask(keypoints)
     out = np.full_like(keypoints, -1.0)
     out[present] = (keypoints[present] + 0.5 - np.array(crop.box[:2])) * s - 0.5
-    limit = np.array(crop.model_size, dtype=np.float64) - 1
-    inside = ((out >= 0) & (out <= limit)).all(axis=1)
-    out[~(present & inside)] = -1.0
-    return out
+    return drop_outside(out, crop.model_size)
 
 
 def keypoints_to_photo(keypoints: np.ndarray, crop: PersonCrop) -> np.ndarray:
